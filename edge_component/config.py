@@ -1,0 +1,124 @@
+"""Component configuration: the recipe's ``DefaultConfiguration`` merged with the
+deployment's ``configurationUpdate``, validated before the first frame.
+
+Every model is ``extra="forbid"`` and frozen, so a misspelt key is an error that names
+the key (``cameras.0.zones.0.polygon: ...``) rather than a silently ignored setting.
+Coordinates of zones and masks are normalised to the frame (0..1, origin top-left),
+so one configuration fits any camera resolution.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Point = Annotated[tuple[float, float], Field(description="(x, y), each 0..1 of frame width/height")]
+Name = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")]
+
+
+class ConfigError(ValueError):
+    """The component configuration is invalid; the message names every bad key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Polygon(_Model):
+    name: Name
+    polygon: list[Point] = Field(min_length=3, max_length=64)
+
+    @field_validator("polygon")
+    @classmethod
+    def _inside_unit_square(cls, pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for x, y in pts:
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"point ({x}, {y}) is outside 0..1; zone coordinates are fractions of the frame")
+        return pts
+
+
+class MotionSettings(_Model):
+    """Background model. Units: pixels of the analysis frame, per-analysis rates."""
+
+    analysis_width: int = Field(320, ge=64, le=1920, description="frames are resized to this width (px) before analysis")
+    blur_kernel: int = Field(5, ge=1, le=31)
+    diff_threshold: int = Field(25, ge=1, le=255, description="grey-level difference (0..255) that counts as change")
+    background_alpha: float = Field(0.05, gt=0, le=1, description="learning rate of the background where the scene is still")
+    foreground_alpha: float = Field(0.001, ge=0, le=1, description="learning rate under foreground: how fast a parked object is absorbed")
+    min_blob_fraction: float = Field(0.0005, ge=0, le=1, description="blobs smaller than this fraction of the zone are noise")
+    recalibrate_fraction: float = Field(0.5, gt=0, le=1, description="a change over more than this fraction of the whole frame at once (lights, IR switch) resets the background")
+
+
+class CameraConfig(_Model):
+    name: Name
+    source: str = Field(min_length=1, description="file path, rtsp:// or http(s):// URL, or a camera index such as '0'")
+    zones: list[Polygon] = Field(min_length=1)
+    masks: list[Polygon] = Field(default_factory=list, description="areas ignored for motion (trees, clocks, road)")
+
+    @model_validator(mode="after")
+    def _unique_zone_names(self) -> "CameraConfig":
+        names = [z.name for z in self.zones]
+        if len(set(names)) != len(names):
+            raise ValueError(f"zone names must be unique per camera, got {names}")
+        return self
+
+
+class DecisionSettings(_Model):
+    threshold: float | None = Field(None, ge=0, le=1, description="overrides the model bundle's threshold when set")
+    min_consecutive_windows: int = Field(2, ge=1, le=100)
+    end_after_quiet_s: float = Field(2.0, ge=0, le=3600, description="an event ends after this long below threshold")
+    cooldown_s: float = Field(1.0, ge=0, le=86400, description="after an event ends, no new event starts for this long")
+
+
+class ComponentConfig(_Model):
+    publisher: Literal["greengrass", "mqtt", "jsonl"] = "jsonl"
+    cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
+    detection_fps: float = Field(5.0, gt=0, le=30, description="analyses per second; other frames are grabbed, not decoded")
+    window_s: float = Field(1.0, gt=0, le=10, description="length of the feature window (s)")
+    motion: MotionSettings = Field(default_factory=MotionSettings)
+    decision: DecisionSettings = Field(default_factory=DecisionSettings)
+    snapshot_max_files: int = Field(200, ge=1, le=100000, description="snapshots kept on disk; the oldest go first")
+
+    @model_validator(mode="after")
+    def _unique_camera_names(self) -> "ComponentConfig":
+        names = [c.name for c in self.cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera names must be unique, got {names}")
+        return self
+
+
+# Keys Greengrass adds to the component configuration that are not ours to validate.
+_GREENGRASS_KEYS = ("accessControl",)
+
+
+def parse_config(raw: Mapping[str, Any]) -> ComponentConfig:
+    """Validate a configuration mapping; ConfigError names each bad key and why."""
+    data = {k: v for k, v in dict(raw).items() if k not in _GREENGRASS_KEYS}
+    try:
+        return ComponentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(config)"
+            problems.append(f"{where}: {err['msg']}")
+        raise ConfigError("invalid component configuration: " + "; ".join(problems)) from None
+
+
+def load_config(path: str | Path) -> ComponentConfig:
+    """Read a YAML or JSON configuration file and validate it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"configuration {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"configuration {path} must be a mapping at the top level")
+    return parse_config(raw)

@@ -1,0 +1,185 @@
+"""The model bundle and its interpreter.
+
+A bundle is a directory with ``manifest.json`` and the model files it lists
+(``model.tflite``: full-integer int8). :func:`load_bundle` checks, before the first
+frame, that the manifest's schema version is known, that its feature names and order
+are the ones :mod:`edge_component.features` computes, and that every file's SHA-256
+matches; any mismatch is a :class:`ModelError`, never a silently wrong score.
+
+Scoring (:meth:`Scorer.score`): raw feature rows -> normalised with the manifest's
+mean/scale (float32) -> quantized with the input tensor's own scale and zero point
+-> int8 inference -> output dequantized with the output tensor's scale and zero
+point -> probability 0..1, compared in float with the threshold.
+
+Runtime: LiteRT (``ai_edge_litert``), with ``tflite_runtime`` as fallback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .features import N_FEATURES, check_feature_contract
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA_VERSION = "1"
+
+
+class ModelError(RuntimeError):
+    """The model bundle is missing, corrupt or does not match this edge."""
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # maintained successor
+
+        return Interpreter
+    except ImportError:  # pragma: no cover - exercised only where LiteRT is absent
+        try:
+            from tflite_runtime.interpreter import Interpreter
+
+            return Interpreter
+        except ImportError:
+            raise ModelError("no TFLite runtime: install ai-edge-litert (or tflite-runtime)") from None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    raw: dict[str, Any]
+    feature_names: tuple[str, ...]
+    mean: np.ndarray  # float32 (N_FEATURES,)
+    scale: np.ndarray  # float32 (N_FEATURES,), never 0
+    threshold: float
+    model_file: str
+    model_sha256: str
+
+
+def read_manifest(bundle_dir: str | Path) -> Manifest:
+    """Parse and check ``manifest.json`` and the digests of the files it lists."""
+    bundle_dir = Path(bundle_dir)
+    path = bundle_dir / MANIFEST_NAME
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"model bundle {bundle_dir}: no {MANIFEST_NAME}") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model bundle {bundle_dir}: {MANIFEST_NAME} is not valid JSON: {exc}") from None
+    try:
+        if str(raw["schema_version"]) != MANIFEST_SCHEMA_VERSION:
+            raise ModelError(f"{path}: manifest schema_version {raw['schema_version']!r} is not {MANIFEST_SCHEMA_VERSION!r}")
+        try:
+            check_feature_contract(raw["feature_names"], raw["feature_version"])
+        except ValueError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+        mean = np.asarray(raw["normalisation"]["mean"], np.float32)
+        scale = np.asarray(raw["normalisation"]["scale"], np.float32)
+        threshold = float(raw["threshold"])
+        files = raw["files"]
+        model_file = raw["model_file"]
+    except KeyError as exc:
+        raise ModelError(f"{path}: missing key {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: malformed value: {exc}") from None
+    if mean.shape != (N_FEATURES,) or scale.shape != (N_FEATURES,):
+        raise ModelError(f"{path}: normalisation must have {N_FEATURES} values each")
+    if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise ModelError(f"{path}: normalisation has non-finite values or a scale <= 0")
+    if not 0.0 <= threshold <= 1.0:
+        raise ModelError(f"{path}: threshold {threshold} is outside 0..1")
+    if model_file not in files:
+        raise ModelError(f"{path}: model_file {model_file!r} is not listed in files")
+    for name, digest in files.items():
+        fp = bundle_dir / name
+        if not fp.is_file():
+            raise ModelError(f"model bundle {bundle_dir}: {name} is listed in the manifest but missing")
+        actual = sha256_file(fp)
+        if actual != digest:
+            raise ModelError(f"model bundle {bundle_dir}: {name} SHA-256 is {actual[:12]}..., manifest says {str(digest)[:12]}... (corrupt or replaced)")
+    return Manifest(raw, tuple(raw["feature_names"]), mean, scale, threshold, model_file, files[model_file])
+
+
+class Scorer:
+    """Scores raw feature rows with a TFLite model (int8 or float).
+
+    The interpreter and its tensors are allocated once. ``score(rows)`` takes
+    float32 rows of shape ``(n, N_FEATURES)`` (or one row ``(N_FEATURES,)``) and returns
+    float probabilities of shape ``(n,)``.
+    """
+
+    def __init__(self, model_path: str | Path, mean: np.ndarray, scale: np.ndarray):
+        Interpreter = _interpreter_class()
+        try:
+            self._interp = Interpreter(model_path=str(model_path), num_threads=1)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{model_path}: the TFLite runtime cannot load this model: {exc}") from None
+        inp = self._interp.get_input_details()
+        out = self._interp.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise ModelError(f"{model_path}: expected one input and one output tensor")
+        self._in, self._out = inp[0], out[0]
+        if list(self._in["shape"][1:]) != [N_FEATURES]:
+            raise ModelError(f"{model_path}: input shape {list(self._in['shape'])} does not take {N_FEATURES} features")
+        self._mean = np.asarray(mean, np.float32)
+        self._scale = np.asarray(scale, np.float32)
+        self.input_dtype = np.dtype(self._in["dtype"])
+        self._in_q = self._in["quantization"]  # (scale, zero_point); scale 0 means float
+        self._out_q = self._out["quantization"]
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        scale, zero = self._in_q
+        if self.input_dtype == np.float32 or scale == 0:
+            return x.astype(np.float32)
+        info = np.iinfo(self.input_dtype)
+        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(self.input_dtype)
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        scale, zero = self._out_q
+        if y.dtype == np.float32 or scale == 0:
+            return y.astype(np.float32)
+        return (y.astype(np.float32) - zero) * scale
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.float32).reshape(-1, N_FEATURES)
+        x = self._quantize((rows - self._mean) / self._scale)
+        out = np.empty(len(rows), np.float32)
+        for i in range(len(rows)):  # batch dimension is 1 in the converted model
+            self._interp.set_tensor(self._in["index"], x[i : i + 1])
+            self._interp.invoke()
+            out[i] = self._dequantize(self._interp.get_tensor(self._out["index"])).reshape(-1)[0]
+        return out
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    directory: Path
+    manifest: Manifest
+    scorer: Scorer
+
+    @property
+    def threshold(self) -> float:
+        return self.manifest.threshold
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest.model_sha256
+
+
+def load_bundle(bundle_dir: str | Path) -> ModelBundle:
+    """Check a bundle's manifest and files, and load its model. Raises ModelError."""
+    manifest = read_manifest(bundle_dir)
+    scorer = Scorer(Path(bundle_dir) / manifest.model_file, manifest.mean, manifest.scale)
+    return ModelBundle(Path(bundle_dir), manifest, scorer)

@@ -1,0 +1,47 @@
+"""Capture -> motion analysis -> window features, for one camera.
+
+:func:`analyse_source` is the one path from pixels to feature vectors. The edge's
+detector scores what it yields; training (``training/dataset.py``) labels what it
+yields. Same code, same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from .capture import CaptureStats, Frame, replay
+from .config import CameraConfig, ComponentConfig
+from .features import WindowFeaturizer, window_length
+from .motion import FrameStats, MotionAnalyzer
+
+
+@dataclass(slots=True)
+class Window:
+    """One closed window of one zone."""
+
+    frame: Frame  # the analysed frame that closed the window
+    zone_index: int
+    zone: str
+    features: np.ndarray  # float32, shape (N_FEATURES,)
+    stats: FrameStats  # the closing frame's stats (boxes for the snapshot)
+
+
+def analyse_frames(frames: Iterator[Frame], camera: CameraConfig, config: ComponentConfig) -> Iterator[Window]:
+    """Turn analysed frames into windows, one per zone per frame."""
+    analyzer = MotionAnalyzer(config.motion, camera.zones, camera.masks)
+    length = window_length(config.window_s, config.detection_fps)
+    featurizers = [WindowFeaturizer(length) for _ in camera.zones]
+    for frame in frames:
+        for i, (stats, fz) in enumerate(zip(analyzer.analyse(frame.image), featurizers)):
+            yield Window(frame, i, camera.zones[i].name, fz.push(stats), stats)
+
+
+def analyse_source(camera: CameraConfig, config: ComponentConfig, stats: CaptureStats | None = None) -> Iterator[Window]:
+    """Replay ``camera.source`` (a file) and yield its windows in media order.
+
+    Raises capture.SourceError if the file cannot be read.
+    """
+    yield from analyse_frames(replay(camera.source, config.detection_fps, stats), camera, config)

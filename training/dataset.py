@@ -1,0 +1,151 @@
+"""Feature datasets: labelled clips -> rows of window features, with the edge's own code.
+
+A dataset is a CSV file with the columns ``clip, time_s, zone`` (provenance),
+the feature columns in the order of ``edge_component.features.FEATURE_NAMES``, and
+``label`` (0 or 1). :func:`read_dataset` rejects anything else with a message that
+names the column or row.
+
+Command line::
+
+    python -m training.dataset examples/labels/*.json --out build/features.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from edge_component.config import CameraConfig, ComponentConfig
+from edge_component.features import FEATURE_NAMES
+from edge_component.pipeline import analyse_source
+
+from .labels import load_labels
+
+META_COLUMNS = ("clip", "time_s", "zone")
+LABEL_COLUMN = "label"
+COLUMNS = (*META_COLUMNS, *FEATURE_NAMES, LABEL_COLUMN)
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be used for training; the message names the column or row."""
+
+
+@dataclass
+class Dataset:
+    X: np.ndarray  # float32, (n_rows, N_FEATURES), raw (not normalised)
+    y: np.ndarray  # int8, (n_rows,)
+    clips: np.ndarray  # str, (n_rows,) clip name per row
+    times: np.ndarray  # float64, (n_rows,) media time of the window (s)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, mask: np.ndarray) -> "Dataset":
+        return Dataset(self.X[mask], self.y[mask], self.clips[mask], self.times[mask])
+
+
+def featurize_labels(label_files: Iterable[str | Path], config: ComponentConfig | None = None) -> Dataset:
+    """Run the edge's analysis over each labelled clip and label every window.
+
+    ``config`` supplies detection rate, window and motion settings (defaults: the
+    component's defaults); each label file supplies its camera's zones and masks.
+    """
+    X, y, clips, times = [], [], [], []
+    for lf in label_files:
+        labels, clip = load_labels(lf)
+        camera = CameraConfig(name=labels.camera.name, source=str(clip), zones=labels.camera.zones, masks=labels.camera.masks)
+        cfg = config or ComponentConfig(cameras=[camera])
+        for w in analyse_source(camera, cfg):
+            X.append(w.features)
+            y.append(1 if labels.is_abnormal(w.frame.time_s) else 0)
+            clips.append(clip.name)
+            times.append(w.frame.time_s)
+    if not X:
+        raise DatasetError("no label files given, or their clips held no frames")
+    return Dataset(np.stack(X).astype(np.float32), np.array(y, np.int8), np.array(clips), np.array(times))
+
+
+def write_dataset(ds: Dataset, path: str | Path, zone: str = "") -> Path:
+    """Write ``ds`` as CSV with :data:`COLUMNS`; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(COLUMNS)
+        for x, label, clip, t in zip(ds.X, ds.y, ds.clips, ds.times):
+            w.writerow([clip, f"{t:.3f}", zone, *(f"{v:.6g}" for v in x), int(label)])
+    return path
+
+
+def read_dataset(path: str | Path) -> Dataset:
+    """Read and check a feature CSV.
+
+    Raises DatasetError for: a missing file, a header that does not match the feature
+    contract (missing, extra or reordered columns; a missing label column), a
+    non-numeric, NaN or infinite feature, a label other than 0/1, or a single class.
+    """
+    path = Path(path)
+    try:
+        fh = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read dataset: {exc.strerror}") from None
+    with fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise DatasetError(f"{path}: empty file, expected a header row")
+        if LABEL_COLUMN not in header:
+            raise DatasetError(f"{path}: no '{LABEL_COLUMN}' column")
+        features_in_file = [c for c in header if c not in (*META_COLUMNS, LABEL_COLUMN)]
+        if features_in_file != list(FEATURE_NAMES):
+            missing = [c for c in FEATURE_NAMES if c not in features_in_file]
+            extra = [c for c in features_in_file if c not in FEATURE_NAMES]
+            detail = f"missing {missing}" if missing else f"unexpected {extra}" if extra else "columns out of order"
+            raise DatasetError(f"{path}: feature columns do not match the feature contract: {detail}; expected {list(FEATURE_NAMES)}")
+        idx = {c: i for i, c in enumerate(header)}
+        X, y, clips, times = [], [], [], []
+        for rowno, row in enumerate(reader, start=2):
+            if len(row) != len(header):
+                raise DatasetError(f"{path}: row {rowno} has {len(row)} fields, header has {len(header)}")
+            vals = []
+            for name in FEATURE_NAMES:
+                raw = row[idx[name]]
+                try:
+                    v = float(raw)
+                except ValueError:
+                    raise DatasetError(f"{path}: row {rowno}, column {name!r}: not a number: {raw!r}") from None
+                if not math.isfinite(v):
+                    raise DatasetError(f"{path}: row {rowno}, column {name!r}: {raw} is not finite")
+                vals.append(v)
+            label = row[idx[LABEL_COLUMN]].strip()
+            if label not in ("0", "1"):
+                raise DatasetError(f"{path}: row {rowno}, column 'label': must be 0 or 1, got {label!r}")
+            X.append(vals)
+            y.append(int(label))
+            clips.append(row[idx["clip"]] if "clip" in idx else "")
+            times.append(float(row[idx["time_s"]]) if "time_s" in idx and row[idx["time_s"]] else float(len(times)))
+    if not X:
+        raise DatasetError(f"{path}: no data rows")
+    if len(set(y)) < 2:
+        raise DatasetError(f"{path}: every row has label {y[0]}; training needs both classes (0 and 1)")
+    return Dataset(np.array(X, np.float32), np.array(y, np.int8), np.array(clips), np.array(times))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("labels", nargs="+", help="label files (JSON)")
+    p.add_argument("--out", required=True, help="CSV to write")
+    args = p.parse_args(argv)
+    ds = featurize_labels(args.labels)
+    write_dataset(ds, args.out)
+    print(f"wrote {len(ds)} windows ({int(ds.y.sum())} abnormal) to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
