@@ -1,0 +1,169 @@
+"""Vigil alert Lambda: ``app.handler``, invoked by the IoT topic rule
+``SELECT *, topic(2) AS topic_thing_name FROM 'vigil/+/alerts'``.
+
+The handler is the Lambda-shaped shell: Powertools logging, metrics and tracing, the
+environment (:class:`vigil_alerts.config.Settings`) and lazily created boto3 clients.
+The work is :func:`vigil_alerts.processing.process_alert`.
+
+An invalid alert raises ``InvalidAlertError`` after it is logged and counted, so the
+asynchronous invocation fails and ends on the function's failure destination / DLQ
+instead of vanishing.
+
+Metrics (namespace ``POWERTOOLS_METRICS_NAMESPACE``, default "Vigil"): AlertsReceived,
+AlertsNotified, AlertsAcknowledged, AlertsDuplicate, AlertsThrottled, AlertsRejected,
+and AlertsRejectedByReason with a ``reason`` dimension (``InvalidAlertError.code``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from vigil_alerts.config import Settings
+from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
+from vigil_alerts.processing import process_alert
+from vigil_alerts.validation import TOPIC_THING_KEY, InvalidAlertError
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "vigil-alerts"
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Vigil"
+STATUS_METRICS = {
+    "notified": "AlertsNotified",
+    "acknowledged": "AlertsAcknowledged",
+    "duplicate": "AlertsDuplicate",
+    "throttled": "AlertsThrottled",
+}
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+
+class _Untraced:
+    """Stands in for Tracer where aws-xray-sdk is not installed (a bare development
+    environment; the Powertools layer ships it)."""
+
+    def capture_lambda_handler(self, function):
+        return function
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        pass
+
+
+def _make_tracer() -> Tracer | _Untraced:
+    try:
+        return Tracer(service=SERVICE)
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] != "aws_xray_sdk":
+            raise
+        logging.getLogger(__name__).warning("aws-xray-sdk not installed; tracing off")
+        return _Untraced()
+
+
+tracer = _make_tracer()
+
+
+class AwsClients:
+    """boto3 clients, each created on first use (never at import, so moto's mock or the
+    demo's endpoint is in place first). Pass clients in to use those instead."""
+
+    def __init__(self, *, sns: Any = None, dynamodb: Any = None):
+        self._sns, self._dynamodb = sns, dynamodb
+
+    @property
+    def sns(self) -> Any:
+        if self._sns is None:
+            self._sns = boto3.client("sns")
+        return self._sns
+
+    @property
+    def dynamodb(self) -> Any:
+        if self._dynamodb is None:
+            self._dynamodb = boto3.client("dynamodb")
+        return self._dynamodb
+
+
+clients = AwsClients()
+
+
+def use_clients(*, sns: Any = None, dynamodb: Any = None) -> None:
+    """Replace the handler's clients (None: create a default one on next use)."""
+    global clients
+    clients = AwsClients(sns=sns, dynamodb=dynamodb)
+
+
+def _guards(settings: Settings, context: Any) -> tuple[EventDeduplicator | None, CameraThrottle | None]:
+    if not settings.idempotency_table:
+        if settings.throttle_max_per_window:
+            logger.warning("THROTTLE_MAX_PER_WINDOW needs IDEMPOTENCY_TABLE; not throttling")
+        return None, None
+    deduplicator = EventDeduplicator(settings.idempotency_table, dynamodb_client=clients.dynamodb)
+    deduplicator.register_lambda_context(context)
+    throttle = None
+    if settings.throttle_max_per_window:
+        throttle = CameraThrottle(
+            settings.idempotency_table,
+            dynamodb_client=clients.dynamodb,
+            max_per_window=settings.throttle_max_per_window,
+            window_s=settings.throttle_window_s,
+        )
+    return deduplicator, throttle
+
+
+def _log_keys(event: Any) -> dict[str, str]:
+    """thing_name and event_id for every log line, taken before validation (so
+    rejections carry them too), as bounded strings."""
+    if not isinstance(event, dict):
+        return {}
+    keys = {"thing_name": event.get(TOPIC_THING_KEY), "event_id": event.get("event_id")}
+    return {key: str(value)[:128] for key, value in keys.items() if value is not None}
+
+
+def _count_rejection(code: str) -> None:
+    metrics.add_metric(name="AlertsRejected", unit=MetricUnit.Count, value=1)
+    with single_metric(
+        name="AlertsRejectedByReason",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=NAMESPACE,
+        default_dimensions=metrics.default_dimensions,
+    ) as metric:
+        metric.add_dimension(name="reason", value=code)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """Lambda entry point: one topic-rule event (alert + ``topic_thing_name``).
+
+    Returns :func:`process_alert`'s result; raises ``InvalidAlertError`` for a rejected
+    event and lets AWS errors propagate (both fail the invocation).
+    """
+    settings = Settings.from_env()
+    logger.append_keys(**_log_keys(event))
+    metrics.add_metric(name="AlertsReceived", unit=MetricUnit.Count, value=1)
+    deduplicator, throttle = _guards(settings, context)
+    try:
+        result = process_alert(
+            event,
+            sns_client=clients.sns,
+            topic_arn=settings.alert_topic_arn,
+            site_name=settings.site_name,
+            time_zone=settings.time_zone,
+            stage=settings.stage,
+            evidence_bucket=settings.evidence_bucket,
+            deduplicator=deduplicator,
+            throttle=throttle,
+        )
+    except InvalidAlertError as err:
+        _count_rejection(err.code)
+        logger.warning("alert rejected", extra={"code": err.code, "reason": err.reason})
+        raise
+    metrics.add_metric(name=STATUS_METRICS[result["status"]], unit=MetricUnit.Count, value=1)
+    tracer.put_annotation(key="status", value=result["status"])
+    logger.info("alert processed", extra=result)
+    return result

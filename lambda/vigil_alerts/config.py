@@ -1,0 +1,78 @@
+"""The Lambda's configuration: its environment, read into one frozen dataclass.
+
+Variables (names fixed with the infrastructure):
+
+=========================  ========  ==================================================
+``ALERT_TOPIC_ARN``        required  SNS topic notifications go to
+``SITE_NAME``              "Vigil"   shown in subject, body and SMS
+``TIME_ZONE``              "UTC"     IANA zone that times are shown in
+``STAGE``                  ""        shown in the subject, e.g. "dev"
+``IDEMPOTENCY_TABLE``      unset     DynamoDB table (key ``id`` S, TTL ``expiration``);
+                                     unset = no deduplication and no throttle
+``THROTTLE_MAX_PER_WINDOW`` unset    notifications per camera per window; unset or 0 =
+                                     no throttle (needs ``IDEMPOTENCY_TABLE``)
+``THROTTLE_WINDOW_S``      600       window length in seconds
+``EVIDENCE_BUCKET``        unset     bucket the device uploads snapshots to; shown as
+                                     ``s3://`` location in the body
+=========================  ========  ==================================================
+
+``POWERTOOLS_SERVICE_NAME`` and ``POWERTOOLS_METRICS_NAMESPACE`` are read by Powertools.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class ConfigError(RuntimeError):
+    """The environment is missing a required variable or has an unusable value."""
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < 0:
+        raise ConfigError(f"{name}={value} must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the handler needs from its environment; hashable, so it can key caches."""
+
+    alert_topic_arn: str
+    site_name: str = "Vigil"
+    time_zone: str = "UTC"
+    stage: str = ""
+    idempotency_table: str | None = None
+    throttle_max_per_window: int | None = None
+    throttle_window_s: int = 600
+    evidence_bucket: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the variables above from ``environ`` (default ``os.environ``); ConfigError if unusable."""
+        env = os.environ if environ is None else environ
+        topic = env.get("ALERT_TOPIC_ARN", "").strip()
+        if not topic:
+            raise ConfigError("ALERT_TOPIC_ARN is not set")
+        window = _positive_int(env, "THROTTLE_WINDOW_S", 600)
+        if window == 0:
+            raise ConfigError("THROTTLE_WINDOW_S must be at least 1")
+        return cls(
+            alert_topic_arn=topic,
+            site_name=env.get("SITE_NAME", "").strip() or "Vigil",
+            time_zone=env.get("TIME_ZONE", "").strip() or "UTC",
+            stage=env.get("STAGE", "").strip(),
+            idempotency_table=env.get("IDEMPOTENCY_TABLE", "").strip() or None,
+            throttle_max_per_window=_positive_int(env, "THROTTLE_MAX_PER_WINDOW", None) or None,
+            throttle_window_s=window,
+            evidence_bucket=env.get("EVIDENCE_BUCKET", "").strip() or None,
+        )

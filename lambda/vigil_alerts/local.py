@@ -1,0 +1,52 @@
+"""Running the handler outside Lambda (the local demo, tests, benchmarks).
+
+``handler(event, context)`` needs a context object: Powertools' Logger reads
+``function_name``, ``memory_limit_in_mb``, ``invoked_function_arn`` and
+``aws_request_id`` from it, and idempotency calls ``get_remaining_time_in_millis()``.
+:class:`LocalContext` has exactly those. :func:`load_handler_module` imports
+``lambda/app.py`` by path under its own name, because ``import app`` at the repository
+root finds the CDK app.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from uuid import uuid4
+
+APP_PATH = Path(__file__).resolve().parent.parent / "app.py"
+
+
+@dataclass
+class LocalContext:
+    """The attributes of Lambda's context object that Powertools uses."""
+
+    function_name: str = "vigil-alert-local"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:vigil-alert-local"
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = field(default_factory=lambda: str(uuid4()))
+    log_group_name: str = "/aws/lambda/vigil-alert-local"
+    log_stream_name: str = "local"
+    remaining_ms: int = 30_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def load_handler_module(name: str = "vigil_alert_app") -> ModuleType:
+    """``lambda/app.py`` imported as module ``name`` (once; later calls return it)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, APP_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

@@ -1,0 +1,190 @@
+"""What a person receives for a start alert, and the SNS publish that sends it.
+
+:func:`format_notification` turns a validated alert into a :class:`Notification`: an
+e-mail subject, a plain-text body, one SMS worth of text and the message attributes
+subscribers filter on. :func:`publish` sends it as one SNS message with
+``MessageStructure="json"`` so e-mail subscribers get the body and SMS subscribers the
+short text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from vigil_alerts.sms import fit_sms
+from vigil_alerts.validation import parse_timestamp
+
+logger = logging.getLogger(__name__)
+
+PRODUCT = "Vigil"
+# SNS: "less than 100 characters", no line breaks or control characters. Kept ASCII
+# too, because e-mail subjects are 7-bit unless encoded.
+SUBJECT_MAX = 99
+# A start alert delivered this long after the event began says so (the device's
+# outbox held it while offline).
+LATE_AFTER = timedelta(minutes=5)
+SMS_TYPE = "Transactional"
+
+
+@dataclass(frozen=True)
+class Suppressed:
+    """Start alerts of one camera the throttle held back since the last notification."""
+
+    count: int
+    since: datetime | None = None
+    max_per_window: int | None = None
+    window_s: int | None = None
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One SNS message: ``subject`` (e-mail), ``body`` (e-mail and default), ``sms``
+    (one SMS) and ``attributes`` (name -> string value; all sent as String)."""
+
+    subject: str
+    body: str
+    sms: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_zone(name: str) -> ZoneInfo:
+    """The IANA zone ``name``; UTC (and an error log) if it is unknown, so a bad
+    ``TIME_ZONE`` shows wrong clock times rather than losing the alert."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        logger.error("unknown time zone %r, showing times in UTC", name)
+        return ZoneInfo("UTC")
+
+
+def severity(score: float, threshold: float) -> str:
+    """``"high"`` in the upper half of the range above the threshold, ``"medium"`` at or
+    above the threshold, ``"low"`` below it (a start sent on a debounced window)."""
+    if score < threshold:
+        return "low"
+    if score >= threshold + (1.0 - threshold) / 2:
+        return "high"
+    return "medium"
+
+
+def clean_subject(text: str) -> str:
+    """``text`` as a valid SNS subject: accents folded to ASCII, other non-ASCII and
+    control characters dropped, whitespace collapsed, at most 99 characters."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    printable = "".join(ch if ch.isprintable() else " " for ch in folded)
+    single = " ".join(printable.split())
+    return single if len(single) <= SUBJECT_MAX else single[: SUBJECT_MAX - 3].rstrip() + "..."
+
+
+def _local(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _duration(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours < 48 else f"{hours // 24} days"
+
+
+def format_notification(
+    alert: Mapping[str, Any],
+    *,
+    site_name: str = "Vigil",
+    time_zone: str = "UTC",
+    stage: str = "",
+    evidence_bucket: str | None = None,
+    suppressed: Suppressed | None = None,
+    now: datetime | None = None,
+) -> Notification:
+    """The notification for a validated ``start`` alert (see ``alert.schema.json``).
+
+    Times are shown in ``time_zone`` (IANA) and in UTC. ``now`` (aware, default the
+    current time) decides whether the alert is marked as delivered late.
+    """
+    zone = resolve_zone(time_zone)
+    started = parse_timestamp(alert["started_at"], "started_at")
+    now = now or datetime.now(timezone.utc)
+    score, threshold = float(alert["score"]), float(alert["threshold"])
+    level = severity(score, threshold)
+    camera, zone_name, thing = alert["camera"], alert["zone"], alert["thing_name"]
+    where = f"{site_name} ({stage})" if stage else site_name
+
+    subject = clean_subject(f"[{PRODUCT}] Intrusion: {camera}/{zone_name} at {where}")
+
+    rows = [
+        ("Site", site_name),
+        *([("Stage", stage)] if stage else []),
+        ("Thing", thing),
+        ("Camera", camera),
+        ("Zone", zone_name),
+        ("Started", f"{_local(started, zone)} ({zone.key}); {_local(started, ZoneInfo('UTC'))}"),
+        ("Score", f"{score:.2f} (threshold {threshold:.2f})"),
+        ("Severity", level),
+    ]
+    snapshot = alert.get("snapshot")
+    if snapshot:
+        if snapshot.get("s3_key") and evidence_bucket:
+            rows.append(("Snapshot", f"{snapshot['file']}, s3://{evidence_bucket}/{snapshot['s3_key']}"))
+        elif snapshot.get("s3_key"):
+            rows.append(("Snapshot", f"{snapshot['file']}, evidence bucket key {snapshot['s3_key']}"))
+        else:
+            rows.append(("Snapshot", f"{snapshot['file']} (kept on the device)"))
+    if alert.get("model_sha256"):
+        rows.append(("Model", f"sha256 {alert['model_sha256'][:16]}"))
+    rows.append(("Event ID", alert["event_id"]))
+    if now - started > LATE_AFTER:
+        rows.append(("Delivered", f"{_duration(now - started)} after the event started (device was offline?)"))
+    if suppressed and suppressed.count:
+        since = f" since {_local(suppressed.since, zone)}" if suppressed.since else ""
+        rule = (
+            f" (at most {suppressed.max_per_window} per {_duration(timedelta(seconds=suppressed.window_s))})"
+            if suppressed.max_per_window and suppressed.window_s
+            else ""
+        )
+        rows.append(("Suppressed", f"{suppressed.count} earlier alert(s) from this camera not sent{since}{rule}"))
+
+    width = max(len(label) for label, _ in rows) + 2
+    body = "\n".join(
+        [
+            f"Intrusion detected by camera {camera} (zone {zone_name}) at {where}.",
+            "",
+            *(f"{label + ':':<{width}}{value}" for label, value in rows),
+            "",
+            f"Video stays on the device; only this alert{' and its snapshot' if snapshot else ''} left it.",
+        ]
+    )
+
+    held = f" +{suppressed.count} held" if suppressed and suppressed.count else ""
+    sms = fit_sms(
+        f"{PRODUCT} {where}: intrusion {camera}/{zone_name} "
+        f"{started.astimezone(zone).strftime('%H:%M %Z')}, score {score:.2f}{held}. Event {alert['event_id'][:8]}"
+    )
+
+    attributes = {"severity": level, "thing_name": thing, "camera": camera, "zone": zone_name}
+    return Notification(subject=subject, body=body, sms=sms, attributes=attributes)
+
+
+def publish(sns_client: Any, topic_arn: str, notification: Notification) -> str:
+    """Publish ``notification`` to ``topic_arn``; returns the SNS MessageId.
+
+    Errors from SNS propagate (the invocation fails and Lambda retries it).
+    """
+    attributes = {name: {"DataType": "String", "StringValue": value} for name, value in notification.attributes.items()}
+    attributes["AWS.SNS.SMS.SMSType"] = {"DataType": "String", "StringValue": SMS_TYPE}
+    response = sns_client.publish(
+        TopicArn=topic_arn,
+        Subject=notification.subject,
+        Message=json.dumps({"default": notification.body, "email": notification.body, "sms": notification.sms}),
+        MessageStructure="json",
+        MessageAttributes=attributes,
+    )
+    return response["MessageId"]

@@ -1,0 +1,80 @@
+"""One alert end to end, without Lambda: validate, then for a start alert notify
+(through the optional deduplicator and throttle). The handler and the local demo
+both call :func:`process_alert`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
+from vigil_alerts.notify import format_notification, publish
+from vigil_alerts.validation import validate_alert
+
+# process_alert's "status" values.
+NOTIFIED = "notified"
+ACKNOWLEDGED = "acknowledged"  # update / end: valid, nobody is told
+THROTTLED = "throttled"
+DUPLICATE = "duplicate"
+
+
+def process_alert(
+    event: Any,
+    *,
+    sns_client: Any,
+    topic_arn: str,
+    site_name: str = "Vigil",
+    time_zone: str = "UTC",
+    stage: str = "",
+    evidence_bucket: str | None = None,
+    deduplicator: EventDeduplicator | None = None,
+    throttle: CameraThrottle | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Handle one topic-rule event: the alert dict plus ``topic_thing_name``.
+
+    Raises ``InvalidAlertError`` (nothing published) if the event is not a valid alert
+    of the thing in its topic; SNS and DynamoDB errors propagate.
+
+    Returns a JSON-serialisable dict: ``status`` (``"notified"``, ``"acknowledged"``
+    for update/end, ``"throttled"``, or ``"duplicate"`` for a start already handled),
+    ``event_id``, ``event_type``, ``thing_name``, ``camera``, and for a notification
+    ``message_id`` and ``held_reported`` (throttled alerts it summarised).
+    ``now`` (aware datetime) defaults to the current time.
+    """
+    alert = validate_alert(event)
+    summary = {key: alert[key] for key in ("event_id", "event_type", "thing_name", "camera")}
+    if alert["event_type"] != "start":
+        return {**summary, "status": ACKNOWLEDGED}
+    moment = now or datetime.now(timezone.utc)
+
+    def notify_once(*, alert: dict[str, Any]) -> dict[str, Any]:
+        admission = throttle.admit(alert["thing_name"], alert["camera"], moment) if throttle else None
+        if admission and not admission.allowed:
+            return {**summary, "status": THROTTLED}
+        notification = format_notification(
+            alert,
+            site_name=site_name,
+            time_zone=time_zone,
+            stage=stage,
+            evidence_bucket=evidence_bucket,
+            suppressed=admission.held if admission else None,
+            now=moment,
+        )
+        try:
+            message_id = publish(sns_client, topic_arn, notification)
+        except Exception:
+            if admission:
+                throttle.release(admission)
+            raise
+        if admission:
+            throttle.settle(alert["thing_name"], alert["camera"], admission)
+        held = admission.held.count if admission else 0
+        return {**summary, "status": NOTIFIED, "message_id": message_id, "held_reported": held}
+
+    if deduplicator is None:
+        return notify_once(alert=alert)
+    result = deduplicator.run(notify_once, alert=alert)
+    if result.pop("duplicate", False):
+        return {**result, "status": DUPLICATE, "first_status": result["status"]}
+    return result

@@ -1,0 +1,85 @@
+"""process_alert against moto SNS, read back through a subscribed SQS queue."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from botocore.exceptions import ClientError
+from conftest import EVENT_ID, THING, start_event
+
+from vigil_alerts.processing import process_alert
+from vigil_alerts.validation import InvalidAlertError
+
+NOW = datetime(2024, 7, 1, 12, 3, 9, tzinfo=timezone.utc)
+
+
+def run(topic, event, **kwargs):
+    options = {"site_name": "Lakeside", "time_zone": "Europe/Berlin", "stage": "dev", "now": NOW}
+    options.update(kwargs)
+    return process_alert(event, sns_client=topic.sns, topic_arn=topic.arn, **options)
+
+
+def test_start_alert_publishes_one_readable_notification(topic):
+    result = run(topic, start_event(snapshot={"file": "cam0-120307.jpg"}))
+
+    assert result["status"] == "notified"
+    assert result["event_id"] == EVENT_ID
+    [envelope] = topic.received()
+    assert envelope["MessageId"] == result["message_id"]
+    assert envelope["Subject"] == "[Vigil] Intrusion: cam0/room at Lakeside (dev)"
+    body = envelope["Message"]
+    # 12:03:07 UTC is 14:03:07 summer time in Berlin.
+    assert "2024-07-01 14:03:07 CEST (Europe/Berlin)" in body
+    assert "2024-07-01 12:03:07 UTC" in body
+    assert "0.93 (threshold 0.80)" in body
+    assert EVENT_ID in body and THING in body and "cam0-120307.jpg" in body
+    attributes = {name: value["Value"] for name, value in envelope["MessageAttributes"].items()}
+    assert attributes == {
+        "severity": "high",
+        "thing_name": THING,
+        "camera": "cam0",
+        "zone": "room",
+        "AWS.SNS.SMS.SMSType": "Transactional",
+    }
+    assert all(value["Type"] == "String" for value in envelope["MessageAttributes"].values())
+
+
+def test_sms_subscribers_get_the_short_text(topic):
+    run(topic, start_event())
+    [(_, message, subject, _, _)] = topic.published()
+    structured = json.loads(message)
+    assert set(structured) == {"default", "email", "sms"}
+    assert structured["sms"].startswith("Vigil Lakeside (dev): intrusion cam0/room 14:03 CEST")
+    assert len(structured["sms"]) <= 160
+    assert subject == "[Vigil] Intrusion: cam0/room at Lakeside (dev)"
+
+
+@pytest.mark.parametrize("event_type, sequence", [("update", 1), ("end", 2)])
+def test_update_and_end_are_acknowledged_without_notifying(topic, event_type, sequence):
+    extra = {"ended_at": "2024-07-01T12:04:00Z"} if event_type == "end" else {}
+    result = run(topic, start_event(event_type=event_type, sequence=sequence, **extra))
+    assert result["status"] == "acknowledged"
+    assert topic.received() == []
+
+
+def test_thing_mismatch_is_rejected_and_nothing_published(topic):
+    with pytest.raises(InvalidAlertError) as caught:
+        run(topic, start_event(topic_thing_name="cam-02"))
+    assert caught.value.code == "thing_mismatch"
+    assert "cam-02" in caught.value.reason
+    assert topic.published() == []
+
+
+def test_caller_event_is_not_changed(topic):
+    event = start_event()
+    run(topic, event)
+    assert event["topic_thing_name"] == THING
+
+
+def test_sns_failure_propagates(topic):
+    missing = topic.arn.replace("vigil-alerts", "missing")
+    with pytest.raises(ClientError) as caught:
+        process_alert(start_event(), sns_client=topic.sns, topic_arn=missing)
+    assert caught.value.response["Error"]["Code"] == "NotFound"
