@@ -72,6 +72,7 @@ class DecisionSettings(_Model):
     min_consecutive_windows: int = Field(2, ge=1, le=100)
     end_after_quiet_s: float = Field(2.0, ge=0, le=3600, description="an event ends after this long below threshold")
     cooldown_s: float = Field(1.0, ge=0, le=86400, description="after an event ends, no new event starts for this long")
+    update_every_s: float = Field(60.0, gt=0, le=86400, description="an ongoing event sends an 'update' this often")
 
 
 class ComponentConfig(_Model):

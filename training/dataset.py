@@ -98,7 +98,7 @@ def read_dataset(path: str | Path) -> Dataset:
     with fh:
         reader = csv.reader(fh)
         header = next(reader, None)
-        if header is None:
+        if not header:
             raise DatasetError(f"{path}: empty file, expected a header row")
         if LABEL_COLUMN not in header:
             raise DatasetError(f"{path}: no '{LABEL_COLUMN}' column")
@@ -129,7 +129,11 @@ def read_dataset(path: str | Path) -> Dataset:
             X.append(vals)
             y.append(int(label))
             clips.append(row[idx["clip"]] if "clip" in idx else "")
-            times.append(float(row[idx["time_s"]]) if "time_s" in idx and row[idx["time_s"]] else float(len(times)))
+            raw_t = row[idx["time_s"]] if "time_s" in idx else ""
+            try:
+                times.append(float(raw_t) if raw_t else float(len(times)))
+            except ValueError:
+                raise DatasetError(f"{path}: row {rowno}, column 'time_s': not a number: {raw_t!r}") from None
     if not X:
         raise DatasetError(f"{path}: no data rows")
     if len(set(y)) < 2:

@@ -1,0 +1,57 @@
+"""Alert messages: built from event transitions, validated against the shared schema
+(``contracts/alert.schema.json``) before anything is published."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .contracts.alerts import SCHEMA_VERSION, validate_alert
+from .decision import Transition
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build_alert(
+    tr: Transition,
+    *,
+    thing_name: str,
+    camera: str,
+    zone: str,
+    threshold: float,
+    clock_origin: datetime,
+    media_time: bool,
+    model_sha256: str | None = None,
+    snapshot_file: str | None = None,
+) -> dict[str, Any]:
+    """The alert message for one transition, validated (AlertValidationError if not).
+
+    ``clock_origin`` is the UTC wall time of tracker time 0, so tracker seconds map to
+    wall-clock timestamps; ``media_time`` adds ``media_offset_s`` (replays of files).
+    """
+    ev = tr.event
+    msg: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": ev.event_id,
+        "event_type": tr.kind,
+        "sequence": ev.sequence,
+        "thing_name": thing_name,
+        "camera": camera,
+        "zone": zone,
+        "started_at": _iso(clock_origin + timedelta(seconds=ev.started_s)),
+        "sent_at": _iso(clock_origin + timedelta(seconds=tr.time_s)),
+        "score": round(float(tr.score if tr.kind == "start" else ev.peak_score), 4),
+        "threshold": round(float(threshold), 4),
+    }
+    if tr.kind == "end" and ev.ended_s is not None:
+        msg["ended_at"] = _iso(clock_origin + timedelta(seconds=ev.ended_s))
+    if media_time:
+        msg["media_offset_s"] = round(tr.time_s, 3)
+    if model_sha256:
+        msg["model_sha256"] = model_sha256
+    if snapshot_file:
+        msg["snapshot"] = {"file": snapshot_file}
+    validate_alert(msg)
+    return msg

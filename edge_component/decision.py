@@ -1,0 +1,100 @@
+"""From window scores to events: threshold, debounce, end after quiet, cooldown.
+
+One tracker per (camera, zone). An event *starts* when ``min_consecutive_windows``
+windows in a row score at or above the threshold (and the cooldown after the previous
+event has passed); it stays open while windows keep crossing the threshold, sends an
+*update* every ``update_every_s``, and *ends* once no window has crossed it for
+``end_after_quiet_s``. One intrusion, one event, one 'start' alert.
+
+Times are seconds on one clock (media time for replays, monotonic time for live).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .config import DecisionSettings
+
+Kind = Literal["start", "update", "end"]
+
+
+@dataclass(slots=True)
+class Event:
+    event_id: str
+    started_s: float  # time of the first window of the run that started it
+    peak_score: float
+    sequence: int = 0
+    last_above_s: float = 0.0
+    last_update_s: float = 0.0
+    ended_s: float | None = None
+
+
+@dataclass(slots=True)
+class Transition:
+    kind: Kind
+    event: Event
+    time_s: float
+    score: float
+
+
+@dataclass
+class EventTracker:
+    settings: DecisionSettings
+    threshold: float
+    active: Event | None = None
+    _run: int = 0
+    _run_start_s: float = 0.0
+    _cooldown_until_s: float = float("-inf")
+    events_started: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold {self.threshold} is outside 0..1")
+
+    def update(self, time_s: float, score: float) -> list[Transition]:
+        """Feed one window's score (0..1, float); returns what changed (possibly nothing)."""
+        s = self.settings
+        above = score >= self.threshold
+        out: list[Transition] = []
+        ev = self.active
+        if ev is not None:
+            if above:
+                ev.last_above_s = time_s
+                ev.peak_score = max(ev.peak_score, score)
+                if time_s - ev.last_update_s >= s.update_every_s:
+                    ev.sequence += 1
+                    ev.last_update_s = time_s
+                    out.append(Transition("update", ev, time_s, score))
+            elif time_s - ev.last_above_s >= s.end_after_quiet_s:
+                ev.sequence += 1
+                ev.ended_s = time_s
+                self.active = None
+                self._cooldown_until_s = time_s + s.cooldown_s
+                self._run = 0
+                out.append(Transition("end", ev, time_s, score))
+            return out
+
+        if not above:
+            self._run = 0
+            return out
+        if self._run == 0:
+            self._run_start_s = time_s
+        self._run += 1
+        if self._run >= s.min_consecutive_windows and time_s >= self._cooldown_until_s:
+            ev = Event(uuid.uuid4().hex, self._run_start_s, score, 0, time_s, time_s)
+            self.active = ev
+            self.events_started += 1
+            out.append(Transition("start", ev, time_s, score))
+        return out
+
+    def close(self, time_s: float) -> list[Transition]:
+        """End an open event when the source ends (end of file, shutdown)."""
+        if self.active is None:
+            return []
+        ev = self.active
+        ev.sequence += 1
+        ev.ended_s = time_s
+        self.active = None
+        return [Transition("end", ev, time_s, ev.peak_score)]

@@ -1,0 +1,112 @@
+"""The detector: windows -> model scores -> events -> snapshots and alert messages.
+
+:class:`Detector` runs one camera at a time through :func:`pipeline.analyse_frames`,
+scores every window with the model bundle, feeds each zone's :class:`EventTracker`,
+and hands every transition to the publisher as a schema-valid alert on
+``vigil/<thing>/alerts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .alerts import build_alert
+from .capture import CaptureStats, is_live, replay
+from .config import CameraConfig, ComponentConfig
+from .contracts.topics import alert_topic
+from .decision import EventTracker, Transition
+from .model import ModelBundle
+from .pipeline import Window, analyse_frames
+from .publishers import PublishError, Publisher
+from .snapshot import SnapshotStore, annotate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CameraReport:
+    camera: str
+    stats: CaptureStats
+    wall_s: float = 0.0
+    inference_s: float = 0.0
+    windows: int = 0
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # every message published
+    failed: list[dict[str, Any]] = field(default_factory=list)  # messages the publisher refused
+
+    @property
+    def source_fps(self) -> float:
+        """Source frames processed per wall-clock second."""
+        return self.stats.frames_in / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def starts(self) -> list[dict[str, Any]]:
+        return [a for a in self.alerts if a["event_type"] == "start"]
+
+
+class Detector:
+    def __init__(
+        self,
+        config: ComponentConfig,
+        bundle: ModelBundle,
+        publisher: Publisher,
+        *,
+        thing_name: str,
+        snapshots: SnapshotStore | None = None,
+    ):
+        self.config = config
+        self.bundle = bundle
+        self.publisher = publisher
+        self.thing_name = thing_name
+        self.topic = alert_topic(thing_name)  # validates the thing name up front
+        self.snapshots = snapshots
+        self.threshold = config.decision.threshold if config.decision.threshold is not None else bundle.threshold
+
+    def run_replay(self, camera: CameraConfig) -> CameraReport:
+        """Replay a file source in media order; returns what happened. Raises SourceError."""
+        if is_live(camera.source):
+            raise ValueError(f"camera {camera.name}: {camera.source!r} is a live source; replay takes files")
+        stats = CaptureStats()
+        report = CameraReport(camera.name, stats)
+        trackers = [EventTracker(self.config.decision, self.threshold) for _ in camera.zones]
+        origin = datetime.now(timezone.utc)
+        started = time.perf_counter()
+        last_t = 0.0
+        for window in analyse_frames(replay(camera.source, self.config.detection_fps, stats), camera, self.config):
+            last_t = window.frame.time_s
+            t0 = time.perf_counter()
+            score = float(self.bundle.scorer.score(window.features)[0])
+            report.inference_s += time.perf_counter() - t0
+            report.windows += 1
+            for tr in trackers[window.zone_index].update(window.frame.time_s, score):
+                self._emit(tr, camera, window, origin, report)
+        for i, tracker in enumerate(trackers):
+            for tr in tracker.close(last_t):
+                self._emit(tr, camera, None, origin, report, zone=camera.zones[i].name)
+        report.wall_s = time.perf_counter() - started
+        return report
+
+    def _emit(self, tr: Transition, camera: CameraConfig, window: Window | None, origin: datetime,
+              report: CameraReport, zone: str | None = None) -> None:
+        zone = zone or (window.zone if window else "")
+        snapshot_file = None
+        if tr.kind == "start" and window is not None and self.snapshots is not None:
+            snapshot_file = f"{camera.name}-{tr.event.event_id}.jpg"
+            label = f"{camera.name}/{zone} score {tr.score:.2f} >= {self.threshold:.2f}  t={tr.time_s:.1f}s"
+            image = annotate(window.frame.image, camera.zones, camera.masks, window.stats.boxes, label)
+            self.snapshots.save(snapshot_file, image)
+        msg = build_alert(
+            tr, thing_name=self.thing_name, camera=camera.name, zone=zone, threshold=self.threshold,
+            clock_origin=origin, media_time=True, model_sha256=self.bundle.sha256, snapshot_file=snapshot_file,
+        )
+        try:
+            self.publisher.publish(self.topic, msg)
+            report.alerts.append(msg)
+        except PublishError as exc:
+            log.error("alert %s/%s not published: %s", msg["event_id"], msg["event_type"], exc)
+            report.failed.append(msg)
+        log.info("%s %s/%s event %s at %.1fs (score %.2f)", tr.kind, camera.name, zone, tr.event.event_id[:8], tr.time_s, tr.score)

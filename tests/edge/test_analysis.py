@@ -1,0 +1,122 @@
+"""Motion analysis and window features on real decoded footage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_component.capture import CaptureStats, SourceError, replay
+from edge_component.config import ComponentConfig, ConfigError, parse_config
+from edge_component.features import FEATURE_NAMES, N_FEATURES, check_feature_contract
+from edge_component.pipeline import analyse_frames, analyse_source
+from tests.conftest import CLIP
+
+WHOLE = [[0, 0], [1, 0], [1, 1], [0, 1]]
+
+
+def _config(**camera) -> ComponentConfig:
+    cam = {"name": "c", "source": str(CLIP), "zones": [{"name": "room", "polygon": WHOLE}], **camera}
+    return parse_config({"cameras": [cam]})
+
+
+@pytest.fixture(scope="module")
+def windows():
+    cfg = _config()
+    stats = CaptureStats()
+    ws = [(w.frame.time_s, w.features) for w in analyse_source(cfg.cameras[0], cfg, stats)]
+    return ws, stats
+
+
+def test_replay_reads_every_frame_and_analyses_at_the_detection_rate(windows):
+    ws, stats = windows
+    assert stats.fps == pytest.approx(10.0)
+    assert abs(stats.frames_in - 1394) <= 2  # container count may differ by one or two
+    # 10 fps source at 5 analyses/s: every other frame decoded, the rest only grabbed
+    assert stats.analysed == pytest.approx(stats.frames_in / 2, abs=1)
+    assert stats.bad_frames == 0
+    times = [t for t, _ in ws]
+    assert np.allclose(np.diff(times), 0.2, atol=1e-6)
+
+
+def test_features_separate_presence_from_an_empty_room(windows):
+    ws, _ = windows
+    fg = FEATURE_NAMES.index("fg_ratio_mean")
+    empty = [f[fg] for t, f in ws if 1.0 < t < 5.5 or 47.5 < t < 50.0]
+    standing_still = [f[fg] for t, f in ws if 30.0 < t < 40.0]  # person at the table, barely moving
+    assert max(empty) < 0.01
+    assert min(standing_still) > 0.05  # still in the foreground: the background did not absorb them
+    mv = FEATURE_NAMES.index("motion_ratio_mean")
+    assert np.mean([f[mv] for t, f in ws if 30.0 < t < 40.0]) < 0.01  # and it is presence, not motion
+
+
+def test_every_feature_vector_has_the_contract_shape(windows):
+    ws, _ = windows
+    for _, f in ws:
+        assert f.shape == (N_FEATURES,) and f.dtype == np.float32
+        assert np.all(np.isfinite(f))
+
+
+def test_a_sudden_brightening_of_the_whole_frame_recalibrates_instead_of_detecting():
+    cfg = _config()
+    frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(25))]  # first 5 s: empty room
+    for f in frames[12:]:  # lights switched on at frame 12 and stay on
+        f.image = np.clip(f.image.astype(np.int16) + 70, 0, 255).astype(np.uint8)
+    out = list(analyse_frames(iter(frames), cfg.cameras[0], cfg))
+    assert out[12].stats.recalibrated
+    fg = FEATURE_NAMES.index("fg_ratio_max")
+    assert max(w.features[fg] for w in out[13:]) < 0.01
+
+
+def test_a_mask_over_the_zone_hides_the_person():
+    frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(60))]  # 0..12 s, a person from 6 s
+    unmasked, masked = _config(), _config(masks=[{"name": "all", "polygon": WHOLE}])
+    seen = [w.features[0] for w in analyse_frames(iter(frames), unmasked.cameras[0], unmasked)]
+    hidden = [w.features[0] for w in analyse_frames(iter(frames), masked.cameras[0], masked)]
+    assert max(seen) > 0.05
+    assert max(hidden) == 0.0
+
+
+def test_zones_are_normalised_so_one_config_fits_any_resolution():
+    import cv2
+
+    cfg = _config(zones=[{"name": "right-half", "polygon": [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]}])
+    frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(60))]
+    small = [type(f)(f.index, f.time_s, cv2.resize(f.image, (384, 216))) for f in frames]
+    big = [w.features for w in analyse_frames(iter(frames), cfg.cameras[0], cfg)]
+    little = [w.features for w in analyse_frames(iter(small), cfg.cameras[0], cfg)]
+    np.testing.assert_allclose(np.array(big)[:, 0], np.array(little)[:, 0], atol=0.02)
+
+
+def test_missing_and_non_video_sources_fail_clearly(tmp_path):
+    with pytest.raises(SourceError, match="not found"):
+        list(replay(str(tmp_path / "nope.mp4"), 5.0))
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(SourceError):
+        list(replay(str(junk), 5.0))
+
+
+@pytest.mark.parametrize(
+    "raw, key",
+    [
+        ({"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}]}], "detecton_fps": 5}, "detecton_fps"),
+        ({"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": [[0, 0], [1.5, 0], [1, 1]]}]}]}, "cameras.0.zones.0.polygon"),
+        ({"cameras": [{"name": "c", "source": "x", "zones": []}]}, "cameras.0.zones"),
+        ({"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}]}], "decision": {"cooldown_s": -1}}, "decision.cooldown_s"),
+        ({"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}]}], "decision": {"threshold": 1.5}}, "decision.threshold"),
+        ({"cameras": []}, "cameras"),
+    ],
+)
+def test_bad_config_names_the_key(raw, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse_config(raw)
+
+
+def test_feature_contract_mismatch_names_the_difference():
+    swapped = list(FEATURE_NAMES)
+    swapped[0], swapped[1] = swapped[1], swapped[0]
+    with pytest.raises(ValueError, match="feature 0"):
+        check_feature_contract(swapped, "1")
+    with pytest.raises(ValueError, match="version"):
+        check_feature_contract(FEATURE_NAMES, "0")
+    check_feature_contract(FEATURE_NAMES, "1")

@@ -1,0 +1,180 @@
+"""The whole edge path on the real clip: decode, analyse, score with LiteRT, decide,
+snapshot, publish schema-valid alerts."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_component.__main__ import main as edge_main
+from edge_component.config import DecisionSettings, parse_config
+from edge_component.contracts.alerts import validate_alert
+from edge_component.decision import EventTracker
+from edge_component.detector import Detector
+from edge_component.model import load_bundle
+from edge_component.publishers import JsonLinesPublisher, PublishError
+from edge_component.snapshot import SnapshotStore
+from tests.conftest import CLIP, REPO, ground_truth
+
+
+class Recorder:
+    def __init__(self):
+        self.sent = []
+
+    def publish(self, topic, message):
+        self.sent.append((topic, message))
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def demo_config():
+    import yaml
+
+    raw = yaml.safe_load((REPO / "examples" / "demo-config.yaml").read_text())
+    raw["cameras"][0]["source"] = str(CLIP)
+    return parse_config(raw)
+
+
+@pytest.fixture(scope="module")
+def clip_run(demo_config, trained_bundle, tmp_path_factory):
+    snaps = SnapshotStore(tmp_path_factory.mktemp("snaps"))
+    rec = Recorder()
+    det = Detector(demo_config, load_bundle(trained_bundle), rec, thing_name="vigil-test-cam", snapshots=snaps)
+    return det.run_replay(demo_config.cameras[0]), rec, snaps
+
+
+def test_one_alert_per_intrusion_each_within_two_seconds(clip_run):
+    report, rec, _ = clip_run
+    starts = [m for _, m in rec.sent if m["event_type"] == "start"]
+    gt = ground_truth()
+    assert len(starts) == len(gt) == 6
+    for (t0, t1), alert in zip(gt, starts):
+        assert t0 <= alert["media_offset_s"] <= t0 + 2.0, (t0, alert["media_offset_s"])
+
+
+def test_no_alert_in_the_empty_stretches(clip_run):
+    _, rec, _ = clip_run
+    gt = ground_truth()
+    for _, m in rec.sent:
+        if m["event_type"] == "start":
+            assert any(a <= m["media_offset_s"] < b for a, b in gt)
+
+
+def test_every_event_ends_and_every_message_is_schema_valid_on_the_thing_topic(clip_run):
+    _, rec, _ = clip_run
+    by_event = {}
+    for topic, m in rec.sent:
+        assert topic == "vigil/vigil-test-cam/alerts"
+        validate_alert(m)
+        by_event.setdefault(m["event_id"], []).append(m)
+    assert len(by_event) == 6
+    for msgs in by_event.values():
+        assert [m["event_type"] for m in msgs][0] == "start" and msgs[-1]["event_type"] == "end"
+        assert [m["sequence"] for m in msgs] == list(range(len(msgs)))
+
+
+def test_each_start_alert_references_an_annotated_jpeg_snapshot(clip_run):
+    _, rec, snaps = clip_run
+    for _, m in rec.sent:
+        if m["event_type"] == "start":
+            img = cv2.imread(str(snaps.directory / m["snapshot"]["file"]))
+            assert img is not None and img.shape == (432, 768, 3)
+
+
+def test_a_clip_that_brightens_sharply_raises_no_alert(demo_config, trained_bundle, tmp_path):
+    # The empty first 5.5 s of the real clip, with the lights switched on at 2.5 s.
+    cap = cv2.VideoCapture(str(CLIP))
+    out_path = tmp_path / "lights.avi"
+    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 432))
+    for i in range(55):
+        ok, frame = cap.read()
+        assert ok
+        if i >= 25:
+            frame = np.clip(frame.astype(np.int16) + 80, 0, 255).astype(np.uint8)
+        writer.write(frame)
+    writer.release()
+    cap.release()
+    cam = demo_config.cameras[0].model_copy(update={"source": str(out_path)})
+    rec = Recorder()
+    report = Detector(demo_config, load_bundle(trained_bundle), rec, thing_name="t").run_replay(cam)
+    assert report.windows > 20
+    assert rec.sent == []
+
+
+def test_a_refusing_publisher_keeps_the_message(demo_config, trained_bundle):
+    class Down(Recorder):
+        def publish(self, topic, message):
+            raise PublishError("broker down")
+
+    cam = demo_config.cameras[0]
+    report = Detector(demo_config, load_bundle(trained_bundle), Down(), thing_name="t").run_replay(cam)
+    assert len([m for m in report.failed if m["event_type"] == "start"]) == 6
+
+
+def _tracker(**kw):
+    return EventTracker(DecisionSettings(**kw), threshold=0.5)
+
+
+def test_decision_needs_consecutive_windows_then_ends_after_quiet_then_cools_down():
+    tr = _tracker(min_consecutive_windows=3, end_after_quiet_s=1.0, cooldown_s=2.0)
+    kinds = []
+    scores = [0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+    for i, s in enumerate(scores):
+        for t in tr.update(i * 0.2, s):
+            kinds.append((t.kind, round(t.time_s, 1)))
+    # start after 3 in a row (t=1.0, run began at 0.6); end 1 s after the last high window (0.8 + 1.0 = 1.8 -> first quiet window at >= 2.0);
+    # cooldown until 2.0 + 2.0 = 4.0: the run starting at 2.4 may only start an event at 4.0
+    assert kinds == [("start", 1.0), ("end", 2.0), ("start", 4.0)]
+
+
+def test_decision_sends_updates_while_an_event_lasts_and_closes_at_end_of_source():
+    tr = _tracker(min_consecutive_windows=1, update_every_s=1.0)
+    kinds = [t.kind for i in range(12) for t in tr.update(i * 0.2, 0.9)]
+    kinds += [t.kind for t in tr.close(2.4)]
+    assert kinds == ["start", "update", "update", "end"]
+
+
+def test_cli_runs_on_the_clip_and_writes_json_lines(trained_bundle, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"cameras": [{"name": "lab", "source": str(CLIP), "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]}))
+    out = tmp_path / "alerts.jsonl"
+    rc = edge_main(["run", "--config", str(cfg), "--model-dir", str(trained_bundle), "--thing-name", "cam-1",
+                    "--alerts-out", str(out), "--state-dir", str(tmp_path / "state")])
+    assert rc == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sum(1 for line in lines if line["message"]["event_type"] == "start") == 6
+    assert len(list((tmp_path / "state" / "snapshots").glob("*.jpg"))) == 6
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ('{"cameras": [{"name": "c", "source": "x.mp4", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}], "fps": 3}', "fps"),
+        ('{"cameras": [{"name": "c", "source": "missing.mp4", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}]}', "not found"),
+        ("{oops", "not valid JSON"),
+    ],
+)
+def test_cli_fails_with_a_message_naming_the_problem(trained_bundle, tmp_path, caplog, cfg, message):
+    rc = edge_main(["run", "--config-json", cfg, "--model-dir", str(trained_bundle), "--thing-name", "cam-1",
+                    "--alerts-out", str(tmp_path / "a.jsonl"), "--state-dir", str(tmp_path)])
+    assert rc == 2
+    assert message in caplog.text
+
+
+def test_cli_rejects_a_bad_thing_name(trained_bundle, tmp_path, caplog):
+    rc = edge_main(["run", "--config-json", '{"cameras": [{"name": "c", "source": "%s", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}]}' % CLIP,
+                    "--model-dir", str(trained_bundle), "--thing-name", "bad name/with#", "--state-dir", str(tmp_path)])
+    assert rc == 2 and "invalid thing name" in caplog.text
+
+
+def test_json_lines_publisher_appends_topic_and_message(tmp_path):
+    p = JsonLinesPublisher(tmp_path / "a.jsonl")
+    p.publish("vigil/x/alerts", {"a": 1})
+    p.publish("vigil/x/alerts", {"a": 2})
+    p.close()
+    assert [json.loads(l)["message"]["a"] for l in (tmp_path / "a.jsonl").read_text().splitlines()] == [1, 2]

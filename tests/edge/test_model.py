@@ -1,0 +1,86 @@
+"""The model bundle as the edge loads it: real LiteRT interpreter, real int8 model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edge_component.features import FEATURE_NAMES, N_FEATURES
+from edge_component.model import ModelError, Scorer, load_bundle, sha256_file
+
+
+@pytest.fixture()
+def bundle_copy(trained_bundle, tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, dst)
+    return dst
+
+
+def _edit_manifest(bundle, fn):
+    path = bundle / "manifest.json"
+    m = json.loads(path.read_text())
+    fn(m)
+    path.write_text(json.dumps(m))
+
+
+def test_bundle_loads_and_its_int8_model_matches_the_float_model(trained_bundle):
+    b = load_bundle(trained_bundle)
+    assert b.scorer.input_dtype == np.int8
+    rng = np.random.default_rng(0)
+    rows = b.manifest.mean + rng.normal(size=(200, N_FEATURES)).astype(np.float32) * b.manifest.scale
+    rows = np.abs(rows).astype(np.float32)
+    s8 = b.scorer.score(rows)
+    sf = Scorer(trained_bundle / "model_float.tflite", b.manifest.mean, b.manifest.scale).score(rows)
+    assert s8.shape == (200,) and np.all((s8 >= 0) & (s8 <= 1))
+    assert np.max(np.abs(s8 - sf)) < 0.06  # a few int8 steps of 1/256
+
+
+def test_a_corrupt_model_file_is_refused_by_digest(bundle_copy):
+    data = bytearray((bundle_copy / "model.tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bundle_copy / "model.tflite").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="SHA-256"):
+        load_bundle(bundle_copy)
+
+
+def test_a_model_the_runtime_cannot_load_is_a_clear_error(bundle_copy):
+    (bundle_copy / "model.tflite").write_bytes(b"\x00" * 64)
+    _edit_manifest(bundle_copy, lambda m: m["files"].update({"model.tflite": sha256_file(bundle_copy / "model.tflite")}))
+    with pytest.raises(ModelError, match="cannot load"):
+        load_bundle(bundle_copy)
+
+
+def test_features_in_another_order_are_refused(bundle_copy):
+    def swap(m):
+        m["feature_names"][2], m["feature_names"][3] = m["feature_names"][3], m["feature_names"][2]
+
+    _edit_manifest(bundle_copy, swap)
+    with pytest.raises(ModelError, match=f"feature 2 is '{FEATURE_NAMES[3]}'"):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m.update(schema_version="9"), "schema_version"),
+        (lambda m: m.pop("normalisation"), "missing key 'normalisation'"),
+        (lambda m: m.update(threshold=3), "outside 0..1"),
+        (lambda m: m["normalisation"].update(scale=[0.0] * N_FEATURES), "scale <= 0"),
+        (lambda m: m["files"].update({"extra.bin": "0" * 64}), "extra.bin is listed in the manifest but missing"),
+    ],
+)
+def test_bad_manifests_are_refused_with_the_reason(bundle_copy, edit, message):
+    _edit_manifest(bundle_copy, edit)
+    with pytest.raises(ModelError, match=message):
+        load_bundle(bundle_copy)
+
+
+def test_a_missing_or_unparsable_manifest_is_refused(bundle_copy, tmp_path):
+    with pytest.raises(ModelError, match="no manifest.json"):
+        load_bundle(tmp_path)
+    (bundle_copy / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_bundle(bundle_copy)

@@ -1,0 +1,142 @@
+"""Training: the dataset made from the real clip with the edge's code, its checks, and
+the bundle the job writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge_component.features import FEATURE_NAMES
+from training.dataset import DatasetError, featurize_labels, read_dataset, write_dataset
+from training.labels import LabelError, load_labels
+from training.metrics import choose_threshold, roc_auc
+from tests.conftest import LABELS, REPO
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return featurize_labels([LABELS])
+
+
+@pytest.fixture()
+def csv_path(dataset, tmp_path):
+    return write_dataset(dataset, tmp_path / "features.csv")
+
+
+def test_featurised_clip_is_labelled_from_the_ground_truth(dataset):
+    assert dataset.X.shape == (len(dataset), len(FEATURE_NAMES))
+    assert 600 < len(dataset) < 800  # 139 s at 5 windows/s
+    inside = (dataset.times >= 30) & (dataset.times < 40)
+    empty = (dataset.times >= 1) & (dataset.times < 5)
+    assert dataset.y[inside].all() and not dataset.y[empty].any()
+
+
+def test_dataset_round_trips_through_csv(dataset, csv_path):
+    back = read_dataset(csv_path)
+    np.testing.assert_allclose(back.X, dataset.X, rtol=1e-5, atol=1e-6)
+    assert (back.y == dataset.y).all()
+
+
+def _set(line: str, column: str, value: str) -> str:
+    fields = line.split(",")
+    fields[["clip", "time_s", "zone", *FEATURE_NAMES, "label"].index(column)] = value
+    return ",".join(fields)
+
+
+def _rewrite(path, fn):
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(fn(lines)) + "\n")
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda ls: [",".join(l.split(",")[:-1]) for l in ls], "no 'label' column"),
+        (lambda ls: [ls[0], _set(ls[1], "fg_ratio_mean", "nan"), *ls[2:]], "row 2, column 'fg_ratio_mean': nan is not finite"),
+        (lambda ls: [ls[0], ls[1], _set(ls[2], "motion_ratio_max", "inf"), *ls[3:]], "row 3, column 'motion_ratio_max': inf is not finite"),
+        (lambda ls: [ls[0], _set(ls[1], "blob_count_mean", "abc"), *ls[2:]], "column 'blob_count_mean': not a number: 'abc'"),
+        (lambda ls: [ls[0], _set(ls[1], "time_s", "soon"), *ls[2:]], "column 'time_s': not a number"),
+        (lambda ls: [ls[0].replace("fg_ratio_mean", "fg_mean")] + ls[1:], "do not match the feature contract"),
+        (lambda ls: [ls[0]] + [l[:-1] + "0" for l in ls[1:]], "training needs both classes"),
+        (lambda ls: [ls[0]] + [l[:-1] + "2" for l in ls[1:2]] + ls[2:], "must be 0 or 1"),
+        (lambda ls: [], "empty file"),
+    ],
+)
+def test_bad_datasets_fail_naming_the_problem(csv_path, edit, message):
+    _rewrite(csv_path, edit)
+    with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_dataset(csv_path)
+
+
+def test_swapped_feature_columns_are_refused(csv_path):
+    def swap(ls):
+        out = []
+        for l in ls:
+            f = l.split(",")
+            f[3], f[4] = f[4], f[3]
+            out.append(",".join(f))
+        return out
+
+    _rewrite(csv_path, swap)
+    with pytest.raises(DatasetError, match="out of order"):
+        read_dataset(csv_path)
+
+
+def test_bad_label_files_fail_naming_the_key(tmp_path):
+    bad = json.loads(LABELS.read_text())
+    bad["clip"] = str((LABELS.parent / bad["clip"]).resolve())
+    bad["abnormal"][0] = {"start_s": 10, "end_s": 5}
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps(bad))
+    with pytest.raises(LabelError, match="abnormal.0"):
+        load_labels(p)
+    bad["abnormal"][0] = {"start_s": 1, "end_s": 5}
+    bad["clip"] = "nowhere.mp4"
+    p.write_text(json.dumps(bad))
+    with pytest.raises(LabelError, match="clip not found"):
+        load_labels(p)
+
+
+def test_metrics_auc_and_threshold_choice():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    assert roc_auc(y, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])) == 1.0
+    assert roc_auc(y, np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1])) == 0.0
+    assert roc_auc(y, np.full(6, 0.5)) == 0.5
+    t, rule = choose_threshold(y, np.array([0.1, 0.2, 0.6, 0.7, 0.8, 0.9]), 0.95)
+    assert t == pytest.approx(0.7) and "precision" in rule
+
+
+def test_trained_bundle_has_manifest_metrics_and_smaller_int8(trained_bundle):
+    m = json.loads((trained_bundle / "manifest.json").read_text())
+    assert m["feature_names"] == list(FEATURE_NAMES)
+    assert 0 < m["threshold"] < 1
+    assert m["metrics"]["auc_int8"] >= 0.9
+    assert abs(m["metrics"]["auc_int8"] - m["metrics"]["auc_keras"]) <= 0.02
+    sizes = m["metrics"]["size_bytes"]
+    assert sizes["int8"] < sizes["float"]
+    assert set(m["files"]) == {"model.tflite", "model_float.tflite"}
+    assert (trained_bundle.parent / "output" / "evaluation.json").is_file()
+
+
+def test_script_mode_with_sagemaker_environment(tmp_path, csv_path):
+    env = dict(os.environ, SM_MODEL_DIR=str(tmp_path / "model"), SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
+               SM_CHANNEL_TRAIN=str(csv_path.parent))
+    proc = subprocess.run([sys.executable, str(REPO / "training" / "train.py"), "--epochs", "5", "--min-auc", "0.5",
+                           "--unknown-hyperparameter", "1"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "model" / "model.tflite").is_file()
+    assert (tmp_path / "out" / "evaluation.json").is_file()
+
+
+def test_script_mode_fails_loudly_on_an_impossible_quality_gate(tmp_path, csv_path):
+    env = dict(os.environ, SM_MODEL_DIR=str(tmp_path / "model"), SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
+               SM_CHANNEL_TRAIN=str(csv_path.parent))
+    proc = subprocess.run([sys.executable, str(REPO / "training" / "train.py"), "--epochs", "1", "--min-auc", "1.01"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "quality gate" in proc.stderr
