@@ -31,6 +31,7 @@ SUBJECT_MAX = 99
 # outbox held it while offline).
 LATE_AFTER = timedelta(minutes=5)
 SMS_TYPE = "Transactional"
+LABEL_WIDTH = 12  # "Suppressed: "
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ def format_notification(
         ("Severity", level),
     ]
     snapshot = alert.get("snapshot")
+    uploaded = bool(snapshot and snapshot.get("s3_key"))
     if snapshot:
         if snapshot.get("s3_key") and evidence_bucket:
             rows.append(("Snapshot", f"{snapshot['file']}, s3://{evidence_bucket}/{snapshot['s3_key']}"))
@@ -142,7 +144,7 @@ def format_notification(
         rows.append(("Model", f"sha256 {alert['model_sha256'][:16]}"))
     rows.append(("Event ID", alert["event_id"]))
     if now - started > LATE_AFTER:
-        rows.append(("Delivered", f"{_duration(now - started)} after the event started (device was offline?)"))
+        rows.append(("Delivered", f"{_duration(now - started)} after the event started"))
     if suppressed and suppressed.count:
         since = f" since {_local(suppressed.since, zone)}" if suppressed.since else ""
         rule = (
@@ -152,14 +154,13 @@ def format_notification(
         )
         rows.append(("Suppressed", f"{suppressed.count} earlier alert(s) from this camera not sent{since}{rule}"))
 
-    width = max(len(label) for label, _ in rows) + 2
     body = "\n".join(
         [
             f"Intrusion detected by camera {camera} (zone {zone_name}) at {where}.",
             "",
-            *(f"{label + ':':<{width}}{value}" for label, value in rows),
+            *(f"{label + ':':<{LABEL_WIDTH}}{value}" for label, value in rows),
             "",
-            f"Video stays on the device; only this alert{' and its snapshot' if snapshot else ''} left it.",
+            f"Video stays on the device; only this alert{' and its snapshot' if uploaded else ''} left it.",
         ]
     )
 

@@ -1,0 +1,117 @@
+"""The alert contract as the Lambda enforces it, and the malformed/hostile corpus.
+
+Each file in ``malformed/`` is ``{"reason": why it is bad, "codes": the
+InvalidAlertError codes that may reject it, "event": what the topic rule delivers}``.
+Where two codes are listed the schema engines differ on which check catches it
+(fastjsonschema anchors patterns and checks date-time; jsonschema without extras does
+neither), and the Lambda's own checks catch what the schema engine lets through.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO, THING, start_event
+
+from vigil_alerts import validation
+from vigil_alerts.processing import process_alert
+from vigil_alerts.validation import InvalidAlertError, schema_validator, validate_alert
+
+CORPUS = sorted((Path(__file__).parent / "malformed").glob("*.json"))
+ENGINES = ["fastjsonschema", "jsonschema"]
+
+
+def load_case(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def engine_or_skip(engine: str):
+    pytest.importorskip(engine)
+    return schema_validator(engine=engine)
+
+
+def test_corpus_is_large_and_documented():
+    assert len(CORPUS) >= 30
+    for path in CORPUS:
+        case = load_case(path)
+        assert case["reason"] and case["codes"], path.name
+
+
+def test_every_malformed_event_is_rejected_and_nothing_published(topic):
+    # One topic for the whole corpus (moto set-up dominates the run time); the
+    # per-file tests below name the file that fails.
+    wrong = []
+    for path in CORPUS:
+        case = load_case(path)
+        try:
+            process_alert(case["event"], sns_client=topic.sns, topic_arn=topic.arn)
+            wrong.append(f"{path.stem}: accepted")
+        except InvalidAlertError as err:
+            if err.code not in case["codes"] or not err.reason:
+                wrong.append(f"{path.stem}: {err}")
+    assert wrong == []
+    assert topic.published() == []
+    assert topic.received() == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
+def test_each_schema_engine_rejects_the_corpus(engine, path):
+    check = engine_or_skip(engine)
+    case = load_case(path)
+    with pytest.raises(InvalidAlertError) as caught:
+        validate_alert(case["event"], validator=check)
+    assert caught.value.code in case["codes"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"event_type": "update", "sequence": 4, "score": 0.5},
+        {"event_type": "end", "sequence": 9, "ended_at": "2024-07-01T12:09:00+02:00"},
+        {"snapshot": {"file": "cam0_1.jpg", "s3_key": "cam-01/2024/07/01/cam0_1.jpg"}},
+        {"media_offset_s": 12.5, "model_sha256": "ab" * 32},
+        {"sent_at": "2024-07-01T12:03:08.123456789Z"},
+        {"thing_name": "site:cam_01", "topic_thing_name": "site:cam_01"},
+    ],
+    ids=["start", "update", "end", "snapshot", "optional-fields", "nanoseconds", "colon-thing"],
+)
+def test_valid_events_pass_both_engines(engine, overrides):
+    check = engine_or_skip(engine)
+    event = start_event(**overrides)
+    alert = validate_alert(event, validator=check)
+    assert "topic_thing_name" not in alert
+    assert alert == {key: value for key, value in event.items() if key != "topic_thing_name"}
+
+
+def test_rejection_reason_names_the_field():
+    with pytest.raises(InvalidAlertError) as caught:
+        validate_alert(start_event(score=2))
+    assert caught.value.code == "schema"
+    assert caught.value.reason.startswith("score")
+
+
+def test_thing_mismatch_reason_names_both_things():
+    with pytest.raises(InvalidAlertError) as caught:
+        validate_alert(start_event(thing_name="cam-02"))
+    assert "cam-02" in caught.value.reason and THING in caught.value.reason
+
+
+def test_schema_is_read_from_the_bundle_root_when_copied_there(tmp_path, monkeypatch):
+    source = REPO / "edge_component" / "contracts" / "alert.schema.json"
+    monkeypatch.setattr(validation, "BUNDLE_ROOT", tmp_path / "bundle")
+    assert validation.schema_path() == tmp_path / "edge_component" / "contracts" / "alert.schema.json"
+
+    monkeypatch.setattr(validation, "BUNDLE_ROOT", REPO / "lambda")
+    if not (REPO / "lambda" / "alert.schema.json").exists():
+        assert validation.schema_path() == source
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "alert.schema.json").write_text(source.read_text())
+    monkeypatch.setattr(validation, "BUNDLE_ROOT", bundle)
+    assert validation.schema_path() == bundle / "alert.schema.json"
