@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # TensorFlow's C++ start-up chatter hides the output that matters.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test synth lint bench clean setup
+.PHONY: demo test synth bench seed-model clean setup
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -31,6 +31,12 @@ test: setup
 
 synth: setup
 	npx cdk synth --quiet
+
+# The model shipped inside the Greengrass component until a SageMaker-trained one replaces it.
+seed-model: setup
+	rm -rf edge_component/models/seed
+	$(PY) training/train.py --model-dir edge_component/models/seed --output-data-dir build/seed-output \
+		--train examples/labels
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

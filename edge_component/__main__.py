@@ -29,25 +29,40 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m edge_component", description="Vigil edge detector")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="watch the configured cameras (files are replayed in order)")
-    src = run.add_mutually_exclusive_group(required=True)
+    src = run.add_mutually_exclusive_group()
     src.add_argument("--config", help="component configuration, YAML or JSON")
-    src.add_argument("--config-json", help="component configuration as a JSON string (Greengrass {configuration:/})")
+    src.add_argument("--config-json", help="component configuration as a JSON string")
     run.add_argument("--model-dir", required=True, help="model bundle directory (manifest.json + model.tflite)")
     run.add_argument("--thing-name", required=True, help="IoT thing name; alerts go to vigil/<thing>/alerts")
     run.add_argument("--source", help="override the first camera's source (file, rtsp:// URL or camera index)")
     run.add_argument("--alerts-out", help="JSON-lines file for alerts (default stdout) when the publisher is jsonl")
     run.add_argument("--snapshots", help="directory for evidence JPEGs (default <state-dir>/snapshots)")
     run.add_argument("--state-dir", default="build/edge-state", help="where snapshots and the outbox live")
-    run.add_argument("--greengrass", action="store_true", help="publish through Greengrass IPC (on a device)")
+    run.add_argument("--greengrass", action="store_true",
+                     help="on a device: read the configuration and publish through Greengrass IPC")
     return p
+
+
+def _greengrass_client():
+    # Created once and handed to the modules that need it (one IPC connection).
+    from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+
+    return GreengrassCoreIPCClientV2()
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
+    ipc = None
     try:
+        if args.greengrass:
+            ipc = _greengrass_client()
         if args.config:
             config = load_config(args.config)
+        elif args.config_json is None:
+            if ipc is None:
+                raise ConfigError("give --config or --config-json (or --greengrass to read the component configuration)")
+            config = parse_config(ipc.get_configuration(key_path=[]).value or {})
         else:
             try:
                 raw = json.loads(args.config_json)
@@ -60,10 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         bundle = load_bundle(args.model_dir)
         state = Path(args.state_dir)
         snapshots = SnapshotStore(args.snapshots or state / "snapshots", config.snapshot_max_files)
-        if args.greengrass or config.publisher == "greengrass":
-            from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
-
-            publisher = GreengrassIpcPublisher(GreengrassCoreIPCClientV2())
+        if config.publisher == "greengrass" or ipc is not None:
+            publisher = GreengrassIpcPublisher(ipc or _greengrass_client())
         else:
             publisher = JsonLinesPublisher(args.alerts_out)
         from .detector import Detector

@@ -178,3 +178,45 @@ def test_json_lines_publisher_appends_topic_and_message(tmp_path):
     p.publish("vigil/x/alerts", {"a": 2})
     p.close()
     assert [json.loads(l)["message"]["a"] for l in (tmp_path / "a.jsonl").read_text().splitlines()] == [1, 2]
+
+
+class FakeIpcClient:
+    """Has the methods of GreengrassCoreIPCClientV2 that the component uses."""
+
+    def __init__(self, configuration):
+        self.configuration = configuration
+        self.published = []
+
+    def get_configuration(self, key_path=None):
+        return type("Response", (), {"value": self.configuration})()
+
+    def publish_to_iot_core(self, *, topic_name, qos, payload):
+        self.published.append((topic_name, str(qos), json.loads(payload)))
+
+    def close(self):
+        pass
+
+
+def test_greengrass_mode_reads_its_configuration_and_publishes_through_ipc(monkeypatch, tmp_path):
+    import yaml
+
+    import edge_component.__main__ as cli
+
+    recipe = yaml.safe_load((REPO / "edge_component" / "recipe.yaml").read_text())
+    configuration = recipe["ComponentConfiguration"]["DefaultConfiguration"]  # accessControl included, as on a device
+    configuration["cameras"][0]["source"] = str(CLIP)
+    fake = FakeIpcClient(configuration)
+    monkeypatch.setattr(cli, "_greengrass_client", lambda: fake)
+    rc = cli.main(["run", "--greengrass", "--thing-name", "gg-cam", "--state-dir", str(tmp_path),
+                   "--model-dir", str(REPO / "edge_component" / "models" / "seed")])
+    assert rc == 0
+    starts = [m for topic, qos, m in fake.published if m["event_type"] == "start"]
+    assert len(starts) == 6
+    assert {topic for topic, _, _ in fake.published} == {"vigil/gg-cam/alerts"}
+    assert {qos for _, qos, _ in fake.published} in ({"1"}, {"QOS.AT_LEAST_ONCE"}, {"AT_LEAST_ONCE"})
+
+
+def test_the_seed_model_shipped_in_the_component_matches_this_edge():
+    # The component zip carries this bundle; a feature change without `make seed-model` fails here.
+    bundle = load_bundle(REPO / "edge_component" / "models" / "seed")
+    assert bundle.scorer.input_dtype == np.int8
