@@ -1,0 +1,124 @@
+"""Deduplication (Powertools idempotency) and the per-camera throttle on moto DynamoDB."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from conftest import REGION, start_event
+
+from vigil_alerts.delivery import IDEMPOTENCY_TTL_S, CameraThrottle, EventDeduplicator
+from vigil_alerts.processing import process_alert
+
+WINDOW_START = datetime(2024, 7, 1, 12, 0, 0, tzinfo=timezone.utc)  # a multiple of 600 s
+
+
+@pytest.fixture
+def dynamodb(table):
+    return boto3.client("dynamodb", region_name=REGION)
+
+
+def run(topic, event, *, sns_client=None, **kwargs):
+    return process_alert(event, sns_client=sns_client or topic.sns, topic_arn=topic.arn, time_zone="UTC", **kwargs)
+
+
+def new_start(camera: str = "cam0") -> dict:
+    return start_event(event_id=uuid.uuid4().hex, camera=camera)
+
+
+class FailingSns:
+    def publish(self, **_):
+        raise ClientError({"Error": {"Code": "Throttling", "Message": "slow down"}}, "Publish")
+
+
+def test_repeated_start_notifies_once(topic, table, dynamodb):
+    dedup = EventDeduplicator(table, dynamodb_client=dynamodb)
+
+    first = run(topic, start_event(), deduplicator=dedup)
+    again = run(topic, start_event(sent_at="2024-07-01T12:05:00Z"), deduplicator=dedup)
+
+    assert first["status"] == "notified"
+    assert again["status"] == "duplicate" and again["first_status"] == "notified"
+    assert again["message_id"] == first["message_id"]
+    assert len(topic.received()) == 1
+    [record] = dynamodb.scan(TableName=table)["Items"]
+    assert record["id"]["S"].startswith("vigil-alert-notify#")
+    assert record["status"]["S"] == "COMPLETED"
+    assert abs(int(record["expiration"]["N"]) - (time.time() + IDEMPOTENCY_TTL_S)) < 60
+
+
+def test_different_events_are_not_duplicates(topic, table, dynamodb):
+    dedup = EventDeduplicator(table, dynamodb_client=dynamodb)
+    assert run(topic, new_start(), deduplicator=dedup)["status"] == "notified"
+    assert run(topic, new_start(), deduplicator=dedup)["status"] == "notified"
+    assert len(topic.received()) == 2
+
+
+def test_failed_publish_leaves_no_record_so_the_retry_notifies(topic, table, dynamodb):
+    dedup = EventDeduplicator(table, dynamodb_client=dynamodb)
+    with pytest.raises(ClientError):
+        run(topic, start_event(), deduplicator=dedup, sns_client=FailingSns())
+    assert dynamodb.scan(TableName=table)["Items"] == []
+    assert run(topic, start_event(), deduplicator=dedup)["status"] == "notified"
+    assert len(topic.received()) == 1
+
+
+def test_throttle_holds_back_and_reports_in_the_next_notification(topic, table, dynamodb):
+    throttle = CameraThrottle(table, dynamodb_client=dynamodb, max_per_window=2, window_s=600)
+    moments = [WINDOW_START + timedelta(seconds=s) for s in (10, 20, 30, 40)]
+
+    statuses = [run(topic, new_start(), throttle=throttle, now=moment)["status"] for moment in moments]
+    assert statuses == ["notified", "notified", "throttled", "throttled"]
+    assert [run(topic, new_start("cam1"), throttle=throttle, now=moments[-1])["status"]] == ["notified"]
+
+    next_window = run(topic, new_start(), throttle=throttle, now=WINDOW_START + timedelta(seconds=610))
+    assert next_window["status"] == "notified" and next_window["held_reported"] == 2
+    bodies = [envelope["Message"] for envelope in topic.received()]
+    assert len(bodies) == 4
+    assert "Suppressed: 2 earlier alert(s) from this camera not sent since 2024-07-01 12:00:30 UTC" in bodies[-1]
+    assert all("Suppressed" not in body for body in bodies[:-1])
+
+    later = run(topic, new_start(), throttle=throttle, now=WINDOW_START + timedelta(seconds=620))
+    assert later["held_reported"] == 0
+
+
+def test_failed_publish_gives_the_slot_back(topic, table, dynamodb):
+    throttle = CameraThrottle(table, dynamodb_client=dynamodb, max_per_window=1, window_s=600)
+    with pytest.raises(ClientError):
+        run(topic, start_event(), throttle=throttle, now=WINDOW_START, sns_client=FailingSns())
+    assert run(topic, start_event(), throttle=throttle, now=WINDOW_START)["status"] == "notified"
+
+
+def test_duplicate_of_a_throttled_start_is_not_counted_again(topic, table, dynamodb):
+    dedup = EventDeduplicator(table, dynamodb_client=dynamodb)
+    throttle = CameraThrottle(table, dynamodb_client=dynamodb, max_per_window=1, window_s=600)
+    run(topic, new_start(), deduplicator=dedup, throttle=throttle, now=WINDOW_START)
+    held = new_start()
+    for _ in range(3):
+        run(topic, held, deduplicator=dedup, throttle=throttle, now=WINDOW_START)
+    report = run(topic, new_start(), deduplicator=dedup, throttle=throttle, now=WINDOW_START + timedelta(seconds=600))
+    assert report["held_reported"] == 1
+
+
+def test_handler_with_table_deduplicates_and_throttles(app, topic, table, context, monkeypatch):
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", table)
+    monkeypatch.setenv("THROTTLE_MAX_PER_WINDOW", "1")
+    monkeypatch.setenv("THROTTLE_WINDOW_S", str(10**9))  # one window for the whole test
+
+    assert app.handler(start_event(), context)["status"] == "notified"
+    assert app.handler(start_event(), context)["status"] == "duplicate"
+    assert app.handler(start_event(event_id="f" * 32), context)["status"] == "throttled"
+    assert len(topic.received()) == 1
+    ids = {item["id"]["S"].split("#")[0] for item in boto3.client("dynamodb").scan(TableName=table)["Items"]}
+    assert ids == {"vigil-alert-notify", "throttle"}
+
+
+def test_throttle_without_table_is_ignored(app, topic, context, monkeypatch):
+    monkeypatch.setenv("THROTTLE_MAX_PER_WINDOW", "1")
+    for _ in range(3):
+        assert app.handler(new_start(), context)["status"] == "notified"
+    assert len(topic.received()) == 3

@@ -1,0 +1,107 @@
+"""app.handler as Lambda calls it: environment, context, metrics (EMF on stdout), logs."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import boto3
+import pytest
+from conftest import EVENT_ID, REGION, THING, start_event
+
+from vigil_alerts.config import ConfigError, Settings
+from vigil_alerts.validation import InvalidAlertError
+
+
+@pytest.fixture
+def log_lines(app):
+    """What the handler's Powertools Logger writes (its stream is bound at import, before
+    pytest's capture, so it is pointed at a buffer here)."""
+    buffer = io.StringIO()
+    previous = app.logger.registered_handler.setStream(buffer)
+    yield buffer
+    app.logger.registered_handler.setStream(previous)
+
+
+def emitted(capsys, log_lines) -> tuple[dict[str, float], list[dict]]:
+    """Metrics (EMF on stdout; name -> summed value) and the JSON log records."""
+    metrics: dict[str, float] = {}
+    for line in capsys.readouterr().out.splitlines():
+        record = json.loads(line) if line.startswith("{") else {}
+        for directive in record.get("_aws", {}).get("CloudWatchMetrics", []):
+            for metric in directive["Metrics"]:
+                value = record[metric["Name"]]
+                total = sum(value) if isinstance(value, list) else value
+                metrics[metric["Name"]] = metrics.get(metric["Name"], 0) + total
+    logs = [json.loads(line) for line in log_lines.getvalue().splitlines() if line.startswith("{")]
+    return metrics, logs
+
+
+def test_start_alert_is_notified_and_counted(app, topic, context, capsys, log_lines):
+    result = app.handler(start_event(), context)
+
+    assert result["status"] == "notified"
+    [envelope] = topic.received()
+    assert envelope["Subject"] == "[Vigil] Intrusion: cam0/room at Lakeside (dev)"
+    metrics, logs = emitted(capsys, log_lines)
+    assert metrics == {"AlertsReceived": 1, "AlertsNotified": 1}
+    [processed] = [log for log in logs if log["message"] == "alert processed"]
+    assert processed["thing_name"] == THING and processed["event_id"] == EVENT_ID
+    assert processed["function_request_id"] == context.aws_request_id
+
+
+def test_update_is_acknowledged_without_notifying(app, topic, context, capsys, log_lines):
+    assert app.handler(start_event(event_type="update", sequence=1), context)["status"] == "acknowledged"
+    assert topic.received() == []
+    assert emitted(capsys, log_lines)[0] == {"AlertsReceived": 1, "AlertsAcknowledged": 1}
+
+
+def test_invalid_alert_raises_is_logged_and_counted(app, topic, context, capsys, log_lines):
+    with pytest.raises(InvalidAlertError):
+        app.handler(start_event(topic_thing_name="cam-02"), context)
+
+    assert topic.published() == []
+    metrics, logs = emitted(capsys, log_lines)
+    assert metrics == {"AlertsReceived": 1, "AlertsRejected": 1, "AlertsRejectedByReason": 1}
+    [rejected] = [log for log in logs if log["message"] == "alert rejected"]
+    assert rejected["code"] == "thing_mismatch"
+    assert rejected["thing_name"] == "cam-02"  # the topic's thing: the one that sent it
+    assert rejected["level"] == "WARNING"
+
+
+def test_log_keys_do_not_leak_into_the_next_invocation(app, context, capsys, log_lines):
+    app.handler(start_event(), context)
+    with pytest.raises(InvalidAlertError):
+        app.handler(["not", "an", "object"], context)
+    [rejected] = [log for log in emitted(capsys, log_lines)[1] if log["message"] == "alert rejected"]
+    assert "event_id" not in rejected and "thing_name" not in rejected
+
+
+def test_missing_topic_arn_fails_loudly(app, context, monkeypatch):
+    monkeypatch.delenv("ALERT_TOPIC_ARN")
+    with pytest.raises(ConfigError, match="ALERT_TOPIC_ARN"):
+        app.handler(start_event(), context)
+
+
+def test_injected_client_is_used(app, topic, context):
+    calls = []
+    real = boto3.client("sns", region_name=REGION)
+
+    class Recording:
+        def publish(self, **kwargs):
+            calls.append(kwargs)
+            return real.publish(**kwargs)
+
+    app.use_clients(sns=Recording())
+    app.handler(start_event(), context)
+    assert [call["TopicArn"] for call in calls] == [topic.arn]
+
+
+def test_settings_defaults_and_errors():
+    settings = Settings.from_env({"ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:t"})
+    assert (settings.site_name, settings.time_zone, settings.stage) == ("Vigil", "UTC", "")
+    assert settings.idempotency_table is None and settings.throttle_max_per_window is None
+    with pytest.raises(ConfigError, match="THROTTLE_MAX_PER_WINDOW"):
+        Settings.from_env({"ALERT_TOPIC_ARN": "x", "THROTTLE_MAX_PER_WINDOW": "three"})
+    with pytest.raises(ConfigError, match="THROTTLE_WINDOW_S"):
+        Settings.from_env({"ALERT_TOPIC_ARN": "x", "THROTTLE_WINDOW_S": "0"})
