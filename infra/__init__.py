@@ -1,0 +1,1 @@
+"""Vigil's AWS infrastructure (CDK v2): one stack per stage, one construct per capability."""

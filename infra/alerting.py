@@ -1,0 +1,309 @@
+"""Alerting: IoT topic rule -> alert Lambda -> encrypted SNS topic -> e-mail and SMS."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import aws_cdk as cdk
+import jsii
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_iot as iot
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from edge_component.contracts.topics import ALERT_TOPIC_FILTER, ALERT_TOPIC_THING_SEGMENT
+from infra.config import AlertsConfig
+from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
+from infra.storage import EVIDENCE_SNAPSHOT_PREFIX
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LAMBDA_DIR = REPO_ROOT / "lambda"
+ALERT_SCHEMA = REPO_ROOT / "edge_component" / "contracts" / "alert.schema.json"
+POWERTOOLS_LAYER_ACCOUNT = "017000801446"
+RULE_SQL = f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name FROM '{ALERT_TOPIC_FILTER}'"
+RULE_SQL_VERSION = "2016-03-23"
+
+
+def powertools_layer_arn(version: int) -> str:
+    """AWS's Powertools for Lambda (Python) v3 layer for python3.13 on arm64, in the stack's region."""
+    return (
+        f"arn:{cdk.Aws.PARTITION}:lambda:{cdk.Aws.REGION}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
+        f"AWSLambdaPowertoolsPythonV3-python313-arm64:{version}"
+    )
+
+
+@jsii.implements(cdk.ILocalBundling)
+class CopyHandlerBundling:
+    """Bundles the alert Lambda without Docker: its modules plus the alert schema.
+
+    Copies ``lambda/*.py`` and packages (folders with ``__init__.py``, tests left out)
+    and ``edge_component/contracts/alert.schema.json`` to the bundle's root, so the
+    handler reads the schema from beside itself. Third-party code comes from the
+    Powertools layer.
+    """
+
+    def __init__(self, source_dir: Path = LAMBDA_DIR, schema: Path = ALERT_SCHEMA) -> None:
+        self._source_dir = source_dir
+        self._schema = schema
+
+    def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:  # noqa: ARG002 (interface)
+        out = Path(output_dir)
+        for path in sorted(self._source_dir.glob("*.py")):
+            if not path.name.startswith("test_") and path.name != "conftest.py":
+                shutil.copy2(path, out / path.name)
+        for package in sorted(p for p in self._source_dir.iterdir() if (p / "__init__.py").is_file()):
+            if package.name not in ("tests", "test"):
+                shutil.copytree(
+                    package, out / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
+                )
+        shutil.copy2(self._schema, out / self._schema.name)
+        return True
+
+
+class Alerting(Construct):
+    """From the alert topic to people's phones.
+
+    Creates: a customer-managed KMS key; the alert SNS topic (encrypted with it, TLS only)
+    with the stage's e-mail and SMS subscriptions; the DynamoDB idempotency table; the
+    alert Lambda (python3.13, arm64, Powertools layer, log group with retention,
+    dead-letter queue, optional reserved concurrency, X-Ray); the IoT topic rule selecting
+    every thing's alerts, its Lambda permission scoped to the rule's ARN and its error
+    queue; and alarms on Lambda errors, queue depths and rule failures.
+
+    Attributes:
+        key, topic, table, function, dead_letter_queue, rule, error_queue, rule_permission, alarms.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        stage_name: str,
+        site_name: str,
+        time_zone: str,
+        alert_emails: Sequence[str],
+        alert_sms: Sequence[str],
+        alerts: AlertsConfig,
+        evidence_bucket: s3.IBucket,
+        log_retention: logs.RetentionDays,
+        removal_policy: cdk.RemovalPolicy,
+        alarm_action: cloudwatch.IAlarmAction,
+        lambda_dir: Path = LAMBDA_DIR,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.key = kms.Key(
+            self, "Key", description="Vigil alert topic", enable_key_rotation=True, removal_policy=removal_policy
+        )
+        self.topic = sns.Topic(self, "Topic", master_key=self.key, enforce_ssl=True, display_name=f"Vigil {site_name}")
+        for email in alert_emails:
+            self.topic.add_subscription(subs.EmailSubscription(email))
+        for phone in alert_sms:
+            self.topic.add_subscription(subs.SmsSubscription(phone))
+
+        self.table = dynamodb.TableV2(
+            self,
+            "Idempotency",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiration",
+            billing=dynamodb.Billing.on_demand(),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
+            removal_policy=removal_policy,
+        )
+
+        self.function = self._function(
+            stage_name=stage_name,
+            site_name=site_name,
+            time_zone=time_zone,
+            alerts=alerts,
+            evidence_bucket=evidence_bucket,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+            lambda_dir=lambda_dir,
+        )
+        self._rule()
+        self.alarms = self._alarms(alarm_action)
+
+    def _function(
+        self,
+        *,
+        stage_name: str,
+        site_name: str,
+        time_zone: str,
+        alerts: AlertsConfig,
+        evidence_bucket: s3.IBucket,
+        log_retention: logs.RetentionDays,
+        removal_policy: cdk.RemovalPolicy,
+        lambda_dir: Path,
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(self, "FunctionLogs", retention=log_retention, removal_policy=removal_policy)
+        # A role of our own, so no AWS-managed policy: logs, the DLQ, the table, the
+        # topic and its key, each granted exactly.
+        role = iam.Role(
+            self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description="Vigil alert Lambda"
+        )
+        log_group.grant_write(role)
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        function = lambda_.Function(
+            self,
+            "Function",
+            description="Validates, deduplicates, throttles and sends Vigil alerts",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="app.handler",
+            code=lambda_.Code.from_asset(
+                str(lambda_dir),
+                # The schema comes from outside lambda/: hash the bundle, not the source.
+                asset_hash_type=cdk.AssetHashType.OUTPUT,
+                bundling=cdk.BundlingOptions(
+                    image=cdk.DockerImage.from_registry("local-only"),
+                    local=CopyHandlerBundling(source_dir=lambda_dir),
+                ),
+            ),
+            layers=[
+                lambda_.LayerVersion.from_layer_version_arn(
+                    self, "Powertools", powertools_layer_arn(alerts.powertools_layer_version)
+                )
+            ],
+            role=role,
+            memory_size=alerts.memory_mb,
+            timeout=cdk.Duration.seconds(alerts.timeout_s),
+            reserved_concurrent_executions=alerts.reserved_concurrency,
+            dead_letter_queue=self.dead_letter_queue,
+            retry_attempts=2,
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={
+                "ALERT_TOPIC_ARN": self.topic.topic_arn,
+                "SITE_NAME": site_name,
+                "TIME_ZONE": time_zone,
+                "STAGE": stage_name,
+                "POWERTOOLS_SERVICE_NAME": "vigil-alerts",
+                "POWERTOOLS_METRICS_NAMESPACE": "Vigil",
+                "IDEMPOTENCY_TABLE": self.table.table_name,
+                "THROTTLE_MAX_PER_WINDOW": str(alerts.throttle_max_per_window),
+                "THROTTLE_WINDOW_S": str(alerts.throttle_window_s),
+                "EVIDENCE_BUCKET": evidence_bucket.bucket_name,
+            },
+        )
+        cfn_lint_ignore(function, ROLE_DEPENDS_ON)
+        function.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn]))
+        self.key.grant(function, "kms:GenerateDataKey", "kms:Decrypt")
+        self.table.grant(
+            function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
+        )
+        # To link a snapshot in the notification (a presigned URL needs read).
+        snapshots = evidence_bucket.arn_for_objects(f"{EVIDENCE_SNAPSHOT_PREFIX}/*")
+        function.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[snapshots]))
+        acknowledge(
+            role,
+            {
+                "AwsSolutions-IAM5[Resource::*]": "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level "
+                "permissions.",
+                wildcard_resource(self, snapshots): "Reads snapshots (per-event keys) only under the snapshots/ "
+                "prefix, to link them in notifications.",
+            },
+        )
+        acknowledge(
+            function,
+            {"AwsSolutions-L1": "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for "
+             "that this stack pins; raise with the layer."},
+        )
+        return function
+
+    def _rule(self) -> None:
+        self.error_queue = sqs.Queue(
+            self,
+            "RuleErrors",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        rule_role = iam.Role(self, "RuleRole", assumed_by=iam.ServicePrincipal("iot.amazonaws.com"))
+        self.error_queue.grant_send_messages(rule_role)
+        self.rule = iot.CfnTopicRule(
+            self,
+            "Rule",
+            topic_rule_payload=iot.CfnTopicRule.TopicRulePayloadProperty(
+                description="Vigil alerts of every thing in the stage, with the thing name from the topic",
+                sql=RULE_SQL,
+                aws_iot_sql_version=RULE_SQL_VERSION,
+                rule_disabled=False,
+                actions=[
+                    iot.CfnTopicRule.ActionProperty(
+                        lambda_=iot.CfnTopicRule.LambdaActionProperty(function_arn=self.function.function_arn)
+                    )
+                ],
+                error_action=iot.CfnTopicRule.ActionProperty(
+                    sqs=iot.CfnTopicRule.SqsActionProperty(
+                        queue_url=self.error_queue.queue_url, role_arn=rule_role.role_arn, use_base64=False
+                    )
+                ),
+            ),
+        )
+        self.rule_permission = lambda_.CfnPermission(
+            self,
+            "RuleInvokePermission",
+            action="lambda:InvokeFunction",
+            function_name=self.function.function_arn,
+            principal="iot.amazonaws.com",
+            source_arn=self.rule.attr_arn,
+            source_account=cdk.Aws.ACCOUNT_ID,
+        )
+        acknowledge(
+            self.error_queue,
+            {"AwsSolutions-SQS3": "This queue is itself the topic rule's error destination (a dead-letter queue)."},
+        )
+        acknowledge(
+            self.dead_letter_queue,
+            {"AwsSolutions-SQS3": "This queue is itself the alert Lambda's dead-letter queue."},
+        )
+
+    def _alarms(self, action: cloudwatch.IAlarmAction) -> list[cloudwatch.Alarm]:
+        rule_name = self.rule.ref
+        period = cdk.Duration.minutes(5)
+        iot_metric = lambda name, **dims: cloudwatch.Metric(  # noqa: E731
+            namespace="AWS/IoT", metric_name=name, dimensions_map={"RuleName": rule_name, **dims},
+            statistic="Sum", period=period,
+        )
+        specs = {
+            "FunctionErrors": self.function.metric_errors(period=period, statistic="Sum"),
+            "DeadLetters": self.dead_letter_queue.metric_approximate_number_of_messages_visible(period=period, statistic="Maximum"),
+            "RuleErrorQueue": self.error_queue.metric_approximate_number_of_messages_visible(period=period, statistic="Maximum"),
+            "RuleActionFailures": iot_metric("Failure", ActionType="Lambda"),
+            "RuleParseErrors": iot_metric("ParseError"),
+        }
+        alarms = []
+        for name, metric in specs.items():
+            alarm = metric.create_alarm(
+                self,
+                f"{name}Alarm",
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=f"Vigil alerting: {name}",
+            )
+            alarm.add_alarm_action(action)
+            alarms.append(alarm)
+        return alarms
+

@@ -1,0 +1,258 @@
+"""Edge deployment: the Vigil Greengrass component version and its deployment to the thing group."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import yaml
+from aws_cdk import aws_greengrassv2 as greengrass
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from infra.config import EdgeConfig, GreengrassConfig, RolloutConfig
+from infra.nag import acknowledge, wildcard_resource
+from infra.packaging import Archive, build_dir_for, tree_entries, write_content_addressed, zip_bytes
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EDGE_PACKAGE_DIR = REPO_ROOT / "edge_component"
+RECIPE_PATH = EDGE_PACKAGE_DIR / "recipe.yaml"
+COMPONENT_BASE_NAME = "com.vigil.EdgeDetector"
+ARTIFACT_FOLDER = "vigil-edge"  # the recipe runs from {artifacts:decompressedPath}/vigil-edge
+ARTIFACT_FILE = "vigil-edge.zip"
+NUCLEUS = "aws.greengrass.Nucleus"
+LOG_MANAGER = "aws.greengrass.LogManager"
+
+
+def component_name(stage_name: str) -> str:
+    """``com.vigil.EdgeDetector.<stage>``: component versions are account-wide and stages may share an account."""
+    return f"{COMPONENT_BASE_NAME}.{stage_name}"
+
+
+def content_version(recipe: dict[str, Any], artifact_digests: list[str]) -> str:
+    """``1.0.<n>``, ``n`` from the first 7 hex digits of SHA-256 over the recipe and digests.
+
+    Same content, same version (nothing is replaced on redeploy); any change to the
+    recipe or an artifact gives another version. 7 hex digits stay below 2**31.
+    """
+    material = json.dumps(recipe, sort_keys=True, separators=(",", ":")) + "\n" + "\n".join(artifact_digests)
+    return f"1.0.{int(hashlib.sha256(material.encode()).hexdigest()[:7], 16)}"
+
+
+def build_artifact(package_dir: Path, build_dir: Path) -> Archive:
+    """Zip ``package_dir`` as ``vigil-edge/<package name>/...`` into ``build_dir`` (deterministic)."""
+    entries = tree_entries(package_dir, f"{ARTIFACT_FOLDER}/{package_dir.name}")
+    return write_content_addressed(zip_bytes(entries), build_dir, ARTIFACT_FILE)
+
+
+class EdgeDeployment(Construct):
+    """The Vigil component version and the Greengrass deployment of it to the thing group.
+
+    Reads ``recipe.yaml`` at synth, packs the edge package as a deterministic zip
+    asset, writes the asset's S3 URI and SHA-256 digest into the recipe, and derives
+    the component version from the content. Deploys the component with the Nucleus
+    and LogManager to ``thing_group_arn``: rollback on failure, an IoT job rollout with
+    abort criteria and a timeout, and the stage's edge settings merged over the
+    recipe's defaults. Creates the component's log group (with retention) and grants
+    the token exchange role the artifact and log access the device needs.
+
+    Attributes:
+        component_name, component_version: the concrete name and version (plain strings).
+        artifact: the zip on disk and its digest; ``asset``: the uploaded ``s3_assets.Asset``.
+        recipe: the final recipe dict (with CDK tokens in the artifact URI).
+        component: the ``greengrassv2.CfnComponentVersion``; ``deployment``: the ``CfnDeployment``.
+        log_group: the component's CloudWatch log group.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        stage_name: str,
+        thing_group_arn: str,
+        token_exchange_role: iam.IRole,
+        edge: EdgeConfig,
+        rollout: RolloutConfig,
+        greengrass_config: GreengrassConfig,
+        log_retention: logs.RetentionDays,
+        removal_policy: cdk.RemovalPolicy,
+        package_dir: Path = EDGE_PACKAGE_DIR,
+        recipe_path: Path = RECIPE_PATH,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.component_name = component_name(stage_name)
+        self.artifact = build_artifact(package_dir, build_dir_for(self))
+        self.asset = s3_assets.Asset(self, "Artifact", path=str(self.artifact.path))
+
+        recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
+        recipe["ComponentName"] = self.component_name
+        manifests = recipe.get("Manifests") or []
+        artifacts = [a for m in manifests for a in m.get("Artifacts", [])]
+        if len(artifacts) != 1:
+            raise ValueError(f"{recipe_path}: expected exactly one artifact (the {ARTIFACT_FILE}), found {len(artifacts)}")
+        # Version from everything that reaches the device: the recipe as the stage
+        # sees it, the zip's digest and the asset hash that names its S3 object.
+        versioned = copy.deepcopy(recipe)
+        versioned.pop("ComponentVersion", None)
+        for artifact in (a for m in versioned["Manifests"] for a in m.get("Artifacts", [])):
+            artifact.pop("URI", None)
+        self.component_version = content_version(versioned, [self.artifact.sha256_hex, self.asset.asset_hash])
+        recipe["ComponentVersion"] = self.component_version
+        artifacts[0].update(
+            {"URI": self.asset.s3_object_url, "Digest": self.artifact.sha256_b64, "Algorithm": "SHA-256"}
+        )
+        self.recipe = recipe
+
+        self.component = greengrass.CfnComponentVersion(
+            self, "Component", inline_recipe=cdk.Stack.of(self).to_json_string(recipe)
+        )
+
+        self._grant_device_access(token_exchange_role, log_retention, removal_policy, greengrass_config)
+        self.deployment = self._deployment(
+            stage_name=stage_name,
+            thing_group_arn=thing_group_arn,
+            edge=edge,
+            rollout=rollout,
+            greengrass_config=greengrass_config,
+        )
+
+    def _grant_device_access(
+        self,
+        role: iam.IRole,
+        log_retention: logs.RetentionDays,
+        removal_policy: cdk.RemovalPolicy,
+        greengrass_config: GreengrassConfig,
+    ) -> None:
+        # Exactly the artifact object: no bucket-wide read.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadComponentArtifact",
+                actions=["s3:GetObject"],
+                resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{self.asset.s3_bucket_name}/{self.asset.s3_object_key}"],
+            )
+        )
+        # LogManager writes to /aws/greengrass/<type>/<region>/<name>. Creating the groups
+        # here gives them a retention and lets the device skip logs:CreateLogGroup.
+        region = cdk.Stack.of(self).region
+        self.log_group = logs.LogGroup(
+            self,
+            "ComponentLogs",
+            log_group_name=f"/aws/greengrass/UserComponent/{region}/{self.component_name}",
+            retention=log_retention,
+            removal_policy=removal_policy,
+        )
+        log_groups = [self.log_group.log_group_arn]
+        system_log_group_name = f"/aws/greengrass/GreengrassSystemComponent/{region}/System"
+        if greengrass_config.manage_system_log_group:
+            system = logs.LogGroup(
+                self,
+                "SystemLogs",
+                log_group_name=system_log_group_name,
+                retention=log_retention,
+                removal_policy=removal_policy,
+            )
+            log_groups.append(system.log_group_arn)
+        else:
+            # Shared with another stage in this account and region, which owns it.
+            system_arn = cdk.Stack.of(self).format_arn(
+                service="logs",
+                resource="log-group",
+                resource_name=f"{system_log_group_name}:*",
+                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+            )
+            log_groups.append(system_arn)
+            acknowledge(
+                role,
+                {wildcard_resource(self, system_arn): "The :* covers the log streams of the one system log group."},
+            )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="WriteGreengrassLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=log_groups,
+            )
+        )
+
+    def _deployment(
+        self,
+        *,
+        stage_name: str,
+        thing_group_arn: str,
+        edge: EdgeConfig,
+        rollout: RolloutConfig,
+        greengrass_config: GreengrassConfig,
+    ) -> greengrass.CfnDeployment:
+        merge, reset = edge.configuration_update()
+        Spec = greengrass.CfnDeployment.ComponentDeploymentSpecificationProperty
+        Update = greengrass.CfnDeployment.ComponentConfigurationUpdateProperty
+        log_manager_config = {
+            "logsUploaderConfiguration": {
+                "systemLogsConfiguration": {"uploadToCloudWatch": "true", "minimumLogLevel": "INFO"},
+                "componentLogsConfigurationMap": {self.component_name: {"minimumLogLevel": "INFO"}},
+            },
+            "periodicUploadIntervalSec": greengrass_config.log_upload_interval_s,
+        }
+        deployment = greengrass.CfnDeployment(
+            self,
+            "Deployment",
+            target_arn=thing_group_arn,
+            deployment_name=f"vigil-{stage_name}",
+            components={
+                # Referencing the component's attribute orders the deployment after it.
+                self.component_name: Spec(
+                    component_version=self.component.attr_component_version,
+                    configuration_update=Update(merge=json.dumps(merge, sort_keys=True), reset=reset or None),
+                ),
+                # The recipe's access control names {iot:thingName}: the nucleus must
+                # interpolate component configuration for that to resolve.
+                NUCLEUS: Spec(
+                    component_version=greengrass_config.nucleus_version,
+                    configuration_update=Update(merge=json.dumps({"interpolateComponentConfiguration": True})),
+                ),
+                LOG_MANAGER: Spec(
+                    component_version=greengrass_config.log_manager_version,
+                    configuration_update=Update(merge=json.dumps(log_manager_config, sort_keys=True)),
+                ),
+            },
+            deployment_policies=greengrass.CfnDeployment.DeploymentPoliciesProperty(
+                failure_handling_policy="ROLLBACK",
+                component_update_policy=greengrass.CfnDeployment.DeploymentComponentUpdatePolicyProperty(
+                    action="NOTIFY_COMPONENTS", timeout_in_seconds=rollout.component_update_timeout_s
+                ),
+                configuration_validation_policy=greengrass.CfnDeployment.DeploymentConfigurationValidationPolicyProperty(
+                    timeout_in_seconds=rollout.component_update_timeout_s
+                ),
+            ),
+            iot_job_configuration=greengrass.CfnDeployment.DeploymentIoTJobConfigurationProperty(
+                job_executions_rollout_config=greengrass.CfnDeployment.IoTJobExecutionsRolloutConfigProperty(
+                    exponential_rate=greengrass.CfnDeployment.IoTJobExponentialRolloutRateProperty(
+                        base_rate_per_minute=rollout.base_rate_per_minute,
+                        increment_factor=rollout.increment_factor,
+                        rate_increase_criteria={"NumberOfSucceededThings": rollout.rate_increase_after_succeeded},
+                    ),
+                    maximum_per_minute=rollout.maximum_per_minute,
+                ),
+                abort_config=greengrass.CfnDeployment.IoTJobAbortConfigProperty(
+                    criteria_list=[
+                        greengrass.CfnDeployment.IoTJobAbortCriteriaProperty(
+                            action="CANCEL",
+                            failure_type=failure_type,
+                            min_number_of_executed_things=rollout.abort_min_executed_things,
+                            threshold_percentage=rollout.abort_threshold_percentage,
+                        )
+                        for failure_type in ("FAILED", "TIMED_OUT")
+                    ]
+                ),
+                timeout_config=greengrass.CfnDeployment.IoTJobTimeoutConfigProperty(
+                    in_progress_timeout_in_minutes=rollout.in_progress_timeout_minutes
+                ),
+            ),
+        )
+        return deployment

@@ -1,0 +1,170 @@
+"""The stack of one stage, the Stage that holds it, and the app with every stage."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import aws_cdk as cdk
+from aws_cdk import aws_logs as logs
+from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
+
+from edge_component.contracts.topics import ALERT_CHANNEL, TELEMETRY_CHANNEL, topic_template
+from infra.alerting import Alerting
+from infra.config import LOG_RETENTION_NAMES, StageConfig
+from infra.devices import Devices
+from infra.edge_deployment import EdgeDeployment, component_name
+from infra.operations import Operations
+from infra.storage import Storage
+from infra.training import Training
+
+STACK_ID = "Vigil"
+
+
+class VigilStack(cdk.Stack):
+    """Everything one stage runs: creates the capability constructs and wires them.
+
+    Attributes: ``config``, ``storage``, ``operations``, ``devices``, ``edge``,
+    ``alerting``, ``training``.
+    """
+
+    def __init__(self, scope: Construct, id_: str, *, config: StageConfig, **kwargs: object) -> None:
+        super().__init__(scope, id_, **kwargs)
+        self.config = config
+        retention = _retention(config.log_retention_days)
+        removal = cdk.RemovalPolicy.RETAIN if config.retain_data else cdk.RemovalPolicy.DESTROY
+        component = component_name(config.name)
+
+        self.storage = Storage(
+            self, "Storage", evidence_retention_days=config.evidence_retention_days, removal_policy=removal
+        )
+        self.operations = Operations(self, "Operations", emails=config.ops_emails, removal_policy=removal)
+        alarm_action = self.operations.alarm_action()
+
+        self.devices = Devices(
+            self,
+            "Devices",
+            thing_names=config.things,
+            component_names=[component],
+            evidence_bucket=self.storage.evidence,
+            fleet_provisioning=config.fleet_provisioning,
+        )
+        self.edge = EdgeDeployment(
+            self,
+            "Edge",
+            stage_name=config.name,
+            thing_group_arn=self.devices.thing_group_arn,
+            token_exchange_role=self.devices.token_exchange_role,
+            edge=config.edge,
+            rollout=config.rollout,
+            greengrass_config=config.greengrass,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        self.alerting = Alerting(
+            self,
+            "Alerting",
+            stage_name=config.name,
+            site_name=config.site_name,
+            time_zone=config.time_zone,
+            alert_emails=config.alert_emails,
+            alert_sms=config.alert_sms,
+            alerts=config.alerts,
+            evidence_bucket=self.storage.evidence,
+            log_retention=retention,
+            removal_policy=removal,
+            alarm_action=alarm_action,
+        )
+        self.training = Training(
+            self,
+            "Training",
+            stage_name=config.name,
+            training=config.training,
+            access_logs=self.storage.access_logs,
+            log_retention=retention,
+            removal_policy=removal,
+            alarm_action=alarm_action,
+        )
+        cdk.Tags.of(self).add("project", "vigil")
+        cdk.Tags.of(self).add("stage", config.name)
+        self._outputs()
+
+    def _outputs(self) -> None:
+        devices = self.devices
+        outputs = {
+            "ThingGroupName": (devices.thing_group_name, "Thing group every camera of the stage joins"),
+            "DevicePolicyName": (devices.policy_name, "IoT policy for camera certificates"),
+            "TokenExchangeRoleName": (devices.token_exchange_role.role_name, "Greengrass token exchange role"),
+            "RoleAliasName": (devices.role_alias_name, "Greengrass token exchange role alias"),
+            "ComponentName": (self.edge.component_name, "Vigil Greengrass component"),
+            "ComponentVersion": (self.edge.component_version, "Deployed component version (from its content)"),
+            "AlertTopicPattern": (topic_template("<thing>", ALERT_CHANNEL), "MQTT topic a camera publishes alerts on"),
+            "TelemetryTopicPattern": (topic_template("<thing>", TELEMETRY_CHANNEL), "MQTT topic for telemetry"),
+            "AlertTopicArn": (self.alerting.topic.topic_arn, "SNS topic of alert notifications"),
+            "OperationsTopicArn": (self.operations.topic.topic_arn, "SNS topic of alarms"),
+            "EvidenceBucketName": (self.storage.evidence.bucket_name, "Alert snapshots (snapshots/<thing>/)"),
+            "TrainingDataBucketName": (self.training.data_bucket.bucket_name, "Labelled training data (train/)"),
+            "ModelBucketName": (self.training.model_bucket.bucket_name, "Trained model bundles (models/)"),
+            "TrainingStateMachineArn": (self.training.state_machine.state_machine_arn, "Starts a training run"),
+            "InstallerCommand": (
+                "sudo -E java -Droot=/greengrass/v2 -Dlog.store=FILE "
+                "-jar ./GreengrassInstaller/lib/Greengrass.jar "
+                f"--aws-region {self.region} --thing-name <THING_NAME> "
+                f"--thing-group-name {devices.thing_group_name} --thing-policy-name {devices.policy_name} "
+                f"--tes-role-name {devices.token_exchange_role.role_name} "
+                f"--tes-role-alias-name {devices.role_alias_name} "
+                "--component-default-user ggc_user:ggc_group --provision true --setup-system-service true",
+                "Install Greengrass on a camera with admin credentials (listed things, small stages)",
+            ),
+        }
+        if devices.provisioning_template is not None and devices.claim_policy is not None:
+            outputs["ProvisioningTemplateName"] = (
+                devices.provisioning_template.ref,
+                "Fleet provisioning template: cameras with a claim certificate join the thing group by themselves",
+            )
+            outputs["ClaimPolicyName"] = (devices.claim_policy.ref, "Attach to the claim certificate")
+        for name, (value, description) in outputs.items():
+            cdk.CfnOutput(self, name, value=value, description=description)
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    return getattr(logs.RetentionDays, LOG_RETENTION_NAMES[days])
+
+
+class VigilStage(cdk.Stage):
+    """One deployment stage: holds the stage's single stack, ``stack``."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: StageConfig, env: cdk.Environment | None = None) -> None:
+        super().__init__(scope, id_, env=env)
+        self.config = config
+        self.stack = VigilStack(
+            self,
+            STACK_ID,
+            config=config,
+            stack_name=f"vigil-{config.name}",
+            description=f"Vigil smart security cameras, stage {config.name}",
+        )
+
+
+def build_app(
+    app: cdk.App,
+    stages: Mapping[str, StageConfig],
+    *,
+    default_env: cdk.Environment | None = None,
+    nag: bool = True,
+) -> dict[str, VigilStage]:
+    """Add one :class:`VigilStage` per stage to ``app`` and, with ``nag``, the cdk-nag checks.
+
+    Account and region come from the stage's config, else from ``default_env`` (the CDK
+    CLI's default environment); neither is looked up.
+    """
+    built: dict[str, VigilStage] = {}
+    for name, config in stages.items():
+        env = cdk.Environment(
+            account=config.account or (default_env.account if default_env else None),
+            region=config.region or (default_env.region if default_env else None),
+        )
+        built[name] = VigilStage(app, name, config=config, env=env)
+    if nag:
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return built

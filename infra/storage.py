@@ -1,0 +1,91 @@
+"""Buckets: one way to make a secure bucket, the access-log bucket and the evidence bucket."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import aws_cdk as cdk
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.nag import acknowledge
+
+EVIDENCE_SNAPSHOT_PREFIX = "snapshots"
+
+
+def secure_bucket(
+    scope: Construct,
+    id_: str,
+    *,
+    access_logs: s3.IBucket,
+    removal_policy: cdk.RemovalPolicy,
+    lifecycle_rules: Sequence[s3.LifecycleRule] = (),
+) -> s3.Bucket:
+    """A private bucket: SSE-S3, versioned, TLS only, public access blocked, access logged
+    to ``access_logs`` under ``<construct path>/``. No physical name (CloudFormation picks one)."""
+    bucket = s3.Bucket(
+        scope,
+        id_,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        enforce_ssl=True,
+        versioned=True,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix=f"{id_}/",
+        lifecycle_rules=[
+            s3.LifecycleRule(noncurrent_version_expiration=cdk.Duration.days(90), abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
+            *lifecycle_rules,
+        ],
+        removal_policy=removal_policy,
+    )
+    return bucket
+
+
+class Storage(Construct):
+    """The stage's shared buckets.
+
+    Attributes:
+        access_logs: S3 server access logs of every other bucket (kept 365 days).
+        evidence: alert snapshots, written by devices under ``snapshots/<thing>/``,
+            expired after ``evidence_retention_days``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        evidence_retention_days: int,
+        removal_policy: cdk.RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            versioned=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(expiration=cdk.Duration.days(365), noncurrent_version_expiration=cdk.Duration.days(30))
+            ],
+            removal_policy=removal_policy,
+        )
+        acknowledge(
+            self.access_logs,
+            {"AwsSolutions-S1": "This is the access-log destination; logging its own access would loop."},
+        )
+        self.evidence = secure_bucket(
+            self,
+            "Evidence",
+            access_logs=self.access_logs,
+            removal_policy=removal_policy,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    prefix=f"{EVIDENCE_SNAPSHOT_PREFIX}/",
+                    expiration=cdk.Duration.days(evidence_retention_days),
+                )
+            ],
+        )

@@ -1,0 +1,329 @@
+"""Training: data and model buckets, the script-mode code archive and the SageMaker job's state machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.config import TrainingConfig
+from infra.edge_deployment import EDGE_PACKAGE_DIR
+from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
+from infra.packaging import Archive, build_dir_for, tar_gz_bytes, tree_entries, write_content_addressed
+from infra.storage import secure_bucket
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TRAINING_DIR = REPO_ROOT / "training"
+ENTRY_POINT = "train.py"
+TRAIN_PREFIX = "train/"
+MODEL_PREFIX = "models/"
+CHECKPOINT_PREFIX = "checkpoints/"
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+DLC_REPOSITORY = "tensorflow-training"
+
+# AWS Deep Learning Containers registry account per region (sagemaker-python-sdk,
+# image_uri_config/tensorflow.json). Resolved at synth when the stage's region is
+# known, else by Fn::FindInMap at deploy time: no lookup either way.
+DLC_ACCOUNTS: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
+            "eu-central-1", "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3",
+            "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
+            "ap-southeast-1", "ap-southeast-2",
+        ],
+        "763104351884",
+    ),
+    "af-south-1": "626614931356",
+    "ap-east-1": "871362719292",
+    "ap-south-2": "772153158452",
+    "ap-southeast-3": "907027046896",
+    "ap-southeast-4": "457447274322",
+    "ca-west-1": "204538143572",
+    "eu-central-2": "380420809688",
+    "eu-south-1": "692866216735",
+    "eu-south-2": "503227376785",
+    "il-central-1": "780543022126",
+    "me-central-1": "914824155844",
+    "me-south-1": "217643126080",
+}
+
+
+def build_sourcedir(training_dir: Path, edge_package_dir: Path, build_dir: Path) -> Archive:
+    """``sourcedir.tar.gz``: ``training/*`` at the root plus the ``edge_component`` package (deterministic)."""
+    entries = tree_entries(training_dir, "") + tree_entries(edge_package_dir, edge_package_dir.name)
+    return write_content_addressed(tar_gz_bytes(entries), build_dir, "sourcedir.tar.gz")
+
+
+def hyperparameters(
+    *, training: TrainingConfig, submit_directory: str, region: str
+) -> dict[str, str]:
+    """Script-mode hyperparameters, JSON-encoded per value as the SageMaker Python SDK sends them."""
+    values: dict[str, Any] = {
+        "sagemaker_program": ENTRY_POINT,
+        "sagemaker_submit_directory": submit_directory,
+        "sagemaker_region": region,
+        "sagemaker_container_log_level": 20,
+        "epochs": training.epochs,
+        **training.hyperparameters,
+    }
+    return {key: json.dumps(value) for key, value in values.items()}
+
+
+class _Uri(tasks.S3Location):
+    """An S3 location that grants nothing when bound: the execution role's grants are explicit."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self._uri = uri
+
+    def bind(self, _task: tasks.ISageMakerTask, *_args: Any, **_kwargs: Any) -> tasks.S3LocationConfig:
+        return tasks.S3LocationConfig(uri=self._uri)
+
+
+class _SpotTrainingJob(tasks.SageMakerCreateTrainingJob):
+    """``SageMakerCreateTrainingJob`` plus managed spot training and checkpoints.
+
+    The CDK task has no properties for ``EnableManagedSpotTraining``,
+    ``CheckpointConfig`` or ``StoppingCondition.MaxWaitTimeInSeconds`` although Step
+    Functions passes them to CreateTrainingJob, so they are added to the rendered state.
+    """
+
+    def __init__(self, scope: Construct, id_: str, *, spot: dict[str, Any] | None, **kwargs: Any) -> None:
+        super().__init__(scope, id_, **kwargs)
+        self._spot = spot
+
+    def to_state_json(self, top_level_query_language: sfn.QueryLanguage | None = None) -> Any:
+        state = dict(super().to_state_json(top_level_query_language))
+        if self._spot:
+            parameters = dict(state["Parameters"])
+            parameters["EnableManagedSpotTraining"] = True
+            parameters["CheckpointConfig"] = {"S3Uri": self._spot["checkpoint_uri"], "LocalPath": CHECKPOINT_LOCAL_PATH}
+            parameters["StoppingCondition"] = {
+                **dict(parameters.get("StoppingCondition", {})),
+                "MaxWaitTimeInSeconds": self._spot["max_wait_s"],
+            }
+            state["Parameters"] = parameters
+        return state
+
+
+class Training(Construct):
+    """Retraining the model on SageMaker, started through Step Functions.
+
+    Creates: the training-data and model buckets (via :func:`secure_bucket`); the
+    ``sourcedir.tar.gz`` asset (``training/`` plus the edge's feature code); a
+    least-privilege SageMaker execution role; a state machine whose one task runs the
+    TensorFlow DLC training job (RUN_JOB), reading channel ``train`` from
+    ``s3://<data>/train/`` and writing to ``s3://<models>/models/``, with managed spot
+    training and checkpoints when ``use_spot``; its log group; an alarm on failed runs.
+
+    Attributes:
+        data_bucket, model_bucket, sourcedir (asset), role, task, state_machine, alarm.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        stage_name: str,
+        training: TrainingConfig,
+        access_logs: s3.IBucket,
+        log_retention: logs.RetentionDays,
+        removal_policy: cdk.RemovalPolicy,
+        alarm_action: cloudwatch.IAlarmAction,
+        training_dir: Path = TRAINING_DIR,
+        edge_package_dir: Path = EDGE_PACKAGE_DIR,
+    ) -> None:
+        super().__init__(scope, id_)
+        stack = cdk.Stack.of(self)
+        self.data_bucket = secure_bucket(self, "Data", access_logs=access_logs, removal_policy=removal_policy)
+        self.model_bucket = secure_bucket(self, "Models", access_logs=access_logs, removal_policy=removal_policy)
+        archive = build_sourcedir(training_dir, edge_package_dir, build_dir_for(self))
+        self.sourcedir = s3_assets.Asset(self, "SourceDir", path=str(archive.path))
+
+        self.role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="Vigil SageMaker training jobs",
+        )
+        self._grant_training(stack)
+
+        image = tasks.DockerImage.from_registry(self._image_uri(stack, training.image_tag))
+        checkpoint_uri = self.model_bucket.s3_url_for_object(CHECKPOINT_PREFIX)
+        self.task = _SpotTrainingJob(
+            self,
+            "Train",
+            spot={"checkpoint_uri": checkpoint_uri, "max_wait_s": training.max_wait_s} if training.use_spot else None,
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            training_job_name=sfn.JsonPath.format(f"vigil-{stage_name}-{{}}", sfn.JsonPath.uuid()),
+            role=self.role,
+            algorithm_specification=tasks.AlgorithmSpecification(
+                training_image=image, training_input_mode=tasks.InputMode.FILE
+            ),
+            hyperparameters=hyperparameters(
+                training=training,
+                submit_directory=self.sourcedir.s3_object_url,
+                region=stack.region,
+            ),
+            input_data_config=[
+                tasks.Channel(
+                    channel_name="train",
+                    data_source=tasks.DataSource(
+                        s3_data_source=tasks.S3DataSource(
+                            s3_location=_Uri(self.data_bucket.s3_url_for_object(TRAIN_PREFIX)),
+                            s3_data_type=tasks.S3DataType.S3_PREFIX,
+                        )
+                    ),
+                )
+            ],
+            output_data_config=tasks.OutputDataConfig(
+                s3_output_location=_Uri(self.model_bucket.s3_url_for_object(MODEL_PREFIX))
+            ),
+            resource_config=tasks.ResourceConfig(
+                instance_count=training.instance_count,
+                instance_type=ec2.InstanceType(training.instance_type.removeprefix("ml.")),
+                volume_size=cdk.Size.gibibytes(training.volume_gb),
+            ),
+            stopping_condition=tasks.StoppingCondition(max_runtime=cdk.Duration.seconds(training.max_runtime_s)),
+        )
+
+        log_group = logs.LogGroup(
+            self,
+            "StateMachineLogs",
+            # The vendedlogs prefix keeps CloudWatch's resource policy small.
+            log_group_name=f"/aws/vendedlogs/states/vigil-{stage_name}-training",
+            retention=log_retention,
+            removal_policy=removal_policy,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            comment="Runs the Vigil training job; its model bundle lands in the model bucket",
+            definition_body=sfn.DefinitionBody.from_chainable(self.task),
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            tracing_enabled=True,
+            timeout=cdk.Duration.seconds(max(training.max_runtime_s, training.max_wait_s) + 3600),
+        )
+        self._acknowledge_state_machine()
+        cfn_lint_ignore(self.state_machine, ROLE_DEPENDS_ON)
+        self.alarm = self.state_machine.metric_failed(period=cdk.Duration.minutes(5), statistic="Sum").create_alarm(
+            self,
+            "FailedAlarm",
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="Vigil training: a training run failed",
+        )
+        self.alarm.add_alarm_action(alarm_action)
+
+    def _image_uri(self, stack: cdk.Stack, tag: str) -> str:
+        mapping = cdk.CfnMapping(
+            self,
+            "DlcAccounts",
+            mapping={region: {"account": account} for region, account in DLC_ACCOUNTS.items()},
+            lazy=True,
+        )
+        account = mapping.find_in_map(stack.region, "account")
+        return f"{account}.dkr.ecr.{stack.region}.{stack.url_suffix}/{DLC_REPOSITORY}:{tag}"
+
+    def _grant_training(self, stack: cdk.Stack) -> None:
+        data, models = self.data_bucket, self.model_bucket
+        train_objects = data.arn_for_objects(f"{TRAIN_PREFIX}*")
+        model_objects = models.arn_for_objects(f"{MODEL_PREFIX}*")
+        checkpoint_objects = models.arn_for_objects(f"{CHECKPOINT_PREFIX}*")
+        job_logs = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name="/aws/sagemaker/TrainingJobs:*",
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        # The DLC registry account differs by region (DLC_ACCOUNTS).
+        dlc_repository = stack.format_arn(
+            service="ecr", account="*", resource="repository", resource_name=DLC_REPOSITORY
+        )
+        statements = [
+            iam.PolicyStatement(
+                sid="ReadTrainingData", actions=["s3:GetObject"], resources=[train_objects]
+            ),
+            iam.PolicyStatement(
+                sid="ListTrainingData",
+                actions=["s3:ListBucket"],
+                resources=[data.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{TRAIN_PREFIX}*"]}},
+            ),
+            iam.PolicyStatement(
+                sid="ReadCode",
+                actions=["s3:GetObject"],
+                resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{self.sourcedir.s3_bucket_name}/{self.sourcedir.s3_object_key}"],
+            ),
+            iam.PolicyStatement(
+                sid="WriteModelsAndCheckpoints",
+                actions=["s3:PutObject", "s3:GetObject"],
+                resources=[model_objects, checkpoint_objects],
+            ),
+            iam.PolicyStatement(
+                sid="ListCheckpoints",
+                actions=["s3:ListBucket"],
+                resources=[models.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{CHECKPOINT_PREFIX}*", f"{MODEL_PREFIX}*"]}},
+            ),
+            iam.PolicyStatement(
+                sid="TrainingJobLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[job_logs],
+            ),
+            iam.PolicyStatement(
+                sid="TrainingMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            ),
+            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            iam.PolicyStatement(
+                sid="PullTrainingImage",
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                resources=[dlc_repository],
+            ),
+        ]
+        for statement in statements:
+            self.role.add_to_policy(statement)
+        acknowledge(
+            self.role,
+            {
+                wildcard_resource(self, train_objects): "Training reads every object of the train/ channel prefix.",
+                wildcard_resource(self, model_objects): "Each job writes its model under a job-named key below models/.",
+                wildcard_resource(self, checkpoint_objects): "Spot training writes and restores checkpoints below "
+                "checkpoints/.",
+                wildcard_resource(self, job_logs): "SageMaker writes one log stream per job in its fixed log group.",
+                "AwsSolutions-IAM5[Resource::*]": "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no "
+                "resource-level permissions (metrics are limited to the /aws/sagemaker/ namespace).",
+                wildcard_resource(self, dlc_repository): "AWS Deep Learning Containers live in a per-region AWS "
+                "account (DLC_ACCOUNTS); only this repository.",
+            },
+        )
+
+    def _acknowledge_state_machine(self) -> None:
+        # The task's own policy (added by aws-cdk-lib) names every training job.
+        jobs = cdk.Stack.of(self).format_arn(service="sagemaker", resource="training-job", resource_name="*")
+        acknowledge(
+            self.state_machine,
+            {
+                "AwsSolutions-IAM5[Resource::*]": "Step Functions log delivery and X-Ray actions have no "
+                "resource-level permissions.",
+                wildcard_resource(self, jobs): "Training job names are generated per execution (States.UUID).",
+            },
+        )
