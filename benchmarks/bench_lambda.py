@@ -17,12 +17,14 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LAMBDA_DIR = REPO / "lambda"
 REGION = "us-east-1"
+sys.path.append(str(LAMBDA_DIR))
+
+from vigil_alerts.local import sample_event as start_event  # noqa: E402
 
 # Runs in a fresh interpreter: import the handler, then one invocation under moto.
 COLD_SCRIPT = """
@@ -44,25 +46,6 @@ with mock_aws():
     t3 = time.perf_counter()
 print("BENCH " + json.dumps({"import_s": t1 - t0, "first_invocation_s": t3 - t2}))
 """
-
-
-def start_event(**overrides) -> dict:
-    event = {
-        "schema_version": "1.0",
-        "event_id": uuid.uuid4().hex,
-        "event_type": "start",
-        "sequence": 0,
-        "thing_name": "cam-01",
-        "camera": "cam0",
-        "zone": "room",
-        "started_at": "2024-07-01T12:03:07Z",
-        "sent_at": "2024-07-01T12:03:08.250Z",
-        "score": 0.93,
-        "threshold": 0.8,
-        "topic_thing_name": "cam-01",
-    }
-    event.update(overrides)
-    return event
 
 
 def cold(runs: int) -> dict[str, float]:
@@ -91,7 +74,6 @@ def per_alert(count: int) -> dict[str, float]:
     from moto import mock_aws
 
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION})
-    sys.path.append(str(LAMBDA_DIR))
     from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
     from vigil_alerts.local import LocalContext, load_handler_module
     from vigil_alerts.notify import format_notification

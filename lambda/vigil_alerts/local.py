@@ -3,7 +3,7 @@
 ``handler(event, context)`` needs a context object: Powertools' Logger reads
 ``function_name``, ``memory_limit_in_mb``, ``invoked_function_arn`` and
 ``aws_request_id`` from it, and idempotency calls ``get_remaining_time_in_millis()``.
-:class:`LocalContext` has exactly those. :func:`load_handler_module` imports
+:class:`LocalContext` has exactly those. :func:`sample_event` makes a valid event. :func:`load_handler_module` imports
 ``lambda/app.py`` by path under its own name, because ``import app`` at the repository
 root finds the CDK app.
 """
@@ -15,9 +15,31 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 from uuid import uuid4
 
 APP_PATH = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def sample_event(**overrides: Any) -> dict[str, Any]:
+    """A valid ``start`` alert of thing ``cam-01`` as the topic rule delivers it (with
+    ``topic_thing_name``), a fresh ``event_id`` each call; ``overrides`` replace fields."""
+    event = {
+        "schema_version": "1.0",
+        "event_id": uuid4().hex,
+        "event_type": "start",
+        "sequence": 0,
+        "thing_name": "cam-01",
+        "camera": "cam0",
+        "zone": "room",
+        "started_at": "2024-07-01T12:03:07Z",
+        "sent_at": "2024-07-01T12:03:08.250Z",
+        "score": 0.93,
+        "threshold": 0.8,
+        "topic_thing_name": "cam-01",
+    }
+    event.update(overrides)
+    return event
 
 
 @dataclass

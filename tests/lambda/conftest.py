@@ -22,7 +22,7 @@ LAMBDA_DIR = REPO / "lambda"
 if str(LAMBDA_DIR) not in sys.path:
     sys.path.append(str(LAMBDA_DIR))
 
-from vigil_alerts.local import LocalContext, load_handler_module  # noqa: E402
+from vigil_alerts.local import LocalContext, load_handler_module, sample_event  # noqa: E402
 
 REGION = "us-east-1"
 THING = "cam-01"
@@ -30,23 +30,8 @@ EVENT_ID = "0123456789abcdef0123456789abcdef"
 
 
 def start_event(**overrides: Any) -> dict[str, Any]:
-    """A valid start alert as the topic rule delivers it (with ``topic_thing_name``)."""
-    event = {
-        "schema_version": "1.0",
-        "event_id": EVENT_ID,
-        "event_type": "start",
-        "sequence": 0,
-        "thing_name": THING,
-        "camera": "cam0",
-        "zone": "room",
-        "started_at": "2024-07-01T12:03:07Z",
-        "sent_at": "2024-07-01T12:03:08.250Z",
-        "score": 0.93,
-        "threshold": 0.8,
-        "topic_thing_name": THING,
-    }
-    event.update(overrides)
-    return event
+    """A valid start alert as the topic rule delivers it, with the fixed ``EVENT_ID``."""
+    return sample_event(**{"event_id": EVENT_ID, "thing_name": THING, "topic_thing_name": THING, **overrides})
 
 
 class Topic:

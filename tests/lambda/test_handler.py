@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+import sys
 
 import boto3
 import pytest
 from conftest import EVENT_ID, REGION, THING, start_event
 
 from vigil_alerts.config import ConfigError, Settings
+from vigil_alerts.local import load_handler_module
 from vigil_alerts.validation import InvalidAlertError
 
 
@@ -105,3 +108,21 @@ def test_settings_defaults_and_errors():
         Settings.from_env({"ALERT_TOPIC_ARN": "x", "THROTTLE_MAX_PER_WINDOW": "three"})
     with pytest.raises(ConfigError, match="THROTTLE_WINDOW_S"):
         Settings.from_env({"ALERT_TOPIC_ARN": "x", "THROTTLE_WINDOW_S": "0"})
+
+
+def test_handler_runs_where_aws_xray_sdk_is_missing(topic, context, monkeypatch):
+    # The Powertools layer ships aws-xray-sdk; a bare development venv may not.
+    from aws_lambda_powertools import Tracer
+
+    monkeypatch.setitem(sys.modules, "aws_xray_sdk", None)
+    monkeypatch.setitem(sys.modules, "aws_xray_sdk.core", None)
+    monkeypatch.setattr(Tracer, "_config", copy.copy(Tracer._default_config))  # forget the cached provider
+    monkeypatch.setenv("ALERT_TOPIC_ARN", topic.arn)
+    name = "vigil_alert_app_untraced"
+    try:
+        module = load_handler_module(name)
+        assert isinstance(module.tracer, module._Untraced)
+        assert module.handler(start_event(), context)["status"] == "notified"
+    finally:
+        sys.modules.pop(name, None)
+    assert len(topic.received()) == 1
