@@ -1,0 +1,214 @@
+"""Edge deployment: the recipe as synthesized, digests, content versions and the deployment's settings."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+import yaml
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk.assertions import Template
+from infra_testlib import lid, properties, rendered_json, resources
+
+from edge_component.contracts.topics import ALERT_CHANNEL, TELEMETRY_CHANNEL, topic_template
+from infra.config import EdgeConfig, GreengrassConfig, RolloutConfig
+from infra.edge_deployment import EDGE_PACKAGE_DIR, RECIPE_PATH, EdgeDeployment, component_name
+
+SOURCE_RECIPE = yaml.safe_load(RECIPE_PATH.read_text())
+
+
+def _recipe(stage) -> dict:
+    return rendered_json(properties(stage.template_json, stage.stage.stack.edge.component)["InlineRecipe"])
+
+
+def test_recipe_is_the_source_recipe_with_stage_name_version_and_artifact(stage):
+    recipe = _recipe(stage)
+    assert recipe["ComponentName"] == component_name(stage.config.name) == f"com.vigil.EdgeDetector.{stage.config.name}"
+    major, minor, patch = (int(p) for p in recipe["ComponentVersion"].split("."))
+    assert (major, minor) == (1, 0) and 0 <= patch < 2**31
+    assert recipe["ComponentVersion"] == stage.stage.stack.edge.component_version
+    for key in ("RecipeFormatVersion", "ComponentConfiguration", "ComponentPublisher"):
+        assert recipe[key] == SOURCE_RECIPE[key]
+    assert recipe["Manifests"][0]["Lifecycle"] == SOURCE_RECIPE["Manifests"][0]["Lifecycle"]
+
+
+def test_recipe_access_control_uses_the_topic_contract(stage):
+    policies = _recipe(stage)["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]["aws.greengrass.ipc.mqttproxy"]
+    resources_ = [r for p in policies.values() for r in p["resources"]]
+    assert sorted(resources_) == sorted(topic_template("{iot:thingName}", c) for c in (ALERT_CHANNEL, TELEMETRY_CHANNEL))
+
+
+def test_artifact_uri_and_digest_match_the_uploaded_zip(stage):
+    (artifact,) = _recipe(stage)["Manifests"][0]["Artifacts"]
+    asset_hash = stage.stage.stack.edge.asset.asset_hash
+    assert artifact["URI"].startswith("s3://cdk-") and artifact["URI"].endswith(f"/{asset_hash}.zip")
+    assert artifact["Algorithm"] == "SHA-256" and artifact["Unarchive"] == "ZIP"
+    staged = stage.asset_path(f"asset.{asset_hash}.zip")
+    assert artifact["Digest"] == base64.b64encode(hashlib.sha256(staged.read_bytes()).digest()).decode()
+
+
+def test_artifact_holds_the_package_under_vigil_edge_without_tests_or_bytecode(stage):
+    staged = stage.asset_path(f"asset.{stage.stage.stack.edge.asset.asset_hash}.zip")
+    names = zipfile.ZipFile(staged).namelist()
+    assert "vigil-edge/edge_component/__main__.py" in names
+    assert "vigil-edge/edge_component/contracts/topics.py" in names
+    assert "vigil-edge/edge_component/requirements.txt" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "/tests/" in n]
+    assert names == sorted(names)
+    assert {i.date_time for i in zipfile.ZipFile(staged).infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_deployment_targets_the_group_with_rollback_and_rollout(stage):
+    stack, config = stage.stage.stack, stage.config
+    deployment = properties(stage.template_json, stack.edge.deployment)
+    assert deployment["TargetArn"] == {"Fn::GetAtt": [lid(stack.devices.thing_group), "Arn"]}
+    assert deployment["DeploymentPolicies"]["FailureHandlingPolicy"] == "ROLLBACK"
+    job = deployment["IotJobConfiguration"]
+    rate = job["JobExecutionsRolloutConfig"]
+    assert rate["MaximumPerMinute"] == config.rollout.maximum_per_minute
+    assert rate["ExponentialRate"] == {
+        "BaseRatePerMinute": config.rollout.base_rate_per_minute,
+        "IncrementFactor": config.rollout.increment_factor,
+        "RateIncreaseCriteria": {"NumberOfSucceededThings": config.rollout.rate_increase_after_succeeded},
+    }
+    criteria = job["AbortConfig"]["CriteriaList"]
+    assert {c["FailureType"] for c in criteria} == {"FAILED", "TIMED_OUT"}
+    for c in criteria:
+        assert c["Action"] == "CANCEL"
+        assert c["ThresholdPercentage"] == config.rollout.abort_threshold_percentage
+        assert c["MinNumberOfExecutedThings"] == config.rollout.abort_min_executed_things
+    assert job["TimeoutConfig"] == {"InProgressTimeoutInMinutes": config.rollout.in_progress_timeout_minutes}
+
+
+def test_deployment_components_and_configuration(stage):
+    stack, config = stage.stage.stack, stage.config
+    components = properties(stage.template_json, stack.edge.deployment)["Components"]
+    name = component_name(config.name)
+    assert set(components) == {name, "aws.greengrass.Nucleus", "aws.greengrass.LogManager"}
+    ours = components[name]
+    assert ours["ComponentVersion"] == {"Fn::GetAtt": [lid(stack.edge.component), "ComponentVersion"]}
+    merge, reset = config.edge.configuration_update()
+    assert json.loads(ours["ConfigurationUpdate"]["Merge"]) == merge
+    assert ours["ConfigurationUpdate"].get("Reset", []) == reset
+    # The keys the stage merges exist in the recipe's defaults (same names, same nesting).
+    defaults = SOURCE_RECIPE["ComponentConfiguration"]["DefaultConfiguration"]
+    assert set(merge["decision"]) <= set(defaults["decision"]) and "detection_fps" in defaults
+    nucleus = components["aws.greengrass.Nucleus"]
+    assert nucleus["ComponentVersion"] == config.greengrass.nucleus_version
+    assert json.loads(nucleus["ConfigurationUpdate"]["Merge"]) == {"interpolateComponentConfiguration": True}
+    log_manager = json.loads(components["aws.greengrass.LogManager"]["ConfigurationUpdate"]["Merge"])
+    uploader = log_manager["logsUploaderConfiguration"]
+    assert uploader["systemLogsConfiguration"]["uploadToCloudWatch"] == "true"
+    assert name in uploader["componentLogsConfigurationMap"]
+
+
+def test_component_log_groups_have_retention(stage):
+    groups = {
+        g["Properties"]["LogGroupName"]: g["Properties"].get("RetentionInDays")
+        for g in resources(stage.template_json, "AWS::Logs::LogGroup").values()
+        if isinstance(g["Properties"].get("LogGroupName"), str)
+    }
+    region = stage.config.region
+    user = f"/aws/greengrass/UserComponent/{region}/{component_name(stage.config.name)}"
+    system = f"/aws/greengrass/GreengrassSystemComponent/{region}/System"
+    assert groups[user] == stage.config.log_retention_days
+    assert (system in groups) == stage.config.greengrass.manage_system_log_group
+
+
+def test_only_one_stage_per_region_owns_the_system_log_group(synthesized):
+    owners = {}
+    for name, synth in synthesized.items():
+        if synth.config.greengrass.manage_system_log_group:
+            owners.setdefault((synth.config.account, synth.config.region), []).append(name)
+    assert all(len(stages) == 1 for stages in owners.values()), owners
+
+
+# --- content-derived versions ---------------------------------------------------------
+
+
+def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path) -> EdgeDeployment:
+    app = cdk.App(outdir=str(tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"))
+    stack = cdk.Stack(app, "Edge", env=cdk.Environment(region="eu-west-1"))
+    role = iam.Role(stack, "Tes", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com"))
+    edge = EdgeDeployment(
+        stack,
+        "Edge",
+        stage_name="test",
+        thing_group_arn="arn:aws:iot:eu-west-1:111111111111:thinggroup/test",
+        token_exchange_role=role,
+        edge=EdgeConfig(min_consecutive_windows=2, cooldown_s=1, end_after_quiet_s=2, detection_fps=5),
+        rollout=RolloutConfig(
+            base_rate_per_minute=1, increment_factor=2, rate_increase_after_succeeded=1, maximum_per_minute=10,
+            abort_threshold_percentage=10, abort_min_executed_things=1, in_progress_timeout_minutes=10,
+        ),
+        greengrass_config=GreengrassConfig(),
+        log_retention=logs.RetentionDays.ONE_WEEK,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+        package_dir=package_dir,
+        recipe_path=recipe_path,
+    )
+    return edge
+
+
+@pytest.fixture()
+def sources(tmp_path) -> tuple[Path, Path]:
+    package = tmp_path / "src" / "edge_component"
+    shutil.copytree(EDGE_PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    recipe = tmp_path / "src" / "recipe.yaml"
+    shutil.copy(RECIPE_PATH, recipe)
+    return package, recipe
+
+
+def _identity(edge: EdgeDeployment) -> tuple[str, str, str]:
+    return edge.component_version, edge.asset.asset_hash, edge.artifact.sha256_b64
+
+
+def test_unchanged_content_keeps_version_asset_and_digest(tmp_path, sources):
+    package, recipe = sources
+    first = _identity(_edge(tmp_path, package, recipe))
+    (package / "__pycache__").mkdir(exist_ok=True)
+    (package / "__pycache__" / "junk.cpython-311.pyc").write_bytes(b"\0")
+    (package / "tests").mkdir(exist_ok=True)
+    (package / "tests" / "test_x.py").write_text("assert True\n")
+    for path in package.rglob("*.py"):
+        path.touch()  # new mtimes only
+    assert _identity(_edge(tmp_path, package, recipe)) == first
+
+
+def test_changed_artifact_makes_a_new_version(tmp_path, sources):
+    package, recipe = sources
+    version, asset_hash, digest = _identity(_edge(tmp_path, package, recipe))
+    with (package / "decision.py").open("a") as f:
+        f.write("\n# changed\n")
+    new_version, new_hash, new_digest = _identity(_edge(tmp_path, package, recipe))
+    assert new_version != version and new_hash != asset_hash and new_digest != digest
+
+
+def test_changed_recipe_makes_a_new_version_with_the_same_artifact(tmp_path, sources):
+    package, recipe = sources
+    version, asset_hash, digest = _identity(_edge(tmp_path, package, recipe))
+    data = yaml.safe_load(recipe.read_text())
+    data["ComponentConfiguration"]["DefaultConfiguration"]["detection_fps"] = 7
+    recipe.write_text(yaml.safe_dump(data))
+    new_version, new_hash, new_digest = _identity(_edge(tmp_path, package, recipe))
+    assert new_version != version
+    assert (new_hash, new_digest) == (asset_hash, digest)
+
+
+def test_deployment_follows_the_component_version(tmp_path, sources):
+    package, recipe = sources
+    edge = _edge(tmp_path, package, recipe)
+    template = Template.from_stack(cdk.Stack.of(edge)).to_json()
+    component = template["Resources"][lid(edge.component)]
+    assert rendered_json(component["Properties"]["InlineRecipe"])["ComponentVersion"] == edge.component_version
+    deployment = template["Resources"][lid(edge.deployment)]["Properties"]
+    assert deployment["Components"][edge.component_name]["ComponentVersion"] == {
+        "Fn::GetAtt": [lid(edge.component), "ComponentVersion"]
+    }
