@@ -21,6 +21,7 @@ import os
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
@@ -70,8 +71,8 @@ class AwsClients:
     """boto3 clients, each created on first use (never at import, so moto's mock or the
     demo's endpoint is in place first). Pass clients in to use those instead."""
 
-    def __init__(self, *, sns: Any = None, dynamodb: Any = None):
-        self._sns, self._dynamodb = sns, dynamodb
+    def __init__(self, *, sns: Any = None, dynamodb: Any = None, s3: Any = None):
+        self._sns, self._dynamodb, self._s3 = sns, dynamodb, s3
 
     @property
     def sns(self) -> Any:
@@ -85,14 +86,21 @@ class AwsClients:
             self._dynamodb = boto3.client("dynamodb")
         return self._dynamodb
 
+    @property
+    def s3(self) -> Any:
+        if self._s3 is None:
+            # SigV4 with the regional endpoint, so presigned links work in every region.
+            self._s3 = boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+        return self._s3
+
 
 clients = AwsClients()
 
 
-def use_clients(*, sns: Any = None, dynamodb: Any = None) -> None:
+def use_clients(*, sns: Any = None, dynamodb: Any = None, s3: Any = None) -> None:
     """Replace the handler's clients (None: create a default one on next use)."""
     global clients
-    clients = AwsClients(sns=sns, dynamodb=dynamodb)
+    clients = AwsClients(sns=sns, dynamodb=dynamodb, s3=s3)
 
 
 def _guards(settings: Settings, context: Any) -> tuple[EventDeduplicator | None, CameraThrottle | None]:
@@ -156,6 +164,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             time_zone=settings.time_zone,
             stage=settings.stage,
             evidence_bucket=settings.evidence_bucket,
+            s3_client=clients.s3 if settings.evidence_bucket else None,
             deduplicator=deduplicator,
             throttle=throttle,
         )

@@ -32,6 +32,9 @@ SUBJECT_MAX = 99
 LATE_AFTER = timedelta(minutes=5)
 SMS_TYPE = "Transactional"
 LABEL_WIDTH = 12  # "Suppressed: "
+# How long a presigned snapshot link works at most (the Lambda role's session may end
+# it sooner: a presigned URL dies with the credentials that signed it).
+SNAPSHOT_LINK_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,15 @@ def format_notification(
     time_zone: str = "UTC",
     stage: str = "",
     evidence_bucket: str | None = None,
+    snapshot_url: str | None = None,
     suppressed: Suppressed | None = None,
     now: datetime | None = None,
 ) -> Notification:
     """The notification for a validated ``start`` alert (see ``alert.schema.json``).
 
-    Times are shown in ``time_zone`` (IANA) and in UTC. ``now`` (aware, default the
-    current time) decides whether the alert is marked as delivered late.
+    Times are shown in ``time_zone`` (IANA) and in UTC. ``snapshot_url`` (a presigned
+    link, see :func:`snapshot_link`) is shown under the snapshot. ``now`` (aware,
+    default the current time) decides whether the alert is marked as delivered late.
     """
     zone = resolve_zone(time_zone)
     started = parse_timestamp(alert["started_at"], "started_at")
@@ -140,6 +145,8 @@ def format_notification(
             rows.append(("Snapshot", f"{snapshot['file']}, evidence bucket key {snapshot['s3_key']}"))
         else:
             rows.append(("Snapshot", f"{snapshot['file']} (kept on the device)"))
+        if snapshot_url:
+            rows.append(("Link", f"{snapshot_url} (valid for up to {_duration(timedelta(seconds=SNAPSHOT_LINK_S))})"))
     if alert.get("model_sha256"):
         rows.append(("Model", f"sha256 {alert['model_sha256'][:16]}"))
     rows.append(("Event ID", alert["event_id"]))
@@ -172,6 +179,14 @@ def format_notification(
 
     attributes = {"severity": level, "thing_name": thing, "camera": camera, "zone": zone_name}
     return Notification(subject=subject, body=body, sms=sms, attributes=attributes)
+
+
+def snapshot_link(s3_client: Any, bucket: str, key: str, expires_s: int = SNAPSHOT_LINK_S) -> str:
+    """A presigned GET URL for the snapshot ``key`` in ``bucket``; computed locally by
+    boto3, no request is sent."""
+    return s3_client.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s
+    )
 
 
 def publish(sns_client: Any, topic_arn: str, notification: Notification) -> str:

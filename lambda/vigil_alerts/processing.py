@@ -8,14 +8,24 @@ from datetime import datetime, timezone
 from typing import Any
 
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
-from vigil_alerts.notify import format_notification, publish
+from vigil_alerts.notify import format_notification, publish, snapshot_link
 from vigil_alerts.validation import validate_alert
+
+# Devices upload snapshots under snapshots/<thing>/ (the IoT credentials role pins
+# them there; infra/storage.py EVIDENCE_SNAPSHOT_PREFIX).
+SNAPSHOT_PREFIX = "snapshots"
 
 # process_alert's "status" values.
 NOTIFIED = "notified"
 ACKNOWLEDGED = "acknowledged"  # update / end: valid, nobody is told
 THROTTLED = "throttled"
 DUPLICATE = "duplicate"
+
+
+def own_snapshot_key(key: str, thing_name: str) -> bool:
+    """True if ``key`` is under the thing's own snapshot prefix: the Lambda signs links
+    only there, so a device cannot get a link to another thing's snapshot."""
+    return key.startswith(f"{SNAPSHOT_PREFIX}/{thing_name}/") and ".." not in key.split("/")
 
 
 def process_alert(
@@ -27,11 +37,15 @@ def process_alert(
     time_zone: str = "UTC",
     stage: str = "",
     evidence_bucket: str | None = None,
+    s3_client: Any = None,
     deduplicator: EventDeduplicator | None = None,
     throttle: CameraThrottle | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Handle one topic-rule event: the alert dict plus ``topic_thing_name``.
+
+    With ``evidence_bucket`` and ``s3_client`` a snapshot the device uploaded under
+    ``snapshots/<thing>/`` (``snapshot.s3_key``) gets a presigned link in the body.
 
     Raises ``InvalidAlertError`` (nothing published) if the event is not a valid alert
     of the thing in its topic; SNS and DynamoDB errors propagate.
@@ -52,12 +66,16 @@ def process_alert(
         admission = throttle.admit(alert["thing_name"], alert["camera"], moment) if throttle else None
         if admission and not admission.allowed:
             return {**summary, "status": THROTTLED}
+        key = (alert.get("snapshot") or {}).get("s3_key")
+        linkable = key and evidence_bucket and s3_client and own_snapshot_key(key, alert["thing_name"])
+        link = snapshot_link(s3_client, evidence_bucket, key) if linkable else None
         notification = format_notification(
             alert,
             site_name=site_name,
             time_zone=time_zone,
             stage=stage,
             evidence_bucket=evidence_bucket,
+            snapshot_url=link,
             suppressed=admission.held if admission else None,
             now=moment,
         )

@@ -80,6 +80,15 @@ def test_log_keys_do_not_leak_into_the_next_invocation(app, context, capsys, log
     assert "event_id" not in rejected and "thing_name" not in rejected
 
 
+def test_evidence_bucket_links_the_snapshot_with_sigv4(app, topic, context, monkeypatch):
+    monkeypatch.setenv("EVIDENCE_BUCKET", "vigil-evidence")
+    key = f"snapshots/{THING}/{EVENT_ID}/cam0_1.jpg"
+    app.handler(start_event(snapshot={"file": "cam0_1.jpg", "s3_key": key}), context)
+    [envelope] = topic.received()
+    [link] = [line for line in envelope["Message"].splitlines() if line.startswith("Link:")]
+    assert f"/{key}?X-Amz-Algorithm=AWS4-HMAC-SHA256" in link and "X-Amz-Expires=86400" in link
+
+
 def test_missing_topic_arn_fails_loudly(app, context, monkeypatch):
     monkeypatch.delenv("ALERT_TOPIC_ARN")
     with pytest.raises(ConfigError, match="ALERT_TOPIC_ARN"):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import EVENT_ID, THING, start_event
 
-from vigil_alerts.processing import process_alert
+from vigil_alerts.processing import own_snapshot_key, process_alert
 from vigil_alerts.validation import InvalidAlertError
 
 NOW = datetime(2024, 7, 1, 12, 3, 9, tzinfo=timezone.utc)
@@ -83,3 +85,33 @@ def test_sns_failure_propagates(topic):
     with pytest.raises(ClientError) as caught:
         process_alert(start_event(), sns_client=topic.sns, topic_arn=missing)
     assert caught.value.response["Error"]["Code"] == "NotFound"
+
+
+def test_uploaded_snapshot_gets_a_presigned_link_under_the_things_prefix(topic):
+    s3 = boto3.client("s3", region_name="us-east-1", config=Config(signature_version="s3v4"))
+    own = {"file": "cam0_1.jpg", "s3_key": f"snapshots/{THING}/{EVENT_ID}/cam0_1.jpg"}
+    other = {"file": "cam0_1.jpg", "s3_key": "snapshots/cam-02/x/cam0_1.jpg"}
+
+    run(topic, start_event(snapshot=own), evidence_bucket="vigil-evidence", s3_client=s3)
+    run(topic, start_event(snapshot=other), evidence_bucket="vigil-evidence", s3_client=s3)
+
+    linked, foreign = (envelope["Message"] for envelope in topic.received())
+    [link] = [line for line in linked.splitlines() if line.startswith("Link:")]
+    assert f"vigil-evidence.s3.amazonaws.com/snapshots/{THING}/{EVENT_ID}/cam0_1.jpg?" in link
+    assert "X-Amz-Expires=86400" in link
+    assert "s3://vigil-evidence/snapshots/cam-02/x/cam0_1.jpg" in foreign
+    assert "Link:" not in foreign
+
+
+@pytest.mark.parametrize(
+    "key, own",
+    [
+        (f"snapshots/{THING}/e/f.jpg", True),
+        ("snapshots/cam-02/e/f.jpg", False),
+        (f"snapshots/{THING}/../cam-02/f.jpg", False),
+        (f"snapshots/{THING}-2/e/f.jpg", False),
+        (f"other/{THING}/f.jpg", False),
+    ],
+)
+def test_own_snapshot_key(key, own):
+    assert own_snapshot_key(key, THING) is own
