@@ -68,11 +68,15 @@ tracer = _make_tracer()
 
 
 class AwsClients:
-    """boto3 clients, each created on first use (never at import, so moto's mock or the
-    demo's endpoint is in place first). Pass clients in to use those instead."""
+    """What the handler keeps between warm invocations: boto3 clients, each created on
+    first use (never at import, so moto's mock or the demo's endpoint is in place
+    first), and the deduplicator and throttle built on them. Pass clients in to use
+    those instead."""
 
     def __init__(self, *, sns: Any = None, dynamodb: Any = None, s3: Any = None):
         self._sns, self._dynamodb, self._s3 = sns, dynamodb, s3
+        self._guard_key: tuple | None = None
+        self._guards: tuple[EventDeduplicator | None, CameraThrottle | None] = (None, None)
 
     @property
     def sns(self) -> Any:
@@ -93,6 +97,28 @@ class AwsClients:
             self._s3 = boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
         return self._s3
 
+    def guards(self, settings: Settings) -> tuple[EventDeduplicator | None, CameraThrottle | None]:
+        """The deduplicator and throttle ``settings`` ask for (None where not), built
+        once: Powertools' persistence layer registers a hook on the DynamoDB client each
+        time it is created, so one per invocation would pile them up."""
+        key = (settings.idempotency_table, settings.throttle_max_per_window, settings.throttle_window_s)
+        if key == self._guard_key:
+            return self._guards
+        deduplicator = throttle = None
+        if settings.idempotency_table:
+            deduplicator = EventDeduplicator(settings.idempotency_table, dynamodb_client=self.dynamodb)
+            if settings.throttle_max_per_window:
+                throttle = CameraThrottle(
+                    settings.idempotency_table,
+                    dynamodb_client=self.dynamodb,
+                    max_per_window=settings.throttle_max_per_window,
+                    window_s=settings.throttle_window_s,
+                )
+        elif settings.throttle_max_per_window:
+            logger.warning("THROTTLE_MAX_PER_WINDOW needs IDEMPOTENCY_TABLE; not throttling")
+        self._guard_key, self._guards = key, (deduplicator, throttle)
+        return self._guards
+
 
 clients = AwsClients()
 
@@ -101,24 +127,6 @@ def use_clients(*, sns: Any = None, dynamodb: Any = None, s3: Any = None) -> Non
     """Replace the handler's clients (None: create a default one on next use)."""
     global clients
     clients = AwsClients(sns=sns, dynamodb=dynamodb, s3=s3)
-
-
-def _guards(settings: Settings, context: Any) -> tuple[EventDeduplicator | None, CameraThrottle | None]:
-    if not settings.idempotency_table:
-        if settings.throttle_max_per_window:
-            logger.warning("THROTTLE_MAX_PER_WINDOW needs IDEMPOTENCY_TABLE; not throttling")
-        return None, None
-    deduplicator = EventDeduplicator(settings.idempotency_table, dynamodb_client=clients.dynamodb)
-    deduplicator.register_lambda_context(context)
-    throttle = None
-    if settings.throttle_max_per_window:
-        throttle = CameraThrottle(
-            settings.idempotency_table,
-            dynamodb_client=clients.dynamodb,
-            max_per_window=settings.throttle_max_per_window,
-            window_s=settings.throttle_window_s,
-        )
-    return deduplicator, throttle
 
 
 def _log_keys(event: Any) -> dict[str, str]:
@@ -154,7 +162,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     logger.append_keys(**_log_keys(event))
     metrics.add_metric(name="AlertsReceived", unit=MetricUnit.Count, value=1)
-    deduplicator, throttle = _guards(settings, context)
+    deduplicator, throttle = clients.guards(settings)
+    if deduplicator:
+        deduplicator.register_lambda_context(context)
     try:
         result = process_alert(
             event,

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import REGION, start_event
 
+from vigil_alerts.config import Settings
 from vigil_alerts.delivery import IDEMPOTENCY_TTL_S, CameraThrottle, EventDeduplicator
 from vigil_alerts.processing import process_alert
 
@@ -122,3 +123,17 @@ def test_throttle_without_table_is_ignored(app, topic, context, monkeypatch):
     for _ in range(3):
         assert app.handler(new_start(), context)["status"] == "notified"
     assert len(topic.received()) == 3
+
+
+def test_warm_invocations_reuse_one_deduplicator(app, table, context, monkeypatch):
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", table)
+    app.handler(new_start(), context)
+    [first] = {id(app.clients.guards(Settings.from_env())[0])}
+    user_agents = []
+    app.clients.dynamodb.meta.events.register(
+        "before-send.dynamodb.*", lambda request, **_: user_agents.append(str(request.headers["User-Agent"]))
+    )
+    for _ in range(3):
+        app.handler(new_start(), context)
+    assert id(app.clients.guards(Settings.from_env())[0]) == first
+    assert user_agents and all(agent.count("idempotency") == 1 for agent in user_agents)
