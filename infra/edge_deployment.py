@@ -21,7 +21,8 @@ from infra.nag import acknowledge, wildcard_resource
 from infra.packaging import Archive, build_dir_for, tree_entries, write_content_addressed, zip_bytes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-EDGE_PACKAGE_DIR = REPO_ROOT / "edge_component"
+EDGE_PACKAGE = "edge_component"  # the import name, whatever folder it is read from
+EDGE_PACKAGE_DIR = REPO_ROOT / EDGE_PACKAGE
 RECIPE_PATH = EDGE_PACKAGE_DIR / "recipe.yaml"
 COMPONENT_BASE_NAME = "com.vigil.EdgeDetector"
 ARTIFACT_FOLDER = "vigil-edge"  # the recipe runs from {artifacts:decompressedPath}/vigil-edge
@@ -46,8 +47,8 @@ def content_version(recipe: dict[str, Any], artifact_digests: list[str]) -> str:
 
 
 def build_artifact(package_dir: Path, build_dir: Path) -> Archive:
-    """Zip ``package_dir`` as ``vigil-edge/<package name>/...`` into ``build_dir`` (deterministic)."""
-    entries = tree_entries(package_dir, f"{ARTIFACT_FOLDER}/{package_dir.name}")
+    """Zip ``package_dir`` as ``vigil-edge/edge_component/...`` into ``build_dir`` (deterministic)."""
+    entries = tree_entries(package_dir, f"{ARTIFACT_FOLDER}/{EDGE_PACKAGE}")
     return write_content_addressed(zip_bytes(entries), build_dir, ARTIFACT_FILE)
 
 

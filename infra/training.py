@@ -18,9 +18,9 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import TrainingConfig
-from infra.edge_deployment import EDGE_PACKAGE_DIR
+from infra.edge_deployment import EDGE_PACKAGE, EDGE_PACKAGE_DIR
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
-from infra.packaging import Archive, build_dir_for, tar_gz_bytes, tree_entries, write_content_addressed
+from infra.packaging import Archive, Entry, build_dir_for, tar_gz_bytes, tree_entries, write_content_addressed
 from infra.storage import secure_bucket
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,8 +61,18 @@ DLC_ACCOUNTS: dict[str, str] = {
 
 
 def build_sourcedir(training_dir: Path, edge_package_dir: Path, build_dir: Path) -> Archive:
-    """``sourcedir.tar.gz``: ``training/*`` at the root plus the ``edge_component`` package (deterministic)."""
-    entries = tree_entries(training_dir, "") + tree_entries(edge_package_dir, edge_package_dir.name)
+    """``sourcedir.tar.gz`` for script mode (deterministic), unpacked by SageMaker into /opt/ml/code::
+
+        train.py            the entry point (sagemaker_program), at the root as script mode requires
+        requirements.txt    installed by the container before train.py runs
+        training/...        the package train.py imports (``from training.dataset import ...``)
+        edge_component/...  the edge's feature code, which training shares
+    """
+    entries = [
+        *(Entry(name, training_dir / name) for name in (ENTRY_POINT, "requirements.txt") if (training_dir / name).is_file()),
+        *tree_entries(training_dir, "training"),
+        *tree_entries(edge_package_dir, EDGE_PACKAGE),
+    ]
     return write_content_addressed(tar_gz_bytes(entries), build_dir, "sourcedir.tar.gz")
 
 
@@ -122,7 +132,7 @@ class Training(Construct):
     """Retraining the model on SageMaker, started through Step Functions.
 
     Creates: the training-data and model buckets (via :func:`secure_bucket`); the
-    ``sourcedir.tar.gz`` asset (``training/`` plus the edge's feature code); a
+    ``sourcedir.tar.gz`` asset (see :func:`build_sourcedir`); a
     least-privilege SageMaker execution role; a state machine whose one task runs the
     TensorFlow DLC training job (RUN_JOB), reading channel ``train`` from
     ``s3://<data>/train/`` and writing to ``s3://<models>/models/``, with managed spot
