@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import REGION, start_event
+from alert_testlib import REGION, start_event
 
 from vigil_alerts.config import Settings
 from vigil_alerts.delivery import IDEMPOTENCY_TTL_S, CameraThrottle, EventDeduplicator

@@ -9,7 +9,7 @@ import sys
 
 import boto3
 import pytest
-from conftest import EVENT_ID, REGION, THING, start_event
+from alert_testlib import EVENT_ID, REGION, THING, start_event
 
 from vigil_alerts.config import ConfigError, Settings
 from vigil_alerts.local import load_handler_module

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import start_event
+from alert_testlib import start_event
 
 from vigil_alerts.notify import SUBJECT_MAX, Suppressed, clean_subject, format_notification, severity
 from vigil_alerts.sms import fit_sms, sms_length, to_gsm7

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import EVENT_ID, THING, start_event
+from alert_testlib import EVENT_ID, THING, start_event
 
 from vigil_alerts.processing import own_snapshot_key, process_alert
 from vigil_alerts.validation import InvalidAlertError

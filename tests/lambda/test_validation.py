@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, THING, start_event
+from alert_testlib import REPO, THING, start_event
 
 from vigil_alerts import validation
 from vigil_alerts.processing import process_alert
