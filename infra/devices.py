@@ -229,10 +229,13 @@ class Devices(Construct):
                 install_latest_aws_sdk=False,
             )
             membership.node.add_dependency(thing)
+        # Both resources are checked: any thing, but only into or out of this group. Naming
+        # each thing would grow the policy with the list past IAM's inline size limit.
+        any_thing = iot_arn("thing/*")
         membership_role.add_to_policy(
             iam.PolicyStatement(
                 actions=["iot:AddThingToThingGroup", "iot:RemoveThingFromThingGroup"],
-                resources=[self.thing_group_arn, *(iot_arn(f"thing/{name}") for name in thing_names)],
+                resources=[self.thing_group_arn, any_thing],
             )
         )
         # The provider function is the CDK's own singleton; the stack owns its role.
@@ -243,6 +246,8 @@ class Devices(Construct):
         acknowledge(
             membership_role,
             {
+                wildcard_resource(self, any_thing): "Membership changes are limited to this stage's thing group, "
+                "which the same statement names.",
                 "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]":
                 "Lets the CDK-provided AwsCustomResource function write its own logs; nothing else.",
             },
