@@ -13,6 +13,7 @@ from alert_testlib import REGION, start_event
 
 from vigil_alerts.config import Settings
 from vigil_alerts.delivery import IDEMPOTENCY_TTL_S, CameraThrottle, EventDeduplicator
+from vigil_alerts.local import LocalContext
 from vigil_alerts.processing import process_alert
 
 WINDOW_START = datetime(2024, 7, 1, 12, 0, 0, tzinfo=timezone.utc)  # a multiple of 600 s
@@ -31,13 +32,19 @@ def new_start(camera: str = "cam0") -> dict:
     return start_event(event_id=uuid.uuid4().hex, camera=camera)
 
 
+def deduplicator(table: str, dynamodb) -> EventDeduplicator:
+    dedup = EventDeduplicator(table, dynamodb_client=dynamodb)
+    dedup.register_lambda_context(LocalContext())  # as the handler does
+    return dedup
+
+
 class FailingSns:
     def publish(self, **_):
         raise ClientError({"Error": {"Code": "Throttling", "Message": "slow down"}}, "Publish")
 
 
 def test_repeated_start_notifies_once(topic, table, dynamodb):
-    dedup = EventDeduplicator(table, dynamodb_client=dynamodb)
+    dedup = deduplicator(table, dynamodb)
 
     first = run(topic, start_event(), deduplicator=dedup)
     again = run(topic, start_event(sent_at="2024-07-01T12:05:00Z"), deduplicator=dedup)
@@ -53,14 +60,14 @@ def test_repeated_start_notifies_once(topic, table, dynamodb):
 
 
 def test_different_events_are_not_duplicates(topic, table, dynamodb):
-    dedup = EventDeduplicator(table, dynamodb_client=dynamodb)
+    dedup = deduplicator(table, dynamodb)
     assert run(topic, new_start(), deduplicator=dedup)["status"] == "notified"
     assert run(topic, new_start(), deduplicator=dedup)["status"] == "notified"
     assert len(topic.received()) == 2
 
 
 def test_failed_publish_leaves_no_record_so_the_retry_notifies(topic, table, dynamodb):
-    dedup = EventDeduplicator(table, dynamodb_client=dynamodb)
+    dedup = deduplicator(table, dynamodb)
     with pytest.raises(ClientError):
         run(topic, start_event(), deduplicator=dedup, sns_client=FailingSns())
     assert dynamodb.scan(TableName=table)["Items"] == []
@@ -95,7 +102,7 @@ def test_failed_publish_gives_the_slot_back(topic, table, dynamodb):
 
 
 def test_duplicate_of_a_throttled_start_is_not_counted_again(topic, table, dynamodb):
-    dedup = EventDeduplicator(table, dynamodb_client=dynamodb)
+    dedup = deduplicator(table, dynamodb)
     throttle = CameraThrottle(table, dynamodb_client=dynamodb, max_per_window=1, window_s=600)
     run(topic, new_start(), deduplicator=dedup, throttle=throttle, now=WINDOW_START)
     held = new_start()
