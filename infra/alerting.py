@@ -24,6 +24,7 @@ from constructs import Construct
 from edge_component.contracts.topics import ALERT_TOPIC_FILTER, ALERT_TOPIC_THING_SEGMENT
 from infra.config import AlertsConfig
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
+from infra.operations import alarm_on_any
 from infra.storage import EVIDENCE_SNAPSHOT_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -156,13 +157,7 @@ class Alerting(Construct):
             self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description="Vigil alert Lambda"
         )
         log_group.grant_write(role)
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-        )
+        self.dead_letter_queue = self._dead_letter_queue("DeadLetterQueue", "the alert Lambda's dead-letter queue")
         function = lambda_.Function(
             self,
             "Function",
@@ -230,14 +225,20 @@ class Alerting(Construct):
         )
         return function
 
-    def _rule(self) -> None:
-        self.error_queue = sqs.Queue(
+    def _dead_letter_queue(self, id_: str, role: str) -> sqs.Queue:
+        """A queue for what could not be delivered: SSE-SQS, TLS only, kept 14 days."""
+        queue = sqs.Queue(
             self,
-            "RuleErrors",
+            id_,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=cdk.Duration.days(14),
         )
+        acknowledge(queue, {"AwsSolutions-SQS3": f"This queue is itself {role}: nothing redrives from it."})
+        return queue
+
+    def _rule(self) -> None:
+        self.error_queue = self._dead_letter_queue("RuleErrors", "the topic rule's error destination")
         rule_role = iam.Role(self, "RuleRole", assumed_by=iam.ServicePrincipal("iot.amazonaws.com"))
         self.error_queue.grant_send_messages(rule_role)
         self.rule = iot.CfnTopicRule(
@@ -269,41 +270,32 @@ class Alerting(Construct):
             source_arn=self.rule.attr_arn,
             source_account=cdk.Aws.ACCOUNT_ID,
         )
-        acknowledge(
-            self.error_queue,
-            {"AwsSolutions-SQS3": "This queue is itself the topic rule's error destination (a dead-letter queue)."},
-        )
-        acknowledge(
-            self.dead_letter_queue,
-            {"AwsSolutions-SQS3": "This queue is itself the alert Lambda's dead-letter queue."},
-        )
 
     def _alarms(self, action: cloudwatch.IAlarmAction) -> list[cloudwatch.Alarm]:
         rule_name = self.rule.ref
         period = cdk.Duration.minutes(5)
-        iot_metric = lambda name, **dims: cloudwatch.Metric(  # noqa: E731
-            namespace="AWS/IoT", metric_name=name, dimensions_map={"RuleName": rule_name, **dims},
-            statistic="Sum", period=period,
-        )
-        specs = {
+
+        def iot_metric(name: str, **dimensions: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/IoT",
+                metric_name=name,
+                dimensions_map={"RuleName": rule_name, **dimensions},
+                statistic="Sum",
+                period=period,
+            )
+
+        metrics = {
             "FunctionErrors": self.function.metric_errors(period=period, statistic="Sum"),
-            "DeadLetters": self.dead_letter_queue.metric_approximate_number_of_messages_visible(period=period, statistic="Maximum"),
-            "RuleErrorQueue": self.error_queue.metric_approximate_number_of_messages_visible(period=period, statistic="Maximum"),
+            "DeadLetters": self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=period, statistic="Maximum"
+            ),
+            "RuleErrorQueue": self.error_queue.metric_approximate_number_of_messages_visible(
+                period=period, statistic="Maximum"
+            ),
             "RuleActionFailures": iot_metric("Failure", ActionType="Lambda"),
             "RuleParseErrors": iot_metric("ParseError"),
         }
-        alarms = []
-        for name, metric in specs.items():
-            alarm = metric.create_alarm(
-                self,
-                f"{name}Alarm",
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=f"Vigil alerting: {name}",
-            )
-            alarm.add_alarm_action(action)
-            alarms.append(alarm)
-        return alarms
-
+        return [
+            alarm_on_any(self, f"{name}Alarm", metric, description=f"Vigil alerting: {name}", action=action)
+            for name, metric in metrics.items()
+        ]

@@ -10,7 +10,7 @@ creates it.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Any, Mapping
 
 import aws_cdk as cdk
 from constructs import IConstruct
@@ -50,8 +50,10 @@ def nag_ref(scope: IConstruct, value: str) -> str:
     Lets an IAM5 acknowledgement name a resource ARN without hard-coding a hashed
     logical ID.
     """
-    resolved = cdk.Stack.of(scope).resolve(value)
-    return _flatten(resolved)
+    rendered = render_intrinsics(cdk.Stack.of(scope).resolve(value))
+    if not isinstance(rendered, str):
+        raise ValueError(f"cannot render {value!r} as cdk-nag does")
+    return re.sub(r"\$\{([^}]+)\}", r"<\1>", rendered)
 
 
 def wildcard_resource(scope: IConstruct, resource: str) -> str:
@@ -59,17 +61,21 @@ def wildcard_resource(scope: IConstruct, resource: str) -> str:
     return f"AwsSolutions-IAM5[Resource::{nag_ref(scope, resource)}]"
 
 
-def _flatten(node: object) -> str:
-    if isinstance(node, str):
-        # IAM policy variables are written <var> as well.
-        return re.sub(r"\$\{([^}]+)\}", r"<\1>", node)
-    if isinstance(node, dict) and len(node) == 1:
-        (key, arg), = node.items()
-        if key == "Ref":
-            return f"<{arg}>"
-        if key == "Fn::GetAtt":
-            return f"<{arg[0]}.{arg[1]}>"
-        if key == "Fn::Join":
-            separator, parts = arg
-            return separator.join(_flatten(p) for p in parts)
-    raise ValueError(f"cannot render {node!r} as cdk-nag does")
+def render_intrinsics(node: Any) -> Any:
+    """CloudFormation intrinsics made readable, recursively: ``Ref`` -> ``<Id>``,
+    ``Fn::GetAtt`` -> ``<Id.Attr>``, ``Fn::Join`` -> one string, ``Fn::Sub`` -> its template."""
+    if isinstance(node, list):
+        return [render_intrinsics(n) for n in node]
+    if isinstance(node, dict):
+        if len(node) == 1:
+            ((key, arg),) = node.items()
+            if key == "Ref":
+                return f"<{arg}>"
+            if key == "Fn::GetAtt":
+                return f"<{arg[0]}.{arg[1]}>"
+            if key == "Fn::Join":
+                return arg[0].join(str(render_intrinsics(p)) for p in arg[1])
+            if key == "Fn::Sub" and isinstance(arg, str):
+                return arg
+        return {k: render_intrinsics(v) for k, v in node.items()}
+    return node

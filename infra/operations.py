@@ -14,6 +14,28 @@ from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
 
+def alarm_on_any(
+    scope: Construct,
+    id_: str,
+    metric: cloudwatch.IMetric,
+    *,
+    description: str,
+    action: cloudwatch.IAlarmAction,
+) -> cloudwatch.Alarm:
+    """An alarm that fires when ``metric`` is 1 or more in one period (no data is fine), notifying ``action``."""
+    alarm = metric.create_alarm(
+        scope,
+        id_,
+        threshold=1,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarm_description=description,
+    )
+    alarm.add_alarm_action(action)
+    return alarm
+
+
 class Operations(Construct):
     """An encrypted SNS topic for alarms, with the operators' e-mail subscriptions.
 

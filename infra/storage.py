@@ -17,13 +17,14 @@ def secure_bucket(
     scope: Construct,
     id_: str,
     *,
-    access_logs: s3.IBucket,
+    access_logs: s3.IBucket | None,
     removal_policy: cdk.RemovalPolicy,
     lifecycle_rules: Sequence[s3.LifecycleRule] = (),
 ) -> s3.Bucket:
-    """A private bucket: SSE-S3, versioned, TLS only, public access blocked, access logged
-    to ``access_logs`` under ``<construct path>/``. No physical name (CloudFormation picks one)."""
-    bucket = s3.Bucket(
+    """A private bucket: SSE-S3, versioned, TLS only, public access blocked, ACLs off, and its
+    access logged to ``access_logs`` under ``<id>/`` (None only for the access-log bucket
+    itself). No physical name: CloudFormation picks one."""
+    return s3.Bucket(
         scope,
         id_,
         encryption=s3.BucketEncryption.S3_MANAGED,
@@ -32,14 +33,16 @@ def secure_bucket(
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         server_access_logs_bucket=access_logs,
-        server_access_logs_prefix=f"{id_}/",
+        server_access_logs_prefix=f"{id_}/" if access_logs else None,
         lifecycle_rules=[
-            s3.LifecycleRule(noncurrent_version_expiration=cdk.Duration.days(90), abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
+            s3.LifecycleRule(
+                noncurrent_version_expiration=cdk.Duration.days(90),
+                abort_incomplete_multipart_upload_after=cdk.Duration.days(7),
+            ),
             *lifecycle_rules,
         ],
         removal_policy=removal_policy,
     )
-    return bucket
 
 
 class Storage(Construct):
@@ -60,18 +63,12 @@ class Storage(Construct):
         removal_policy: cdk.RemovalPolicy,
     ) -> None:
         super().__init__(scope, id_)
-        self.access_logs = s3.Bucket(
+        self.access_logs = secure_bucket(
             self,
             "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[
-                s3.LifecycleRule(expiration=cdk.Duration.days(365), noncurrent_version_expiration=cdk.Duration.days(30))
-            ],
+            access_logs=None,
             removal_policy=removal_policy,
+            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(365))],
         )
         acknowledge(
             self.access_logs,

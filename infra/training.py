@@ -20,6 +20,7 @@ from constructs import Construct
 from infra.config import TrainingConfig
 from infra.edge_deployment import EDGE_PACKAGE, EDGE_PACKAGE_DIR
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
+from infra.operations import alarm_on_any
 from infra.packaging import Archive, Entry, build_dir_for, tar_gz_bytes, tree_entries, write_content_addressed
 from infra.storage import secure_bucket
 
@@ -229,16 +230,13 @@ class Training(Construct):
         )
         self._acknowledge_state_machine()
         cfn_lint_ignore(self.state_machine, ROLE_DEPENDS_ON)
-        self.alarm = self.state_machine.metric_failed(period=cdk.Duration.minutes(5), statistic="Sum").create_alarm(
+        self.alarm = alarm_on_any(
             self,
             "FailedAlarm",
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description="Vigil training: a training run failed",
+            self.state_machine.metric_failed(period=cdk.Duration.minutes(5), statistic="Sum"),
+            description="Vigil training: a training run failed",
+            action=alarm_action,
         )
-        self.alarm.add_alarm_action(alarm_action)
 
     def _image_uri(self, stack: cdk.Stack, tag: str) -> str:
         mapping = cdk.CfnMapping(

@@ -8,6 +8,8 @@ from typing import Any, Iterable
 import aws_cdk as cdk
 from constructs import IConstruct
 
+from infra.nag import render_intrinsics as render  # noqa: F401 (re-exported for the tests)
+
 
 def lid(construct: IConstruct) -> str:
     """The logical ID of a construct's CloudFormation resource (or of the resource itself)."""
@@ -21,26 +23,6 @@ def ref(construct: IConstruct) -> str:
 
 def att(construct: IConstruct, attribute: str) -> str:
     return f"<{lid(construct)}.{attribute}>"
-
-
-def render(node: Any) -> Any:
-    """Intrinsics made readable: Ref -> ``<Id>``, GetAtt -> ``<Id.Attr>``, Join -> one string,
-    Sub -> its template string; recursively through lists and dicts."""
-    if isinstance(node, list):
-        return [render(n) for n in node]
-    if isinstance(node, dict):
-        if len(node) == 1:
-            (key, arg), = node.items()
-            if key == "Ref":
-                return f"<{arg}>"
-            if key == "Fn::GetAtt":
-                return f"<{arg[0]}.{arg[1]}>"
-            if key == "Fn::Join":
-                return arg[0].join(str(render(p)) for p in arg[1])
-            if key == "Fn::Sub" and isinstance(arg, str):
-                return arg
-        return {k: render(v) for k, v in node.items()}
-    return node
 
 
 def resources(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
