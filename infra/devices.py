@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import custom_resources as cr
 from constructs import Construct
@@ -143,6 +144,7 @@ class Devices(Construct):
         component_names: Sequence[str],
         evidence_bucket: s3.IBucket,
         fleet_provisioning: bool,
+        log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, id_)
         stage_name = cdk.Stage.of(self).stage_name or "vigil"
@@ -192,14 +194,15 @@ class Devices(Construct):
 
         self.things: dict[str, iot.CfnThing] = {}
         if thing_names:
-            self._listed_things(thing_names)
+            self._listed_things(thing_names, log_retention)
 
         self.provisioning_template: iot.CfnProvisioningTemplate | None = None
         self.claim_policy: iot.CfnPolicy | None = None
         if fleet_provisioning:
             self._fleet_provisioning()
 
-    def _listed_things(self, thing_names: Sequence[str]) -> None:
+    def _listed_things(self, thing_names: Sequence[str], log_retention: logs.RetentionDays) -> None:
+        membership_logs = logs.LogGroup(self, "MembershipLogs", retention=log_retention)
         membership_role = iam.Role(
             self,
             "MembershipRole",
@@ -226,6 +229,7 @@ class Devices(Construct):
                     parameters={"thingName": name, "thingGroupName": self.thing_group_name},
                 ),
                 role=membership_role,
+                log_group=membership_logs,
                 install_latest_aws_sdk=False,
             )
             membership.node.add_dependency(thing)

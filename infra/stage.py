@@ -48,6 +48,7 @@ class VigilStack(cdk.Stack):
             component_names=[component],
             evidence_bucket=self.storage.evidence,
             fleet_provisioning=config.fleet_provisioning,
+            log_retention=retention,
         )
         self.edge = EdgeDeployment(
             self,

@@ -7,7 +7,7 @@ import pytest
 from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from cfnlint.api import ManualArgs, lint_file
-from infra_testlib import ref, render
+from infra_testlib import ref, render, resources
 
 from infra.nag import acknowledge
 
@@ -68,3 +68,12 @@ def test_outputs_tell_an_installer_what_it_needs(stage):
         assert value in command
     assert "--provision true" in command and f"--aws-region {stage.config.region}" in command
     assert outputs["AlertTopicPattern"]["Value"] == "vigil/<thing>/alerts"
+
+
+def test_every_log_group_has_a_retention_and_every_function_logs_to_one(stage):
+    groups = resources(stage.template_json, "AWS::Logs::LogGroup")
+    assert groups
+    for logical_id, group in groups.items():
+        assert group["Properties"]["RetentionInDays"] == stage.config.log_retention_days, logical_id
+    for logical_id, function in resources(stage.template_json, "AWS::Lambda::Function").items():
+        assert function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] in groups, logical_id

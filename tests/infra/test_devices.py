@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 from infra_testlib import (
@@ -136,6 +137,7 @@ def _devices_template(thing_count: int, fleet_provisioning: bool = True) -> dict
         component_names=["com.vigil.EdgeDetector.test"],
         evidence_bucket=s3.Bucket(stack, "Evidence"),
         fleet_provisioning=fleet_provisioning,
+        log_retention=logs.RetentionDays.ONE_WEEK,
     )
     return Template.from_stack(stack).to_json()
 

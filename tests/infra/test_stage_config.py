@@ -111,3 +111,11 @@ def test_app_exits_naming_stage_and_key(raw_stages, tmp_path):
     assert done.returncode != 0
     assert "stage 'dev': edge.cooldown_s:" in done.stderr
     assert not list(tmp_path.glob("assembly-*"))
+
+
+def test_cdk_json_runs_the_venv_app_with_current_feature_flags(context):
+    cdk_json = json.loads((REPO_ROOT / "cdk.json").read_text())
+    assert cdk_json["app"] == ".venv/bin/python app.py"
+    # A few of the flags `cdk init` sets for a new v2 app; all are in cdk.json.
+    for flag in ("@aws-cdk/core:checkSecretUsage", "@aws-cdk/aws-iam:minimizePolicies", "@aws-cdk/core:enablePartitionLiterals"):
+        assert context[flag] is True
