@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+# The repo root (infra, edge_component) and this folder (infra_testlib), whatever pytest's import mode.
+for _path in (REPO_ROOT, Path(__file__).resolve().parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 # jsii starts Node on first import of aws_cdk: use the venv's Node 24 if there is one.
 _VENV_NODE = Path(sys.prefix) / "bin" / "node"
 if _VENV_NODE.exists():
