@@ -14,6 +14,7 @@ import getpass
 import ipaddress
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -184,11 +185,22 @@ class Mosquitto:
             s.settimeout(0.2)
             return s.connect_ex((LOOPBACK, self.port)) == 0
 
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open, nothing is answered."""
+        if self.running:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo :meth:`pause` (SIGCONT)."""
+        if self.running:
+            self._proc.send_signal(signal.SIGCONT)
+
     def stop(self, *, kill: bool = False) -> None:
         """Stop the broker: SIGTERM, or SIGKILL with ``kill`` (a crash). Waits for the exit."""
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
+        proc.send_signal(signal.SIGCONT)  # a paused broker would not act on SIGTERM
         if kill:
             proc.kill()
         else:

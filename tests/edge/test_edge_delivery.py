@@ -282,9 +282,9 @@ def subscriber(broker, ca):
 
 def mqtt_transport(broker, ca, keys=None, **kw):
     keys = keys or ca.client(THING)
+    kw = {"connect_timeout_s": 2, "publish_timeout_s": 2, "reconnect_min_s": 0.05, "reconnect_max_s": 0.2} | kw
     return MqttPublisher("127.0.0.1", broker.port, client_id=THING, ca_file=ca.cert_file, cert_file=keys.cert,
-                         key_file=keys.key, connect_timeout_s=2, publish_timeout_s=2,
-                         reconnect_min_s=0.05, reconnect_max_s=0.2, **kw)
+                         key_file=keys.key, **kw)
 
 
 class RuleStandIn:
@@ -357,13 +357,29 @@ def test_broker_restart_loses_no_alert(tmp_path, broker, ca, subscriber):
     pub.close()
 
 
+def test_retry_after_a_lost_puback_waits_for_the_first_copy(broker, ca, subscriber):
+    alert = make_alerts(1)[0]
+    transport = mqtt_transport(broker, ca, publish_timeout_s=0.3)
+    assert transport.wait_connected(5), broker.log()
+    broker.pause()  # the PUBLISH sits unanswered on an open connection
+    with pytest.raises(PublishError, match="no PUBACK"):
+        transport.publish(TOPIC, alert)
+    broker.resume()
+    transport.publish(TOPIC, alert)  # the retry: acknowledged through the first copy, not sent again
+    assert subscriber.wait_for(lambda r: len(r) >= 1, 5)
+    time.sleep(0.2)
+    assert [m for _, m, _ in subscriber.received] == [alert]
+    transport.close()
+
+
 def test_client_certificate_from_another_ca_is_refused(tmp_path, broker, ca):
     rogue = CertificateAuthority(tmp_path / "rogue", name="rogue")
     transport = mqtt_transport(broker, ca, keys=rogue.client(THING))
     assert not transport.wait_connected(1.0)
     assert transport.connect_failures >= 1
-    with pytest.raises(PublishError, match="not connected"):
+    with pytest.raises(PublishError, match="not connected") as err:
         transport.publish(TOPIC, make_alerts(1)[0])
+    assert "ssl" in str(err.value).lower()  # the reason travels with the error (here a TLS alert)
     pub = OutboxPublisher(Outbox(tmp_path / "outbox.sqlite"), transport, **FAST)
     pub.publish(TOPIC, make_alerts(1)[0])  # stored, and kept while the broker refuses us
     assert not pub.flush(0.5)
