@@ -12,15 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
-from .capture import SourceError
+from .capture import SourceError, is_live
 from .config import ConfigError, load_config, parse_config
 from .contracts.alerts import AlertValidationError
 from .model import ModelError, load_bundle
 from .publishers import GreengrassIpcPublisher, JsonLinesPublisher
-from .snapshot import SnapshotStore
 
 log = logging.getLogger("vigil.edge")
 
@@ -72,24 +73,38 @@ def main(argv: list[str] | None = None) -> int:
         if args.source:
             first = config.cameras[0].model_copy(update={"source": args.source})
             config = config.model_copy(update={"cameras": [first, *config.cameras[1:]]})
-        bundle = load_bundle(args.model_dir)
+        load_bundle(args.model_dir)  # fail here, with the reason, before any camera starts
+        for camera in config.cameras:
+            if camera.mode != "live" and not is_live(camera.source) and not Path(camera.source).is_file():
+                raise SourceError(f"camera {camera.name}: video file not found: {camera.source}")
         state = Path(args.state_dir)
-        snapshots = SnapshotStore(args.snapshots or state / "snapshots", config.snapshot_max_files)
+        snapshot_dir = Path(args.snapshots or state / "snapshots")
+        snapshot_dir.mkdir(parents=True, exist_ok=True)
         if config.publisher == "greengrass" or ipc is not None:
             publisher = GreengrassIpcPublisher(ipc or _greengrass_client())
         else:
             publisher = JsonLinesPublisher(args.alerts_out)
-        from .detector import Detector
+        from .contracts.topics import alert_topic
+        from .runtime import Supervisor
 
-        detector = Detector(config, bundle, publisher, thing_name=args.thing_name, snapshots=snapshots)
+        alert_topic(args.thing_name)  # a bad thing name is a configuration error, not a crash loop
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # Greengrass stops a component with SIGTERM
+            signal.signal(sig, lambda *_: stop.set())
+        supervisor = Supervisor(config, model_dir=args.model_dir, thing_name=args.thing_name, publisher=publisher,
+                                snapshot_dir=snapshot_dir, telemetry_every_s=config.telemetry_every_s)
         try:
-            for camera in config.cameras:
-                report = detector.run_replay(camera)
-                log.info("camera %s: %d frames in %.1fs (%.0f fps), %d events, %d messages not sent",
-                         camera.name, report.stats.frames_in, report.wall_s, report.source_fps,
-                         len(report.starts), len(report.failed))
+            final = supervisor.run(stop)
         finally:
             publisher.close()
+        failed = [name for name, cam in final["cameras"].items() if cam["state"] == "failed"]
+        for name, cam in final["cameras"].items():
+            log.info("camera %s: %s, %d frames, %d analysed, %d dropped, %d reconnects, %d crashes, %d events",
+                     name, cam["state"], cam["frames_in"], cam["analysed"], cam["dropped"], cam["reconnects"],
+                     cam["crashes"], cam["events"])
+        if failed:
+            log.error("cameras that could not run: %s", ", ".join(failed))
+            return 2
     except (ConfigError, ModelError, SourceError, AlertValidationError, ValueError) as exc:
         log.error("%s", exc)
         return 2

@@ -1,15 +1,26 @@
-"""Frame sources. Replay mode (files) reads every frame in order, so results are
-repeatable; frames between analyses are grabbed, not decoded to images.
+"""Frame sources.
 
-Sources: OpenCV ``VideoCapture`` with the FFmpeg backend (``grab``/``retrieve``).
+- Replay (:func:`replay`, files): every frame is read in order and media time is the
+  clock, so a run is repeatable.
+- Live (:func:`live`, cameras, RTSP/HTTP streams, or a file paced as a camera): a
+  reader thread keeps reading so the stream never backs up; only the newest frame is
+  analysed and an older one still waiting is dropped and counted. A stream that fails,
+  ends or stalls past the read timeout is reopened with exponential backoff.
+
+In both, frames between analyses are grabbed, not decoded to images.
+Sources: OpenCV ``VideoCapture`` with the FFmpeg backend (``grab``/``retrieve``,
+``CAP_PROP_OPEN_TIMEOUT_MSEC``/``CAP_PROP_READ_TIMEOUT_MSEC``).
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -33,7 +44,13 @@ class CaptureStats:
     frames_in: int = 0  # frames read (grabbed) from the source
     analysed: int = 0  # frames decoded and handed to analysis
     bad_frames: int = 0  # frames that failed to decode or had the wrong shape
+    dropped: int = 0  # live: decoded frames replaced by a newer one before analysis
+    reconnects: int = 0  # live: times the source was reopened after a failure or stall
     fps: float = 0.0  # the source's nominal frame rate
+    last_error: str = ""
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 def is_live(source: str) -> bool:
@@ -41,11 +58,18 @@ def is_live(source: str) -> bool:
     return source.isdigit() or "://" in source
 
 
-def open_capture(source: str) -> cv2.VideoCapture:
-    """Open a file, URL or camera index with OpenCV; SourceError if it cannot be read."""
+def open_capture(source: str, timeout_s: float = 10.0) -> cv2.VideoCapture:
+    """Open a file, URL or camera index with OpenCV; SourceError if it cannot be read.
+
+    ``timeout_s`` bounds opening and each read of a network stream (FFmpeg backend).
+    """
     if not is_live(source) and not Path(source).is_file():
         raise SourceError(f"video file not found: {source}")
-    cap = cv2.VideoCapture(int(source) if source.isdigit() else source, cv2.CAP_FFMPEG if not source.isdigit() else cv2.CAP_ANY)
+    if source.isdigit():
+        cap = cv2.VideoCapture(int(source), cv2.CAP_ANY)
+    else:
+        ms = int(timeout_s * 1000)
+        cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
     if not cap.isOpened():
         cap.release()
         raise SourceError(f"cannot open video source {source!r} (not a video, unsupported codec, or unreachable)")
@@ -91,3 +115,113 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
             raise SourceError(f"{source}: no decodable frame")
     finally:
         cap.release()
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    read_timeout_s: float = 10.0  # no frame for this long: the stream has stalled, reopen it
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    pace_files: bool = True  # a file in live mode plays at its own frame rate, like a camera
+
+
+def live(
+    source: str,
+    detection_fps: float,
+    stats: CaptureStats | None = None,
+    *,
+    stop: threading.Event,
+    settings: LiveSettings = LiveSettings(),
+    opener: Callable[[str, float], cv2.VideoCapture] = open_capture,
+) -> Iterator[Frame]:
+    """Yield the newest frame of a live source, at most ``detection_fps`` per second,
+    until ``stop`` is set. Never raises for a failing source: it is reopened with
+    exponential backoff (``settings``) and the failure is counted in ``stats``.
+
+    ``Frame.time_s`` is seconds on the monotonic clock since the generator started;
+    ``Frame.index`` counts frames grabbed since then.
+    """
+    stats = stats if stats is not None else CaptureStats()
+    cond = threading.Condition()
+    mailbox: list[Frame] = []
+    t0 = time.monotonic()
+    reader = threading.Thread(
+        target=_live_reader, name=f"capture-{source}", daemon=True,
+        args=(source, detection_fps, stats, stop, settings, opener, cond, mailbox, t0),
+    )
+    reader.start()
+    try:
+        while not stop.is_set():
+            with cond:
+                if not mailbox:
+                    cond.wait(timeout=0.2)
+                if not mailbox:
+                    continue
+                frame = mailbox.pop()
+            stats.analysed += 1
+            yield frame
+    finally:
+        stop.set()
+        reader.join(timeout=settings.read_timeout_s + 1)
+
+
+def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mailbox, t0) -> None:
+    period = 1.0 / detection_fps
+    backoff = settings.backoff_initial_s
+    paced = settings.pace_files and not is_live(source)
+    index = 0
+    while not stop.is_set():
+        try:
+            cap = opener(source, settings.read_timeout_s)
+        except SourceError as exc:
+            stats.last_error = str(exc)
+            log.warning("camera source %s: %s; retrying in %.1fs", source, exc, backoff)
+        else:
+            fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+            stats.fps = fps if 0 < fps < 1000 else stats.fps
+            frame_period = 1.0 / fps if paced and 0 < fps < 1000 else 0.0
+            next_slot = time.monotonic()
+            shape = None
+            opened_at = time.monotonic()
+            last_frame_at = opened_at
+            got_any = False
+            try:
+                while not stop.is_set():
+                    if not cap.grab():
+                        stats.last_error = "stream ended or failed"
+                        break
+                    now = time.monotonic()
+                    if now - last_frame_at > settings.read_timeout_s:
+                        stats.last_error = f"no frame for {now - last_frame_at:.1f}s"
+                        break
+                    last_frame_at = now
+                    index += 1
+                    stats.frames_in += 1
+                    if frame_period:
+                        time.sleep(frame_period)  # a file stands in for a camera: real time
+                    if now < next_slot:
+                        continue  # grabbed, not decoded
+                    next_slot = max(next_slot + period, now)
+                    ok, image = cap.retrieve()
+                    if not ok or image is None or image.ndim != 3 or (shape is not None and image.shape != shape):
+                        stats.bad_frames += 1
+                        continue
+                    shape = image.shape
+                    got_any = True
+                    with cond:
+                        if mailbox:
+                            stats.dropped += 1  # the analysis is behind: only the newest counts
+                            mailbox.clear()
+                        mailbox.append(Frame(index, now - t0, image))
+                        cond.notify()
+            finally:
+                cap.release()
+            if got_any:
+                backoff = settings.backoff_initial_s
+            log.warning("camera source %s: %s; reopening in %.1fs", source, stats.last_error, backoff)
+        if stop.is_set():
+            break
+        stats.reconnects += 1
+        # Exponential backoff with jitter, so many cameras behind one NVR do not reconnect in step.
+        stop.wait(backoff * (0.8 + 0.4 * random.random()))
+        backoff = min(backoff * 2, settings.backoff_max_s)

@@ -58,6 +58,10 @@ class CameraConfig(_Model):
     source: str = Field(min_length=1, description="file path, rtsp:// or http(s):// URL, or a camera index such as '0'")
     zones: list[Polygon] = Field(min_length=1)
     masks: list[Polygon] = Field(default_factory=list, description="areas ignored for motion (trees, clocks, road)")
+    mode: Literal["auto", "live", "replay"] = Field(
+        "auto", description="auto: live for cameras and URLs, replay (every frame, in order) for files")
+    read_timeout_s: float = Field(10.0, gt=0, le=600, description="live: no frame for this long means the stream stalled")
+    backoff_max_s: float = Field(60.0, ge=0.1, le=3600, description="live: longest wait between reconnect attempts")
 
     @model_validator(mode="after")
     def _unique_zone_names(self) -> "CameraConfig":
@@ -82,6 +86,7 @@ class ComponentConfig(_Model):
     window_s: float = Field(1.0, gt=0, le=10, description="length of the feature window (s)")
     motion: MotionSettings = Field(default_factory=MotionSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
+    telemetry_every_s: float = Field(60.0, ge=1, le=86400, description="heartbeat and stats on vigil/<thing>/telemetry")
     snapshot_max_files: int = Field(200, ge=1, le=100000, description="snapshots kept on disk; the oldest go first")
 
     @model_validator(mode="after")

@@ -8,6 +8,9 @@ When the transport refuses (:class:`~edge_component.publishers.PublishError`), t
 head message is retried after an exponential backoff with jitter, so nothing behind it
 overtakes it. Delivery is at least once: a message whose acknowledgement was lost is
 sent again, with the same ``event_id``, and the alert Lambda deduplicates by it.
+
+Telemetry goes through :meth:`OutboxPublisher.publish_latest` instead: newest per topic,
+in memory, sent once the alert backlog is empty, so it can never crowd alerts out.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class OutboxPublisher:
     it cannot be stored) and wakes the sender thread. Backoff after the n-th consecutive
     failure is ``min(retry_max_s, retry_initial_s * 2**(n-1))``, scaled by a random factor
     in [0.5, 1] so that many devices coming back at once do not retry in step.
+    ``publish_latest(topic, message)`` is for telemetry (see the module docstring).
     The publisher owns ``outbox`` and ``transport``: :meth:`close` closes both.
     """
 
@@ -57,6 +61,9 @@ class OutboxPublisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._progress = threading.Condition()
+        self._latest: dict[str, dict[str, Any]] = {}  # topic -> newest unsent publish_latest() message
+        self._latest_lock = threading.Lock()
+        self._latest_error: Exception | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="vigil-outbox-sender", daemon=True)
         self._thread.start()
@@ -67,6 +74,17 @@ class OutboxPublisher:
             self.outbox.put(topic, message)
         except (OutboxError, ValueError, TypeError) as exc:
             raise PublishError(f"alert not stored in outbox {self.outbox.path}: {exc}") from exc
+        self._wake.set()
+
+    def publish_latest(self, topic: str, message: dict[str, Any]) -> None:
+        """Send ``message`` when the alert backlog is empty; not stored on disk.
+
+        For telemetry: only the newest message per topic is kept (in memory), so a
+        heartbeat every minute during a week offline neither fills the bounded outbox
+        nor pushes alerts out of it; after a restart the next heartbeat replaces it.
+        """
+        with self._latest_lock:
+            self._latest[topic] = message
         self._wake.set()
 
     def backoff_s(self, failures: int) -> float:
@@ -81,6 +99,9 @@ class OutboxPublisher:
                 self._wake.clear()  # before peeking: a put() after the peek sets it again
                 items = self.outbox.peek(self._batch)
                 if not items:
+                    if not self._send_latest():
+                        failures = self._failed(failures, "telemetry", None)
+                        continue
                     with self._progress:
                         self._progress.notify_all()
                     self._wake.wait()
@@ -91,17 +112,8 @@ class OutboxPublisher:
                     try:
                         self.transport.publish(item.topic, item.message)
                     except Exception as exc:  # PublishError is expected; anything else is a bug, still retried
-                        failures += 1
-                        self._retries += 1
                         self.outbox.record_attempt(item.id)
-                        delay = self.backoff_s(failures)
-                        expected = isinstance(exc, PublishError)
-                        # An outage of hours would otherwise log every retry; a bug always logs.
-                        level = (logging.WARNING if failures == 1 or failures % 20 == 0 else logging.DEBUG) \
-                            if expected else logging.ERROR
-                        log.log(level, "sending outbox message %d failed (%d in a row, %d queued), retrying in %.2f s: %s",
-                                item.id, failures, self.outbox.depth, delay, exc, exc_info=not expected)
-                        self._stop.wait(delay)
+                        failures = self._failed(failures, f"outbox message {item.id}", exc)
                         break  # peek again: the head may have been dropped meanwhile
                     if failures:
                         log.info("outbox delivering again after %d failed sends", failures)
@@ -113,15 +125,42 @@ class OutboxPublisher:
             except OutboxError as exc:
                 if self._stop.is_set():
                     return
-                failures += 1
-                log.error("outbox sender: %s", exc)
-                self._stop.wait(self.backoff_s(failures))
+                failures = self._failed(failures, "outbox", exc)
+
+    def _send_latest(self) -> bool:
+        with self._latest_lock:
+            waiting = list(self._latest.items())
+        for topic, message in waiting:
+            try:
+                self.transport.publish(topic, message)
+            except Exception as exc:
+                self._latest_error = exc
+                return False
+            with self._latest_lock:
+                if self._latest.get(topic) is message:  # not replaced meanwhile
+                    del self._latest[topic]
+        return True
+
+    def _failed(self, failures: int, what: str, exc: Exception | None) -> int:
+        """Log one failed send and wait out its backoff; returns the new failure count."""
+        exc = exc or self._latest_error
+        failures += 1
+        self._retries += 1
+        delay = self.backoff_s(failures)
+        expected = isinstance(exc, (PublishError, OutboxError))
+        # An outage of hours would otherwise log every retry; a bug always logs.
+        level = (logging.WARNING if failures == 1 or failures % 20 == 0 else logging.DEBUG) if expected else logging.ERROR
+        log.log(level, "sending %s failed (%d in a row, %d queued), retrying in %.2f s: %s",
+                what, failures, self.outbox.depth, delay, exc, exc_info=not expected)
+        self._stop.wait(delay)
+        return failures
 
     def flush(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the outbox to empty; True if it did."""
+        """Wait up to ``timeout`` seconds until the outbox is empty and the latest
+        telemetry sent; True if that happened."""
         deadline = time.monotonic() + timeout
         with self._progress:
-            while self.outbox.depth > 0:
+            while self.outbox.depth > 0 or self._latest:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

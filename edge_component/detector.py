@@ -13,10 +13,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .alerts import build_alert
-from .capture import CaptureStats, is_live, replay
+import threading
+
+from .capture import CaptureStats, Frame, LiveSettings, is_live, live, replay
 from .config import CameraConfig, ComponentConfig
 from .contracts.topics import alert_topic
 from .decision import EventTracker, Transition
@@ -65,33 +67,54 @@ class Detector:
         self.topic = alert_topic(thing_name)  # validates the thing name up front
         self.snapshots = snapshots
         self.threshold = config.decision.threshold if config.decision.threshold is not None else bundle.threshold
+        self.reports: dict[str, CameraReport] = {}  # latest per camera, for telemetry
+
+    def run(self, camera: CameraConfig, stop: threading.Event | None = None) -> CameraReport:
+        """Watch one camera: replay a file (mode auto/replay) or follow a live source
+        until ``stop`` is set (mode auto/live). Returns what happened."""
+        if camera.mode == "replay" or (camera.mode == "auto" and not is_live(camera.source)):
+            return self.run_replay(camera)
+        return self.run_live(camera, stop or threading.Event())
 
     def run_replay(self, camera: CameraConfig) -> CameraReport:
         """Replay a file source in media order; returns what happened. Raises SourceError."""
         if is_live(camera.source):
             raise ValueError(f"camera {camera.name}: {camera.source!r} is a live source; replay takes files")
         stats = CaptureStats()
+        return self._run(camera, replay(camera.source, self.config.detection_fps, stats), stats, media_time=True)
+
+    def run_live(self, camera: CameraConfig, stop: threading.Event) -> CameraReport:
+        """Follow a live source until ``stop`` is set; a failing source is reopened with
+        backoff (see capture.live), never raised."""
+        stats = CaptureStats()
+        settings = LiveSettings(read_timeout_s=camera.read_timeout_s, backoff_max_s=camera.backoff_max_s)
+        frames = live(camera.source, self.config.detection_fps, stats, stop=stop, settings=settings)
+        return self._run(camera, frames, stats, media_time=False)
+
+    def _run(self, camera: CameraConfig, frames: Iterator[Frame], stats: CaptureStats, *, media_time: bool) -> CameraReport:
         report = CameraReport(camera.name, stats)
+        self.reports[camera.name] = report
         trackers = [EventTracker(self.config.decision, self.threshold) for _ in camera.zones]
         origin = datetime.now(timezone.utc)
         started = time.perf_counter()
         last_t = 0.0
-        for window in analyse_frames(replay(camera.source, self.config.detection_fps, stats), camera, self.config):
+        for window in analyse_frames(frames, camera, self.config):
             last_t = window.frame.time_s
             t0 = time.perf_counter()
             score = float(self.bundle.scorer.score(window.features)[0])
             report.inference_s += time.perf_counter() - t0
             report.windows += 1
             for tr in trackers[window.zone_index].update(window.frame.time_s, score):
-                self._emit(tr, camera, window, origin, report)
+                self._emit(tr, camera, window, origin, report, media_time)
+            report.wall_s = time.perf_counter() - started
         for i, tracker in enumerate(trackers):
             for tr in tracker.close(last_t):
-                self._emit(tr, camera, None, origin, report, zone=camera.zones[i].name)
+                self._emit(tr, camera, None, origin, report, media_time, zone=camera.zones[i].name)
         report.wall_s = time.perf_counter() - started
         return report
 
     def _emit(self, tr: Transition, camera: CameraConfig, window: Window | None, origin: datetime,
-              report: CameraReport, zone: str | None = None) -> None:
+              report: CameraReport, media_time: bool, zone: str | None = None) -> None:
         zone = zone or (window.zone if window else "")
         snapshot_file = None
         if tr.kind == "start" and window is not None and self.snapshots is not None:
@@ -101,7 +124,7 @@ class Detector:
             self.snapshots.save(snapshot_file, image)
         msg = build_alert(
             tr, thing_name=self.thing_name, camera=camera.name, zone=zone, threshold=self.threshold,
-            clock_origin=origin, media_time=True, model_sha256=self.bundle.sha256, snapshot_file=snapshot_file,
+            clock_origin=origin, media_time=media_time, model_sha256=self.bundle.sha256, snapshot_file=snapshot_file,
         )
         try:
             self.publisher.publish(self.topic, msg)

@@ -147,8 +147,13 @@ def test_cli_runs_on_the_clip_and_writes_json_lines(trained_bundle, tmp_path):
                     "--alerts-out", str(out), "--state-dir", str(tmp_path / "state")])
     assert rc == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sum(1 for line in lines if line["message"]["event_type"] == "start") == 6
+    alerts = [line["message"] for line in lines if line["topic"] == "vigil/cam-1/alerts"]
+    assert sum(1 for m in alerts if m["event_type"] == "start") == 6
     assert len(list((tmp_path / "state" / "snapshots").glob("*.jpg"))) == 6
+    telemetry = [line["message"] for line in lines if line["topic"] == "vigil/cam-1/telemetry"]
+    final = telemetry[-1]["cameras"]["lab"]
+    assert final["state"] == "done" and final["crashes"] == 0
+    assert abs(final["frames_in"] - 1394) <= 2 and final["events"] == 6
 
 
 @pytest.mark.parametrize(
@@ -210,9 +215,9 @@ def test_greengrass_mode_reads_its_configuration_and_publishes_through_ipc(monke
     rc = cli.main(["run", "--greengrass", "--thing-name", "gg-cam", "--state-dir", str(tmp_path),
                    "--model-dir", str(REPO / "edge_component" / "models" / "seed")])
     assert rc == 0
-    starts = [m for topic, qos, m in fake.published if m["event_type"] == "start"]
+    starts = [m for topic, qos, m in fake.published if m.get("event_type") == "start"]
     assert len(starts) == 6
-    assert {topic for topic, _, _ in fake.published} == {"vigil/gg-cam/alerts"}
+    assert {topic for topic, _, _ in fake.published} == {"vigil/gg-cam/alerts", "vigil/gg-cam/telemetry"}
     assert {qos for _, qos, _ in fake.published} in ({"1"}, {"QOS.AT_LEAST_ONCE"}, {"AT_LEAST_ONCE"})
 
 
