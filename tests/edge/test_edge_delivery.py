@@ -255,6 +255,29 @@ def test_ipc_publisher_via_outbox_retries_the_head_and_keeps_order(tmp_path):
     assert client.closed
 
 
+def test_telemetry_waits_for_alerts_and_never_takes_their_place(tmp_path):
+    class Switch(Recorder):
+        up = False
+
+        def publish(self, topic, message):
+            if not self.up:
+                raise PublishError("network down")
+            super().publish(topic, message)
+
+    alerts = make_alerts(1)
+    transport = Switch()
+    pub = OutboxPublisher(Outbox(tmp_path / "o.sqlite", max_messages=3), transport, **FAST)
+    for beat in range(20):  # a long outage: many heartbeats, three alerts
+        pub.publish_latest("vigil/cam-test-01/telemetry", {"beat": beat})
+        if beat in (3, 9, 15):
+            pub.publish(TOPIC, alerts[beat // 6])
+    assert pub.stats()["depth"] == 3 and pub.stats()["dropped"] == 0  # heartbeats took no outbox room
+    transport.up = True
+    assert pub.flush(5)
+    assert transport.sent == [(TOPIC, a) for a in alerts] + [("vigil/cam-test-01/telemetry", {"beat": 19})]
+    pub.close()
+
+
 # ---------------------------------------------------------------- MQTT against mosquitto
 
 @pytest.fixture(scope="module")
