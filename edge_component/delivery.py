@@ -146,6 +146,8 @@ class OutboxPublisher:
         exc = exc or self._latest_error
         failures += 1
         self._retries += 1
+        if self._stop.is_set():  # closing: the transport was closed under this send
+            return failures
         delay = self.backoff_s(failures)
         expected = isinstance(exc, (PublishError, OutboxError))
         # An outage of hours would otherwise log every retry; a bug always logs.
