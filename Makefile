@@ -27,6 +27,7 @@ demo: setup
 	$(PY) examples/run_demo.py
 
 test: setup
+	bash tests/install-services.sh
 	$(PY) -m pytest
 
 synth: setup

@@ -21,7 +21,9 @@ from .capture import SourceError, is_live
 from .config import ConfigError, load_config, parse_config
 from .contracts.alerts import AlertValidationError
 from .model import ModelError, load_bundle
-from .publishers import GreengrassIpcPublisher, JsonLinesPublisher
+from .delivery import OutboxPublisher
+from .outbox import Outbox
+from .publishers import GreengrassIpcPublisher, JsonLinesPublisher, MqttPublisher
 
 log = logging.getLogger("vigil.edge")
 
@@ -81,9 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         snapshot_dir = Path(args.snapshots or state / "snapshots")
         snapshot_dir.mkdir(parents=True, exist_ok=True)
         if config.publisher == "greengrass" or ipc is not None:
-            publisher = GreengrassIpcPublisher(ipc or _greengrass_client())
+            transport = GreengrassIpcPublisher(ipc or _greengrass_client())
+        elif config.publisher == "mqtt":
+            m = config.mqtt
+            transport = MqttPublisher(m.host, m.port, client_id=args.thing_name, ca_file=m.ca_file,
+                                      cert_file=m.cert_file, key_file=m.key_file)
         else:
-            publisher = JsonLinesPublisher(args.alerts_out)
+            transport = JsonLinesPublisher(args.alerts_out)
+        # Every alert is stored on disk before it is sent and removed only once acknowledged.
+        state.mkdir(parents=True, exist_ok=True)
+        publisher = OutboxPublisher(Outbox(state / "outbox.sqlite", config.outbox_max_messages), transport)
         from .contracts.topics import alert_topic
         from .runtime import Supervisor
 
@@ -92,11 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):  # Greengrass stops a component with SIGTERM
             signal.signal(sig, lambda *_: stop.set())
         supervisor = Supervisor(config, model_dir=args.model_dir, thing_name=args.thing_name, publisher=publisher,
-                                snapshot_dir=snapshot_dir, telemetry_every_s=config.telemetry_every_s)
+                                snapshot_dir=snapshot_dir, telemetry_every_s=config.telemetry_every_s,
+                                delivery_stats=publisher.stats)
         try:
             final = supervisor.run(stop)
         finally:
-            publisher.close()
+            publisher.close(drain_timeout_s=10.0)
         failed = [name for name, cam in final["cameras"].items() if cam["state"] == "failed"]
         for name, cam in final["cameras"].items():
             log.info("camera %s: %s, %d frames, %d analysed, %d dropped, %d reconnects, %d crashes, %d events",

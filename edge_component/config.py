@@ -79,8 +79,20 @@ class DecisionSettings(_Model):
     update_every_s: float = Field(60.0, gt=0, le=86400, description="an ongoing event sends an 'update' this often")
 
 
+class MqttSettings(_Model):
+    """A direct MQTT connection with mutual TLS (AWS IoT Core's data endpoint, or any broker)."""
+
+    host: str = Field(min_length=1, description="e.g. xxxxxxxx-ats.iot.eu-west-1.amazonaws.com")
+    port: int = Field(8883, ge=1, le=65535)
+    ca_file: str = Field(min_length=1, description="CA certificate (PEM) that signed the broker's certificate")
+    cert_file: str = Field(min_length=1, description="this device's certificate (PEM)")
+    key_file: str = Field(min_length=1, description="this device's private key (PEM)")
+
+
 class ComponentConfig(_Model):
     publisher: Literal["greengrass", "mqtt", "jsonl"] = "jsonl"
+    mqtt: MqttSettings | None = Field(None, description="required when publisher is mqtt")
+    outbox_max_messages: int = Field(10_000, ge=10, le=10_000_000, description="alerts kept while offline; the oldest go first")
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
     detection_fps: float = Field(5.0, gt=0, le=30, description="analyses per second; other frames are grabbed, not decoded")
     window_s: float = Field(1.0, gt=0, le=10, description="length of the feature window (s)")
@@ -88,6 +100,12 @@ class ComponentConfig(_Model):
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
     telemetry_every_s: float = Field(60.0, ge=1, le=86400, description="heartbeat and stats on vigil/<thing>/telemetry")
     snapshot_max_files: int = Field(200, ge=1, le=100000, description="snapshots kept on disk; the oldest go first")
+
+    @model_validator(mode="after")
+    def _mqtt_settings_present(self) -> "ComponentConfig":
+        if self.publisher == "mqtt" and self.mqtt is None:
+            raise ValueError("publisher 'mqtt' needs the 'mqtt' settings (host, ca_file, cert_file, key_file)")
+        return self
 
     @model_validator(mode="after")
     def _unique_camera_names(self) -> "ComponentConfig":

@@ -244,8 +244,10 @@ class Supervisor:
 
     def publish_telemetry(self) -> dict[str, Any]:
         msg = self.telemetry()
+        # Newest-only where the publisher supports it: heartbeats must never crowd alerts out of the outbox.
+        send = getattr(self.publisher, "publish_latest", self.publisher.publish)
         try:
-            self.publisher.publish(self.telemetry_topic, msg)
+            send(self.telemetry_topic, msg)
         except PublishError as exc:
             log.warning("telemetry not published: %s", exc)
         return msg
