@@ -1,0 +1,162 @@
+"""Evaluate the component on labelled clips: events found and missed, false alerts per
+hour of footage, and the delay from each event's start to its alert.
+
+    python -m edge_component.evaluate examples/labels/*.json --model-dir edge_component/models/seed
+
+Each label file (format: ``training/labels.py``) names a clip, its zones and the
+abnormal intervals. The clip is replayed through the real detector (same code as on a
+device); each 'start' alert is matched to the interval it falls in. An interval with
+one alert within ``--max-delay`` seconds of its start is *found*; one with no alert is
+*missed*; alerts outside every interval are *false alerts*, and extra alerts inside an
+interval are *duplicates*. Needs the repository checkout (the label reader lives in
+``training/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import CameraConfig, ComponentConfig
+from .detector import Detector
+from .model import load_bundle
+
+
+@dataclass
+class IntervalResult:
+    start_s: float
+    end_s: float
+    alerts_at_s: list[float]
+
+    @property
+    def found(self) -> bool:
+        return bool(self.alerts_at_s)
+
+    @property
+    def delay_s(self) -> float | None:
+        return self.alerts_at_s[0] - self.start_s if self.alerts_at_s else None
+
+
+@dataclass
+class ClipResult:
+    clip: str
+    duration_s: float
+    intervals: list[IntervalResult]
+    false_alerts_at_s: list[float]
+    max_delay_s: float
+
+    @property
+    def found(self) -> int:
+        return sum(1 for r in self.intervals if r.found and r.delay_s <= self.max_delay_s)
+
+    @property
+    def late(self) -> int:
+        return sum(1 for r in self.intervals if r.found and r.delay_s > self.max_delay_s)
+
+    @property
+    def missed(self) -> int:
+        return sum(1 for r in self.intervals if not r.found)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(max(0, len(r.alerts_at_s) - 1) for r in self.intervals)
+
+    def summary(self) -> dict[str, Any]:
+        delays = [r.delay_s for r in self.intervals if r.found]
+        hours = self.duration_s / 3600.0
+        return {
+            "clip": self.clip,
+            "duration_s": round(self.duration_s, 1),
+            "events": len(self.intervals),
+            "found": self.found,
+            "late": self.late,
+            "missed": self.missed,
+            "duplicates": self.duplicates,
+            "false_alerts": len(self.false_alerts_at_s),
+            "false_alerts_per_hour": round(len(self.false_alerts_at_s) / hours, 2) if hours else 0.0,
+            "delay_s_mean": round(sum(delays) / len(delays), 2) if delays else None,
+            "delay_s_max": round(max(delays), 2) if delays else None,
+            "intervals": [{**asdict(r), "delay_s": r.delay_s} for r in self.intervals],
+            "false_alerts_at_s": self.false_alerts_at_s,
+        }
+
+
+def match_alerts(alert_times_s: Sequence[float], intervals: Sequence[tuple[float, float]], duration_s: float,
+                 clip: str = "", max_delay_s: float = 2.0) -> ClipResult:
+    """Match 'start' alert media times (s) to labelled (start_s, end_s) intervals."""
+    results = [IntervalResult(a, b, []) for a, b in intervals]
+    false = []
+    for t in sorted(alert_times_s):
+        for r in results:
+            if r.start_s <= t < r.end_s:
+                r.alerts_at_s.append(t)
+                break
+        else:
+            false.append(t)
+    return ClipResult(clip, duration_s, results, false, max_delay_s)
+
+
+def evaluate_clip(label_file: str | Path, bundle_dir: str | Path, base: ComponentConfig | None = None,
+                  max_delay_s: float = 2.0) -> ClipResult:
+    """Replay one labelled clip through the detector and match its alerts."""
+    from training.labels import load_labels  # the label format's one home
+
+    labels, clip = load_labels(label_file)
+    camera = CameraConfig(name=labels.camera.name, source=str(clip), zones=labels.camera.zones, masks=labels.camera.masks)
+    config = (base or ComponentConfig(cameras=[camera])).model_copy(update={"cameras": [camera]})
+
+    class _Discard:
+        def publish(self, topic, message):
+            pass
+
+        def close(self):
+            pass
+
+    report = Detector(config, load_bundle(bundle_dir), _Discard(), thing_name="evaluation").run_replay(camera)
+    duration = report.stats.frames_in / report.stats.fps if report.stats.fps else 0.0
+    starts = [a["media_offset_s"] for a in report.starts]
+    return match_alerts(starts, [(iv.start_s, iv.end_s) for iv in labels.abnormal], duration, clip.name, max_delay_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    p = argparse.ArgumentParser(prog="python -m edge_component.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("labels", nargs="+", help="label files (JSON)")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--config", help="component configuration whose detection/decision settings to use")
+    p.add_argument("--max-delay", type=float, default=2.0, help="an alert later than this after the start is 'late' (s)")
+    p.add_argument("--json", help="also write the full report here")
+    args = p.parse_args(argv)
+    base = None
+    if args.config:
+        from .config import load_config
+
+        base = load_config(args.config)
+    results = [evaluate_clip(lf, args.model_dir, base, args.max_delay) for lf in args.labels]
+    rows = [r.summary() for r in results]
+    hours = sum(r.duration_s for r in results) / 3600.0
+    total = {
+        "events": sum(r["events"] for r in rows), "found": sum(r["found"] for r in rows),
+        "late": sum(r["late"] for r in rows), "missed": sum(r["missed"] for r in rows),
+        "duplicates": sum(r["duplicates"] for r in rows), "false_alerts": sum(r["false_alerts"] for r in rows),
+    }
+    total["false_alerts_per_hour"] = round(total["false_alerts"] / hours, 2) if hours else 0.0
+    print(f"{'clip':<40} {'events':>6} {'found':>5} {'late':>4} {'missed':>6} {'dup':>3} {'false':>5} {'false/h':>7} {'delay mean/max s':>17}")
+    for r in rows:
+        delay = f"{r['delay_s_mean']}/{r['delay_s_max']}" if r["delay_s_mean"] is not None else "-"
+        print(f"{r['clip']:<40} {r['events']:>6} {r['found']:>5} {r['late']:>4} {r['missed']:>6} {r['duplicates']:>3} "
+              f"{r['false_alerts']:>5} {r['false_alerts_per_hour']:>7} {delay:>17}")
+    print(f"{'total':<40} {total['events']:>6} {total['found']:>5} {total['late']:>4} {total['missed']:>6} "
+          f"{total['duplicates']:>3} {total['false_alerts']:>5} {total['false_alerts_per_hour']:>7}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"clips": rows, "total": total}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
