@@ -18,11 +18,11 @@ import numpy as np
 
 from .motion import FrameStats
 
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"  # 2: blobs are outer contours (holes filled), not labelled pixels
 FEATURE_NAMES: tuple[str, ...] = (
     "fg_ratio_mean",  # share of the zone differing from the background, mean over the window
     "fg_ratio_max",
-    "blob_ratio_max",  # largest connected foreground blob / zone area
+    "blob_ratio_max",  # area inside the largest foreground blob's outer contour / zone area
     "blob_count_mean",  # foreground blobs above the noise size
     "motion_ratio_mean",  # share of the zone that changed since the previous analysed frame
     "motion_ratio_max",

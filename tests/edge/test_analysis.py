@@ -7,7 +7,7 @@ import pytest
 
 from edge_component.capture import CaptureStats, SourceError, replay
 from edge_component.config import ComponentConfig, ConfigError, parse_config
-from edge_component.features import FEATURE_NAMES, N_FEATURES, check_feature_contract
+from edge_component.features import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, check_feature_contract
 from edge_component.pipeline import analyse_frames, analyse_source
 from tests.conftest import CLIP
 
@@ -116,7 +116,7 @@ def test_feature_contract_mismatch_names_the_difference():
     swapped = list(FEATURE_NAMES)
     swapped[0], swapped[1] = swapped[1], swapped[0]
     with pytest.raises(ValueError, match="feature 0"):
-        check_feature_contract(swapped, "1")
+        check_feature_contract(swapped, FEATURE_VERSION)
     with pytest.raises(ValueError, match="version"):
         check_feature_contract(FEATURE_NAMES, "0")
-    check_feature_contract(FEATURE_NAMES, "1")
+    check_feature_contract(FEATURE_NAMES, FEATURE_VERSION)

@@ -1,0 +1,135 @@
+"""Edge speed and memory, measured side by side in one run (issue 4's targets).
+
+Prints, for the 768x432 example clip at 5 analyses per second:
+- decode-only frames/s (every frame grabbed, nothing converted or analysed: the cost no
+  analysis can avoid), the whole pipeline's frames/s, and their ratio (target >= 0.6);
+- a straightforward OpenCV loop (read every frame, MOG2 on each analysed frame at full
+  size) for comparison;
+- inference time per window for the int8 and float TFLite models (and ONNX if the
+  bundle has one);
+- resident memory after each of several replays of the clip (no growth expected).
+
+Run: `.venv/bin/python benchmarks/bench_edge.py` (or `make bench`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from edge_component.config import parse_config  # noqa: E402
+from edge_component.detector import Detector  # noqa: E402
+from edge_component.features import N_FEATURES  # noqa: E402
+from edge_component.model import Scorer, load_bundle  # noqa: E402
+
+CLIP = REPO / "examples" / "clips" / "one-by-one-person-detection.mp4"
+BUNDLE = REPO / "edge_component" / "models" / "seed"
+REPEAT = 3
+
+
+class Discard:
+    def publish(self, topic, message):
+        pass
+
+    def close(self):
+        pass
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def decode_only() -> float:
+    cap = cv2.VideoCapture(str(CLIP), cv2.CAP_FFMPEG)
+    n, t0 = 0, time.perf_counter()
+    while cap.grab():
+        n += 1
+    dt = time.perf_counter() - t0
+    cap.release()
+    return n / dt
+
+
+def naive_mog2(detection_fps: float = 5.0) -> float:
+    cap = cv2.VideoCapture(str(CLIP), cv2.CAP_FFMPEG)
+    step = max(1, round(cap.get(cv2.CAP_PROP_FPS) / detection_fps))
+    mog = cv2.createBackgroundSubtractorMOG2()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if n % step == 0:
+            mask = mog.apply(frame)
+            cv2.findContours((mask == 255).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        n += 1
+    dt = time.perf_counter() - t0
+    cap.release()
+    return n / dt
+
+
+def pipeline(detector: Detector, camera) -> float:
+    report = detector.run_replay(camera)
+    return report.stats.frames_in / report.wall_s
+
+
+def inference_ms(scorer: Scorer, rows: np.ndarray) -> float:
+    scorer.score(rows[:10])  # warm up
+    t0 = time.perf_counter()
+    for row in rows:
+        scorer.score(row)
+    return 1000 * (time.perf_counter() - t0) / len(rows)
+
+
+def main() -> None:
+    config = parse_config({"detection_fps": 5, "cameras": [{"name": "bench", "source": str(CLIP),
+                           "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]})
+    bundle = load_bundle(BUNDLE)
+    detector = Detector(config, bundle, Discard(), thing_name="bench")
+
+    dec, pipe, naive = [], [], []
+    for _ in range(REPEAT):  # interleaved, so both see the same machine load
+        dec.append(decode_only())
+        pipe.append(pipeline(detector, config.cameras[0]))
+        naive.append(naive_mog2())
+    d, p, n = np.median(dec), np.median(pipe), np.median(naive)
+    print(f"clip: {CLIP.name} (768x432, 10 fps), 5 analyses/s, median of {REPEAT}")
+    print(f"  decode only (grab every frame)       {d:8.0f} frames/s   1.00")
+    print(f"  Vigil pipeline (decode+analyse+infer) {p:7.0f} frames/s   {p / d:.2f}  (target >= 0.60)")
+    print(f"  read + MOG2 at full size, for scale  {n:8.0f} frames/s   {n / d:.2f}")
+
+    rows = np.abs(np.random.default_rng(0).normal(size=(2000, N_FEATURES))).astype(np.float32) * 0.05
+    i8 = inference_ms(bundle.scorer, rows)
+    fl = inference_ms(Scorer(BUNDLE / "model_float.tflite", bundle.manifest.mean, bundle.manifest.scale), rows)
+    print("inference per window (one row):")
+    print(f"  int8 TFLite (LiteRT)   {i8 * 1000:7.1f} us   1.00")
+    print(f"  float TFLite (LiteRT)  {fl * 1000:7.1f} us   {fl / i8:.2f}")
+    if (BUNDLE / "model.onnx").is_file():
+        try:
+            from edge_component.model import OnnxScorer  # added with the ONNX backend
+
+            ox = inference_ms(OnnxScorer(BUNDLE / "model.onnx", bundle.manifest.mean, bundle.manifest.scale), rows)
+            print(f"  ONNX Runtime           {ox * 1000:7.1f} us   {ox / i8:.2f}")
+        except ImportError:
+            pass
+
+    print("resident memory over repeated replays (MiB):")
+    samples = [rss_mib()]
+    for _ in range(5):
+        pipeline(detector, config.cameras[0])
+        samples.append(rss_mib())
+    print("  " + "  ".join(f"{s:.1f}" for s in samples)
+          + f"   growth after the first replay: {samples[-1] - samples[1]:+.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
