@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .schedule import ArmedSchedule
+
 Point = Annotated[tuple[float, float], Field(description="(x, y), each 0..1 of frame width/height")]
 Name = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")]
 
@@ -58,6 +60,7 @@ class CameraConfig(_Model):
     source: str = Field(min_length=1, description="file path, rtsp:// or http(s):// URL, or a camera index such as '0'")
     zones: list[Polygon] = Field(min_length=1)
     masks: list[Polygon] = Field(default_factory=list, description="areas ignored for motion (trees, clocks, road)")
+    armed: ArmedSchedule | None = Field(None, description="when this camera raises alerts; absent: always")
     mode: Literal["auto", "live", "replay"] = Field(
         "auto", description="auto: live for cameras and URLs, replay (every frame, in order) for files")
     read_timeout_s: float = Field(10.0, gt=0, le=600, description="live: no frame for this long means the stream stalled")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,6 +28,13 @@ from .publishers import PublishError, Publisher
 from .snapshot import SnapshotStore, annotate
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Best:
+    score: float
+    window: Window
+    saved_as: str = ""  # snapshot file name once written
 
 
 @dataclass
@@ -76,12 +83,16 @@ class Detector:
             return self.run_replay(camera)
         return self.run_live(camera, stop or threading.Event())
 
-    def run_replay(self, camera: CameraConfig) -> CameraReport:
-        """Replay a file source in media order; returns what happened. Raises SourceError."""
+    def run_replay(self, camera: CameraConfig, origin: datetime | None = None) -> CameraReport:
+        """Replay a file source in media order; returns what happened. Raises SourceError.
+
+        ``origin`` is the UTC time the recording started (default: now); alert times and
+        the armed schedule are reckoned from it."""
         if is_live(camera.source):
             raise ValueError(f"camera {camera.name}: {camera.source!r} is a live source; replay takes files")
         stats = CaptureStats()
-        return self._run(camera, replay(camera.source, self.config.detection_fps, stats), stats, media_time=True)
+        return self._run(camera, replay(camera.source, self.config.detection_fps, stats), stats, media_time=True,
+                         origin=origin)
 
     def run_live(self, camera: CameraConfig, stop: threading.Event) -> CameraReport:
         """Follow a live source until ``stop`` is set; a failing source is reopened with
@@ -91,11 +102,13 @@ class Detector:
         frames = live(camera.source, self.config.detection_fps, stats, stop=stop, settings=settings)
         return self._run(camera, frames, stats, media_time=False)
 
-    def _run(self, camera: CameraConfig, frames: Iterator[Frame], stats: CaptureStats, *, media_time: bool) -> CameraReport:
+    def _run(self, camera: CameraConfig, frames: Iterator[Frame], stats: CaptureStats, *, media_time: bool,
+             origin: datetime | None = None) -> CameraReport:
         report = CameraReport(camera.name, stats)
         self.reports[camera.name] = report
         trackers = [EventTracker(self.config.decision, self.threshold) for _ in camera.zones]
-        origin = datetime.now(timezone.utc)
+        best: list[_Best | None] = [None] * len(camera.zones)  # best window of the current run or event, per zone
+        origin = origin or datetime.now(timezone.utc)
         started = time.perf_counter()
         last_t = 0.0
         for window in analyse_frames(frames, camera, self.config):
@@ -104,24 +117,39 @@ class Detector:
             score = float(self.bundle.scorer.score(window.features)[0])
             report.inference_s += time.perf_counter() - t0
             report.windows += 1
-            for tr in trackers[window.zone_index].update(window.frame.time_s, score):
-                self._emit(tr, camera, window, origin, report, media_time)
+            if camera.armed is not None and not camera.armed.is_armed(origin + timedelta(seconds=window.frame.time_s)):
+                score = 0.0  # disarmed: no event starts, and one in progress ends as if quiet
+            z = window.zone_index
+            tracker = trackers[z]
+            if score >= self.threshold and (best[z] is None or score > best[z].score):
+                best[z] = _Best(score, window)  # frames are fresh arrays: holding one costs no copy
+            elif tracker.active is None and score < self.threshold:
+                best[z] = None  # the run broke before it became an event
+            for tr in tracker.update(window.frame.time_s, score):
+                self._emit(tr, camera, best[z], origin, report, media_time, camera.zones[z].name)
+                if tr.kind == "end":
+                    best[z] = None
             report.wall_s = time.perf_counter() - started
-        for i, tracker in enumerate(trackers):
+        for z, tracker in enumerate(trackers):
             for tr in tracker.close(last_t):
-                self._emit(tr, camera, None, origin, report, media_time, zone=camera.zones[i].name)
+                self._emit(tr, camera, best[z], origin, report, media_time, camera.zones[z].name)
         report.wall_s = time.perf_counter() - started
         return report
 
-    def _emit(self, tr: Transition, camera: CameraConfig, window: Window | None, origin: datetime,
-              report: CameraReport, media_time: bool, zone: str | None = None) -> None:
-        zone = zone or (window.zone if window else "")
+    def _emit(self, tr: Transition, camera: CameraConfig, best: "_Best | None", origin: datetime,
+              report: CameraReport, media_time: bool, zone: str) -> None:
+        """Publish one transition. The snapshot is the best-scoring frame so far: the
+        start carries the best of the windows that started the event; a later message
+        carries a new snapshot only if a better frame came since."""
         snapshot_file = None
-        if tr.kind == "start" and window is not None and self.snapshots is not None:
-            snapshot_file = f"{camera.name}-{tr.event.event_id}.jpg"
-            label = f"{camera.name}/{zone} score {tr.score:.2f} >= {self.threshold:.2f}  t={tr.time_s:.1f}s"
-            image = annotate(window.frame.image, camera.zones, camera.masks, window.stats.boxes, label)
-            self.snapshots.save(snapshot_file, image)
+        if best is not None and self.snapshots is not None and not best.saved_as:
+            suffix = "" if tr.kind == "start" else f"-{tr.event.sequence}"
+            best.saved_as = f"{camera.name}-{tr.event.event_id}{suffix}.jpg"
+            w = best.window
+            label = f"{camera.name}/{zone} score {best.score:.2f} >= {self.threshold:.2f}  t={w.frame.time_s:.1f}s"
+            self.snapshots.save(best.saved_as, annotate(w.frame.image, camera.zones, camera.masks, w.stats.boxes, label))
+        if best is not None and best.saved_as:
+            snapshot_file = best.saved_as
         msg = build_alert(
             tr, thing_name=self.thing_name, camera=camera.name, zone=zone, threshold=self.threshold,
             clock_origin=origin, media_time=media_time, model_sha256=self.bundle.sha256, snapshot_file=snapshot_file,

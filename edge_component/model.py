@@ -11,14 +11,18 @@ mean/scale (float32) -> quantized with the input tensor's own scale and zero poi
 -> int8 inference -> output dequantized with the output tensor's scale and zero
 point -> probability 0..1, compared in float with the threshold.
 
-Runtime: LiteRT (``ai_edge_litert``), with ``tflite_runtime`` as fallback.
+Runtime: LiteRT (``ai_edge_litert``), with ``tflite_runtime`` as fallback; ONNX
+Runtime (:class:`OnnxScorer`) for ``model.onnx``, chosen by the file's ``.onnx``
+suffix (:func:`make_scorer`), either as the manifest's ``model_file`` or as the
+``model_file`` argument of :func:`load_bundle`. Both take the same raw rows and return
+the same probabilities; normalisation is the manifest's in both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,11 +167,65 @@ class Scorer:
         return out
 
 
+class OnnxScorer:
+    """Scores raw feature rows with a float32 ONNX model in ONNX Runtime.
+
+    Same contract as :class:`Scorer`: ``score(rows)`` takes float32 rows ``(n,
+    N_FEATURES)`` (or one row), normalises them with ``mean``/``scale`` and returns
+    probabilities ``(n,)``. The model must have one float32 input ``(batch,
+    N_FEATURES)`` and one output of one value per row. The session (one thread, like
+    the TFLite interpreter) is created once. Raises :class:`ModelError` when
+    ``onnxruntime`` is missing or cannot load the model.
+    """
+
+    def __init__(self, model_path: str | Path, mean: np.ndarray, scale: np.ndarray):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelError(f"{model_path}: ONNX Runtime is not installed (pip install onnxruntime)") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3  # errors only: the session logs each fused node otherwise
+        try:
+            self._session = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+            raise ModelError(f"{model_path}: ONNX Runtime cannot load this model: {exc}") from None
+        inp, out = self._session.get_inputs(), self._session.get_outputs()
+        if len(inp) != 1 or len(out) != 1:
+            raise ModelError(f"{model_path}: expected one input and one output, got {len(inp)} and {len(out)}")
+        if inp[0].type != "tensor(float)":
+            raise ModelError(f"{model_path}: input {inp[0].name!r} is {inp[0].type}, expected tensor(float)")
+        if len(inp[0].shape) != 2 or inp[0].shape[1] != N_FEATURES:
+            raise ModelError(f"{model_path}: input shape {inp[0].shape} does not take {N_FEATURES} features")
+        self._input, self._output = inp[0].name, out[0].name
+        self._mean = np.asarray(mean, np.float32)
+        self._scale = np.asarray(scale, np.float32)
+        self.input_dtype = np.dtype(np.float32)
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.float32).reshape(-1, N_FEATURES)
+        x = ((rows - self._mean) / self._scale).astype(np.float32)
+        (y,) = self._session.run([self._output], {self._input: x})
+        y = np.asarray(y, np.float32).reshape(len(rows), -1)
+        if y.shape[1] != 1:
+            raise ModelError(f"ONNX model returned {y.shape[1]} values per row, expected 1")
+        return y[:, 0]
+
+
+def make_scorer(model_path: str | Path, mean: np.ndarray, scale: np.ndarray) -> Scorer | OnnxScorer:
+    """The scorer for ``model_path``: :class:`OnnxScorer` for ``*.onnx``, else the TFLite
+    :class:`Scorer`. Raises :class:`ModelError` when the runtime cannot load it."""
+    if Path(model_path).suffix.lower() == ".onnx":
+        return OnnxScorer(model_path, mean, scale)
+    return Scorer(model_path, mean, scale)
+
+
 @dataclass(frozen=True)
 class ModelBundle:
     directory: Path
     manifest: Manifest
-    scorer: Scorer
+    scorer: Scorer | OnnxScorer
 
     @property
     def threshold(self) -> float:
@@ -178,8 +236,17 @@ class ModelBundle:
         return self.manifest.model_sha256
 
 
-def load_bundle(bundle_dir: str | Path) -> ModelBundle:
-    """Check a bundle's manifest and files, and load its model. Raises ModelError."""
+def load_bundle(bundle_dir: str | Path, model_file: str | None = None) -> ModelBundle:
+    """Check a bundle's manifest and files, and load its model. Raises ModelError.
+
+    ``model_file``: which of the manifest's (digest-checked) files to run, e.g.
+    ``"model.onnx"`` for ONNX Runtime; default the manifest's ``model_file``.
+    """
     manifest = read_manifest(bundle_dir)
-    scorer = Scorer(Path(bundle_dir) / manifest.model_file, manifest.mean, manifest.scale)
+    if model_file is not None and model_file != manifest.model_file:
+        files = manifest.raw["files"]
+        if model_file not in files:
+            raise ModelError(f"model bundle {bundle_dir}: {model_file!r} is not listed in the manifest's files {sorted(files)}")
+        manifest = replace(manifest, model_file=model_file, model_sha256=files[model_file])
+    scorer = make_scorer(Path(bundle_dir) / manifest.model_file, manifest.mean, manifest.scale)
     return ModelBundle(Path(bundle_dir), manifest, scorer)

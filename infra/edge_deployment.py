@@ -18,15 +18,24 @@ from constructs import Construct
 
 from infra.config import EdgeConfig, GreengrassConfig, RolloutConfig
 from infra.nag import acknowledge, wildcard_resource
-from infra.packaging import Archive, build_dir_for, tree_entries, write_content_addressed, zip_bytes
+from infra.packaging import (
+    ARTIFACT_FILE,
+    EDGE_PACKAGE,
+    Archive,
+    artifact_bytes,
+    build_dir_for,
+    write_content_addressed,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-EDGE_PACKAGE = "edge_component"  # the import name, whatever folder it is read from
 EDGE_PACKAGE_DIR = REPO_ROOT / EDGE_PACKAGE
 RECIPE_PATH = EDGE_PACKAGE_DIR / "recipe.yaml"
 COMPONENT_BASE_NAME = "com.vigil.EdgeDetector"
-ARTIFACT_FOLDER = "vigil-edge"  # the recipe runs from {artifacts:decompressedPath}/vigil-edge
-ARTIFACT_FILE = "vigil-edge.zip"
+# Greengrass unpacks an artifact into a folder named after its file: the recipe (and a
+# GDK build) use vigil-edge.zip, so it runs from {artifacts:decompressedPath}/vigil-edge.
+# A CDK asset's S3 object is named by its hash instead; the recipe's paths are rewritten to match.
+ARTIFACT_FOLDER = "vigil-edge"
+RECIPE_ARTIFACT_DIR = "{artifacts:decompressedPath}/" + ARTIFACT_FOLDER + "/"
 NUCLEUS = "aws.greengrass.Nucleus"
 LOG_MANAGER = "aws.greengrass.LogManager"
 
@@ -47,9 +56,8 @@ def content_version(recipe: dict[str, Any], artifact_digests: list[str]) -> str:
 
 
 def build_artifact(package_dir: Path, build_dir: Path) -> Archive:
-    """Zip ``package_dir`` as ``vigil-edge/edge_component/...`` into ``build_dir`` (deterministic)."""
-    entries = tree_entries(package_dir, f"{ARTIFACT_FOLDER}/{EDGE_PACKAGE}")
-    return write_content_addressed(zip_bytes(entries), build_dir, ARTIFACT_FILE)
+    """Write the component zip into ``build_dir`` (content-addressed)."""
+    return write_content_addressed(artifact_bytes(package_dir), build_dir, ARTIFACT_FILE)
 
 
 class EdgeDeployment(Construct):
@@ -109,6 +117,17 @@ class EdgeDeployment(Construct):
         artifacts[0].update(
             {"URI": self.asset.s3_object_url, "Digest": self.artifact.sha256_b64, "Algorithm": "SHA-256"}
         )
+        object_key = self.asset.s3_object_key
+        if cdk.Token.is_unresolved(object_key):
+            raise ValueError("the component artifact's S3 object key must be known at synth (DefaultStackSynthesizer)")
+        unpacked_dir = "{artifacts:decompressedPath}/" + Path(object_key).stem + "/"
+        for manifest in manifests:
+            for phase in (manifest.get("Lifecycle") or {}).values():
+                if isinstance(phase, dict) and "Script" in phase:
+                    phase["Script"] = phase["Script"].replace(RECIPE_ARTIFACT_DIR, unpacked_dir)
+                elif isinstance(phase, str):
+                    raise ValueError(f"{recipe_path}: write lifecycle steps as {{Script: ...}} mappings")
+        self.artifact_dir = unpacked_dir
         self.recipe = recipe
 
         self.component = greengrass.CfnComponentVersion(

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import aws_cdk as cdk
-from constructs import IConstruct
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # no CDK (and so no Node) needed to build archives, e.g. from gdk_build.py
+    from constructs import IConstruct
 
 # Anything a build or test run leaves behind, and tests themselves.
-EXCLUDED_DIR_NAMES = frozenset({"__pycache__", "tests", "test", "node_modules", "venv"})
+EXCLUDED_DIR_NAMES = frozenset({"__pycache__", "tests", "test", "node_modules", "venv", "greengrass-build"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 
@@ -130,8 +132,22 @@ def write_content_addressed(data: bytes, build_dir: Path, file_name: str) -> Arc
     return Archive(path=path, sha256_hex=digest)
 
 
-def build_dir_for(scope: IConstruct) -> Path:
+def build_dir_for(scope: "IConstruct") -> Path:
     """Where synth-time archives go: beside the cloud assembly, never in the source tree."""
+    import aws_cdk as cdk
+
     root = scope.node.root
     outdir = root.outdir if isinstance(root, cdk.Stage) else cdk.Stage.of(scope).outdir
     return Path(outdir) / ".vigil-build"
+
+
+EDGE_PACKAGE = "edge_component"  # the import name, whatever folder it is read from
+ARTIFACT_FILE = "vigil-edge.zip"  # the component artifact's name in the recipe (GDK layout)
+
+
+def artifact_bytes(package_dir: Path) -> bytes:
+    """The component zip: ``package_dir`` as ``edge_component/...`` (deterministic), so that
+    it unpacks to ``<artifact folder>/edge_component`` and runs as ``python -m edge_component``.
+    The CDK app and ``edge_component/gdk_build.py`` both ship exactly this (no CDK import
+    here, so a GDK build needs no Node)."""
+    return zip_bytes(tree_entries(package_dir, EDGE_PACKAGE))

@@ -68,3 +68,28 @@ def choose_threshold(y: np.ndarray, scores: np.ndarray, min_precision: float) ->
     if best is None:
         return fallback, f"best F1 ({fallback_f1:.3f}); no threshold reached precision {min_precision}"
     return best, f"highest recall at precision >= {min_precision}"
+
+
+
+def _counts_by_threshold(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """True and false positives with each distinct score as threshold (highest first),
+    and the numbers of positives and negatives."""
+    y = np.asarray(y).astype(bool)
+    s = np.asarray(scores, np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # end of each run of equal scores
+    return np.cumsum(y)[last], np.cumsum(~y)[last], int(y.sum()), int((~y).sum())
+
+
+def roc_curve(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at every distinct score as threshold,
+    from (0, 0) to (1, 1); for plotting."""
+    tp, fp, n_pos, n_neg = _counts_by_threshold(y, scores)
+    return np.r_[0.0, fp / max(n_neg, 1)], np.r_[0.0, tp / max(n_pos, 1)]
+
+
+def pr_curve(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) at every distinct score as threshold, highest threshold first."""
+    tp, fp, n_pos, _ = _counts_by_threshold(y, scores)
+    return tp / max(n_pos, 1), tp / (tp + fp)

@@ -120,3 +120,21 @@ def test_feature_contract_mismatch_names_the_difference():
     with pytest.raises(ValueError, match="version"):
         check_feature_contract(FEATURE_NAMES, "0")
     check_feature_contract(FEATURE_NAMES, FEATURE_VERSION)
+
+
+def test_armed_schedule_windows_follow_days_midnight_and_daylight_saving():
+    from datetime import datetime, timezone
+
+    from edge_component.schedule import ArmedSchedule
+
+    s = ArmedSchedule.model_validate({"time_zone": "Europe/London",
+                                      "windows": [{"days": ["fri"], "start": "22:00", "end": "06:00"}]})
+    utc = timezone.utc
+    assert s.is_armed(datetime(2026, 1, 9, 22, 30, tzinfo=utc))  # Friday 22:30 GMT
+    assert s.is_armed(datetime(2026, 1, 10, 5, 59, tzinfo=utc))  # Saturday 05:59, still Friday's window
+    assert not s.is_armed(datetime(2026, 1, 10, 22, 30, tzinfo=utc))  # Saturday evening
+    assert not s.is_armed(datetime(2026, 1, 9, 6, 30, tzinfo=utc))  # Friday morning belongs to Thursday
+    assert s.is_armed(datetime(2026, 7, 10, 21, 30, tzinfo=utc))  # 22:30 BST in summer
+    with pytest.raises(ConfigError, match="unknown IANA time zone"):
+        parse_config({"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}],
+                                   "armed": {"time_zone": "Mars/Olympus", "windows": [{"start": "1:00", "end": "2:00"}]}}]})

@@ -86,6 +86,40 @@ def test_each_start_alert_references_an_annotated_jpeg_snapshot(clip_run):
             assert img is not None and img.shape == (432, 768, 3)
 
 
+def test_a_later_message_carries_a_better_frame_only_when_one_came(clip_run):
+    _, rec, snaps = clip_run
+    by_event = {}
+    for _, m in rec.sent:
+        by_event.setdefault(m["event_id"], []).append(m)
+    for msgs in by_event.values():
+        files = [m.get("snapshot", {}).get("file") for m in msgs]
+        assert files[0]  # the start always has one
+        for m in msgs[1:]:
+            f = m["snapshot"]["file"]
+            assert (snaps.directory / f).is_file()
+            # either the start's frame still is the best, or a new, higher-scoring one was saved
+            assert f == files[0] or (f.endswith(f"-{m['sequence']}.jpg") and m["score"] >= msgs[0]["score"])
+
+
+def test_the_armed_schedule_silences_a_camera_outside_its_hours(demo_config, trained_bundle):
+    from datetime import datetime, timezone
+
+    armed = {"time_zone": "Europe/London", "windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "18:00", "end": "07:00"}]}
+    cam = demo_config.cameras[0].model_copy(update={"armed": parse_config(
+        {"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]]}], "armed": armed}]}
+    ).cameras[0].armed})
+    det = Detector(demo_config, load_bundle(trained_bundle), Recorder(), thing_name="t")
+    # Recorded on a Wednesday at 12:00 in London (BST): disarmed for the whole clip.
+    noon = det.run_replay(cam, origin=datetime(2026, 6, 3, 11, 0, tzinfo=timezone.utc))
+    assert noon.starts == []
+    # The same footage at 23:00 on a Friday: armed (the window runs past midnight).
+    night = det.run_replay(cam, origin=datetime(2026, 6, 5, 22, 0, tzinfo=timezone.utc))
+    assert len(night.starts) == 6
+    # Starting at 06:58:30 on a Saturday: Friday's window closes at 07:00, so only the intrusions in the first 90 s alert.
+    morning = det.run_replay(cam, origin=datetime(2026, 6, 6, 5, 58, 30, tzinfo=timezone.utc))
+    assert [round(a["media_offset_s"]) for a in morning.starts] == [round(a["media_offset_s"]) for a in night.starts[:4]]
+
+
 def test_a_clip_that_brightens_sharply_raises_no_alert(demo_config, trained_bundle, tmp_path):
     # The empty first 5.5 s of the real clip, with the lights switched on at 2.5 s.
     cap = cv2.VideoCapture(str(CLIP))
@@ -149,7 +183,9 @@ def test_cli_runs_on_the_clip_and_writes_json_lines(trained_bundle, tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     alerts = [line["message"] for line in lines if line["topic"] == "vigil/cam-1/alerts"]
     assert sum(1 for m in alerts if m["event_type"] == "start") == 6
-    assert len(list((tmp_path / "state" / "snapshots").glob("*.jpg"))) == 6
+    referenced = {m["snapshot"]["file"] for m in alerts if "snapshot" in m}
+    assert referenced == {p.name for p in (tmp_path / "state" / "snapshots").glob("*.jpg")}
+    assert all("snapshot" in m for m in alerts if m["event_type"] == "start")
     telemetry = [line["message"] for line in lines if line["topic"] == "vigil/cam-1/telemetry"]
     final = telemetry[-1]["cameras"]["lab"]
     assert final["state"] == "done" and final["crashes"] == 0

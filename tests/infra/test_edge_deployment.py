@@ -36,7 +36,10 @@ def test_recipe_is_the_source_recipe_with_stage_name_version_and_artifact(stage)
     assert recipe["ComponentVersion"] == stage.stage.stack.edge.component_version
     for key in ("RecipeFormatVersion", "ComponentConfiguration", "ComponentPublisher"):
         assert recipe[key] == SOURCE_RECIPE[key]
-    assert recipe["Manifests"][0]["Lifecycle"] == SOURCE_RECIPE["Manifests"][0]["Lifecycle"]
+    # The lifecycle is the source's, with only the artifact folder renamed (see the next test).
+    folder = "{artifacts:decompressedPath}/" + stage.stage.stack.edge.asset.asset_hash + "/"
+    source = json.dumps(SOURCE_RECIPE["Manifests"][0]["Lifecycle"]).replace("{artifacts:decompressedPath}/vigil-edge/", folder)
+    assert recipe["Manifests"][0]["Lifecycle"] == json.loads(source)
 
 
 def test_recipe_access_control_uses_the_topic_contract(stage):
@@ -54,12 +57,28 @@ def test_artifact_uri_and_digest_match_the_uploaded_zip(stage):
     assert artifact["Digest"] == base64.b64encode(hashlib.sha256(staged.read_bytes()).digest()).decode()
 
 
-def test_artifact_holds_the_package_under_vigil_edge_without_tests_or_bytecode(stage):
+def test_recipe_runs_the_package_from_the_folder_greengrass_unpacks_the_artifact_into(stage):
+    recipe = _recipe(stage)
+    asset_hash = stage.stage.stack.edge.asset.asset_hash
+    lifecycle = recipe["Manifests"][0]["Lifecycle"]
+    # Greengrass unpacks s3://.../<hash>.zip into {artifacts:decompressedPath}/<hash>/
+    unpacked = "{artifacts:decompressedPath}/" + asset_hash + "/"
+    assert "vigil-edge/" not in json.dumps(lifecycle)
+    assert f"-r {unpacked}edge_component/requirements.txt" in lifecycle["install"]["Script"]
+    assert lifecycle["run"]["Script"].startswith(f"cd {unpacked} && ")
+    assert "-m edge_component run --greengrass" in lifecycle["run"]["Script"]
+    assert f"--model-dir {unpacked}edge_component/models/seed " in lifecycle["run"]["Script"]
+    names = set(zipfile.ZipFile(stage.asset_path(f"asset.{asset_hash}.zip")).namelist())
+    assert {"edge_component/requirements.txt", "edge_component/models/seed/manifest.json"} <= names
+
+
+def test_artifact_holds_the_package_without_tests_or_bytecode(stage):
     staged = stage.asset_path(f"asset.{stage.stage.stack.edge.asset.asset_hash}.zip")
     names = zipfile.ZipFile(staged).namelist()
-    assert "vigil-edge/edge_component/__main__.py" in names
-    assert "vigil-edge/edge_component/contracts/topics.py" in names
-    assert "vigil-edge/edge_component/requirements.txt" in names
+    assert "edge_component/__main__.py" in names
+    assert "edge_component/contracts/topics.py" in names
+    assert "edge_component/requirements.txt" in names
+    assert "edge_component/models/seed/model.tflite" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "/tests/" in n]
     assert names == sorted(names)
     assert {i.date_time for i in zipfile.ZipFile(staged).infolist()} == {(1980, 1, 1, 0, 0, 0)}
