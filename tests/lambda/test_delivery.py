@@ -144,3 +144,12 @@ def test_warm_invocations_reuse_one_deduplicator(app, table, context, monkeypatc
         app.handler(new_start(), context)
     assert id(app.clients.guards(Settings.from_env())[0]) == first
     assert user_agents and all(agent.count("idempotency") == 1 for agent in user_agents)
+
+
+def test_the_same_alert_delivered_three_times_gives_one_sns_message(app, topic, table, context, monkeypatch):
+    # MQTT QoS 1 redelivery, a Lambda retry and a device resending its outbox after reconnecting.
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", table)
+    event = new_start()
+    statuses = [app.handler(dict(event), context)["status"] for _ in range(3)]
+    assert statuses == ["notified", "duplicate", "duplicate"]
+    assert len(topic.received()) == 1
