@@ -40,19 +40,21 @@ def write_plots(out_dir: str | Path, y: np.ndarray, scores: dict[str, np.ndarray
         plt.close(fig)
         paths.append(out / name)
 
+    styles = [dict(ls=ls, lw=lw) for ls, lw in (("-", 3.0), ("--", 2.0), (":", 2.0), ("-.", 1.0))]  # curves overlap
+
     fig, ax = plt.subplots(figsize=(5, 5))
-    for label, s in scores.items():
+    for (label, s), style in zip(scores.items(), styles):
         fpr, tpr = roc_curve(y, s)
-        ax.plot(fpr, tpr, drawstyle="steps-post", label=f"{label} (AUC {roc_auc(y, s):.3f})")
+        ax.plot(fpr, tpr, drawstyle="steps-post", label=f"{label} (AUC {roc_auc(y, s):.3f})", **style)
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, validation windows")
     ax.legend(loc="lower right")
     save(fig, "roc.png")
 
     fig, ax = plt.subplots(figsize=(5, 5))
-    for label, s in scores.items():
+    for (label, s), style in zip(scores.items(), styles):
         recall, precision = pr_curve(y, s)
-        ax.plot(recall, precision, drawstyle="steps-post", label=label)
+        ax.plot(recall, precision, drawstyle="steps-post", label=label, **style)
     c = confusion(y, scores[int8], threshold)
     if c["tp"] + c["fp"]:
         ax.plot(c["tp"] / max(c["tp"] + c["fn"], 1), c["tp"] / (c["tp"] + c["fp"]), "o", color="black",
