@@ -14,7 +14,10 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 setup: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else "Vigil needs Python 3.11, 3.12 or 3.13 (TensorFlow 2.21 wheels); found %d.%d: run make PYTHON=python3.12 ..." % v)'
+	@# A .venv left half-made (python3-venv missing, an interrupted run) is rebuilt, not trusted.
+	@$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } || \
+	  { echo "error: '$(PYTHON) -m venv' failed; on Debian/Ubuntu: sudo apt-get install python3-venv" >&2; exit 1; }
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check .
 	@touch $@

@@ -76,6 +76,16 @@ def open_capture(source: str, timeout_s: float = 10.0) -> cv2.VideoCapture:
     return cap
 
 
+def media_duration_s(source: str) -> float:
+    """The file's nominal duration (frame count / frame rate, s); 0.0 if unknown."""
+    cap = open_capture(source)
+    try:
+        fps, frames = cap.get(cv2.CAP_PROP_FPS), cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        return frames / fps if fps and fps > 0 and frames and frames > 0 else 0.0
+    finally:
+        cap.release()
+
+
 def replay(source: str, detection_fps: float, stats: CaptureStats | None = None) -> Iterator[Frame]:
     """Yield the frames of a video file to analyse, at ``detection_fps`` analyses per
     second of media time, reading every frame in order.

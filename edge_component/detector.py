@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from .alerts import build_alert
 import threading
 
-from .capture import CaptureStats, Frame, LiveSettings, is_live, live, replay
+from .capture import CaptureStats, Frame, LiveSettings, is_live, live, media_duration_s, replay
 from .config import CameraConfig, ComponentConfig
 from .contracts.topics import alert_topic
 from .decision import EventTracker, Transition
@@ -86,11 +86,14 @@ class Detector:
     def run_replay(self, camera: CameraConfig, origin: datetime | None = None) -> CameraReport:
         """Replay a file source in media order; returns what happened. Raises SourceError.
 
-        ``origin`` is the UTC time the recording started (default: now); alert times and
-        the armed schedule are reckoned from it."""
+        ``origin`` is the UTC time the recording started; alert times and the armed
+        schedule are reckoned from it. Default: as if the recording ended now, so no
+        alert carries a time in the future."""
         if is_live(camera.source):
             raise ValueError(f"camera {camera.name}: {camera.source!r} is a live source; replay takes files")
         stats = CaptureStats()
+        if origin is None:
+            origin = datetime.now(timezone.utc) - timedelta(seconds=media_duration_s(camera.source))
         return self._run(camera, replay(camera.source, self.config.detection_fps, stats), stats, media_time=True,
                          origin=origin)
 

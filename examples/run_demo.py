@@ -16,6 +16,8 @@ Run with `make demo`. Exit status 1 if the alerts do not match the ground truth.
 from __future__ import annotations
 
 import json
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -43,6 +45,28 @@ THING = "vigil-demo-cam"
 MAX_DELAY_S = 2.0
 
 
+@contextlib.contextmanager
+def native_output_to(log_path: Path):
+    """Send what native libraries (TensorFlow, LiteRT) write straight to the process's
+    stderr into ``log_path``, so the demo's own lines stay readable. On an error, the
+    log's tail is shown."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            print(f"--- last lines of {log_path.relative_to(REPO)} ---", file=sys.stderr)
+            print("\n".join(log_path.read_text(errors="replace").splitlines()[-30:]), file=sys.stderr)
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def banner(text: str) -> None:
     print(f"\n=== {text} " + "=" * max(0, 70 - len(text)), flush=True)
 
@@ -52,8 +76,9 @@ def train_model() -> tuple[Path, dict]:
 
     banner("1/4 training (SageMaker script mode, run locally)")
     model_dir = OUT / "model"
-    report = train(parse_args(["--model-dir", str(model_dir), "--output-data-dir", str(OUT / "training-output"),
-                               "--train", str(LABELS)]))
+    with native_output_to(OUT / "training.log"):
+        report = train(parse_args(["--model-dir", str(model_dir), "--output-data-dir", str(OUT / "training-output"),
+                                   "--train", str(LABELS)]))
     print(f"trained on {LABELS.relative_to(REPO)}: threshold {report['threshold']:.3f}, "
           f"validation AUC keras {report['auc_keras']:.3f} / int8 {report['auc_int8']:.3f}, "
           f"max |int8 - keras| {report['max_abs_drift_int8_vs_keras']:.4f}")
@@ -72,7 +97,8 @@ def run_edge(model_dir: Path):
     publisher = JsonLinesPublisher(alerts_path)
     detector = Detector(config, load_bundle(model_dir), publisher, thing_name=THING,
                         snapshots=SnapshotStore(OUT / "snapshots"))
-    report = detector.run_replay(config.cameras[0])
+    with native_output_to(OUT / "edge.log"):
+        report = detector.run_replay(config.cameras[0])
     publisher.close()
     for m in report.alerts:
         print(f"  {m['event_type']:<6} event {m['event_id'][:8]} {m['camera']}/{m['zone']} "
@@ -105,11 +131,18 @@ def run_cloud(alerts_path: Path) -> list[dict]:
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
         os.environ.update(ALERT_TOPIC_ARN=topic_arn, SITE_NAME="Vigil demo lab", TIME_ZONE="Europe/London", STAGE="demo")
         app = load_handler_module()
-        for line in alerts_path.read_text().splitlines():
-            record = json.loads(line)
-            # What the topic rule's SELECT *, topic(2) AS topic_thing_name delivers:
-            event = {**record["message"], "topic_thing_name": record["topic"].split("/")[1]}
-            app.handler(event, LocalContext())
+        emf = io.StringIO()  # Powertools writes CloudWatch metrics (EMF) to stdout, as in Lambda
+        with contextlib.redirect_stdout(emf):
+            for line in alerts_path.read_text().splitlines():
+                record = json.loads(line)
+                # What the topic rule's SELECT *, topic(2) AS topic_thing_name delivers:
+                event = {**record["message"], "topic_thing_name": record["topic"].split("/")[1]}
+                app.handler(event, LocalContext())
+        metrics_path = OUT / "lambda-metrics.jsonl"
+        metrics_path.write_text(emf.getvalue())
+        delivered = len(alerts_path.read_text().splitlines())
+        print(f"  {delivered} alert messages through the handler; its {len(emf.getvalue().splitlines())} CloudWatch "
+              f"metric records (EMF) are in {metrics_path.relative_to(REPO)}")
         while True:
             batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
             if not batch:
@@ -143,6 +176,8 @@ def synth() -> list[Path]:
 def main() -> int:
     started = time.time()
     OUT.mkdir(parents=True, exist_ok=True)
+    for name in ("training.log", "edge.log"):
+        (OUT / name).unlink(missing_ok=True)
     model_dir, train_report = train_model()
     edge, alerts_path = run_edge(model_dir)
     notifications = run_cloud(alerts_path)
@@ -172,8 +207,9 @@ def main() -> int:
           f"{edge.source_fps:.0f} frames/s, {1000 * edge.inference_s / max(edge.windows, 1):.2f} ms per inference")
     print(f"  alerts:    {alerts_path.relative_to(REPO)}")
     print(f"  snapshots: {(OUT / 'snapshots').relative_to(REPO)}/ ({len(list((OUT / 'snapshots').glob('*.jpg')))} JPEGs)")
-    print(f"  model:     {model_dir.relative_to(REPO)}/ (manifest.json, model.tflite)")
+    print(f"  model:     {model_dir.relative_to(REPO)}/ ({', '.join(sorted(p.name for p in model_dir.iterdir()))})")
     print(f"  templates: " + ", ".join(str(t.relative_to(REPO)) for t in templates))
+    print(f"  logs:      {(OUT / 'training.log').relative_to(REPO)}, {(OUT / 'edge.log').relative_to(REPO)}")
     print(f"  total {time.time() - started:.0f} s: " + ("OK, one alert per intrusion" if ok else "MISMATCH against the ground truth"))
     return 0 if ok else 1
 
