@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -24,7 +25,9 @@ def _import_tfmot():
     the process (tfmot sets it at import, which would switch ``tf.keras`` to Keras 2)."""
     before = os.environ.get("TF_USE_LEGACY_KERAS")
     try:
-        import tensorflow_model_optimization as tfmot
+        with warnings.catch_warnings():  # tfmot compares versions with distutils at import
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import tensorflow_model_optimization as tfmot
         import tf_keras
     except ImportError as exc:
         raise RuntimeError(f"pruning needs tensorflow-model-optimization and tf-keras: {exc}") from None

@@ -89,7 +89,7 @@ def write_plots(out_dir: str | Path, y: np.ndarray, scores: dict[str, np.ndarray
 
 
 def measure_latency(calls: dict[str, Callable[[np.ndarray], object]], rows: np.ndarray,
-                    rounds: int = 5) -> dict[str, dict[str, float]]:
+                    rounds: int = 3) -> dict[str, dict[str, float]]:
     """Per-inference latency of each ``calls[name](row)`` on one row at a time.
 
     ``rows``: raw feature rows ``(n, N_FEATURES)``. The calls run interleaved, ``rounds``

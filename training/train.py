@@ -3,8 +3,8 @@
 SageMaker script mode (sagemaker-training-toolkit ENVIRONMENT_VARIABLES.md): the
 model bundle goes to ``SM_MODEL_DIR``, the report to ``SM_OUTPUT_DATA_DIR``, data
 comes from ``SM_CHANNEL_TRAIN`` (and ``SM_CHANNEL_VALIDATION`` and ``SM_CHANNEL_TEST``
-when given; locally the test channel defaults to ``examples/labels/test``, clips of
-other scenes that the model never trains on);
+when given; in a checkout the test channel defaults to ``examples/labels/test``, clips
+of other scenes that the model never trains on);
 hyperparameters arrive as ``--name value`` arguments. A channel holds either
 feature CSVs (``training.dataset`` format) or label files (``*.json``) with their
 clips, which are featurised here with the edge's own code. Locally::
@@ -51,7 +51,9 @@ log = logging.getLogger("vigil.train")
 __all__ = ["GateError", "cross_clip", "fit", "load_channel", "main", "parse_args", "split_blocks", "train"]
 
 WINDOW = {"detection_fps": 5.0, "window_s": 1.0}
-LOCAL_TEST_CHANNEL = "examples/labels/test"  # used when it exists (a checkout); SageMaker sets SM_CHANNEL_TEST
+# In a checkout, the test channel defaults to the example clips of other scenes; in
+# SageMaker's /opt/ml/code there is no examples/ folder, and SM_CHANNEL_TEST decides.
+LOCAL_TEST_CHANNEL = Path(__file__).resolve().parents[1] / "examples" / "labels" / "test"
 LATENCY_NAMES = {"tflite_int8": export.INT8_FILE, "tflite_float": export.FLOAT_FILE, "onnxruntime": export.ONNX_FILE}
 
 
@@ -72,7 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output-data-dir", default=env("SM_OUTPUT_DATA_DIR", "build/output"))
     p.add_argument("--train", default=env("SM_CHANNEL_TRAIN", "examples/labels"))
     p.add_argument("--validation", default=env("SM_CHANNEL_VALIDATION"))
-    p.add_argument("--test", default=env("SM_CHANNEL_TEST", LOCAL_TEST_CHANNEL),
+    local_test = str(LOCAL_TEST_CHANNEL) if LOCAL_TEST_CHANNEL.is_dir() else None
+    p.add_argument("--test", default=env("SM_CHANNEL_TEST", local_test),
                    help="clips never trained on, scored by the shipped model ('none': skip)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=64)
@@ -96,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--max-auc-drop", type=float, default=0.01, help="parity gate: int8 AUC below Keras's")
     g = p.add_argument_group("report")
     g.add_argument("--cross-clip", type=_bool, default=True, help="train on the other clips, score each held-out clip")
-    g.add_argument("--latency-rows", type=int, default=300, help="rows timed per model and round (0: skip)")
+    g.add_argument("--latency-rows", type=int, default=200, help="rows timed per model and round (0: skip)")
     g.add_argument("--plots", type=_bool, default=True)
     args, unknown = p.parse_known_args(argv)
     if unknown:
@@ -251,7 +254,7 @@ def train(args: argparse.Namespace) -> dict:
         train_ds, val_ds = split_blocks(data, args.validation_every)
     _both_classes(training=train_ds, validation=val_ds)
     test_ds = None
-    if args.test and str(args.test).lower() != "none" and (args.test != LOCAL_TEST_CHANNEL or Path(args.test).is_dir()):
+    if args.test and str(args.test).lower() != "none":
         test_ds = load_channel(args.test)
     log.info("windows: %d train (%d abnormal), %d validation (%d abnormal), clips %s",
              len(train_ds), int(train_ds.y.sum()), len(val_ds), int(val_ds.y.sum()), sorted(set(data.clips.tolist())))
