@@ -271,7 +271,6 @@ def train(args: argparse.Namespace) -> dict:
         log.info("pruned to %.1f%% zero kernel weights (target %.0f%%)", 100 * pruning["reached"]["total"],
                  100 * args.prune_sparsity)
     keras_val = _predict(model, scaler, val_ds.X)
-    threshold, rule = choose_threshold(val_ds.y, keras_val, args.min_precision)
 
     with export.saved_model(model) as sm:
         models = {
@@ -286,8 +285,8 @@ def train(args: argparse.Namespace) -> dict:
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}-staging-", dir=model_dir.parent))
     try:
-        bundle_args = dict(models=models, standardizer=scaler, threshold=threshold, window=WINDOW)
-        export.write_bundle(staging, metrics={"threshold_rule": rule}, **bundle_args)
+        bundle_args = dict(models=models, standardizer=scaler, window=WINDOW)
+        export.write_bundle(staging, threshold=0.5, metrics={}, **bundle_args)  # threshold chosen below
         # Gates run on the bundle as the edge loads it, with the edge's own runtime code.
         compat, scorers = gates.compatibility(staging, list(models))
         gates.enforce(compat)
@@ -295,11 +294,13 @@ def train(args: argparse.Namespace) -> dict:
         parity = gates.parity(val_ds.y, keras_val, scores, max_int8_steps=args.max_int8_drift_steps,
                               max_float_drift=args.max_float_drift, max_auc_drop=args.max_auc_drop)
         int8_val = scores[export.INT8_FILE]
+        # On the shipped model's own scores: the edge compares these, in 1/256 steps.
+        threshold, rule = choose_threshold(val_ds.y, int8_val, args.min_precision)
         quality = gates.quality(val_ds.y, int8_val, threshold, min_auc=args.min_auc, min_recall=args.min_recall)
 
         p8, r8 = precision_recall(val_ds.y, int8_val, threshold)
         metrics = {
-            "threshold_rule": rule,
+            "threshold_rule": f"{rule}, on the int8 model's validation scores",
             "training_windows": len(train_ds),
             "validation_windows": len(val_ds),
             "clips": sorted(set(data.clips.tolist())),
@@ -347,7 +348,8 @@ def train(args: argparse.Namespace) -> dict:
         (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         gates.enforce(parity, quality)
 
-        export.write_bundle(staging, metrics=metrics, checked_against=compat.details["checked_against"], **bundle_args)
+        export.write_bundle(staging, threshold=threshold, metrics=metrics,
+                            checked_against=compat.details["checked_against"], **bundle_args)
         model_dir.mkdir(parents=True, exist_ok=True)
         for name in (*models, "manifest.json"):  # the manifest last: a bundle is complete once it is there
             os.replace(staging / name, model_dir / name)

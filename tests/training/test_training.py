@@ -160,6 +160,16 @@ def test_pruning_reaches_its_sparsity_and_shrinks_the_gzip_size(tmp_path, csv_pa
     assert report["auc_int8"] >= 0.5 and (tmp_path / "model" / "manifest.json").is_file()
 
 
+def test_training_is_repeatable_with_a_fixed_seed(dataset):
+    from training.train import fit, parse_args, split_blocks
+
+    args = parse_args(["--epochs", "2"])
+    tr, va = split_blocks(dataset, args.validation_every)
+    weights = [fit(tr, va, args)[1].get_weights() for _ in range(2)]
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
 def _run_failing_job(tmp_path, csv_path, caplog, *extra) -> str:
     from training.train import main
 
