@@ -240,6 +240,45 @@ def _latency(model, scaler: Standardizer, scorers: dict, rows: np.ndarray, sizes
     return latency
 
 
+def load_splits(args: argparse.Namespace) -> tuple[Dataset, Dataset, Dataset, Dataset | None]:
+    """``(all training-channel data, training split, validation split, test channel or
+    None)``; raises DatasetError when a split lacks a class."""
+    data = load_channel(args.train)
+    if args.validation:
+        train_ds, val_ds = data, load_channel(args.validation)
+    else:
+        train_ds, val_ds = split_blocks(data, args.validation_every)
+    _both_classes(training=train_ds, validation=val_ds)
+    test_ds = load_channel(args.test) if args.test and str(args.test).lower() != "none" else None
+    log.info("windows: %d train (%d abnormal), %d validation (%d abnormal), clips %s; test clips %s",
+             len(train_ds), int(train_ds.y.sum()), len(val_ds), int(val_ds.y.sum()), sorted(set(data.clips.tolist())),
+             sorted(set(test_ds.clips.tolist())) if test_ds is not None else "none")
+    return data, train_ds, val_ds, test_ds
+
+
+def export_models(model, Xt: np.ndarray, args: argparse.Namespace) -> dict[str, bytes]:
+    """The bundle's model files: int8 TFLite calibrated on normalised training rows
+    ``Xt``, float TFLite, and ONNX."""
+    with export.saved_model(model) as sm:
+        models = {
+            export.INT8_FILE: export.to_tflite_int8(sm, export.representative_rows(Xt, args.representative_rows),
+                                                    per_channel=args.int8_per_channel),
+            export.FLOAT_FILE: export.to_tflite_float(sm),
+        }
+    models[export.ONNX_FILE] = export.to_onnx(model)
+    return models
+
+
+def _size_metrics(models: dict[str, bytes]) -> dict:
+    short = {export.INT8_FILE: "int8", export.FLOAT_FILE: "float", export.ONNX_FILE: "onnx"}
+    return {
+        "size_bytes": {short[n]: len(b) for n, b in models.items()},
+        "int8_to_float_size": len(models[export.INT8_FILE]) / len(models[export.FLOAT_FILE]),
+        "gzip_bytes": {short[n]: export.gzip_size(b) for n, b in models.items()},
+        "tflite_ops": {n: export.tflite_ops(b) for n, b in models.items() if n.endswith(".tflite")},
+    }
+
+
 def train(args: argparse.Namespace) -> dict:
     """Run the whole job; returns the evaluation report (also written to disk).
 
@@ -247,18 +286,7 @@ def train(args: argparse.Namespace) -> dict:
     (the report is written first; the bundle is not).
     """
     started = time.time()
-    data = load_channel(args.train)
-    if args.validation:
-        train_ds, val_ds = data, load_channel(args.validation)
-    else:
-        train_ds, val_ds = split_blocks(data, args.validation_every)
-    _both_classes(training=train_ds, validation=val_ds)
-    test_ds = None
-    if args.test and str(args.test).lower() != "none":
-        test_ds = load_channel(args.test)
-    log.info("windows: %d train (%d abnormal), %d validation (%d abnormal), clips %s",
-             len(train_ds), int(train_ds.y.sum()), len(val_ds), int(val_ds.y.sum()), sorted(set(data.clips.tolist())))
-
+    data, train_ds, val_ds, test_ds = load_splits(args)
     scaler, model = fit(train_ds, val_ds, args)
     Xt = scaler.transform(train_ds.X)
     pruning = None
@@ -271,14 +299,7 @@ def train(args: argparse.Namespace) -> dict:
         log.info("pruned to %.1f%% zero kernel weights (target %.0f%%)", 100 * pruning["reached"]["total"],
                  100 * args.prune_sparsity)
     keras_val = _predict(model, scaler, val_ds.X)
-
-    with export.saved_model(model) as sm:
-        models = {
-            export.INT8_FILE: export.to_tflite_int8(sm, export.representative_rows(Xt, args.representative_rows),
-                                                    per_channel=args.int8_per_channel),
-            export.FLOAT_FILE: export.to_tflite_float(sm),
-        }
-    models[export.ONNX_FILE] = export.to_onnx(model)
+    models = export_models(model, Xt, args)
     sizes = {name: len(b) for name, b in models.items()}
 
     model_dir, out = Path(args.model_dir), Path(args.output_data_dir)
@@ -316,14 +337,8 @@ def train(args: argparse.Namespace) -> dict:
             "max_drift_steps_int8_vs_keras": parity.details["models"][export.INT8_FILE]["max_drift_steps"],
             "max_abs_drift_onnx_vs_keras": parity.details["models"][export.ONNX_FILE]["max_abs_drift"],
             "max_abs_drift_float_tflite_vs_keras": parity.details["models"][export.FLOAT_FILE]["max_abs_drift"],
-            "size_bytes": {"int8": sizes[export.INT8_FILE], "float": sizes[export.FLOAT_FILE],
-                           "onnx": sizes[export.ONNX_FILE]},
-            "int8_to_float_size": sizes[export.INT8_FILE] / sizes[export.FLOAT_FILE],
-            "gzip_bytes": {"int8": export.gzip_size(models[export.INT8_FILE]),
-                           "float": export.gzip_size(models[export.FLOAT_FILE]),
-                           "onnx": export.gzip_size(models[export.ONNX_FILE])},
+            **_size_metrics(models),
             "int8_weights": "per-channel" if args.int8_per_channel else "per-tensor",
-            "tflite_ops": {name: export.tflite_ops(b) for name, b in models.items() if name.endswith(".tflite")},
             "parameters": int(model.count_params()),
             "pruning": pruning,
             "cross_clip": cross_clip(data, args) if args.cross_clip else [],
