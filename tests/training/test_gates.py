@@ -126,3 +126,23 @@ def test_quality_gate_names_the_floor_it_missed():
     assert any("AUC 0.889 < floor 0.9" in f for f in result.failures)
     assert any("recall 0.667 at threshold 0.500 < floor 0.9" in f for f in result.failures)
     assert gates.quality(y, s, 0.5, min_auc=0.8, min_recall=0.6).passed
+
+
+def test_compatibility_gate_also_runs_tflite_runtime_where_it_is_installed(trained_bundle, monkeypatch):
+    """tflite-runtime 2.14 (its last release) refuses models that need newer operator
+    versions; where it is installed, the gate loads every TFLite model in it too."""
+    import sys
+    import types
+
+    class OldInterpreter:
+        def __init__(self, model_path):
+            raise ValueError("Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'")
+
+    pkg, mod = types.ModuleType("tflite_runtime"), types.ModuleType("tflite_runtime.interpreter")
+    mod.Interpreter, pkg.interpreter = OldInterpreter, mod
+    monkeypatch.setitem(sys.modules, "tflite_runtime", pkg)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", mod)
+    result, scorers = gates.compatibility(trained_bundle, ["model.tflite", "model.onnx"])
+    assert not result.passed and set(scorers) == {"model.tflite", "model.onnx"}  # LiteRT and ONNX Runtime load them
+    assert result.failures == ["tflite-runtime cannot load model.tflite: Didn't find op for builtin opcode "
+                               "'FULLY_CONNECTED' version '12'"]
