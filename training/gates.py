@@ -52,15 +52,19 @@ def enforce(*results: GateResult) -> None:
         raise GateError("; ".join(failed))
 
 
-def pinned_version(package: str, requirements: Path = COMPONENT_REQUIREMENTS) -> str | None:
-    """The version ``package==X`` pinned in the component's requirements, if any."""
-    if not requirements.is_file():
-        return None
+def requirement_pins(requirements: Path) -> dict[str, str]:
+    """``{package: version}`` for each ``package==version`` line of a requirements file."""
+    out = {}
     for line in requirements.read_text(encoding="utf-8").splitlines():
         name, sep, pin = line.split("#")[0].strip().partition("==")
-        if sep and name.strip().lower() == package:
-            return pin.strip()
-    return None
+        if sep:
+            out[name.strip().lower()] = pin.strip()
+    return out
+
+
+def pinned_version(package: str, requirements: Path = COMPONENT_REQUIREMENTS) -> str | None:
+    """The version of ``package`` pinned in the component's requirements, if any."""
+    return requirement_pins(requirements).get(package) if requirements.is_file() else None
 
 
 def _tflite_runtime_probe(path: Path, row: np.ndarray) -> str | None:
