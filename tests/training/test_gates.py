@@ -57,6 +57,15 @@ def test_backend_is_chosen_by_file_name_and_must_be_listed(trained_bundle):
         load_bundle(trained_bundle, model_file="other.onnx")
 
 
+def test_a_manifest_naming_the_onnx_model_runs_onnx_runtime(bundle_copy):
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    m["model_file"] = "model.onnx"
+    path.write_text(json.dumps(m))
+    b = load_bundle(bundle_copy)
+    assert isinstance(b.scorer, OnnxScorer) and b.sha256 == m["files"]["model.onnx"]
+
+
 def test_a_broken_onnx_model_is_a_clear_error(bundle_copy):
     _replace_file(bundle_copy, "model.onnx", b"not an onnx model")
     with pytest.raises(ModelError, match="ONNX Runtime cannot load"):
