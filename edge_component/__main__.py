@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from .capture import SourceError, is_live
-from .config import ConfigError, load_config, parse_config
+from .config import ConfigError, load_config, parse_config, parse_json
 from .contracts.alerts import AlertValidationError
 from .model import ModelError, load_bundle
 from .delivery import OutboxPublisher
@@ -67,11 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("give --config or --config-json (or --greengrass to read the component configuration)")
             config = parse_config(ipc.get_configuration(key_path=[]).value or {})
         else:
-            try:
-                raw = json.loads(args.config_json)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"--config-json is not valid JSON: {exc}") from None
-            config = parse_config(raw if isinstance(raw, dict) else {})
+            config = parse_config(parse_json(args.config_json, "--config-json"))
         if args.source:
             first = config.cameras[0].model_copy(update={"source": args.source})
             config = config.model_copy(update={"cameras": [first, *config.cameras[1:]]})

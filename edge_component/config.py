@@ -29,6 +29,17 @@ class ConfigError(ValueError):
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        # YAML reads yes/no/on/off as booleans, and pydantic would take True as 1.0.
+        if isinstance(data, Mapping):
+            for name, field in cls.model_fields.items():
+                value = data.get(name)
+                if isinstance(value, bool) and field.annotation in (int, float, int | None, float | None):
+                    raise ValueError(f"{name}: expected a number, got {str(value).lower()}")
+        return data
+
 
 class Polygon(_Model):
     name: Name
@@ -71,6 +82,25 @@ class CameraConfig(_Model):
         names = [z.name for z in self.zones]
         if len(set(names)) != len(names):
             raise ValueError(f"zone names must be unique per camera, got {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _replay_takes_files(self) -> "CameraConfig":
+        from .capture import is_live
+
+        if self.mode == "replay" and is_live(self.source):
+            raise ValueError(f"mode 'replay' reads files; {self.source!r} is a live source (use mode 'live' or 'auto')")
+        return self
+
+    @model_validator(mode="after")
+    def _zones_not_masked_out(self) -> "CameraConfig":
+        from .motion import polygon_mask
+
+        if self.masks:
+            masked = polygon_mask(self.masks, 320, 180)
+            for zone in self.zones:
+                if not (polygon_mask([zone], 320, 180) & (1 - masked)).any():
+                    raise ValueError(f"zone {zone.name!r} is entirely covered by masks: it could never raise an alert")
         return self
 
 
@@ -124,6 +154,8 @@ _GREENGRASS_KEYS = ("accessControl",)
 
 def parse_config(raw: Mapping[str, Any]) -> ComponentConfig:
     """Validate a configuration mapping; ConfigError names each bad key and why."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"the configuration must be a mapping of keys to values, not {type(raw).__name__}")
     data = {k: v for k, v in dict(raw).items() if k not in _GREENGRASS_KEYS}
     try:
         return ComponentConfig.model_validate(data)
@@ -135,17 +167,51 @@ def parse_config(raw: Mapping[str, Any]) -> ComponentConfig:
         raise ConfigError("invalid component configuration: " + "; ".join(problems)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (the last would win silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    for k in keys:
+        if keys.count(k) > 1:
+            raise ValueError(f"key {k!r} given twice")
+    return dict(pairs)
+
+
+def parse_json(text: str, what: str = "configuration") -> Any:
+    """``json.loads`` that refuses duplicate keys; ConfigError naming ``what`` otherwise."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_pairs)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise ConfigError(f"{what} is not valid JSON: {exc}") from None
+
+
 def load_config(path: str | Path) -> ComponentConfig:
-    """Read a YAML or JSON configuration file and validate it."""
+    """Read a YAML or JSON configuration file (UTF-8) and validate it."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
-    try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"configuration {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    if path.suffix == ".json":
+        raw = parse_json(text, f"configuration {path}")
+    else:
+        try:
+            raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"configuration {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, Mapping):
         raise ConfigError(f"configuration {path} must be a mapping at the top level")
     return parse_config(raw)

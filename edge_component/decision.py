@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 from .config import DecisionSettings
 
@@ -39,10 +39,19 @@ class Transition:
     score: float
 
 
+def random_event_id(started_s: float) -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass
 class EventTracker:
+    """``event_id_for(started_s)`` names a new event: random for live sources; for
+    replays the detector derives it from the source and the start time, so a worker
+    that restarts a replay after a crash re-sends the same ids, which the Lambda drops."""
+
     settings: DecisionSettings
     threshold: float
+    event_id_for: Callable[[float], str] = random_event_id
     active: Event | None = None
     _run: int = 0
     _run_start_s: float = 0.0
@@ -83,7 +92,7 @@ class EventTracker:
             self._run_start_s = time_s
         self._run += 1
         if self._run >= s.min_consecutive_windows and time_s >= self._cooldown_until_s:
-            ev = Event(uuid.uuid4().hex, self._run_start_s, score, 0, time_s, time_s)
+            ev = Event(self.event_id_for(self._run_start_s), self._run_start_s, score, 0, time_s, time_s)
             self.active = ev
             self.events_started += 1
             out.append(Transition("start", ev, time_s, score))

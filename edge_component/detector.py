@@ -9,7 +9,9 @@ and hands every transition to the publisher as a schema-valid alert on
 from __future__ import annotations
 
 import logging
+import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,7 +23,7 @@ import threading
 from .capture import CaptureStats, Frame, LiveSettings, is_live, live, media_duration_s, replay
 from .config import CameraConfig, ComponentConfig
 from .contracts.topics import alert_topic
-from .decision import EventTracker, Transition
+from .decision import EventTracker, Transition, random_event_id
 from .model import ModelBundle
 from .pipeline import Window, analyse_frames
 from .publishers import PublishError, Publisher
@@ -46,6 +48,8 @@ class CameraReport:
     windows: int = 0
     alerts: list[dict[str, Any]] = field(default_factory=list)  # every message published
     failed: list[dict[str, Any]] = field(default_factory=list)  # messages the publisher refused
+    snapshot_errors: int = 0  # snapshots that could not be written (disk full, permissions)
+    invalid_scores: int = 0  # windows whose model output was not a probability (NaN, outside 0..1)
 
     @property
     def source_fps(self) -> float:
@@ -94,8 +98,10 @@ class Detector:
         stats = CaptureStats()
         if origin is None:
             origin = datetime.now(timezone.utc) - timedelta(seconds=media_duration_s(camera.source))
+        st = os.stat(camera.source)
+        fingerprint = f"{self.thing_name}|{camera.name}|{os.path.abspath(camera.source)}|{st.st_size}|{st.st_mtime_ns}"
         return self._run(camera, replay(camera.source, self.config.detection_fps, stats), stats, media_time=True,
-                         origin=origin)
+                         origin=origin, replay_key=fingerprint)
 
     def run_live(self, camera: CameraConfig, stop: threading.Event) -> CameraReport:
         """Follow a live source until ``stop`` is set; a failing source is reopened with
@@ -106,10 +112,16 @@ class Detector:
         return self._run(camera, frames, stats, media_time=False)
 
     def _run(self, camera: CameraConfig, frames: Iterator[Frame], stats: CaptureStats, *, media_time: bool,
-             origin: datetime | None = None) -> CameraReport:
+             origin: datetime | None = None, replay_key: str | None = None) -> CameraReport:
         report = CameraReport(camera.name, stats)
         self.reports[camera.name] = report
-        trackers = [EventTracker(self.config.decision, self.threshold) for _ in camera.zones]
+
+        def ids_for(zone: str):
+            if replay_key is None:
+                return random_event_id
+            return lambda started_s: uuid.uuid5(uuid.NAMESPACE_URL, f"vigil:{replay_key}|{zone}|{started_s:.3f}").hex
+
+        trackers = [EventTracker(self.config.decision, self.threshold, ids_for(z.name)) for z in camera.zones]
         best: list[_Best | None] = [None] * len(camera.zones)  # best window of the current run or event, per zone
         origin = origin or datetime.now(timezone.utc)
         started = time.perf_counter()
@@ -120,6 +132,12 @@ class Detector:
             score = float(self.bundle.scorer.score(window.features)[0])
             report.inference_s += time.perf_counter() - t0
             report.windows += 1
+            if not 0.0 <= score <= 1.0:  # NaN included; load_bundle's probe makes this rare
+                report.invalid_scores += 1
+                if report.invalid_scores == 1 or report.invalid_scores % 1000 == 0:
+                    log.error("camera %s: model gave %r, not a probability (%d such windows); window skipped",
+                              camera.name, score, report.invalid_scores)
+                continue
             if camera.armed is not None and not camera.armed.is_armed(origin + timedelta(seconds=window.frame.time_s)):
                 score = 0.0  # disarmed: no event starts, and one in progress ends as if quiet
             z = window.zone_index
@@ -147,10 +165,16 @@ class Detector:
         snapshot_file = None
         if best is not None and self.snapshots is not None and not best.saved_as:
             suffix = "" if tr.kind == "start" else f"-{tr.event.sequence}"
-            best.saved_as = f"{camera.name}-{tr.event.event_id}{suffix}.jpg"
+            name = f"{camera.name}-{tr.event.event_id}{suffix}.jpg"
             w = best.window
             label = f"{camera.name}/{zone} score {best.score:.2f} >= {self.threshold:.2f}  t={w.frame.time_s:.1f}s"
-            self.snapshots.save(best.saved_as, annotate(w.frame.image, camera.zones, camera.masks, w.stats.boxes, label))
+            try:
+                self.snapshots.save(name, annotate(w.frame.image, camera.zones, camera.masks, w.stats.boxes, label))
+                best.saved_as = name
+            except (OSError, RuntimeError) as exc:
+                # Evidence is worth less than the alert: send the alert without it.
+                report.snapshot_errors += 1
+                log.error("snapshot %s not saved (%s); the alert goes without it", name, exc)
         if best is not None and best.saved_as:
             snapshot_file = best.saved_as
         msg = build_alert(

@@ -34,6 +34,9 @@ from .publishers import PublishError, Publisher
 
 log = logging.getLogger(__name__)
 TELEMETRY_SCHEMA_VERSION = "1.0"
+# Per-camera counters a worker reports; a crashed worker's are carried into its successor's.
+COUNTERS = ("frames_in", "analysed", "dropped", "bad_frames", "reconnects", "windows", "events", "snapshot_errors",
+            "invalid_scores")
 EXIT_SOURCE_ERROR = 3  # a file that cannot be replayed: restarting will not help
 
 
@@ -111,6 +114,8 @@ def _send_stats(pipe: _PipePublisher, detector, camera: str) -> None:
     stats["windows"] = report.windows
     stats["inference_ms_mean"] = round(1000 * report.inference_s / report.windows, 3) if report.windows else 0.0
     stats["events"] = len(report.starts)
+    stats["snapshot_errors"] = report.snapshot_errors
+    stats["invalid_scores"] = report.invalid_scores
     try:
         pipe.send_stats(stats)
     except (OSError, ValueError):
@@ -200,7 +205,7 @@ class Supervisor:
         self._drain(cs)  # whatever it sent before it exited
         code = cs.process.exitcode
         cs.last_exit = code
-        for key in ("frames_in", "analysed", "dropped", "bad_frames", "reconnects", "windows", "events"):
+        for key in COUNTERS:
             cs.totals[key] = cs.totals.get(key, 0) + cs.stats.get(key, 0)
         cs.last_error = cs.stats.get("last_error", cs.last_error)
         cs.stats = {}
@@ -224,7 +229,7 @@ class Supervisor:
         cams = {}
         for name, cs in self.cameras.items():
             counters = {k: cs.totals.get(k, 0) + cs.stats.get(k, 0)
-                        for k in ("frames_in", "analysed", "dropped", "bad_frames", "reconnects", "windows", "events")}
+                        for k in COUNTERS}
             cams[name] = {
                 "state": cs.state, "crashes": cs.crashes, "restarts": cs.restarts, "last_exit": cs.last_exit,
                 "inference_ms_mean": cs.stats.get("inference_ms_mean", 0.0), "last_error": cs.stats.get("last_error") or cs.last_error,

@@ -12,17 +12,39 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+_HHMM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+
+
 class ArmedWindow(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     days: list[Day] = Field(default_factory=lambda: list(DAYS), min_length=1)
-    start: time = Field(description="local time the window opens, HH:MM")
-    end: time = Field(description="local time it closes; earlier than start means the next day")
+    start: time = Field(description="local time the window opens, a quoted 'HH:MM'")
+    end: time = Field(description="local time it closes, 'HH:MM'; earlier than start means the next day")
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _local_hh_mm(cls, value: object) -> time:
+        # YAML 1.1 reads an unquoted 22:00 as the base-60 integer 1320; refuse to guess.
+        if isinstance(value, time) and value.tzinfo is None:
+            return value
+        if not isinstance(value, str) or not _HHMM.match(value.strip()):
+            raise ValueError(f"{value!r} is not a local time: write it as a quoted string 'HH:MM', e.g. '22:00'")
+        hours, minutes = value.strip().split(":")
+        return time(int(hours), int(minutes))
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "ArmedWindow":
+        if self.start == self.end:
+            raise ValueError(f"start and end are both {self.start:%H:%M}: the window would never be armed")
+        return self
 
     def covers(self, local: datetime) -> bool:
         t = local.time().replace(tzinfo=None)

@@ -49,12 +49,18 @@ class SnapshotStore:
             raise RuntimeError(f"JPEG encoding failed for {name}")
         path = self.directory / name
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)
-        self._prune()
+        self._prune(room_for=1)  # make room first: a full disk is the usual reason a write fails
+        try:
+            tmp.write_bytes(buf.tobytes())
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
-    def _prune(self) -> None:
+    def _prune(self, room_for: int = 0) -> None:
+        for stale in self.directory.glob("*.tmp"):  # left by a crash mid-write
+            stale.unlink(missing_ok=True)
         files = sorted(self.directory.glob("*.jpg"), key=lambda p: p.stat().st_mtime_ns)
-        for old in files[: max(0, len(files) - self.max_files)]:
+        for old in files[: max(0, len(files) + room_for - self.max_files)]:
             old.unlink(missing_ok=True)

@@ -69,11 +69,39 @@ def test_a_sudden_brightening_of_the_whole_frame_recalibrates_instead_of_detecti
 
 def test_a_mask_over_the_zone_hides_the_person():
     frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(60))]  # 0..12 s, a person from 6 s
-    unmasked, masked = _config(), _config(masks=[{"name": "all", "polygon": WHOLE}])
+    left = [[0, 0], [0.9, 0], [0.9, 1], [0, 1]]  # where the person walks in the first 12 s
+    unmasked, masked = _config(), _config(masks=[{"name": "left", "polygon": left}])
     seen = [w.features[0] for w in analyse_frames(iter(frames), unmasked.cameras[0], unmasked)]
     hidden = [w.features[0] for w in analyse_frames(iter(frames), masked.cameras[0], masked)]
     assert max(seen) > 0.05
-    assert max(hidden) == 0.0
+    assert max(hidden) < 0.01
+
+
+def test_a_zone_entirely_under_masks_is_a_config_error():
+    with pytest.raises(ConfigError, match="'room' is entirely covered by masks"):
+        _config(masks=[{"name": "all", "polygon": WHOLE}])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("cameras: []\ncameras: []", "given twice"),
+        ("detection_fps: yes\ncameras: []", "detection_fps: expected a number, got true"),
+        ("- 1\n- 2", "must be a mapping"),
+    ],
+)
+def test_config_files_refuse_duplicate_keys_booleans_for_numbers_and_lists(tmp_path, text, message):
+    from edge_component.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_replay_mode_refuses_a_live_source():
+    with pytest.raises(ConfigError, match="mode 'replay' reads files"):
+        _config(source="rtsp://127.0.0.1:8554/cam", mode="replay")
 
 
 def test_zones_are_normalised_so_one_config_fits_any_resolution():
@@ -138,3 +166,21 @@ def test_armed_schedule_windows_follow_days_midnight_and_daylight_saving():
     with pytest.raises(ConfigError, match="unknown IANA time zone"):
         parse_config({"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}],
                                    "armed": {"time_zone": "Mars/Olympus", "windows": [{"start": "1:00", "end": "2:00"}]}}]})
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("start: 22:00\nend: '06:00'", "quoted string 'HH:MM'"),  # YAML 1.1 reads 22:00 as 1320
+        ("start: '22:00+01:00'\nend: '06:00'", "not a local time"),
+        ("start: '25:00'\nend: '06:00'", "not a local time"),
+        ("start: '08:00'\nend: '08:00'", "never be armed"),
+    ],
+)
+def test_armed_window_times_must_be_quoted_local_hh_mm(yaml_text, message):
+    import yaml
+
+    window = yaml.safe_load(yaml_text)
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}],
+                                   "armed": {"windows": [window]}}]})
