@@ -33,7 +33,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,12 @@ TOPIC_THING_KEY = "topic_thing_name"
 # date-only, offset-less and basic-format strings.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 _TIMESTAMP_FIELDS = ("started_at", "sent_at", "ended_at")
+# A UTC offset is always less than a day, so an instant at least a day inside
+# datetime's range (years 1..9999) can be shown in every time zone without
+# OverflowError; one closer to either end cannot ("0001-01-01T00:30:00+01:00" is
+# before year 1 in UTC).
+_EARLIEST = datetime.min.replace(tzinfo=timezone.utc) + timedelta(days=1)
+_LATEST = datetime.max.replace(tzinfo=timezone.utc) - timedelta(days=1)
 _NUMBER_FIELDS = ("score", "threshold", "media_offset_s")
 
 
@@ -132,16 +138,23 @@ def schema_validator(path: Path | None = None, engine: str | None = None) -> Cal
         return _jsonschema_validator(schema)
 
 
-def parse_timestamp(value: str, field: str) -> datetime:
-    """An RFC 3339 date-time with offset as an aware datetime; InvalidAlertError if not."""
-    if not _RFC3339.fullmatch(value):
-        raise InvalidAlertError("timestamp", f"{field}: {value!r} is not an RFC 3339 date-time with offset")
+def parse_timestamp(value: Any, field: str) -> datetime:
+    """An RFC 3339 date-time with offset as an aware datetime that every time zone can
+    show; InvalidAlertError naming ``field`` if not (never ValueError or OverflowError)."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise InvalidAlertError("timestamp", f"{field}: {str(value)[:40]!r} is not an RFC 3339 date-time with offset")
     try:
         # Python 3.11 fromisoformat takes "Z" but at most 6 fraction digits.
         text = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("z", "Z").replace("t", "T"))
-        return datetime.fromisoformat(text)
-    except ValueError as err:
+        moment = datetime.fromisoformat(text)
+        utc = moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError) as err:
         raise InvalidAlertError("timestamp", f"{field}: {value!r}: {err}") from None
+    if not _EARLIEST <= utc <= _LATEST:
+        raise InvalidAlertError(
+            "timestamp", f"{field}: {value!r} is too close to the year 1 or 9999 limit to show in every time zone"
+        )
+    return moment
 
 
 def _strings(value: Any, where: str):

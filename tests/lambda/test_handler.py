@@ -135,3 +135,16 @@ def test_handler_runs_where_aws_xray_sdk_is_missing(topic, context, monkeypatch)
     finally:
         sys.modules.pop(name, None)
     assert len(topic.received()) == 1
+
+
+@pytest.mark.parametrize("started_at", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_overflowing_date_is_rejected_and_counted_as_a_timestamp(app, topic, context, capsys, log_lines, started_at):
+    with pytest.raises(InvalidAlertError) as caught:
+        app.handler(start_event(started_at=started_at), context)
+
+    assert caught.value.code == "timestamp" and caught.value.reason.startswith("started_at: ")
+    assert topic.published() == []
+    metrics, logs = emitted(capsys, log_lines)
+    assert metrics == {"AlertsReceived": 1, "AlertsRejected": 1, "AlertsRejectedByReason": 1}
+    [rejected] = [log for log in logs if log["message"] == "alert rejected"]
+    assert rejected["code"] == "timestamp"

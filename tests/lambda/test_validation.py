@@ -115,3 +115,35 @@ def test_schema_is_read_from_the_bundle_root_when_copied_there(tmp_path, monkeyp
     (bundle / "alert.schema.json").write_text(source.read_text())
     monkeypatch.setattr(validation, "BUNDLE_ROOT", bundle)
     assert validation.schema_path() == bundle / "alert.schema.json"
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("started_at", "0001-01-01T00:30:00+01:00"),  # year 0 in UTC
+        ("started_at", "9999-12-31T23:59:59-01:00"),  # year 10000 in UTC
+        ("started_at", "0001-01-01T00:00:00Z"),  # year 0 in any zone west of UTC
+        ("started_at", "9999-12-31T12:00:00Z"),  # year 10000 in any zone east of UTC+12
+        ("sent_at", "0001-01-01T00:30:00+01:00"),
+    ],
+)
+def test_dates_beyond_what_every_zone_can_show_are_invalid_naming_the_field(field, value):
+    with pytest.raises(InvalidAlertError) as caught:
+        validate_alert(start_event(**{field: value}))
+    assert caught.value.code == "timestamp"
+    assert caught.value.reason.startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("time_zone", ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago", "Europe/Berlin"])
+@pytest.mark.parametrize("started_at", ["0001-01-02T23:59:59-23:59", "0001-01-02T00:00:00Z", "9999-12-30T23:59:59Z"])
+def test_the_earliest_and_latest_accepted_dates_format_in_every_zone(topic, time_zone, started_at):
+    # The limit is a day inside datetime's range: whatever passes converts to any zone.
+    result = process_alert(start_event(started_at=started_at), sns_client=topic.sns, topic_arn=topic.arn, time_zone=time_zone)
+    assert result["status"] == "notified"
+
+
+def test_parse_timestamp_raises_only_invalid_alert_error():
+    for value in (None, 20240701, "2024-07-01T12:03:07+24:00", "2024-02-30T00:00:00Z", "0001-01-01T00:00:00+00:01"):
+        with pytest.raises(InvalidAlertError) as caught:
+            validation.parse_timestamp(value, "started_at")
+        assert caught.value.code == "timestamp" and caught.value.reason.startswith("started_at: ")
