@@ -1,9 +1,12 @@
 """Optional guards around the notify step, both stored in one DynamoDB table
 (partition key ``id`` S, TTL attribute ``expiration``, the ``IDEMPOTENCY_TABLE``).
 
-- :class:`EventDeduplicator`: Powertools idempotency keyed on ``event_id``. The edge
-  delivers at least once (its outbox resends until acknowledged); a start message seen
-  again returns the first result instead of notifying twice. A copy arriving while the
+- :class:`EventDeduplicator`: Powertools idempotency keyed on ``(thing_name, event_id)``.
+  The edge delivers at least once (its outbox resends until acknowledged); a start
+  message seen again returns the first result instead of notifying twice. The thing is
+  part of the key because each device makes its own event ids: keyed on ``event_id``
+  alone, a device could silence another by reusing that one's ids (the Lambda has
+  already checked that ``thing_name`` is the thing in the topic the message came on). A copy arriving while the
   first is still being handled raises ``IdempotencyAlreadyInProgressError``: that
   invocation fails and Lambda's retry finds the finished record.
 - :class:`CameraThrottle`: at most N notifications per camera per fixed window; the
@@ -26,11 +29,13 @@ from vigil_alerts.notify import Suppressed
 # Long enough to cover a device that was offline for days and replays its outbox.
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 IDEMPOTENCY_KEY_PREFIX = "vigil-alert-notify"
+# JMESPath over the validated alert: the idempotency key is the hash of this list.
+IDEMPOTENCY_KEY_JMESPATH = "[thing_name, event_id]"
 HELD_TTL_S = 7 * 24 * 3600
 
 
 class EventDeduplicator:
-    """Runs a function at most once per ``alert["event_id"]`` within the TTL.
+    """Runs a function at most once per ``(alert["thing_name"], alert["event_id"])`` within the TTL.
 
     ``dynamodb_client`` is a boto3 DynamoDB client (created by the caller, so tests
     and the demo choose where it points).
@@ -40,7 +45,7 @@ class EventDeduplicator:
         from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 
         self.config = IdempotencyConfig(
-            event_key_jmespath="event_id",
+            event_key_jmespath=IDEMPOTENCY_KEY_JMESPATH,
             raise_on_no_idempotency_key=True,
             expires_after_seconds=expires_after_s,
             response_hook=self._mark_duplicate,
@@ -57,7 +62,7 @@ class EventDeduplicator:
         self.config.register_lambda_context(context)
 
     def run(self, function: Callable[..., dict[str, Any]], *, alert: dict[str, Any]) -> dict[str, Any]:
-        """``function(alert=alert)`` the first time this event_id is seen; the stored
+        """``function(alert=alert)`` the first time this thing's event_id is seen; the stored
         result with ``"duplicate": True`` after that. Exceptions propagate and leave no
         record, so a retry runs ``function`` again."""
         from aws_lambda_powertools.utilities.idempotency import idempotent_function

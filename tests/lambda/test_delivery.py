@@ -66,6 +66,27 @@ def test_different_events_are_not_duplicates(topic, table, dynamodb):
     assert len(topic.received()) == 2
 
 
+def test_another_thing_reusing_an_event_id_is_not_a_duplicate(topic, table, dynamodb):
+    # A device makes its own event ids; one reusing another's (by accident or to
+    # silence it) must not suppress the other's alert, nor be suppressed by it.
+    dedup = deduplicator(table, dynamodb)
+    mine = start_event()
+    theirs = start_event(thing_name="cam-02", topic_thing_name="cam-02", camera="back", started_at="2024-07-02T03:00:00Z")
+
+    first, second = run(topic, mine, deduplicator=dedup), run(topic, theirs, deduplicator=dedup)
+    again = run(topic, dict(theirs, sent_at="2024-07-02T03:05:00Z"), deduplicator=dedup)
+
+    assert (first["status"], first["thing_name"]) == ("notified", "cam-01")
+    assert (second["status"], second["thing_name"], second["camera"]) == ("notified", "cam-02", "back")
+    assert second["message_id"] != first["message_id"]
+    assert (again["status"], again["message_id"]) == ("duplicate", second["message_id"])
+    assert sorted(envelope["MessageAttributes"]["thing_name"]["Value"] for envelope in topic.received()) == [
+        "cam-01",
+        "cam-02",
+    ]
+    assert len(dynamodb.scan(TableName=table)["Items"]) == 2
+
+
 def test_failed_publish_leaves_no_record_so_the_retry_notifies(topic, table, dynamodb):
     dedup = deduplicator(table, dynamodb)
     with pytest.raises(ClientError):
