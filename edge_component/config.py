@@ -63,7 +63,8 @@ class MotionSettings(_Model):
     background_alpha: float = Field(0.05, gt=0, le=1, description="learning rate of the background where the scene is still")
     foreground_alpha: float = Field(0.001, ge=0, le=1, description="learning rate under foreground: how fast a parked object is absorbed")
     min_blob_fraction: float = Field(0.0005, ge=0, le=1, description="blobs smaller than this fraction of the zone are noise")
-    recalibrate_fraction: float = Field(0.5, gt=0, le=1, description="a change over more than this fraction of the whole frame at once (lights, IR switch) resets the background")
+    recalibrate_fraction: float = Field(0.5, gt=0, le=1, description="a change over more than this fraction of the whole frame that matching brightness and contrast explains (lights, IR switch) resets the background")
+    scene_change_s: float = Field(10.0, gt=0, le=3600, description="most of the frame different for this long (camera moved): learn the new scene")
 
 
 class CameraConfig(_Model):

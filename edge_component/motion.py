@@ -49,7 +49,8 @@ class MotionAnalyzer:
     only initialises the background (all stats zero).
     """
 
-    def __init__(self, settings: MotionSettings, zones: list[Polygon], masks: list[Polygon] | None = None):
+    def __init__(self, settings: MotionSettings, zones: list[Polygon], masks: list[Polygon] | None = None,
+                 analyses_per_s: float = 5.0):
         self.settings = settings
         self.zones = zones
         self.masks = masks or []
@@ -59,6 +60,8 @@ class MotionAnalyzer:
         self._zone_masks: list[np.ndarray] = []
         self._kernel = np.ones((3, 3), np.uint8)
         self.recalibrations = 0
+        self._widespread = 0  # consecutive analysed frames with most of the frame changed
+        self._scene_change_frames = max(1, round(settings.scene_change_s * analyses_per_s))
 
     def _prepare(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
@@ -84,6 +87,18 @@ class MotionAnalyzer:
         k = self.settings.blur_kernel | 1
         return cv2.GaussianBlur(grey, (k, k), 0) if k > 1 else grey
 
+    def _photometric_correction(self, grey: np.ndarray, moving: np.ndarray) -> np.ndarray:
+        """The background under the frame's lighting: ``gain * background + offset``
+        (float32), fitted by least squares on the pixels that are not moving (what moves
+        is an object, not the light), every 4th pixel each way."""
+        still = moving[::4, ::4] == 0
+        b = self._background[::4, ::4][still]
+        g = grey[::4, ::4][still].astype(np.float32)
+        if b.size < 50 or float(b.std()) < 1e-3:  # nearly everything moves, or a flat image
+            b, g = self._background.ravel(), grey.ravel().astype(np.float32)
+        gain, offset = np.polyfit(b, g, 1) if float(b.std()) > 1e-3 else (1.0, float(g.mean() - b.mean()))
+        return np.clip(self._background * np.float32(gain) + np.float32(offset), 0, 255).astype(np.float32)
+
     def analyse(self, frame: np.ndarray) -> list[FrameStats]:
         grey = self._prepare(frame)
         brightness = float(grey.mean()) / 255.0
@@ -99,11 +114,31 @@ class MotionAnalyzer:
         moving = (cv2.absdiff(grey, self._previous) > s.diff_threshold).astype(np.uint8)
         self._previous = grey
 
+        recalibrated = False
         if global_change > s.recalibrate_fraction:
-            # Most of the frame changed at once: lighting, not an intruder.
-            self._background = grey.astype(np.float32)
-            self.recalibrations += 1
-            return [FrameStats(0.0, 0.0, 0, 0.0, global_change, brightness, True) for _ in self.zones]
+            # Most of the frame differs. Lighting (lights, infrared switch, auto exposure)
+            # changes gain and offset: fit both between background and frame on their
+            # quantiles (robust to objects covering part of the view) and correct the
+            # background, so whoever is in view stays foreground and nothing is absorbed.
+            corrected = self._photometric_correction(grey, moving)
+            fg_corrected = (cv2.absdiff(grey, cv2.convertScaleAbs(corrected)) > s.diff_threshold).astype(np.uint8)
+            if cv2.countNonZero(fg_corrected) / fg.size <= s.recalibrate_fraction:
+                self._background = corrected
+                fg = fg_corrected
+                recalibrated = True
+                self.recalibrations += 1
+                self._widespread = 0
+            else:
+                # Not lighting: a new scene (camera moved) or something filling the view.
+                # Learn it anew only if it stays for scene_change_s.
+                self._widespread += 1
+                if self._widespread >= self._scene_change_frames:
+                    self._background = grey.astype(np.float32)
+                    self.recalibrations += 1
+                    self._widespread = 0
+                    return [FrameStats(0.0, 0.0, 0, 0.0, global_change, brightness, True) for _ in self.zones]
+        else:
+            self._widespread = 0
 
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._kernel)
         # Selective update: learn the still scene fast, absorb foreground only slowly.
@@ -135,7 +170,7 @@ class MotionAnalyzer:
                     motion_ratio=cv2.countNonZero(moving & zmask) / area,
                     global_change=global_change,
                     brightness=brightness,
-                    recalibrated=False,
+                    recalibrated=recalibrated,
                     boxes=boxes,
                 )
             )

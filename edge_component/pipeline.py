@@ -31,7 +31,7 @@ class Window:
 
 def analyse_frames(frames: Iterator[Frame], camera: CameraConfig, config: ComponentConfig) -> Iterator[Window]:
     """Turn analysed frames into windows, one per zone per frame."""
-    analyzer = MotionAnalyzer(config.motion, camera.zones, camera.masks)
+    analyzer = MotionAnalyzer(config.motion, camera.zones, camera.masks, config.detection_fps)
     length = window_length(config.window_s, config.detection_fps)
     featurizers = [WindowFeaturizer(length) for _ in camera.zones]
     for frame in frames:
