@@ -79,8 +79,12 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(f"model bundle {bundle_dir}: no {MANIFEST_NAME}") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ModelError(f"model bundle {bundle_dir}: cannot read {MANIFEST_NAME}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelError(f"model bundle {bundle_dir}: {MANIFEST_NAME} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ModelError(f"{path}: the manifest must be a JSON object, not {type(raw).__name__}")
     try:
         if str(raw["schema_version"]) != MANIFEST_SCHEMA_VERSION:
             raise ModelError(f"{path}: manifest schema_version {raw['schema_version']!r} is not {MANIFEST_SCHEMA_VERSION!r}")
@@ -88,11 +92,21 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
             check_feature_contract(raw["feature_names"], raw["feature_version"])
         except ValueError as exc:
             raise ModelError(f"{path}: {exc}") from None
-        mean = np.asarray(raw["normalisation"]["mean"], np.float32)
-        scale = np.asarray(raw["normalisation"]["scale"], np.float32)
-        threshold = float(raw["threshold"])
+        norm = raw["normalisation"]
+        if not isinstance(norm, dict) or norm.get("kind", "standard") != "standard":
+            raise ModelError(f"{path}: normalisation must be an object of kind 'standard' ((x - mean) / scale)")
+        mean = np.asarray(norm["mean"], np.float32)
+        scale = np.asarray(norm["scale"], np.float32)
+        threshold = raw["threshold"]
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ModelError(f"{path}: threshold must be a number, got {threshold!r}")
+        threshold = float(threshold)
         files = raw["files"]
         model_file = raw["model_file"]
+        if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+            raise ModelError(f"{path}: files must map file names to SHA-256 hex digests")
+        if not isinstance(model_file, str):
+            raise ModelError(f"{path}: model_file must be a file name, got {model_file!r}")
     except KeyError as exc:
         raise ModelError(f"{path}: missing key {exc}") from None
     except (TypeError, ValueError) as exc:
@@ -105,11 +119,18 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
         raise ModelError(f"{path}: threshold {threshold} is outside 0..1")
     if model_file not in files:
         raise ModelError(f"{path}: model_file {model_file!r} is not listed in files")
+    root = bundle_dir.resolve()
     for name, digest in files.items():
         fp = bundle_dir / name
+        # Files are plain names inside the bundle: no paths, no links out of it.
+        if Path(name).name != name or name in (".", "..") or fp.resolve().parent != root:
+            raise ModelError(f"model bundle {bundle_dir}: {name!r} is not a file inside the bundle")
         if not fp.is_file():
             raise ModelError(f"model bundle {bundle_dir}: {name} is listed in the manifest but missing")
-        actual = sha256_file(fp)
+        try:
+            actual = sha256_file(fp)
+        except OSError as exc:
+            raise ModelError(f"model bundle {bundle_dir}: cannot read {name}: {exc.strerror or exc}") from None
         if actual != digest:
             raise ModelError(f"model bundle {bundle_dir}: {name} SHA-256 is {actual[:12]}..., manifest says {str(digest)[:12]}... (corrupt or replaced)")
     return Manifest(raw, tuple(raw["feature_names"]), mean, scale, threshold, model_file, files[model_file])
@@ -137,18 +158,26 @@ class Scorer:
         self._in, self._out = inp[0], out[0]
         if list(self._in["shape"][1:]) != [N_FEATURES]:
             raise ModelError(f"{model_path}: input shape {list(self._in['shape'])} does not take {N_FEATURES} features")
+        if int(np.prod(self._out["shape"][1:])) != 1:
+            raise ModelError(f"{model_path}: output shape {list(self._out['shape'])} is not one score per row "
+                             "(a softmax over classes? export a single sigmoid output)")
         self._mean = np.asarray(mean, np.float32)
         self._scale = np.asarray(scale, np.float32)
         self.input_dtype = np.dtype(self._in["dtype"])
         self._in_q = self._in["quantization"]  # (scale, zero_point); scale 0 means float
         self._out_q = self._out["quantization"]
+        q_scale, q_zero = self._in_q
+        if self.input_dtype != np.float32 and q_scale:
+            # Normalise and quantize in one multiply-add: q = round(x * a + b), clipped.
+            self._a = (1.0 / (self._scale * np.float32(q_scale))).astype(np.float32)
+            self._b = (np.float32(q_zero) - self._mean * self._a).astype(np.float32)
+            info = np.iinfo(self.input_dtype)
+            self._q_range = (info.min, info.max)
 
-    def _quantize(self, x: np.ndarray) -> np.ndarray:
-        scale, zero = self._in_q
-        if self.input_dtype == np.float32 or scale == 0:
-            return x.astype(np.float32)
-        info = np.iinfo(self.input_dtype)
-        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(self.input_dtype)
+    def _normalise_and_quantize(self, rows: np.ndarray) -> np.ndarray:
+        if self.input_dtype == np.float32 or not self._in_q[0]:
+            return ((rows - self._mean) / self._scale).astype(np.float32)
+        return np.clip(np.rint(rows * self._a + self._b), *self._q_range).astype(self.input_dtype)
 
     def _dequantize(self, y: np.ndarray) -> np.ndarray:
         scale, zero = self._out_q
@@ -158,7 +187,7 @@ class Scorer:
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, np.float32).reshape(-1, N_FEATURES)
-        x = self._quantize((rows - self._mean) / self._scale)
+        x = self._normalise_and_quantize(rows)
         out = np.empty(len(rows), np.float32)
         for i in range(len(rows)):  # batch dimension is 1 in the converted model
             self._interp.set_tensor(self._in["index"], x[i : i + 1])
@@ -249,4 +278,16 @@ def load_bundle(bundle_dir: str | Path, model_file: str | None = None) -> ModelB
             raise ModelError(f"model bundle {bundle_dir}: {model_file!r} is not listed in the manifest's files {sorted(files)}")
         manifest = replace(manifest, model_file=model_file, model_sha256=files[model_file])
     scorer = make_scorer(Path(bundle_dir) / manifest.model_file, manifest.mean, manifest.scale)
+    _probe(scorer, manifest, Path(bundle_dir) / manifest.model_file)
     return ModelBundle(Path(bundle_dir), manifest, scorer)
+
+
+def _probe(scorer: "Scorer | OnnxScorer", manifest: Manifest, model_path: Path) -> None:
+    """Score typical and extreme rows once before the first frame: a model that gives
+    anything but a probability (logits, NaN) is refused here, not discovered per window."""
+    rows = np.stack([manifest.mean, manifest.mean + 3 * manifest.scale, np.maximum(manifest.mean - 3 * manifest.scale, 0),
+                     np.zeros_like(manifest.mean)]).astype(np.float32)
+    scores = scorer.score(rows)
+    if not np.all(np.isfinite(scores)) or np.any(scores < 0) or np.any(scores > 1):
+        raise ModelError(f"{model_path}: outputs {np.round(scores, 3).tolist()} for typical rows, not probabilities "
+                         "in 0..1 (logits, or a broken model?)")

@@ -84,3 +84,63 @@ def test_a_missing_or_unparsable_manifest_is_refused(bundle_copy, tmp_path):
     (bundle_copy / "manifest.json").write_text("{not json")
     with pytest.raises(ModelError, match="not valid JSON"):
         load_bundle(bundle_copy)
+
+
+def _float_tflite(outputs: int, activation, kernel_value: float | None = None) -> bytes:
+    """A small float TFLite model taking the 8 features, built and converted for real."""
+    import keras
+    import tensorflow as tf
+
+    inp = keras.Input(shape=(N_FEATURES,), dtype="float32")
+    layer = keras.layers.Dense(outputs, activation=activation)
+    model = keras.Model(inp, layer(inp))
+    if kernel_value is not None:
+        kernel, bias = layer.get_weights()
+        layer.set_weights([np.full_like(kernel, kernel_value), bias])
+    fn = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec([1, N_FEATURES], tf.float32)])
+    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model).convert()
+
+
+def _swap_model(bundle, data: bytes):
+    (bundle / "model.tflite").write_bytes(data)
+    _edit_manifest(bundle, lambda m: m["files"].update({"model.tflite": sha256_file(bundle / "model.tflite")}))
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: _float_tflite(1, None, kernel_value=50.0), "not probabilities"),  # logits
+        (lambda: _float_tflite(1, None, kernel_value=float("nan")), "not probabilities"),  # NaN
+        (lambda: _float_tflite(2, "softmax"), "not one score per row"),  # two classes
+    ],
+)
+def test_a_model_that_does_not_output_one_probability_is_refused_at_load(bundle_copy, build, message):
+    _swap_model(bundle_copy, build())
+    with pytest.raises(ModelError, match=message):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m.update(threshold="0.5"), "threshold must be a number"),
+        (lambda m: m.update(threshold=True), "threshold must be a number"),
+        (lambda m: m.update(files=["model.tflite"]), "files must map file names"),
+        (lambda m: m.update(model_file=["model.tflite"]), "model_file must be a file name"),
+        (lambda m: m["normalisation"].update(kind="minmax"), "kind 'standard'"),
+        (lambda m: m.update(model_file="../model.tflite", files={"../model.tflite": "0" * 64}), "not a file inside the bundle"),
+    ],
+)
+def test_manifest_values_of_the_wrong_kind_are_refused(bundle_copy, edit, message):
+    _edit_manifest(bundle_copy, edit)
+    with pytest.raises(ModelError, match=message):
+        load_bundle(bundle_copy)
+
+
+def test_a_symlink_out_of_the_bundle_is_refused(bundle_copy, tmp_path):
+    outside = tmp_path / "elsewhere.tflite"
+    outside.write_bytes((bundle_copy / "model.tflite").read_bytes())
+    (bundle_copy / "model.tflite").unlink()
+    (bundle_copy / "model.tflite").symlink_to(outside)
+    with pytest.raises(ModelError, match="not a file inside the bundle"):
+        load_bundle(bundle_copy)
