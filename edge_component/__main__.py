@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,7 +23,7 @@ from .config import ConfigError, load_config, parse_config, parse_json
 from .contracts.alerts import AlertValidationError
 from .model import ModelError, load_bundle
 from .delivery import OutboxPublisher
-from .outbox import Outbox
+from .outbox import Outbox, OutboxError
 from .publishers import GreengrassIpcPublisher, JsonLinesPublisher, MqttPublisher
 
 log = logging.getLogger("vigil.edge")
@@ -48,9 +49,22 @@ def _parser() -> argparse.ArgumentParser:
 
 def _greengrass_client():
     # Created once and handed to the modules that need it (one IPC connection).
+    if not os.environ.get("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"):
+        raise ConfigError("--greengrass: not running as a Greengrass component (no nucleus IPC socket in the "
+                          "environment); outside Greengrass use --config with publisher jsonl or mqtt")
     from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 
     return GreengrassCoreIPCClientV2()
+
+
+def _writable_dir(path: Path, what: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be created: {exc.strerror or exc}") from None
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path} is not a writable directory")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         for camera in config.cameras:
             if camera.mode != "live" and not is_live(camera.source) and not Path(camera.source).is_file():
                 raise SourceError(f"camera {camera.name}: video file not found: {camera.source}")
-        state = Path(args.state_dir)
-        snapshot_dir = Path(args.snapshots or state / "snapshots")
-        snapshot_dir.mkdir(parents=True, exist_ok=True)
+        state = _writable_dir(Path(args.state_dir), "--state-dir")
+        snapshot_dir = _writable_dir(Path(args.snapshots or state / "snapshots"), "snapshot directory")
         if config.publisher == "greengrass" or ipc is not None:
             transport = GreengrassIpcPublisher(ipc or _greengrass_client())
         elif config.publisher == "mqtt":
@@ -85,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             transport = MqttPublisher(m.host, m.port, client_id=args.thing_name, ca_file=m.ca_file,
                                       cert_file=m.cert_file, key_file=m.key_file)
         else:
-            transport = JsonLinesPublisher(args.alerts_out)
+            try:
+                transport = JsonLinesPublisher(args.alerts_out)
+            except OSError as exc:
+                raise ConfigError(f"--alerts-out {args.alerts_out}: cannot open for writing: {exc.strerror or exc}") from None
         # Every alert is stored on disk before it is sent and removed only once acknowledged.
-        state.mkdir(parents=True, exist_ok=True)
         publisher = OutboxPublisher(Outbox(state / "outbox.sqlite", config.outbox_max_messages), transport)
         from .contracts.topics import alert_topic
         from .runtime import Supervisor
@@ -111,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         if failed:
             log.error("cameras that could not run: %s", ", ".join(failed))
             return 2
-    except (ConfigError, ModelError, SourceError, AlertValidationError, ValueError) as exc:
+    except (ConfigError, ModelError, SourceError, AlertValidationError, OutboxError, ValueError) as exc:
         log.error("%s", exc)
         return 2
     return 0

@@ -261,3 +261,22 @@ def test_the_seed_model_shipped_in_the_component_matches_this_edge():
     # The component zip carries this bundle; a feature change without `make seed-model` fails here.
     bundle = load_bundle(REPO / "edge_component" / "models" / "seed")
     assert bundle.scorer.input_dtype == np.int8
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--greengrass"], "not running as a Greengrass component"),
+        (["--state-dir", "/proc/vigil-cannot-be-here"], "--state-dir /proc/vigil-cannot-be-here cannot be created"),
+        (["--alerts-out", "/"], "--alerts-out /: cannot open for writing"),
+    ],
+)
+def test_cli_environment_problems_are_clear_errors_not_tracebacks(trained_bundle, tmp_path, caplog, monkeypatch, extra, message):
+    monkeypatch.delenv("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", raising=False)
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"cameras": [{"name": "c", "source": str(CLIP), "zones": [{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]]}]}]}))
+    args = ["run", "--config", str(cfg), "--model-dir", str(trained_bundle), "--thing-name", "cam-1"]
+    if "--state-dir" not in extra:
+        args += ["--state-dir", str(tmp_path / "state")]
+    rc = edge_main(args + extra)
+    assert rc == 2 and message in caplog.text
