@@ -209,6 +209,7 @@ class EdgeDeployment(Construct):
         rollout: RolloutConfig,
         greengrass_config: GreengrassConfig,
     ) -> greengrass.CfnDeployment:
+        # In the component configuration's shape (edge_component/config.py); reset runs first.
         merge, reset = edge.configuration_update()
         Spec = greengrass.CfnDeployment.ComponentDeploymentSpecificationProperty
         Update = greengrass.CfnDeployment.ComponentConfigurationUpdateProperty
@@ -228,7 +229,9 @@ class EdgeDeployment(Construct):
                 # Referencing the component's attribute orders the deployment after it.
                 self.component_name: Spec(
                     component_version=self.component.attr_component_version,
-                    configuration_update=Update(merge=json.dumps(merge, sort_keys=True), reset=reset or None),
+                    configuration_update=Update(
+                        merge=json.dumps(merge, sort_keys=True, allow_nan=False), reset=reset or None
+                    ),
                 ),
                 # The recipe's access control names {iot:thingName}: the nucleus must
                 # interpolate component configuration for that to resolve.

@@ -13,7 +13,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from infra.config import ConfigError, EdgeConfig, load_stages
+from infra.config import ConfigError, EdgeConfig, load_stages, train_script_options
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,6 +62,38 @@ BAD = {
     "bad region": ("region", "europe", "region"),
     "missing key": ("edge", {"cooldown_s": 1, "end_after_quiet_s": 1, "detection_fps": 5}, "edge.min_consecutive_windows"),
     "reserved hyperparameter": ("training.hyperparameters", {"sagemaker_program": "x.py"}, "training.hyperparameters"),
+    # Text that ends up in notification subjects and bodies.
+    "site name with newline": ("site_name", "Shop\nURGENT click http://evil", "site_name"),
+    "site name with control character": ("site_name", "Shop\x07", "site_name"),
+    "site name with line separator": ("site_name", "Shop\u2028Bcc", "site_name"),
+    "site name with bidi override": ("site_name", "Shop\u202egnp.exe", "site_name"),
+    # JSON types are not coerced: "14", 14.0 and true are not 14, "false" is not false.
+    "retention as string": ("log_retention_days", "14", "log_retention_days"),
+    "retention as float": ("log_retention_days", 14.0, "log_retention_days"),
+    "retention as boolean": ("log_retention_days", True, "log_retention_days"),
+    "retain_data as string": ("retain_data", "false", "retain_data"),
+    "retain_data as number": ("retain_data", 0, "retain_data"),
+    "fleet_provisioning as string": ("fleet_provisioning", "yes", "fleet_provisioning"),
+    "epochs as string": ("training.epochs", "40", "training.epochs"),
+    "use_spot as string": ("training.use_spot", "true", "training.use_spot"),
+    "throttle as float": ("alerts.throttle_max_per_window", 5.5, "alerts.throttle_max_per_window"),
+    "threshold as string": ("edge.threshold", "0.5", "edge.threshold"),
+    "threshold as boolean": ("edge.threshold", True, "edge.threshold"),
+    "manage_system_log_group as string": ("greengrass.manage_system_log_group", "false", "greengrass.manage_system_log_group"),
+    "rollout maximum below base": ("rollout.maximum_per_minute", 1, "rollout.maximum_per_minute"),
+    # training/train.py's parse_args() is the list of names; it ignores unknown ones.
+    "unknown hyperparameter": ("training.hyperparameters", {"learnin-rate": 0.1}, "training.hyperparameters"),
+    "hyperparameter with underscores": ("training.hyperparameters", {"learning_rate": 0.1}, "training.hyperparameters"),
+    "hyperparameter set by SageMaker": ("training.hyperparameters", {"model-dir": "/tmp"}, "training.hyperparameters"),
+    "epochs as hyperparameter": ("training.hyperparameters", {"epochs": 3}, "training.hyperparameters"),
+    "integer hyperparameter as string": ("training.hyperparameters", {"batch-size": "64x"}, "training.hyperparameters"),
+    "number hyperparameter as boolean": ("training.hyperparameters", {"learning-rate": True}, "training.hyperparameters"),
+    # The edge component's own limits (edge_component/config.py), not looser ones.
+    "detection_fps above the component's": ("edge.detection_fps", 60, "edge.detection_fps"),
+    "min_consecutive_windows above the component's": ("edge.min_consecutive_windows", 500, "edge.min_consecutive_windows"),
+    "cooldown_s above the component's": ("edge.cooldown_s", 1e6, "edge.cooldown_s"),
+    "end_after_quiet_s above the component's": ("edge.end_after_quiet_s", 7200, "edge.end_after_quiet_s"),
+    "cooldown_s infinite": ("edge.cooldown_s", float("inf"), "edge.cooldown_s"),
 }
 
 
@@ -94,10 +126,84 @@ def test_bad_stage_name_and_missing_context():
 def test_threshold_reset_when_not_overridden():
     base = dict(min_consecutive_windows=2, cooldown_s=1.0, end_after_quiet_s=2.0, detection_fps=5)
     merge, reset = EdgeConfig(**base).configuration_update()
-    assert "threshold" not in merge and reset == ["/threshold"]
+    decision = {"min_consecutive_windows": 2, "end_after_quiet_s": 2.0, "cooldown_s": 1.0}
+    # The component's shape; /threshold is where earlier versions wrongly put the override.
+    assert merge == {"detection_fps": 5.0, "decision": decision}
+    assert reset == ["/threshold", "/decision/threshold"]
     merge, reset = EdgeConfig(**base, threshold=0.7).configuration_update()
-    assert merge["threshold"] == 0.7 and reset == []
-    assert merge["decision"] == {"min_consecutive_windows": 2, "end_after_quiet_s": 2.0, "cooldown_s": 1.0}
+    assert merge == {"detection_fps": 5.0, "decision": {**decision, "threshold": 0.7}}
+    assert reset == ["/threshold"]
+
+
+def test_bad_values_are_named_in_the_message(raw_stages):
+    cases = {
+        "site_name": ("Shop\nBcc", r"U\+000A"),
+        "log_retention_days": ("14", "valid integer"),
+        "retain_data": ("false", "valid boolean"),
+    }
+    for key, (value, expected) in cases.items():
+        raw = copy.deepcopy(raw_stages)
+        raw["dev"][key] = value
+        with pytest.raises(ConfigError, match=rf"stage 'dev': {key}: .*{expected}"):
+            load_stages(raw)
+    raw = copy.deepcopy(raw_stages)
+    raw["dev"]["training"]["hyperparameters"] = {"learning_rate": 0.01, "batch-size": 32}
+    with pytest.raises(ConfigError) as info:
+        load_stages(raw)
+    assert "'learning_rate' is not an argument of training/train.py; did you mean 'learning-rate'?" in str(info.value)
+    raw["dev"]["rollout"].update(base_rate_per_minute=20, maximum_per_minute=10)
+    raw["dev"]["training"]["hyperparameters"] = {}
+    with pytest.raises(ConfigError, match=r"rollout.maximum_per_minute: must be >= base_rate_per_minute \(20\)"):
+        load_stages(raw)
+
+
+def test_good_values_still_load(raw_stages):
+    raw = copy.deepcopy(raw_stages)
+    raw["dev"]["site_name"] = "Café Müller – Hof 2"
+    raw["dev"]["training"]["hyperparameters"] = {
+        "learning-rate": 0.01, "batch-size": 32, "hidden": "32,16", "plots": False, "min-auc": 1,
+    }
+    raw["dev"]["rollout"].update(base_rate_per_minute=10, maximum_per_minute=10)
+    raw["dev"]["edge"].update(threshold=1, detection_fps=30, min_consecutive_windows=100, cooldown_s=86400)
+    stage = load_stages(raw)["dev"]
+    assert stage.site_name == "Café Müller – Hof 2"
+    assert stage.training.hyperparameters["learning-rate"] == 0.01
+    assert stage.edge.threshold == 1.0 and stage.things == tuple(raw["dev"]["things"])
+
+
+def test_hyperparameter_names_are_the_options_of_train_py(monkeypatch):
+    """The names read from train.py's source are exactly the options its parser takes,
+    less those whose default comes from the SageMaker environment (SM_*)."""
+    import argparse
+
+    train = pytest.importorskip("training.train")
+
+    class SentinelEnviron(dict):
+        def get(self, key, default=None):
+            return f"<{key}>" if key.startswith("SM_") else default
+
+    parsers = []
+    original = argparse.ArgumentParser.parse_known_args
+
+    def spy(self, *args, **kwargs):
+        parsers.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", spy)
+    monkeypatch.setattr(train.os, "environ", SentinelEnviron())
+    train.parse_args([])
+    [parser] = parsers
+    options = {
+        option[2:]: action.type
+        for action in parser._actions
+        if not (isinstance(action.default, str) and action.default.startswith("<SM_"))
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+    }
+    read = train_script_options()
+    assert set(read) == set(options)
+    for name, kind in options.items():
+        assert read[name] == (kind.__name__ if kind else None), name
 
 
 def test_app_exits_naming_stage_and_key(raw_stages, tmp_path):
