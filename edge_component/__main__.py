@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.source:
             first = config.cameras[0].model_copy(update={"source": args.source})
             config = config.model_copy(update={"cameras": [first, *config.cameras[1:]]})
-        load_bundle(args.model_dir)  # fail here, with the reason, before any camera starts
+        load_bundle(args.model_dir, config.model_file)  # fail here, with the reason, before any camera starts
         for camera in config.cameras:
             if camera.mode != "live" and not is_live(camera.source) and not Path(camera.source).is_file():
                 raise SourceError(f"camera {camera.name}: video file not found: {camera.source}")

@@ -101,6 +101,7 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
         if not fps or fps <= 0 or fps > 1000:
             raise SourceError(f"{source}: container reports no usable frame rate ({fps})")
         stats.fps = fps
+        declared = cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0
         last_slot = -1
         index = -1
         expected_shape = None
@@ -123,6 +124,12 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
             yield Frame(index, t, image)
         if stats.analysed == 0:
             raise SourceError(f"{source}: no decodable frame")
+        if stats.frames_in == 1:
+            raise SourceError(f"{source}: holds a single frame (a still image?); replay needs a video")
+        if declared > 0 and stats.frames_in < 0.9 * declared:
+            # Container counts may be off by a frame or two; a tenth missing is a cut-off file.
+            stats.last_error = f"ended at frame {stats.frames_in} of {int(declared)} declared (truncated file?)"
+            log.warning("%s: %s", source, stats.last_error)
     finally:
         cap.release()
 

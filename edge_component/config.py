@@ -125,6 +125,8 @@ class MqttSettings(_Model):
 
 class ComponentConfig(_Model):
     publisher: Literal["greengrass", "mqtt", "jsonl"] = "jsonl"
+    model_file: str | None = Field(None, pattern=r"^[a-zA-Z0-9_.-]{1,128}$",
+                                   description="which of the bundle's files to run, e.g. model.onnx for ONNX Runtime; default the manifest's int8 TFLite model")
     mqtt: MqttSettings | None = Field(None, description="required when publisher is mqtt")
     outbox_max_messages: int = Field(10_000, ge=10, le=10_000_000, description="alerts kept while offline; the oldest go first")
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)

@@ -117,7 +117,7 @@ def evaluate_clip(label_file: str | Path, bundle_dir: str | Path, base: Componen
         def close(self):
             pass
 
-    report = Detector(config, load_bundle(bundle_dir), _Discard(), thing_name="evaluation").run_replay(camera)
+    report = Detector(config, load_bundle(bundle_dir, config.model_file), _Discard(), thing_name="evaluation").run_replay(camera)
     duration = report.stats.frames_in / report.stats.fps if report.stats.fps else 0.0
     starts = [a["media_offset_s"] for a in report.starts]
     return match_alerts(starts, [(iv.start_s, iv.end_s) for iv in labels.abnormal], duration, clip.name, max_delay_s)

@@ -73,7 +73,7 @@ def camera_worker(conn: Connection, camera_json: str, config_json: str, model_di
     config = ComponentConfig.model_validate_json(config_json)
     camera = CameraConfig.model_validate_json(camera_json)
     pipe = _PipePublisher(conn)
-    detector = Detector(config, load_bundle(model_dir), pipe, thing_name=thing_name,
+    detector = Detector(config, load_bundle(model_dir, config.model_file), pipe, thing_name=thing_name,
                         snapshots=SnapshotStore(snapshot_dir, config.snapshot_max_files))
     stop = threading.Event()
     done = threading.Event()

@@ -184,3 +184,23 @@ def test_armed_window_times_must_be_quoted_local_hh_mm(yaml_text, message):
     with pytest.raises(ConfigError, match=message):
         parse_config({"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}],
                                    "armed": {"windows": [window]}}]})
+
+
+def test_a_still_image_is_not_replayed_as_a_video(tmp_path):
+    import cv2
+
+    frame = next(iter(replay(str(CLIP), 5.0))).image
+    still = tmp_path / "still.jpg"
+    cv2.imwrite(str(still), frame)
+    with pytest.raises(SourceError, match="single frame"):
+        list(replay(str(still), 5.0))
+
+
+def test_a_truncated_file_is_played_to_where_it_ends_and_reported(tmp_path):
+    cut = tmp_path / "cut.mp4"
+    data = CLIP.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    stats = CaptureStats()
+    frames = list(replay(str(cut), 5.0, stats))
+    assert 0 < stats.frames_in < 1394 and len(frames) == stats.analysed
+    assert "truncated" in stats.last_error

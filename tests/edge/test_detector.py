@@ -280,3 +280,16 @@ def test_cli_environment_problems_are_clear_errors_not_tracebacks(trained_bundle
         args += ["--state-dir", str(tmp_path / "state")]
     rc = edge_main(args + extra)
     assert rc == 2 and message in caplog.text
+
+
+def test_model_file_onnx_runs_the_same_detections_in_onnx_runtime(tmp_path):
+    from edge_component.evaluate import match_alerts
+
+    seed = REPO / "edge_component" / "models" / "seed"
+    config = parse_config({"model_file": "model.onnx", "cameras": [
+        {"name": "lab", "source": str(CLIP), "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]})
+    bundle = load_bundle(seed, config.model_file)
+    assert type(bundle.scorer).__name__ == "OnnxScorer"
+    report = Detector(config, bundle, Recorder(), thing_name="t").run_replay(config.cameras[0])
+    result = match_alerts([a["media_offset_s"] for a in report.starts], ground_truth(), 139.4)
+    assert (result.found, result.duplicates, len(result.false_alerts_at_s)) == (6, 0, 0)
