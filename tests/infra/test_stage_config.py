@@ -48,6 +48,7 @@ BAD = {
     "unknown nested key": ("edge.sensitivity", 0.5, "edge.sensitivity"),
     "malformed e-mail": ("alert_emails", ["alerts.example.com"], "alert_emails[0]"),
     "e-mail with space": ("ops_emails", ["ops @example.com"], "ops_emails[0]"),
+    "e-mail with control character": ("alert_emails", ["alerts\x07@example.com"], "alert_emails[0]"),
     "phone not E.164": ("alert_sms", ["07700 900123"], "alert_sms[0]"),
     "phone too long": ("alert_sms", ["+1234567890123456"], "alert_sms[0]"),
     "threshold above 1": ("edge.threshold", 1.5, "edge.threshold"),
