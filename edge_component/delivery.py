@@ -9,8 +9,21 @@ head message is retried after an exponential backoff with jitter, so nothing beh
 overtakes it. Delivery is at least once: a message whose acknowledgement was lost is
 sent again, with the same ``event_id``, and the alert Lambda deduplicates by it.
 
+When the outbox cannot store an alert (a full disk, an unwritable file), the alert is
+not refused: it is held in a bounded in-memory overflow (``overflow_max_messages``,
+oldest dropped and logged when full) that the same thread sends. Order then is: the
+stored backlog first, then the held alerts in arrival order (an alert held in memory
+may thus go out after a stored one raised later, once the disk has room again). The
+first failure of a streak is logged as an error with the outbox's reason; at
+:meth:`OutboxPublisher.close` what is still held is stored if the disk allows, and
+what cannot be is logged as lost, by ``event_id``.
+
 Telemetry goes through :meth:`OutboxPublisher.publish_latest` instead: newest per topic,
-in memory, sent once the alert backlog is empty, so it can never crowd alerts out.
+in memory, sent once the alert backlog and the overflow are empty, so it can never crowd
+alerts out.
+
+The sender thread never dies of an exception: anything unexpected is logged with its
+traceback, backed off and retried (``stats()["sender_alive"]`` says it runs).
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from .outbox import Outbox, OutboxError
@@ -30,8 +44,9 @@ log = logging.getLogger(__name__)
 class OutboxPublisher:
     """A :class:`~edge_component.publishers.Publisher` that never blocks on the network.
 
-    ``publish(topic, message)`` stores the message in ``outbox`` (PublishError only when
-    it cannot be stored) and wakes the sender thread. Backoff after the n-th consecutive
+    ``publish(topic, message)`` stores the message in ``outbox`` (or, if the outbox cannot
+    store it, holds it in memory; PublishError only for a message that is not JSON or a
+    closed publisher) and wakes the sender thread. Backoff after the n-th consecutive
     failure is ``min(retry_max_s, retry_initial_s * 2**(n-1))``, scaled by a random factor
     in [0.5, 1] so that many devices coming back at once do not retry in step.
     ``publish_latest(topic, message)`` is for telemetry (see the module docstring).
@@ -46,14 +61,18 @@ class OutboxPublisher:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         batch: int = 64,
+        overflow_max_messages: int = 1000,
         rng: random.Random | None = None,
     ):
         if not 0 < retry_initial_s <= retry_max_s:
             raise ValueError(f"need 0 < retry_initial_s <= retry_max_s, got {retry_initial_s}, {retry_max_s}")
+        if overflow_max_messages < 1:
+            raise ValueError(f"overflow_max_messages must be at least 1, got {overflow_max_messages}")
         self.outbox = outbox
         self.transport = transport
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
+        self.overflow_max_messages = overflow_max_messages
         self._batch = batch
         self._rng = rng or random.Random()
         self._sent = 0
@@ -64,17 +83,53 @@ class OutboxPublisher:
         self._latest: dict[str, dict[str, Any]] = {}  # topic -> newest unsent publish_latest() message
         self._latest_lock = threading.Lock()
         self._latest_error: Exception | None = None
+        # Alerts the outbox could not store, oldest first; the sender sends them after the stored backlog.
+        self._overflow: deque[tuple[str, dict[str, Any]]] = deque()
+        self._overflow_lock = threading.Lock()
+        self._overflow_dropped = 0
+        self._store_failures = 0  # consecutive put() failures: the current streak
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="vigil-outbox-sender", daemon=True)
         self._thread.start()
 
     def publish(self, topic: str, message: dict[str, Any]) -> None:
-        """Store ``message`` durably and schedule it; raises PublishError if it cannot be stored."""
+        """Store ``message`` durably (or hold it in memory, see the module docstring) and
+        schedule it; raises PublishError only if the message is not a JSON object or the
+        publisher is closed."""
+        if self._closed or self.outbox.closed:
+            raise PublishError(f"alert not accepted: the publisher of outbox {self.outbox.path} is closed")
         try:
             self.outbox.put(topic, message)
-        except (OutboxError, ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
             raise PublishError(f"alert not stored in outbox {self.outbox.path}: {exc}") from exc
+        except OutboxError as exc:
+            if self.outbox.closed:
+                raise PublishError(f"alert not stored in outbox {self.outbox.path}: {exc}") from exc
+            self._hold(topic, message, exc)
+        else:
+            with self._overflow_lock:
+                streak, self._store_failures = self._store_failures, 0
+            if streak:
+                log.info("outbox %s stores alerts again after %d that it could not store", self.outbox.path, streak)
         self._wake.set()
+
+    def _hold(self, topic: str, message: dict[str, Any], exc: OutboxError) -> None:
+        """Keep an alert the outbox could not store in the bounded in-memory overflow."""
+        with self._overflow_lock:
+            self._store_failures += 1
+            first = self._store_failures == 1
+            self._overflow.append((topic, message))
+            lost = self._overflow.popleft() if len(self._overflow) > self.overflow_max_messages else None
+            if lost is not None:
+                self._overflow_dropped += 1
+            held = len(self._overflow)
+        if first:
+            log.error("%s; holding alerts in memory until they are sent (%d held, at most %d); "
+                      "they are lost if the process stops before that and the disk is still full",
+                      exc, held, self.overflow_max_messages)
+        if lost is not None:
+            log.warning("alerts held in memory: %d, the most there is room for; dropped the oldest, %s",
+                        self.overflow_max_messages, _describe(lost[1]))
 
     def publish_latest(self, topic: str, message: dict[str, Any]) -> None:
         """Send ``message`` when the alert backlog is empty; not stored on disk.
@@ -96,36 +151,65 @@ class OutboxPublisher:
         failures = 0
         while not self._stop.is_set():
             try:
-                self._wake.clear()  # before peeking: a put() after the peek sets it again
-                items = self.outbox.peek(self._batch)
-                if not items:
-                    if not self._send_latest():
-                        failures = self._failed(failures, "telemetry", None)
-                        continue
-                    with self._progress:
-                        self._progress.notify_all()
-                    self._wake.wait()
-                    continue
-                for item in items:
-                    if self._stop.is_set():
-                        return
-                    try:
-                        self.transport.publish(item.topic, item.message)
-                    except Exception as exc:  # PublishError is expected; anything else is a bug, still retried
-                        self.outbox.record_attempt(item.id)
-                        failures = self._failed(failures, f"outbox message {item.id}", exc)
-                        break  # peek again: the head may have been dropped meanwhile
-                    if failures:
-                        log.info("outbox delivering again after %d failed sends", failures)
-                        failures = 0
-                    self.outbox.ack(item.id)
-                    self._sent += 1
-                    with self._progress:
-                        self._progress.notify_all()
-            except OutboxError as exc:
+                failures = self._send_some(failures)
+            except Exception as exc:  # noqa: BLE001 - the one thread that sends alerts must not die
                 if self._stop.is_set():
                     return
                 failures = self._failed(failures, "outbox", exc)
+
+    def _send_some(self, failures: int) -> int:
+        """One round: the stored backlog (a batch), else one held alert, else telemetry
+        (then wait to be woken). Returns the new count of consecutive failures."""
+        self._wake.clear()  # before peeking: a put() after the peek sets it again
+        unreadable: OutboxError | None = None
+        try:
+            items = self.outbox.peek(self._batch)
+        except OutboxError as exc:
+            if self._stop.is_set():
+                return failures
+            items, unreadable = [], exc  # held alerts still go out while the file cannot be read
+        for item in items:
+            if self._stop.is_set():
+                return failures
+            try:
+                self.transport.publish(item.topic, item.message)
+            except Exception as exc:  # PublishError is expected; anything else is a bug, still retried
+                try:
+                    self.outbox.record_attempt(item.id)
+                except OutboxError:
+                    pass  # a full disk cannot count attempts; the retry matters, not the count
+                return self._failed(failures, f"outbox message {item.id}", exc)  # peek again after
+            failures = self._delivered(failures)
+            self.outbox.ack(item.id)
+        if items:
+            return failures
+        with self._overflow_lock:
+            head = self._overflow[0] if self._overflow else None
+        if head is not None:
+            try:
+                self.transport.publish(*head)
+            except Exception as exc:
+                return self._failed(failures, "alert held in memory", exc)
+            with self._overflow_lock:
+                if self._overflow and self._overflow[0] is head:  # not dropped meanwhile
+                    self._overflow.popleft()
+            return self._delivered(failures)
+        if unreadable is not None:
+            return self._failed(failures, "outbox", unreadable)
+        if not self._send_latest():
+            return self._failed(failures, "telemetry", None)
+        with self._progress:
+            self._progress.notify_all()
+        self._wake.wait()
+        return failures
+
+    def _delivered(self, failures: int) -> int:
+        if failures:
+            log.info("outbox delivering again after %d failed sends", failures)
+        self._sent += 1
+        with self._progress:
+            self._progress.notify_all()
+        return 0
 
     def _send_latest(self) -> bool:
         with self._latest_lock:
@@ -150,41 +234,48 @@ class OutboxPublisher:
             return failures
         delay = self.backoff_s(failures)
         expected = isinstance(exc, (PublishError, OutboxError))
-        # An outage of hours would otherwise log every retry; a bug always logs.
+        # An outage of hours would otherwise log every retry; a bug always logs, with its traceback.
         level = (logging.WARNING if failures == 1 or failures % 20 == 0 else logging.DEBUG) if expected else logging.ERROR
         log.log(level, "sending %s failed (%d in a row, %d queued), retrying in %.2f s: %s",
-                what, failures, self.outbox.depth, delay, exc, exc_info=not expected)
+                what, failures, self.outbox.depth, delay, exc, exc_info=exc if not expected else None)
         self._stop.wait(delay)
         return failures
 
     def flush(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds until the outbox is empty and the latest
-        telemetry sent; True if that happened."""
+        """Wait up to ``timeout`` seconds until the outbox and the overflow are empty and
+        the latest telemetry sent; True if that happened."""
         deadline = time.monotonic() + timeout
         with self._progress:
-            while self.outbox.depth > 0 or self._latest:
+            while self.outbox.depth > 0 or self._overflow or self._latest:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._progress.wait(min(remaining, 0.1))
         return True
 
-    def stats(self) -> dict[str, int]:
-        """Counters for telemetry: ``depth`` (queued now), ``sent``, ``retries`` (failed
-        sends), ``dropped`` (outbox full, over the file's life), ``reconnects`` (the
-        transport's, 0 if it does not count them)."""
+    def stats(self) -> dict[str, int | bool]:
+        """Counters for telemetry: ``depth`` (stored and queued now), ``unstored`` (alerts
+        held in memory now because the outbox could not store them), ``sent``,
+        ``retries`` (failed sends), ``dropped`` (outbox full, over the file's life, plus
+        overflow drops in this run), ``dead`` (stored rows that could not be read back,
+        over the file's life), ``reconnects`` (the transport's, 0 if it does not count
+        them) and ``sender_alive`` (the sender thread runs; False only after close)."""
         return {
             "depth": self.outbox.depth,
+            "unstored": len(self._overflow),
             "sent": self._sent,
             "retries": self._retries,
-            "dropped": self.outbox.dropped,
+            "dropped": self.outbox.dropped + self._overflow_dropped,
+            "dead": self.outbox.dead,
             "reconnects": int(getattr(self.transport, "reconnects", 0)),
+            "sender_alive": self._thread.is_alive(),
         }
 
     def close(self, drain_timeout_s: float = 0.0) -> None:
         """Stop sending (after trying to empty the outbox for up to ``drain_timeout_s``),
         then close the transport and the outbox. What is unsent stays on disk for the
-        next start. Idempotent."""
+        next start (logged as a warning with the count); alerts held in memory are
+        stored if the disk now allows, else logged as lost. Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -198,10 +289,34 @@ class OutboxPublisher:
             self._thread.join(timeout=10)
             if self._thread.is_alive():
                 log.warning("outbox sender did not stop within 10 s; closing the outbox under it")
-            self.outbox.close()
+            try:
+                self._store_held()
+                if self.outbox.depth > 0:
+                    log.warning("%d alerts still queued in %s; they will be sent on the next start",
+                                self.outbox.depth, self.outbox.path)
+            finally:
+                self.outbox.close()
+
+    def _store_held(self) -> None:
+        """At close: write the alerts held in memory to the outbox, in order, while it takes them."""
+        with self._overflow_lock:
+            held, self._overflow = list(self._overflow), deque()
+        for n, (topic, message) in enumerate(held):
+            try:
+                self.outbox.put(topic, message)
+            except OutboxError as exc:
+                lost = held[n:]
+                log.error("%d alerts held in memory could not be stored in %s and are lost (%s): %s",
+                          len(lost), self.outbox.path, exc, ", ".join(_describe(m) for _, m in lost))
+                return
 
     def __enter__(self) -> OutboxPublisher:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _describe(message: dict[str, Any]) -> str:
+    """``event_id/event_type#sequence`` of an alert, for the log of what was dropped or lost."""
+    return f"{message.get('event_id')}/{message.get('event_type')}#{message.get('sequence')}"
