@@ -3,7 +3,8 @@
 A dataset is a CSV file with the columns ``clip, time_s, zone`` (provenance),
 the feature columns in the order of ``edge_component.features.FEATURE_NAMES``, and
 ``label`` (0 or 1). :func:`read_dataset` rejects anything else with a message that
-names the column or row.
+names the column or row. It reads UTF-8 with or without a byte-order mark (Excel's
+"CSV UTF-8") and skips empty rows (a trailing blank line, a row of bare commas).
 
 Command line::
 
@@ -21,15 +22,18 @@ from typing import Iterable
 
 import numpy as np
 
+from edge_component.capture import SourceError
 from edge_component.config import CameraConfig, ComponentConfig
 from edge_component.features import FEATURE_NAMES
 from edge_component.pipeline import analyse_source
 
-from .labels import load_labels
+from .labels import LabelError, load_labels, not_utf8
 
 META_COLUMNS = ("clip", "time_s", "zone")
 LABEL_COLUMN = "label"
 COLUMNS = (*META_COLUMNS, *FEATURE_NAMES, LABEL_COLUMN)
+# The model computes in float32: a value at or above this magnitude becomes infinite.
+FLOAT32_OVERFLOW = (2.0 - 2.0**-24) * 2.0**127
 
 
 class DatasetError(ValueError):
@@ -55,17 +59,21 @@ def featurize_labels(label_files: Iterable[str | Path], config: ComponentConfig 
 
     ``config`` supplies detection rate, window and motion settings (defaults: the
     component's defaults); each label file supplies its camera's zones and masks.
+    Raises LabelError naming the label file when its clip cannot be read as video.
     """
     X, y, clips, times = [], [], [], []
     for lf in label_files:
         labels, clip = load_labels(lf)
         camera = CameraConfig(name=labels.camera.name, source=str(clip), zones=labels.camera.zones, masks=labels.camera.masks)
         cfg = config or ComponentConfig(cameras=[camera])
-        for w in analyse_source(camera, cfg):
-            X.append(w.features)
-            y.append(1 if labels.is_abnormal(w.frame.time_s) else 0)
-            clips.append(clip.name)
-            times.append(w.frame.time_s)
+        try:
+            for w in analyse_source(camera, cfg):
+                X.append(w.features)
+                y.append(1 if labels.is_abnormal(w.frame.time_s) else 0)
+                clips.append(clip.name)
+                times.append(w.frame.time_s)
+        except SourceError as exc:
+            raise LabelError(f"{lf}: clip {labels.clip!r} cannot be read as video: {exc}") from None
     if not X:
         raise DatasetError("no label files given, or their clips held no frames")
     return Dataset(np.stack(X).astype(np.float32), np.array(y, np.int8), np.array(clips), np.array(times))
@@ -86,54 +94,80 @@ def write_dataset(ds: Dataset, path: str | Path, zone: str = "") -> Path:
 def read_dataset(path: str | Path) -> Dataset:
     """Read and check a feature CSV.
 
-    Raises DatasetError for: a missing file, a header that does not match the feature
-    contract (missing, extra or reordered columns; a missing label column), a
-    non-numeric, NaN or infinite feature, a label other than 0/1, or a single class.
+    Raises DatasetError for: a missing file or one that is not UTF-8 (naming the line),
+    a header that does not match the feature contract (missing, extra, duplicated or
+    reordered columns; a missing label column), a non-numeric, NaN or infinite feature
+    or one beyond float32's range, a non-numeric or non-finite time, a label other than
+    0/1, or a single class. Row numbers are line numbers (the header is row 1).
     """
     path = Path(path)
     try:
-        fh = path.open(newline="", encoding="utf-8")
+        fh = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read dataset: {exc.strerror}") from None
-    with fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header:
-            raise DatasetError(f"{path}: empty file, expected a header row")
-        if LABEL_COLUMN not in header:
-            raise DatasetError(f"{path}: no '{LABEL_COLUMN}' column")
-        features_in_file = [c for c in header if c not in (*META_COLUMNS, LABEL_COLUMN)]
-        if features_in_file != list(FEATURE_NAMES):
-            missing = [c for c in FEATURE_NAMES if c not in features_in_file]
-            extra = [c for c in features_in_file if c not in FEATURE_NAMES]
-            detail = f"missing {missing}" if missing else f"unexpected {extra}" if extra else "columns out of order"
-            raise DatasetError(f"{path}: feature columns do not match the feature contract: {detail}; expected {list(FEATURE_NAMES)}")
-        idx = {c: i for i, c in enumerate(header)}
-        X, y, clips, times = [], [], [], []
-        for rowno, row in enumerate(reader, start=2):
-            if len(row) != len(header):
-                raise DatasetError(f"{path}: row {rowno} has {len(row)} fields, header has {len(header)}")
-            vals = []
-            for name in FEATURE_NAMES:
-                raw = row[idx[name]]
-                try:
-                    v = float(raw)
-                except ValueError:
-                    raise DatasetError(f"{path}: row {rowno}, column {name!r}: not a number: {raw!r}") from None
-                if not math.isfinite(v):
-                    raise DatasetError(f"{path}: row {rowno}, column {name!r}: {raw} is not finite")
-                vals.append(v)
-            label = row[idx[LABEL_COLUMN]].strip()
-            if label not in ("0", "1"):
-                raise DatasetError(f"{path}: row {rowno}, column 'label': must be 0 or 1, got {label!r}")
-            X.append(vals)
-            y.append(int(label))
-            clips.append(row[idx["clip"]] if "clip" in idx else "")
-            raw_t = row[idx["time_s"]] if "time_s" in idx else ""
+    try:
+        with fh:
+            return _read_rows(path, csv.reader(fh))
+    except UnicodeDecodeError:
+        with path.open("rb") as raw:
+            raise DatasetError(f"{path}: {not_utf8(raw)}") from None
+
+
+def _is_empty(row: list[str]) -> bool:
+    return not any(field.strip() for field in row)
+
+
+def _read_rows(path: Path, reader) -> Dataset:
+    """The checks of :func:`read_dataset` on the rows of a ``csv.reader``."""
+    header = next((row for row in reader if not _is_empty(row)), None)
+    if not header:
+        raise DatasetError(f"{path}: empty file, expected a header row")
+    duplicates = sorted({c for c in header if header.count(c) > 1})
+    if duplicates:
+        raise DatasetError(f"{path}: duplicate column names {duplicates}; each column must appear once")
+    if LABEL_COLUMN not in header:
+        raise DatasetError(f"{path}: no '{LABEL_COLUMN}' column")
+    features_in_file = [c for c in header if c not in (*META_COLUMNS, LABEL_COLUMN)]
+    if features_in_file != list(FEATURE_NAMES):
+        missing = [c for c in FEATURE_NAMES if c not in features_in_file]
+        extra = [c for c in features_in_file if c not in FEATURE_NAMES]
+        detail = f"missing {missing}" if missing else f"unexpected {extra}" if extra else "columns out of order"
+        raise DatasetError(f"{path}: feature columns do not match the feature contract: {detail}; expected {list(FEATURE_NAMES)}")
+    idx = {c: i for i, c in enumerate(header)}
+    X, y, clips, times = [], [], [], []
+    for row in reader:
+        rowno = reader.line_num
+        if _is_empty(row):
+            continue
+        if len(row) != len(header):
+            raise DatasetError(f"{path}: row {rowno} has {len(row)} fields, header has {len(header)}")
+        vals = []
+        for name in FEATURE_NAMES:
+            raw = row[idx[name]]
             try:
-                times.append(float(raw_t) if raw_t else float(len(times)))
+                v = float(raw)
             except ValueError:
-                raise DatasetError(f"{path}: row {rowno}, column 'time_s': not a number: {raw_t!r}") from None
+                raise DatasetError(f"{path}: row {rowno}, column {name!r}: not a number: {raw!r}") from None
+            if not math.isfinite(v):
+                raise DatasetError(f"{path}: row {rowno}, column {name!r}: {raw} is not finite")
+            if abs(v) >= FLOAT32_OVERFLOW:
+                raise DatasetError(f"{path}: row {rowno}, column {name!r}: {raw} is beyond the float32 range "
+                                   f"(|x| <= {np.finfo(np.float32).max:.4g}) the model computes in")
+            vals.append(v)
+        label = row[idx[LABEL_COLUMN]].strip()
+        if label not in ("0", "1"):
+            raise DatasetError(f"{path}: row {rowno}, column 'label': must be 0 or 1, got {label!r}")
+        X.append(vals)
+        y.append(int(label))
+        clips.append(row[idx["clip"]] if "clip" in idx else "")
+        raw_t = row[idx["time_s"]] if "time_s" in idx else ""
+        try:
+            t = float(raw_t) if raw_t.strip() else float(len(times))
+        except ValueError:
+            raise DatasetError(f"{path}: row {rowno}, column 'time_s': not a number: {raw_t!r}") from None
+        if not math.isfinite(t):
+            raise DatasetError(f"{path}: row {rowno}, column 'time_s': {raw_t} is not finite")
+        times.append(t)
     if not X:
         raise DatasetError(f"{path}: no data rows")
     if len(set(y)) < 2:

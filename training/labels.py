@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -59,18 +60,42 @@ class ClipLabels(BaseModel):
         return any(iv.start_s <= time_s < iv.end_s for iv in self.abnormal)
 
 
-def load_labels(path: str | Path) -> tuple[ClipLabels, Path]:
-    """Read a label file; returns the labels and the clip's resolved path.
+def not_utf8(lines: Iterable[bytes]) -> str:
+    """Where the first line of ``lines`` that is not UTF-8 is, for an error message."""
+    for number, line in enumerate(lines, start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return (f"line {number} is not UTF-8 text (byte 0x{line[exc.start]:02x}, byte {exc.start + 1} of the line); "
+                    "save the file as UTF-8")
+    return "not UTF-8 text; save the file as UTF-8"
 
-    Raises LabelError naming the file and the bad key, or a missing clip.
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise LabelError(f"duplicate keys {duplicates}")
+    return dict(pairs)
+
+
+def load_labels(path: str | Path) -> tuple[ClipLabels, Path]:
+    """Read a label file (UTF-8, with or without a byte-order mark); returns the labels
+    and the clip's resolved path.
+
+    Raises LabelError naming the file and the bad key (a duplicated key too), a file
+    that is not UTF-8 (naming the line), or a missing clip.
     """
     path = Path(path)
     try:
-        labels = ClipLabels.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = path.read_bytes()
+        labels = ClipLabels.model_validate(json.loads(data.decode("utf-8-sig"), object_pairs_hook=_unique_keys))
+    except UnicodeDecodeError:
+        raise LabelError(f"{path}: {not_utf8(data.splitlines())}") from None
+    except (OSError, json.JSONDecodeError, LabelError) as exc:
         raise LabelError(f"{path}: cannot read label file: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in exc.errors())
         raise LabelError(f"{path}: {problems}") from None
     clip = (path.parent / labels.clip).resolve()
     if not clip.is_file():

@@ -17,8 +17,11 @@ class Standardizer:
 
     @classmethod
     def fit(cls, X: np.ndarray) -> "Standardizer":
-        mean = X.mean(axis=0).astype(np.float32)
-        std = X.std(axis=0).astype(np.float32)
+        # In float64: float32's squares overflow for values above ~1.8e19, and every
+        # value float32 can hold has a mean and a standard deviation float32 can hold.
+        X64 = np.asarray(X, np.float64)
+        mean = X64.mean(axis=0).astype(np.float32)
+        std = X64.std(axis=0).astype(np.float32)
         # A constant column must not divide by zero (or blow up int8 ranges).
         return cls(mean, np.where(std < 1e-6, 1.0, std).astype(np.float32))
 

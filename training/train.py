@@ -5,9 +5,12 @@ model bundle goes to ``SM_MODEL_DIR``, the report to ``SM_OUTPUT_DATA_DIR``, dat
 comes from ``SM_CHANNEL_TRAIN`` (and ``SM_CHANNEL_VALIDATION`` and ``SM_CHANNEL_TEST``
 when given; in a checkout the test channel defaults to ``examples/labels/test``, clips
 of other scenes that the model never trains on);
-hyperparameters arrive as ``--name value`` arguments. A channel holds either
-feature CSVs (``training.dataset`` format) or label files (``*.json``) with their
-clips, which are featurised here with the edge's own code. Locally::
+hyperparameters arrive as ``--name value`` arguments (the training toolkit passes only
+the job's own hyperparameters that way; its ``sagemaker_*`` ones travel in the
+environment), so an argument this script does not know is a misspelling and is refused,
+as is a value out of range. A channel holds either feature CSVs (``training.dataset``
+format) or label files (``*.json``) with their clips, which are featurised here with
+the edge's own code; a channel holding both is refused. Locally::
 
     SM_MODEL_DIR=build/model SM_CHANNEL_TRAIN=examples/labels python training/train.py
 
@@ -16,19 +19,22 @@ The bundle (``model.tflite`` int8, ``model_float.tflite``, ``model.onnx``,
 there only after the compatibility, parity and quality gates (:mod:`training.gates`)
 pass. The report (``evaluation.json`` and PNG plots, :mod:`training.report`) is written
 either way. Exit status is 2, with the reason logged, when the data is unusable or a
-gate fails.
+gate fails, and (argparse's usage error) when an argument is unknown or out of range.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
+import math
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: repo layout or SageMaker's /opt/ml/code
@@ -48,7 +54,8 @@ from training.model import Standardizer, build_model, class_weights
 
 log = logging.getLogger("vigil.train")
 
-__all__ = ["GateError", "cross_clip", "fit", "load_channel", "main", "parse_args", "split_blocks", "train"]
+__all__ = ["GateError", "cross_clip", "fit", "hidden_layers", "load_channel", "main", "parse_args", "split_blocks",
+           "train"]
 
 WINDOW = {"detection_fps": 5.0, "window_s": 1.0}
 # In a checkout, the test channel defaults to the example clips of other scenes; in
@@ -67,9 +74,73 @@ def _bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def hidden_layers(text: str) -> tuple[int, ...]:
+    """``--hidden``: comma-separated Dense layer sizes, e.g. "64,32" (empty: no hidden layer)."""
+    parts = [h.strip() for h in str(text).split(",") if h.strip()]
+    if not all(h.isdigit() and int(h) > 0 for h in parts):
+        raise ValueError(f"expected comma-separated positive layer sizes such as '64,32', got {text!r}")
+    return tuple(int(h) for h in parts)
+
+
+# What each numeric hyperparameter must satisfy (every float must also be finite: a NaN
+# floor would pass every gate, since no comparison with NaN is true).
+LIMITS: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "epochs": ("at least 1", lambda v: v >= 1),
+    "batch_size": ("at least 1", lambda v: v >= 1),
+    "learning_rate": ("above 0", lambda v: v > 0),
+    "patience": ("0 or more", lambda v: v >= 0),
+    "min_precision": ("above 0 and at most 1", lambda v: 0 < v <= 1),
+    "validation_every": ("at least 2 (every Nth 10-s block validates, the others train)", lambda v: v >= 2),
+    "representative_rows": ("at least 1", lambda v: v >= 1),
+    "prune_sparsity": ("0 (off) or more, below 1", lambda v: 0 <= v < 1),
+    "prune_epochs": ("at least 1", lambda v: v >= 1),
+    "max_int8_drift_steps": ("0 or more", lambda v: v >= 0),
+    "max_float_drift": ("0 or more", lambda v: v >= 0),
+    "latency_rows": ("0 (off) or more", lambda v: v >= 0),
+}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse_leftovers(p: argparse.ArgumentParser, unknown: list[str]) -> None:
+    """SageMaker passes only the job's hyperparameters as ``--name value``: anything this
+    parser does not know is a misspelt or unsupported hyperparameter, never SageMaker's."""
+    known = sorted(o for a in p._actions for o in a.option_strings if o.startswith("--") and o != "--help")
+    names = [u.split("=", 1)[0] for u in unknown if u.startswith("-") and not _is_number(u)]
+    if not names:
+        p.error(f"unexpected arguments {unknown}")
+    hints = []
+    for name in names:
+        close = difflib.get_close_matches(name.replace("_", "-"), known, n=1)
+        hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    p.error(f"unknown hyperparameters: {', '.join(hints)}; this script takes {', '.join(known)}")
+
+
+def _check_values(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for dest, value in vars(args).items():
+        flag = "--" + dest.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            p.error(f"argument {flag}: must be a finite number, got {value!r}")
+        if dest in LIMITS and not LIMITS[dest][1](value):
+            p.error(f"argument {flag}: must be {LIMITS[dest][0]}, got {value!r}")
+    try:
+        hidden_layers(args.hidden)
+    except ValueError as exc:
+        p.error(f"argument --hidden: {exc}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The job's arguments; exits with status 2 (argparse's usage error) naming an
+    unknown argument or a value out of range."""
     env = os.environ.get
-    p = argparse.ArgumentParser(description="Train the Vigil window classifier (SageMaker script mode).")
+    p = argparse.ArgumentParser(description="Train the Vigil window classifier (SageMaker script mode).",
+                                allow_abbrev=False)  # a truncated name is a typo too
     p.add_argument("--model-dir", default=env("SM_MODEL_DIR", "build/model"))
     p.add_argument("--output-data-dir", default=env("SM_OUTPUT_DATA_DIR", "build/output"))
     p.add_argument("--train", default=env("SM_CHANNEL_TRAIN", "examples/labels"))
@@ -101,26 +172,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--cross-clip", type=_bool, default=True, help="train on the other clips, score each held-out clip")
     g.add_argument("--latency-rows", type=int, default=200, help="rows timed per model and round (0: skip)")
     g.add_argument("--plots", type=_bool, default=True)
+    # parse_known_args keeps the script-mode contract in view: SageMaker passes only the
+    # job's own hyperparameters, so whatever is left over is a typo (_refuse_leftovers).
     args, unknown = p.parse_known_args(argv)
     if unknown:
-        log.info("ignoring unknown arguments: %s", unknown)
+        _refuse_leftovers(p, unknown)
+    _check_values(p, args)
     return args
 
 
-def load_channel(path: str | Path) -> Dataset:
-    """Read every feature CSV in ``path``; if there is none, featurise its label files."""
+def _names(paths: list[Path], most: int = 3) -> str:
+    shown = ", ".join(p.name for p in paths[:most])
+    return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
+
+
+def load_channel(path: str | Path, channel: str = "training") -> Dataset:
+    """Read every feature CSV in ``path``, or featurise every label file in it; a
+    channel holding both kinds is refused (DatasetError naming both)."""
     path = Path(path)
     if path.is_file():
         return read_dataset(path) if path.suffix == ".csv" else featurize_labels([path])
     if not path.is_dir():
-        raise DatasetError(f"training channel {path} does not exist")
-    csvs = sorted(path.glob("*.csv"))
+        raise DatasetError(f"{channel} channel {path} does not exist")
+    csvs, labels = sorted(path.glob("*.csv")), sorted(path.glob("*.json"))
+    if csvs and labels:
+        raise DatasetError(f"{channel} channel {path} mixes feature CSVs ({_names(csvs)}) and label files "
+                           f"({_names(labels)}); a channel holds one kind: move the other to its own channel")
     if csvs:
         parts = [read_dataset(c) for c in csvs]
         return Dataset(*(np.concatenate([getattr(d, f) for d in parts]) for f in ("X", "y", "clips", "times")))
-    labels = sorted(path.glob("*.json"))
     if not labels:
-        raise DatasetError(f"training channel {path} holds no *.csv dataset and no *.json label file")
+        raise DatasetError(f"{channel} channel {path} holds no *.csv dataset and no *.json label file")
     return featurize_labels(labels)
 
 
@@ -146,8 +228,7 @@ def fit(train_ds: Dataset, val_ds: Dataset, args: argparse.Namespace):
     keras.utils.set_random_seed(args.seed)
     scaler = Standardizer.fit(train_ds.X)
     Xt, Xv = scaler.transform(train_ds.X), scaler.transform(val_ds.X)
-    hidden = tuple(int(h) for h in str(args.hidden).split(",") if h.strip())
-    model = build_model(Xt.shape[1], hidden, args.learning_rate)
+    model = build_model(Xt.shape[1], hidden_layers(args.hidden), args.learning_rate)
     model.fit(
         Xt, train_ds.y.astype(np.float32),
         validation_data=(Xv, val_ds.y.astype(np.float32)),
@@ -245,11 +326,11 @@ def load_splits(args: argparse.Namespace) -> tuple[Dataset, Dataset, Dataset, Da
     None)``; raises DatasetError when a split lacks a class."""
     data = load_channel(args.train)
     if args.validation:
-        train_ds, val_ds = data, load_channel(args.validation)
+        train_ds, val_ds = data, load_channel(args.validation, "validation")
     else:
         train_ds, val_ds = split_blocks(data, args.validation_every)
     _both_classes(training=train_ds, validation=val_ds)
-    test_ds = load_channel(args.test) if args.test and str(args.test).lower() != "none" else None
+    test_ds = load_channel(args.test, "test") if args.test and str(args.test).lower() != "none" else None
     log.info("windows: %d train (%d abnormal), %d validation (%d abnormal), clips %s; test clips %s",
              len(train_ds), int(train_ds.y.sum()), len(val_ds), int(val_ds.y.sum()), sorted(set(data.clips.tolist())),
              sorted(set(test_ds.clips.tolist())) if test_ds is not None else "none")

@@ -207,9 +207,8 @@ def test_script_mode_with_sagemaker_environment(tmp_path, csv_path):
     env = dict(os.environ, SM_MODEL_DIR=str(tmp_path / "model"), SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
                SM_CHANNEL_TRAIN=str(csv_path.parent))
     proc = subprocess.run([sys.executable, str(REPO / "training" / "train.py"), "--epochs", "5", "--min-auc", "0.5",
-                           "--min-recall", "0", "--test", "none", "--latency-rows", "20",
-                           "--unknown-hyperparameter", "1"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+                           "--min-recall", "0", "--test", "none", "--latency-rows", "20"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert {p.name for p in (tmp_path / "model").iterdir()} == {"manifest.json", "model.tflite", "model_float.tflite",
                                                                 "model.onnx"}
