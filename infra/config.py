@@ -238,6 +238,11 @@ class TrainingConfig(_Frozen):
     max_runtime_s: int = Field(ge=60, le=28 * 24 * 3600)
     max_wait_s: int = Field(ge=60, le=28 * 24 * 3600)
     image_tag: str = Field(default="2.19.0-cpu-py312-ubuntu22.04-sagemaker", min_length=1)
+    test_channel: bool = Field(
+        default=False,
+        description="Add channel 'test' (s3://<data>/test/, clips never trained on). Opt-in: a training job "
+        "fails to start when a channel's S3 prefix holds no object.",
+    )
 
     @field_validator("max_wait_s")
     @classmethod

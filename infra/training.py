@@ -28,6 +28,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAINING_DIR = REPO_ROOT / "training"
 ENTRY_POINT = "train.py"
 TRAIN_PREFIX = "train/"
+# Optional channel "test" (TrainingConfig.test_channel): clips of other scenes that the
+# shipped model is scored on and never trained on (train.py's SM_CHANNEL_TEST).
+TEST_PREFIX = "test/"
 MODEL_PREFIX = "models/"
 CHECKPOINT_PREFIX = "checkpoints/"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -136,8 +139,13 @@ class Training(Construct):
     ``sourcedir.tar.gz`` asset (see :func:`build_sourcedir`); a
     least-privilege SageMaker execution role; a state machine whose one task runs the
     TensorFlow DLC training job (RUN_JOB), reading channel ``train`` from
-    ``s3://<data>/train/`` and writing to ``s3://<models>/models/``, with managed spot
+    ``s3://<data>/train/`` (and, when ``test_channel``, channel ``test`` from
+    ``s3://<data>/test/``) and writing to ``s3://<models>/models/``, with managed spot
     training and checkpoints when ``use_spot``; its log group; an alarm on failed runs.
+
+    The test channel is opt-in: CreateTrainingJob refuses a channel whose S3 prefix holds
+    no object ("No S3 objects found under S3 URL"), so an always-on channel would fail
+    every run of a stage that has no test clips.
 
     Attributes:
         data_bucket, model_bucket, sourcedir (asset), role, task, state_machine, alarm.
@@ -170,6 +178,8 @@ class Training(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description="Vigil SageMaker training jobs",
         )
+        # Channel name -> data bucket prefix; SageMaker sets SM_CHANNEL_<NAME> for each.
+        self.channels = {"train": TRAIN_PREFIX, **({"test": TEST_PREFIX} if training.test_channel else {})}
         self._grant_training(stack)
 
         image = tasks.DockerImage.from_registry(self._image_uri(stack, training.image_tag))
@@ -191,14 +201,15 @@ class Training(Construct):
             ),
             input_data_config=[
                 tasks.Channel(
-                    channel_name="train",
+                    channel_name=name,
                     data_source=tasks.DataSource(
                         s3_data_source=tasks.S3DataSource(
-                            s3_location=_Uri(self.data_bucket.s3_url_for_object(TRAIN_PREFIX)),
+                            s3_location=_Uri(self.data_bucket.s3_url_for_object(prefix)),
                             s3_data_type=tasks.S3DataType.S3_PREFIX,
                         )
                     ),
                 )
+                for name, prefix in self.channels.items()
             ],
             output_data_config=tasks.OutputDataConfig(
                 s3_output_location=_Uri(self.model_bucket.s3_url_for_object(MODEL_PREFIX))
@@ -250,7 +261,7 @@ class Training(Construct):
 
     def _grant_training(self, stack: cdk.Stack) -> None:
         data, models = self.data_bucket, self.model_bucket
-        train_objects = data.arn_for_objects(f"{TRAIN_PREFIX}*")
+        data_objects = [data.arn_for_objects(f"{prefix}*") for prefix in self.channels.values()]
         model_objects = models.arn_for_objects(f"{MODEL_PREFIX}*")
         checkpoint_objects = models.arn_for_objects(f"{CHECKPOINT_PREFIX}*")
         job_logs = stack.format_arn(
@@ -265,13 +276,13 @@ class Training(Construct):
         )
         statements = [
             iam.PolicyStatement(
-                sid="ReadTrainingData", actions=["s3:GetObject"], resources=[train_objects]
+                sid="ReadTrainingData", actions=["s3:GetObject"], resources=data_objects
             ),
             iam.PolicyStatement(
                 sid="ListTrainingData",
                 actions=["s3:ListBucket"],
                 resources=[data.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{TRAIN_PREFIX}*"]}},
+                conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in self.channels.values()]}},
             ),
             iam.PolicyStatement(
                 sid="ReadCode",
@@ -312,7 +323,10 @@ class Training(Construct):
         acknowledge(
             self.role,
             {
-                wildcard_resource(self, train_objects): "Training reads every object of the train/ channel prefix.",
+                **{
+                    wildcard_resource(self, objects): f"Training reads every object of the {prefix} channel prefix."
+                    for prefix, objects in zip(self.channels.values(), data_objects)
+                },
                 wildcard_resource(self, model_objects): "Each job writes its model under a job-named key below models/.",
                 wildcard_resource(self, checkpoint_objects): "Spot training writes and restores checkpoints below "
                 "checkpoints/.",

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
 import tarfile
+from types import SimpleNamespace
 
+import aws_cdk as cdk
+import pytest
 from infra_testlib import actions_of, as_list, lid, policy_statements, properties, ref, render, resources, statements_allowing
 
+from infra.config import STAGES_CONTEXT_KEY, load_stage
+from infra.stage import build_app
 from infra.training import DLC_ACCOUNTS
 
 
@@ -16,6 +22,20 @@ def _train_state(stage) -> dict:
     machine = properties(stage.template_json, stage.stage.stack.training.state_machine)
     definition = json.loads(render(machine["DefinitionString"]))
     return definition["States"][definition["StartAt"]]
+
+
+@pytest.fixture(scope="module")
+def with_test_channel(tmp_path_factory, context):
+    """The dev stage with ``training.test_channel`` on, synthesized as app.py does (cdk-nag
+    on: synth raises on any unacknowledged finding, such as an unexplained wildcard)."""
+    raw = copy.deepcopy(context[STAGES_CONTEXT_KEY]["dev"])
+    raw["training"]["test_channel"] = True
+    outdir = tmp_path_factory.mktemp("cdk.out.test-channel")
+    app = cdk.App(context=context, outdir=str(outdir))
+    stage = build_app(app, {"dev": load_stage("dev", raw)})["dev"]
+    app.synth()
+    template = json.loads((outdir / "assembly-dev" / stage.stack.template_file).read_text())
+    return SimpleNamespace(stage=stage, template_json=template, config=stage.config)
 
 
 def test_every_bucket_is_encrypted_versioned_private_and_logged(stage):
@@ -63,6 +83,35 @@ def test_training_job_task(stage):
     ]
     assert params["OutputDataConfig"] == {"S3OutputPath": f"s3://{ref(training.model_bucket)}/models/"}
     assert params["ResourceConfig"]["InstanceType"] == config.training.instance_type
+
+
+def test_test_channel_is_opt_in_and_off_in_every_stage_of_cdk_json(stage):
+    # CreateTrainingJob refuses a channel whose S3 prefix is empty, so it is not on by default.
+    assert stage.config.training.test_channel is False
+    assert [c["ChannelName"] for c in _train_state(stage)["Parameters"]["InputDataConfig"]] == ["train"]
+    statements = policy_statements(stage.template_json, stage.stage.stack.training.role)
+    assert "test/" not in json.dumps(statements)
+
+
+def test_optional_test_channel_reads_the_test_prefix(with_test_channel):
+    training = with_test_channel.stage.stack.training
+    channels = _train_state(with_test_channel)["Parameters"]["InputDataConfig"]
+    assert channels == [
+        {
+            "ChannelName": name,
+            "DataSource": {"S3DataSource": {"S3Uri": f"s3://{ref(training.data_bucket)}/{name}/", "S3DataType": "S3Prefix"}},
+        }
+        for name in ("train", "test")  # SageMaker sets SM_CHANNEL_TRAIN and SM_CHANNEL_TEST, which train.py reads
+    ]
+    statements = policy_statements(with_test_channel.template_json, training.role)
+    (read_data,) = [s for s in statements_allowing(statements, "s3:GetObject") if s.get("Sid") == "ReadTrainingData"]
+    bucket = f"<{lid(training.data_bucket)}.Arn>"
+    assert sorted(as_list(read_data["Resource"])) == [f"{bucket}/test/*", f"{bucket}/train/*"]
+    (list_data,) = [s for s in statements_allowing(statements, "s3:ListBucket") if s.get("Sid") == "ListTrainingData"]
+    assert list_data["Resource"] == bucket
+    assert list_data["Condition"] == {"StringLike": {"s3:prefix": ["train/*", "test/*"]}}
+    for statement in statements_allowing(statements, "s3:PutObject"):
+        assert not any(r.startswith(bucket) for r in as_list(statement["Resource"])), statement  # read-only data
 
 
 def test_script_mode_hyperparameters(stage):
