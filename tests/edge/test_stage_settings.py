@@ -14,7 +14,9 @@ from edge_component.evaluate import match_alerts
 from edge_component.model import load_bundle
 from tests.conftest import CLIP, REPO, ground_truth
 
-STAGES = json.loads((REPO / "cdk.json").read_text())["context"]["vigil:stages"]
+from infra.config import load_stages
+
+STAGES = load_stages(json.loads((REPO / "cdk.json").read_text())["context"]["vigil:stages"])
 
 
 class Discard:
@@ -27,13 +29,10 @@ class Discard:
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_stage_edge_settings_give_one_timely_alert_per_intrusion(stage):
-    edge = STAGES[stage]["edge"]
-    decision = {k: edge[k] for k in ("min_consecutive_windows", "end_after_quiet_s", "cooldown_s") if k in edge}
-    if edge.get("threshold") is not None:
-        decision["threshold"] = edge["threshold"]
-    config = parse_config({"detection_fps": edge.get("detection_fps", 5), "decision": decision,
-                           "cameras": [{"name": "lab", "source": str(CLIP),
-                                        "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]})
+    # Exactly what the deployment merges into the component configuration.
+    merge, _reset = STAGES[stage].edge.configuration_update()
+    config = parse_config({**merge, "cameras": [{"name": "lab", "source": str(CLIP),
+                                                 "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]})
     bundle = load_bundle(REPO / "edge_component" / "models" / "seed")
     report = Detector(config, bundle, Discard(), thing_name="t").run_replay(config.cameras[0])
     result = match_alerts([a["media_offset_s"] for a in report.starts], ground_truth(), 139.4, max_delay_s=2.0)
