@@ -71,7 +71,9 @@ def test_another_thing_reusing_an_event_id_is_not_a_duplicate(topic, table, dyna
     # silence it) must not suppress the other's alert, nor be suppressed by it.
     dedup = deduplicator(table, dynamodb)
     mine = start_event()
-    theirs = start_event(thing_name="cam-02", topic_thing_name="cam-02", camera="back", started_at="2024-07-02T03:00:00Z")
+    theirs = start_event(
+        thing_name="cam-02", topic_thing_name="cam-02", camera="back", started_at="2024-07-02T03:00:00Z"
+    )
 
     first, second = run(topic, mine, deduplicator=dedup), run(topic, theirs, deduplicator=dedup)
     again = run(topic, dict(theirs, sent_at="2024-07-02T03:05:00Z"), deduplicator=dedup)

@@ -138,7 +138,8 @@ def test_dates_beyond_what_every_zone_can_show_are_invalid_naming_the_field(fiel
 @pytest.mark.parametrize("started_at", ["0001-01-02T23:59:59-23:59", "0001-01-02T00:00:00Z", "9999-12-30T23:59:59Z"])
 def test_the_earliest_and_latest_accepted_dates_format_in_every_zone(topic, time_zone, started_at):
     # The limit is a day inside datetime's range: whatever passes converts to any zone.
-    result = process_alert(start_event(started_at=started_at), sns_client=topic.sns, topic_arn=topic.arn, time_zone=time_zone)
+    event = start_event(started_at=started_at)
+    result = process_alert(event, sns_client=topic.sns, topic_arn=topic.arn, time_zone=time_zone)
     assert result["status"] == "notified"
 
 
