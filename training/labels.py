@@ -56,6 +56,17 @@ class ClipLabels(BaseModel):
     notes: str = ""
     attribution: str = ""
 
+    @model_validator(mode="after")
+    def _intervals_apart(self) -> "ClipLabels":
+        # Two overlapping intervals are one event labelled twice, or a typo: the
+        # evaluation would count one alert against two events.
+        ordered = sorted(enumerate(self.abnormal), key=lambda p: p[1].start_s)
+        for (i, a), (j, b) in zip(ordered, ordered[1:]):
+            if b.start_s < a.end_s:
+                raise ValueError(f"abnormal intervals {i} ({a.start_s}-{a.end_s} s) and {j} "
+                                 f"({b.start_s}-{b.end_s} s) overlap; merge them into one event")
+        return self
+
     def is_abnormal(self, time_s: float) -> bool:
         return any(iv.start_s <= time_s < iv.end_s for iv in self.abnormal)
 

@@ -239,3 +239,13 @@ def test_training_container_pins_what_the_device_runs():
     assert {"ai-edge-litert", "opencv-python-headless"} <= shared
     assert {p: training[p] for p in shared} == {p: edge[p] for p in shared}
     assert pinned_version("ai-edge-litert") == edge["ai-edge-litert"]
+
+
+def test_overlapping_label_intervals_are_refused(tmp_path):
+    bad = json.loads(LABELS.read_text())
+    bad["clip"] = str((LABELS.parent / bad["clip"]).resolve())
+    bad["abnormal"].append({"start_s": 40, "end_s": 55})  # spans the end of one event and the start of the next
+    p = tmp_path / "overlap.json"
+    p.write_text(json.dumps(bad))
+    with pytest.raises(LabelError, match=r"intervals 1 \(23.0-45.0 s\) and 6 \(40.0-55.0 s\) overlap"):
+        load_labels(p)
