@@ -46,4 +46,5 @@ bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf build cdk.out .pytest_cache
+	rm -rf build cdk.out .pytest_cache *.egg-info edge_component/greengrass-build
+	find . -path ./.venv -prune -o -path ./node_modules -prune -o -name __pycache__ -type d -exec rm -rf {} +

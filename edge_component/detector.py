@@ -187,4 +187,4 @@ class Detector:
         except PublishError as exc:
             log.error("alert %s/%s not published: %s", msg["event_id"], msg["event_type"], exc)
             report.failed.append(msg)
-        log.info("%s %s/%s event %s at %.1fs (score %.2f)", tr.kind, camera.name, zone, tr.event.event_id[:8], tr.time_s, tr.score)
+        log.info("%s %s/%s event %s at %.1fs (score %.2f)", tr.kind, camera.name, zone, tr.event.event_id[:8], tr.time_s, msg["score"])

@@ -112,7 +112,7 @@ def _send_stats(pipe: _PipePublisher, detector, camera: str) -> None:
         return
     stats = report.stats.as_dict()
     stats["windows"] = report.windows
-    stats["inference_ms_mean"] = round(1000 * report.inference_s / report.windows, 3) if report.windows else 0.0
+    stats["inference_ms_mean"] = round(1000 * report.inference_s / report.windows, 4) if report.windows else 0.0
     stats["events"] = len(report.starts)
     stats["snapshot_errors"] = report.snapshot_errors
     stats["invalid_scores"] = report.invalid_scores
