@@ -134,6 +134,50 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
         cap.release()
 
 
+def prefetch(frames: Iterator[Frame], depth: int = 4) -> Iterator[Frame]:
+    """Run ``frames`` (a replay) in a reader thread, ``depth`` frames ahead, so decoding
+    the next frames overlaps analysing this one (OpenCV releases the GIL in both).
+    Order and content are unchanged; an exception in the reader is raised here."""
+    import queue
+
+    q: "queue.Queue[tuple[str, object]]" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        q.put(("frame", frame), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(("error", exc))
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None and stop.is_set():
+                close()
+
+    reader = threading.Thread(target=read, name="replay-prefetch", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "frame":
+                yield item  # type: ignore[misc]
+            elif kind == "error":
+                raise item  # type: ignore[misc]
+            else:
+                return
+    finally:
+        stop.set()
+        reader.join(timeout=5)
+
+
 @dataclass(frozen=True, slots=True)
 class LiveSettings:
     read_timeout_s: float = 10.0  # no frame for this long: the stream has stalled, reopen it

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from .alerts import build_alert
 import threading
 
-from .capture import CaptureStats, Frame, LiveSettings, is_live, live, media_duration_s, replay
+from .capture import CaptureStats, Frame, LiveSettings, is_live, live, media_duration_s, prefetch, replay
 from .config import CameraConfig, ComponentConfig
 from .contracts.topics import alert_topic
 from .decision import EventTracker, Transition, random_event_id
@@ -100,8 +100,8 @@ class Detector:
             origin = datetime.now(timezone.utc) - timedelta(seconds=media_duration_s(camera.source))
         st = os.stat(camera.source)
         fingerprint = f"{self.thing_name}|{camera.name}|{os.path.abspath(camera.source)}|{st.st_size}|{st.st_mtime_ns}"
-        return self._run(camera, replay(camera.source, self.config.detection_fps, stats), stats, media_time=True,
-                         origin=origin, replay_key=fingerprint)
+        frames = prefetch(replay(camera.source, self.config.detection_fps, stats))
+        return self._run(camera, frames, stats, media_time=True, origin=origin, replay_key=fingerprint)
 
     def run_live(self, camera: CameraConfig, stop: threading.Event) -> CameraReport:
         """Follow a live source until ``stop`` is set; a failing source is reopened with

@@ -99,9 +99,13 @@ class MotionAnalyzer:
         gain, offset = np.polyfit(b, g, 1) if float(b.std()) > 1e-3 else (1.0, float(g.mean() - b.mean()))
         return np.clip(self._background * np.float32(gain) + np.float32(offset), 0, 255).astype(np.float32)
 
+    def _changed(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """uint8 mask, 1 where ``a`` and ``b`` differ by more than the threshold."""
+        return cv2.threshold(cv2.absdiff(a, b), self.settings.diff_threshold, 1, cv2.THRESH_BINARY)[1]
+
     def analyse(self, frame: np.ndarray) -> list[FrameStats]:
         grey = self._prepare(frame)
-        brightness = float(grey.mean()) / 255.0
+        brightness = cv2.mean(grey)[0] / 255.0
         if self._background is None:
             self._background = grey.astype(np.float32)
             self._previous = grey
@@ -109,9 +113,9 @@ class MotionAnalyzer:
 
         s = self.settings
         background_u8 = cv2.convertScaleAbs(self._background)
-        fg = (cv2.absdiff(grey, background_u8) > s.diff_threshold).astype(np.uint8)
+        fg = self._changed(grey, background_u8)
         global_change = cv2.countNonZero(fg) / fg.size
-        moving = (cv2.absdiff(grey, self._previous) > s.diff_threshold).astype(np.uint8)
+        moving = self._changed(grey, self._previous)
         self._previous = grey
 
         recalibrated = False
@@ -121,7 +125,7 @@ class MotionAnalyzer:
             # quantiles (robust to objects covering part of the view) and correct the
             # background, so whoever is in view stays foreground and nothing is absorbed.
             corrected = self._photometric_correction(grey, moving)
-            fg_corrected = (cv2.absdiff(grey, cv2.convertScaleAbs(corrected)) > s.diff_threshold).astype(np.uint8)
+            fg_corrected = self._changed(grey, cv2.convertScaleAbs(corrected))
             if cv2.countNonZero(fg_corrected) / fg.size <= s.recalibrate_fraction:
                 self._background = corrected
                 fg = fg_corrected
@@ -142,14 +146,14 @@ class MotionAnalyzer:
 
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._kernel)
         # Selective update: learn the still scene fast, absorb foreground only slowly.
-        cv2.accumulateWeighted(grey, self._background, s.background_alpha, mask=(1 - fg))
+        cv2.accumulateWeighted(grey, self._background, s.background_alpha, mask=cv2.compare(fg, 0, cv2.CMP_EQ))
         if s.foreground_alpha > 0:
             cv2.accumulateWeighted(grey, self._background, s.foreground_alpha, mask=fg)
 
         out = []
         sx, sy = self._scale
         for zmask, area in zip(self._zone_masks, self._zone_areas):
-            zfg = fg & zmask
+            zfg = cv2.bitwise_and(fg, zmask)
             fg_pixels = int(cv2.countNonZero(zfg))
             blobs: list[tuple[float, tuple[int, int, int, int]]] = []
             if fg_pixels:
@@ -167,7 +171,7 @@ class MotionAnalyzer:
                     fg_ratio=fg_pixels / area,
                     blob_ratio=max(a for a, _ in blobs) / area if blobs else 0.0,
                     blob_count=len(blobs),
-                    motion_ratio=cv2.countNonZero(moving & zmask) / area,
+                    motion_ratio=cv2.countNonZero(cv2.bitwise_and(moving, zmask)) / area,
                     global_change=global_change,
                     brightness=brightness,
                     recalibrated=recalibrated,

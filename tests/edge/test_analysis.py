@@ -204,3 +204,15 @@ def test_a_truncated_file_is_played_to_where_it_ends_and_reported(tmp_path):
     frames = list(replay(str(cut), 5.0, stats))
     assert 0 < stats.frames_in < 1394 and len(frames) == stats.analysed
     assert "truncated" in stats.last_error
+
+
+def test_prefetch_keeps_order_and_raises_the_readers_error(tmp_path):
+    from edge_component.capture import prefetch
+
+    direct = [f.index for f in replay(str(CLIP), 5.0)]
+    ahead = [f.index for f in prefetch(replay(str(CLIP), 5.0))]
+    assert ahead == direct
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    with pytest.raises(SourceError):
+        list(prefetch(replay(str(junk), 5.0)))
