@@ -126,7 +126,10 @@ def _read_rows(path: Path, reader) -> Dataset:
     if duplicates:
         raise DatasetError(f"{path}: duplicate column names {duplicates}; each column must appear once")
     if LABEL_COLUMN not in header:
-        raise DatasetError(f"{path}: no '{LABEL_COLUMN}' column")
+        hint = ""
+        if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+            hint = " (the header is one column: the file seems separated by something other than commas)"
+        raise DatasetError(f"{path}: no '{LABEL_COLUMN}' column{hint}")
     features_in_file = [c for c in header if c not in (*META_COLUMNS, LABEL_COLUMN)]
     if features_in_file != list(FEATURE_NAMES):
         missing = [c for c in FEATURE_NAMES if c not in features_in_file]

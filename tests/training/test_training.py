@@ -249,3 +249,9 @@ def test_overlapping_label_intervals_are_refused(tmp_path):
     p.write_text(json.dumps(bad))
     with pytest.raises(LabelError, match=r"intervals 1 \(23.0-45.0 s\) and 6 \(40.0-55.0 s\) overlap"):
         load_labels(p)
+
+
+def test_a_semicolon_separated_file_says_what_is_wrong(csv_path):
+    _rewrite(csv_path, lambda ls: [l.replace(",", ";") for l in ls])
+    with pytest.raises(DatasetError, match="separated by something other than commas"):
+        read_dataset(csv_path)
