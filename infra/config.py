@@ -58,6 +58,26 @@ LOG_RETENTION_NAMES: dict[int, str] = {
 # Stage names end up in resource names (component name, job names): keep them short and plain.
 STAGE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 
+# What a device joining by claim may append to its stage's thing name prefix. With a
+# prefix of at most 64 characters the whole name stays within IoT's 128.
+PROVISIONED_THING_SUFFIX = "[a-z0-9-]{1,64}"
+# Thing-name characters, at most 64 of them.
+THING_NAME_PREFIX_PATTERN = re.compile(r"^[a-zA-Z0-9:_-]{1,64}$")
+# Upper bound of evidence_retention_days: ten years. S3 takes far larger values, so a
+# typo (1e9) would otherwise keep snapshots of people forever.
+MAX_EVIDENCE_RETENTION_DAYS = 3650
+
+
+def default_thing_name_prefix(stage_name: str) -> str:
+    """``vigil-<stage>-``: the thing names a stage's claim certificates may register."""
+    return f"vigil-{stage_name}-"
+
+
+def provisioned_thing_pattern(prefix: str) -> str:
+    """The regular expression (for ``re.fullmatch``) a thing name joining by claim must match:
+    the literal ``prefix`` and 1-64 of ``[a-z0-9-]``."""
+    return re.escape(prefix) + PROVISIONED_THING_SUFFIX
+
 ThingName = Annotated[str, StringConstraints(pattern=THING_NAME_PATTERN.pattern)]
 # Deliberately simple: one @, no spaces, a dot in the domain. SNS confirms the address anyway.
 # No control characters either (\s covers only the whitespace ones).
@@ -304,11 +324,21 @@ class StageConfig(_Frozen):
     time_zone: str
     things: tuple[ThingName, ...] = _list_field()
     fleet_provisioning: bool = True
+    thing_name_prefix: str | None = Field(
+        default=None,
+        pattern=THING_NAME_PREFIX_PATTERN.pattern,
+        description="Devices joining by claim must be named <prefix>[a-z0-9-]{1,64}; None: vigil-<stage>-.",
+    )
+    denied_thing_names: tuple[ThingName, ...] = Field(
+        default=(),
+        strict=False,
+        description="Thing names a claim certificate may never register (e.g. a retired or stolen camera's).",
+    )
     alert_emails: tuple[Email, ...] = _list_field()
     alert_sms: tuple[E164Phone, ...] = _list_field()
     ops_emails: tuple[Email, ...] = _list_field()
     log_retention_days: int
-    evidence_retention_days: int = Field(default=30, ge=1)
+    evidence_retention_days: int = Field(default=30, ge=1, le=MAX_EVIDENCE_RETENTION_DAYS)
     retain_data: bool = True
     edge: EdgeConfig
     alerts: AlertsConfig
@@ -340,6 +370,35 @@ class StageConfig(_Frozen):
             raise ValueError(f"{value} is not a CloudWatch Logs retention period: one of {sorted(LOG_RETENTION_NAMES)}")
         return value
 
+    # Checks across keys: the message starts with the keys it is about (it has no location).
+    @model_validator(mode="after")
+    def _someone_is_notified(self) -> "StageConfig":
+        if not self.alert_emails and not self.alert_sms:
+            raise ValueError("alert_emails, alert_sms: both empty: nobody would ever be notified of an alert; "
+                             "list at least one e-mail address or phone number")
+        return self
+
+    @model_validator(mode="after")
+    def _a_device_can_join(self) -> "StageConfig":
+        if not self.things and not self.fleet_provisioning:
+            raise ValueError("things, fleet_provisioning: no listed things and fleet provisioning off: no device "
+                             "could ever join this stage; list things or set fleet_provisioning to true")
+        return self
+
+    @property
+    def provisioning_thing_name_prefix(self) -> str:
+        """``thing_name_prefix``, or ``vigil-<stage>-`` when it is not set."""
+        return self.thing_name_prefix or default_thing_name_prefix(self.name)
+
+    def may_provision(self, thing_name: str) -> bool:
+        """Whether this stage's claim certificates could register ``thing_name`` (fleet
+        provisioning on, name matching the pattern, not denied)."""
+        return (
+            self.fleet_provisioning
+            and thing_name not in self.denied_thing_names
+            and re.fullmatch(provisioned_thing_pattern(self.provisioning_thing_name_prefix), thing_name) is not None
+        )
+
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
     out = ""
@@ -354,7 +413,14 @@ def _describe(error: Mapping[str, Any]) -> str:
         return "unknown key"
     if error["type"] == "missing":
         return "required key is missing"
+    if not error["loc"]:
+        return message  # a check across keys: it names them, and its input is the whole stage
     return f"{message} (got {error['input']!r})"
+
+
+def _line(stage: str, error: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    return f"stage {stage!r}: {_dotted(loc)}: {_describe(error)}" if loc else f"stage {stage!r}: {_describe(error)}"
 
 
 def load_stage(name: str, raw: Any) -> StageConfig:
@@ -366,16 +432,17 @@ def load_stage(name: str, raw: Any) -> StageConfig:
     try:
         return StageConfig.model_validate({**raw, "name": name})
     except ValidationError as exc:
-        lines = [f"stage {name!r}: {_dotted(tuple(e['loc']))}: {_describe(e)}" for e in exc.errors()]
+        lines = [_line(name, e) for e in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
 
 
 def load_stages(raw: Any) -> dict[str, StageConfig]:
     """All stages from the ``vigil:stages`` context value, in their order in ``cdk.json``.
 
-    Raises :class:`ConfigError` if the context is missing, a stage is invalid, or two
+    Raises :class:`ConfigError` if the context is missing, a stage is invalid, two
     stages list the same thing (thing names are unique per account and region, and
-    stages may share both).
+    stages may share both), or a stage's claim certificates could register a thing
+    another stage lists (the claim would take that camera over).
     """
     if not isinstance(raw, Mapping) or not raw:
         raise ConfigError(f"cdk.json context {STAGES_CONTEXT_KEY!r} must map stage names to their settings")
@@ -386,4 +453,11 @@ def load_stages(raw: Any) -> dict[str, StageConfig]:
             if thing in seen:
                 raise ConfigError(f"stage {stage.name!r}: things: {thing!r} is already listed by stage {seen[thing]!r}")
             seen[thing] = stage.name
+    for stage in stages.values():
+        for thing, owner in seen.items():
+            if owner != stage.name and stage.may_provision(thing):
+                raise ConfigError(
+                    f"stage {stage.name!r}: thing_name_prefix: its claim certificates could register {thing!r}, "
+                    f"which stage {owner!r} lists; choose prefixes that do not overlap, or add it to denied_thing_names"
+                )
     return stages

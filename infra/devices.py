@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from edge_component.contracts.topics import ALERT_CHANNEL, TELEMETRY_CHANNEL, topic_template
+from infra.alerting import CopyHandlerBundling
+from infra.config import default_thing_name_prefix, provisioned_thing_pattern
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
+from infra.packaging import build_dir_for, write_content_addressed
+from infra.provisioning_hook.hook import RULES_FILE_NAME, THING_NAME_PARAMETER
 from infra.storage import EVIDENCE_SNAPSHOT_PREFIX
+
+HOOK_DIR = Path(__file__).resolve().parent / "provisioning_hook"
+HOOK_PAYLOAD_VERSION = "2020-04-01"
 
 # IoT policy variable: the thing the connecting certificate belongs to. CDK renders
 # ARNs with Fn::Join, never Fn::Sub, so this stays literal in the template.
@@ -123,8 +133,14 @@ class Devices(Construct):
     Creates: a thing group; one thing per listed name and its group membership; the
     device IoT policy; the Greengrass token exchange role and its role alias; and, when
     ``fleet_provisioning`` is on, a fleet-provisioning-by-claim template, its
-    provisioning role and the claim certificates' IoT policy. Devices that join by
-    claim add nothing to the template, whatever the fleet's size.
+    provisioning role, the claim certificates' IoT policy and the template's
+    pre-provisioning hook. Devices that join by claim add nothing to the template,
+    whatever the fleet's size.
+
+    The hook lets a claim register only a thing name matching
+    ``<thing_name_prefix>[a-z0-9-]{1,64}`` (prefix default ``vigil-<stage>-``) that is
+    neither in ``denied_thing_names`` nor one of the listed things (a claim must never
+    take over a camera the stack created).
 
     Attributes:
         thing_group: the ``iot.CfnThingGroup``; ``thing_group_name``/``thing_group_arn``.
@@ -133,6 +149,9 @@ class Devices(Construct):
         token_exchange_role: what components get through the token exchange service.
         role_alias: the ``iot.CfnRoleAlias``; ``role_alias_name``.
         provisioning_template / claim_policy: fleet provisioning, or None.
+        hook_function / hook_permission: the pre-provisioning hook and IoT's permission
+            to invoke it, or None; ``hook_rules``: what the hook enforces
+            (``{"thing_name_pattern": str, "denied_thing_names": [str]}``), or None.
     """
 
     def __init__(
@@ -145,6 +164,8 @@ class Devices(Construct):
         evidence_bucket: s3.IBucket,
         fleet_provisioning: bool,
         log_retention: logs.RetentionDays,
+        thing_name_prefix: str | None = None,
+        denied_thing_names: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
         stage_name = cdk.Stage.of(self).stage_name or "vigil"
@@ -198,8 +219,68 @@ class Devices(Construct):
 
         self.provisioning_template: iot.CfnProvisioningTemplate | None = None
         self.claim_policy: iot.CfnPolicy | None = None
+        self.hook_function: lambda_.Function | None = None
+        self.hook_permission: lambda_.CfnPermission | None = None
+        self.hook_rules: dict[str, Any] | None = None
         if fleet_provisioning:
-            self._fleet_provisioning()
+            self.hook_rules = {
+                "thing_name_pattern": provisioned_thing_pattern(
+                    thing_name_prefix or default_thing_name_prefix(stage_name)
+                ),
+                "denied_thing_names": sorted({*denied_thing_names, *thing_names}),
+            }
+            self.hook_function = self._provisioning_hook(self.hook_rules, log_retention)
+            self._fleet_provisioning(self.hook_function)
+
+    def _provisioning_hook(self, rules: dict[str, Any], log_retention: logs.RetentionDays) -> lambda_.Function:
+        """The pre-provisioning hook (``provisioning_hook/hook.py``), its rules bundled beside it."""
+        # The rules travel in the bundle, not in environment variables (4 KB in all):
+        # a deny list may be long. The bundle is hashed, so new rules make new code.
+        rules_file = write_content_addressed(
+            json.dumps(rules, indent=2, sort_keys=True).encode(), build_dir_for(self), RULES_FILE_NAME
+        )
+        log_group = logs.LogGroup(self, "ProvisioningHookLogs", retention=log_retention)
+        # Its own role, logs only: the decision needs nothing but the payload and the rules.
+        role = iam.Role(
+            self,
+            "ProvisioningHookRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Vigil fleet provisioning hook: writes its own logs, nothing else",
+        )
+        log_group.grant_write(role)
+        function = lambda_.Function(
+            self,
+            "ProvisioningHook",
+            description="Allows a claim to register only this stage's thing names",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="hook.handler",
+            code=lambda_.Code.from_asset(
+                str(HOOK_DIR),
+                # The rules are generated: hash the bundle, not the source.
+                asset_hash_type=cdk.AssetHashType.OUTPUT,
+                bundling=cdk.BundlingOptions(
+                    image=cdk.DockerImage.from_registry("local-only"),
+                    local=CopyHandlerBundling(source_dir=HOOK_DIR, schema=rules_file.path),
+                    # The CDK reuses a bundle per source path and bundling options, and the
+                    # local bundler is not part of that key: without the rules' digest here,
+                    # every stage would get the first stage's rules.
+                    environment={"VIGIL_HOOK_RULES_SHA256": rules_file.sha256_hex},
+                ),
+            ),
+            role=role,
+            memory_size=128,
+            # IoT waits only a few seconds for the hook; the decision takes milliseconds.
+            timeout=cdk.Duration.seconds(5),
+            log_group=log_group,
+        )
+        cfn_lint_ignore(function, ROLE_DEPENDS_ON)
+        acknowledge(
+            function,
+            {"AwsSolutions-L1": "python3.13 like the alert Lambda, whose Powertools layer pins it: the stack's "
+             "functions share one tested Python; raise them together."},
+        )
+        return function
 
     def _listed_things(self, thing_names: Sequence[str], log_retention: logs.RetentionDays) -> None:
         membership_logs = logs.LogGroup(self, "MembershipLogs", retention=log_retention)
@@ -263,7 +344,7 @@ class Devices(Construct):
             )
             cfn_lint_ignore(provider, ROLE_DEPENDS_ON)
 
-    def _fleet_provisioning(self) -> None:
+    def _fleet_provisioning(self, hook: lambda_.IFunction) -> None:
         provisioning_role = iam.Role(
             self,
             "ProvisioningRole",
@@ -282,10 +363,10 @@ class Devices(Construct):
             },
         )
         # The template pins the thing group and the policy: a device holding the claim
-        # certificate chooses only its thing name.
+        # certificate chooses only its thing name, and the hook checks that.
         template_body = {
             "Parameters": {
-                "ThingName": {"Type": "String"},
+                THING_NAME_PARAMETER: {"Type": "String"},
                 "AWS::IoT::Certificate::Id": {"Type": "String"},
             },
             "Resources": {
@@ -293,7 +374,7 @@ class Devices(Construct):
                     "Type": "AWS::IoT::Thing",
                     "OverrideSettings": {"AttributePayload": "MERGE", "ThingGroups": "MERGE"},
                     "Properties": {
-                        "ThingName": {"Ref": "ThingName"},
+                        "ThingName": {"Ref": THING_NAME_PARAMETER},
                         "AttributePayload": {},
                         "ThingGroups": [self.thing_group_name],
                     },
@@ -312,6 +393,19 @@ class Devices(Construct):
             enabled=True,
             provisioning_role_arn=provisioning_role.role_arn,
             template_body=cdk.Stack.of(self).to_json_string(template_body),
+            pre_provisioning_hook=iot.CfnProvisioningTemplate.ProvisioningHookProperty(
+                target_arn=hook.function_arn, payload_version=HOOK_PAYLOAD_VERSION
+            ),
+        )
+        # Only IoT, only for this template, only in this account (confused deputy).
+        self.hook_permission = lambda_.CfnPermission(
+            self,
+            "ProvisioningHookInvokePermission",
+            action="lambda:InvokeFunction",
+            function_name=hook.function_arn,
+            principal="iot.amazonaws.com",
+            source_arn=self.provisioning_template.attr_template_arn,
+            source_account=cdk.Aws.ACCOUNT_ID,
         )
         template_name = self.provisioning_template.ref
         provisioning_topics = [

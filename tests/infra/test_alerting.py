@@ -29,9 +29,10 @@ def test_rule_selects_every_things_alerts_with_the_thing_name(stage):
 def test_iot_may_invoke_the_function_only_from_this_rule(stage):
     alerting = stage.stage.stack.alerting
     permissions = resources(stage.template_json, "AWS::Lambda::Permission")
-    (permission,) = [p["Properties"] for p in permissions.values() if p["Properties"]["Principal"] == "iot.amazonaws.com"]
+    function_arn = {"Fn::GetAtt": [lid(alerting.function), "Arn"]}
+    (permission,) = [p["Properties"] for p in permissions.values() if p["Properties"]["FunctionName"] == function_arn]
+    assert permission["Principal"] == "iot.amazonaws.com"
     assert permission["Action"] == "lambda:InvokeFunction"
-    assert permission["FunctionName"] == {"Fn::GetAtt": [lid(alerting.function), "Arn"]}
     assert permission["SourceArn"] == {"Fn::GetAtt": [lid(alerting.rule), "Arn"]}
     assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
 

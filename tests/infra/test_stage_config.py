@@ -95,6 +95,19 @@ BAD = {
     "cooldown_s above the component's": ("edge.cooldown_s", 1e6, "edge.cooldown_s"),
     "end_after_quiet_s above the component's": ("edge.end_after_quiet_s", 7200, "edge.end_after_quiet_s"),
     "cooldown_s infinite": ("edge.cooldown_s", float("inf"), "edge.cooldown_s"),
+    # S3 lifecycle takes huge values; 1e9 days is a typo that keeps snapshots forever.
+    "evidence retention beyond ten years": ("evidence_retention_days", 1_000_000_000, "evidence_retention_days"),
+    "evidence retention 3651 days": ("evidence_retention_days", 3651, "evidence_retention_days"),
+    "evidence retention zero": ("evidence_retention_days", 0, "evidence_retention_days"),
+    # Fleet provisioning: what a claim certificate may register.
+    "thing name prefix with slash": ("thing_name_prefix", "vigil/prod-", "thing_name_prefix"),
+    "empty thing name prefix": ("thing_name_prefix", "", "thing_name_prefix"),
+    "thing name prefix over 64": ("thing_name_prefix", "p" * 65, "thing_name_prefix"),
+    "denied thing name invalid": ("denied_thing_names", ["cam 1"], "denied_thing_names[0]"),
+    "denied thing names not a list": ("denied_thing_names", "vigil-prod-x", "denied_thing_names"),
+    # Checks across keys name every key they are about.
+    "no alert recipients": ("alert_sms", [], "alert_emails, alert_sms"),
+    "no way for a device to join": ("fleet_provisioning", False, "things, fleet_provisioning"),
 }
 
 
@@ -102,6 +115,9 @@ BAD = {
 def test_bad_config_names_stage_and_key(raw_stages, case):
     dotted, value, expected_key = BAD[case]
     raw = copy.deepcopy(raw_stages)
+    if case == "no alert recipients":
+        raw["prod"]["alert_emails"] = []
+    assert raw["prod"]["things"] == [], "prod lists no things"
     _set(raw["prod"], dotted, value)
     with pytest.raises(ConfigError) as info:
         load_stages(raw)
@@ -115,6 +131,50 @@ def test_same_thing_in_two_stages_is_refused(raw_stages):
     assert raw["prod"]["things"], "dev lists a thing"
     with pytest.raises(ConfigError, match=r"stage 'prod': things: .* already listed by stage 'dev'"):
         load_stages(raw)
+
+
+def test_cross_key_messages_say_why(raw_stages):
+    raw = copy.deepcopy(raw_stages)
+    raw["dev"].update(alert_emails=[], alert_sms=[])
+    with pytest.raises(ConfigError, match=r"^stage 'dev': alert_emails, alert_sms: both empty: nobody would ever be "
+                       r"notified of an alert; list at least one e-mail address or phone number$"):
+        load_stages(raw)
+    raw = copy.deepcopy(raw_stages)
+    raw["dev"].update(things=[], fleet_provisioning=False)
+    with pytest.raises(ConfigError, match=r"^stage 'dev': things, fleet_provisioning: .*no device could ever join"):
+        load_stages(raw)
+
+
+def test_one_recipient_or_one_way_to_join_is_enough(raw_stages):
+    raw = copy.deepcopy(raw_stages)
+    raw["prod"].update(alert_emails=[], evidence_retention_days=3650)
+    raw["dev"].update(alert_sms=[], alert_emails=["a@example.com"], fleet_provisioning=False)
+    stages = load_stages(raw)
+    assert stages["prod"].alert_sms and stages["prod"].evidence_retention_days == 3650
+    assert stages["dev"].things and not stages["dev"].fleet_provisioning
+
+
+def test_thing_name_prefix_defaults_to_the_stage(raw_stages):
+    stages = load_stages(raw_stages)
+    assert stages["dev"].provisioning_thing_name_prefix == "vigil-dev-"
+    assert stages["dev"].denied_thing_names == ()
+    assert stages["dev"].may_provision("vigil-dev-cam-09") and not stages["dev"].may_provision("vigil-prod-cam-09")
+    raw = copy.deepcopy(raw_stages)
+    raw["prod"].update(thing_name_prefix="shop7-", denied_thing_names=["shop7-stolen"])
+    prod = load_stages(raw)["prod"]
+    assert prod.may_provision("shop7-cam-1") and not prod.may_provision("shop7-stolen")
+    assert not prod.may_provision("vigil-prod-cam-1")
+
+
+def test_claims_cannot_take_over_another_stages_listed_thing(raw_stages):
+    raw = copy.deepcopy(raw_stages)
+    raw["prod"]["thing_name_prefix"] = "vigil-"  # overlaps dev's vigil-dev-cam-01
+    with pytest.raises(ConfigError, match=r"stage 'prod': thing_name_prefix: .*'vigil-dev-cam-01', which stage 'dev' lists"):
+        load_stages(raw)
+    raw["prod"]["denied_thing_names"] = ["vigil-dev-cam-01"]
+    assert load_stages(raw)["prod"].thing_name_prefix == "vigil-"
+    raw["prod"].update(denied_thing_names=[], fleet_provisioning=False, things=["vigil-prod-cam-01"])
+    load_stages(raw)  # without fleet provisioning a prefix claims nothing
 
 
 def test_bad_stage_name_and_missing_context():
