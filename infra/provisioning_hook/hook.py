@@ -38,7 +38,9 @@ logger = logging.getLogger("vigil.provisioning_hook")
 logger.setLevel(logging.INFO)
 
 
-def decide(payload: Any, *, thing_name_pattern: str, denied_thing_names: Collection[str]) -> tuple[dict[str, bool], str]:
+def decide(
+    payload: Any, *, thing_name_pattern: str, denied_thing_names: Collection[str]
+) -> tuple[dict[str, bool], str]:
     """``({"allowProvisioning": bool}, reason)`` for one hook payload. Never raises.
 
     Allows only a payload whose ``parameters.ThingName`` is a string that matches
