@@ -270,7 +270,7 @@ class Devices(Construct):
             ),
             role=role,
             memory_size=128,
-            # IoT waits only a few seconds for the hook; the decision takes milliseconds.
+            # The decision takes milliseconds; a stuck call should fail (a refusal) fast.
             timeout=cdk.Duration.seconds(5),
             log_group=log_group,
         )
