@@ -48,6 +48,8 @@ class VigilStack(cdk.Stack):
             component_names=[component],
             evidence_bucket=self.storage.evidence,
             fleet_provisioning=config.fleet_provisioning,
+            thing_name_prefix=config.thing_name_prefix,
+            denied_thing_names=config.denied_thing_names,
             log_retention=retention,
         )
         self.edge = EdgeDeployment(

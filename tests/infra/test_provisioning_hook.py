@@ -260,18 +260,14 @@ def test_no_fleet_provisioning_no_hook():
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="infra/stage.py does not yet pass thing_name_prefix and denied_thing_names from the stage config "
-    "to Devices; when it does, this passes: remove the marker",
-)
-def test_stage_config_reaches_the_hook(raw_stages):
+def test_stage_config_reaches_the_hook(raw_stages, context, tmp_path):
     from infra.stage import VigilStage
 
     raw = copy.deepcopy(raw_stages)
     raw["prod"].update(thing_name_prefix="acme-", denied_thing_names=["acme-stolen"])
     config = load_stages(raw)["prod"]
-    stage = VigilStage(cdk.App(), "prod", config=config, env=cdk.Environment(region="eu-west-1"))
+    app = cdk.App(context=context, outdir=str(tmp_path))  # cdk.json's feature flags, as app.py runs
+    stage = VigilStage(app, "prod", config=config, env=cdk.Environment(region="eu-west-1"))
     rules = stage.stack.devices.hook_rules
     assert rules is not None and re.fullmatch(rules["thing_name_pattern"], "acme-cam-1")
     assert "acme-stolen" in rules["denied_thing_names"]
