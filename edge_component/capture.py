@@ -134,7 +134,7 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
         cap.release()
 
 
-def prefetch(frames: Iterator[Frame], depth: int = 4) -> Iterator[Frame]:
+def prefetch(frames: Iterator[Frame], depth: int = 8) -> Iterator[Frame]:
     """Run ``frames`` (a replay) in a reader thread, ``depth`` frames ahead, so decoding
     the next frames overlaps analysing this one (OpenCV releases the GIL in both).
     Order and content are unchanged; an exception in the reader is raised here."""
