@@ -229,10 +229,14 @@ class Devices(Construct):
                 ),
                 "denied_thing_names": sorted({*denied_thing_names, *thing_names}),
             }
-            self.hook_function = self._provisioning_hook(self.hook_rules, log_retention)
+            self.hook_function = self._provisioning_hook(
+                self.hook_rules, log_retention, thing_name_prefix or default_thing_name_prefix(stage_name)
+            )
             self._fleet_provisioning(self.hook_function)
 
-    def _provisioning_hook(self, rules: dict[str, Any], log_retention: logs.RetentionDays) -> lambda_.Function:
+    def _provisioning_hook(
+        self, rules: dict[str, Any], log_retention: logs.RetentionDays, thing_name_prefix: str
+    ) -> lambda_.Function:
         """The pre-provisioning hook (``provisioning_hook/hook.py``), its rules bundled beside it."""
         # The rules travel in the bundle, not in environment variables (4 KB in all):
         # a deny list may be long. The bundle is hashed, so new rules make new code.
@@ -240,14 +244,19 @@ class Devices(Construct):
             json.dumps(rules, indent=2, sort_keys=True).encode(), build_dir_for(self), RULES_FILE_NAME
         )
         log_group = logs.LogGroup(self, "ProvisioningHookLogs", retention=log_retention)
-        # Its own role, logs only: the decision needs nothing but the payload and the rules.
+        # Its own role: its logs, and whether a thing of the stage's names already exists
+        # (a claim must not take over a registered thing).
         role = iam.Role(
             self,
             "ProvisioningHookRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Vigil fleet provisioning hook: writes its own logs, nothing else",
+            description="Vigil fleet provisioning hook: its own logs, and DescribeThing on this stage's names",
         )
         log_group.grant_write(role)
+        stage_things = cdk.Stack.of(self).format_arn(
+            service="iot", resource="thing", resource_name=f"{thing_name_prefix}*"
+        )
+        role.add_to_policy(iam.PolicyStatement(actions=["iot:DescribeThing"], resources=[stage_things]))
         function = lambda_.Function(
             self,
             "ProvisioningHook",
@@ -279,6 +288,11 @@ class Devices(Construct):
             function,
             {"AwsSolutions-L1": "python3.13 like the alert Lambda, whose Powertools layer pins it: the stack's "
              "functions share one tested Python; raise them together."},
+        )
+        acknowledge(
+            role,
+            {wildcard_resource(self, stage_things): "DescribeThing (read-only) on the things this stage's claims may "
+             "register: the hook checks the requested name is not already a registered thing."},
         )
         return function
 

@@ -25,7 +25,7 @@ import logging
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 RULES_FILE_NAME = "hook_rules.json"
 RULES_FILE = Path(__file__).with_name(RULES_FILE_NAME)
@@ -39,14 +39,21 @@ logger.setLevel(logging.INFO)
 
 
 def decide(
-    payload: Any, *, thing_name_pattern: str, denied_thing_names: Collection[str]
+    payload: Any,
+    *,
+    thing_name_pattern: str,
+    denied_thing_names: Collection[str],
+    thing_exists: Callable[[str], bool] | None = None,
 ) -> tuple[dict[str, bool], str]:
     """``({"allowProvisioning": bool}, reason)`` for one hook payload. Never raises.
 
     Allows only a payload whose ``parameters.ThingName`` is a string that matches
-    ``thing_name_pattern`` in full (``re.fullmatch``: a trailing newline does not pass)
-    and is not in ``denied_thing_names``. Anything else (not an object, no parameters,
-    a missing or non-string name, a pattern that does not compile) is refused.
+    ``thing_name_pattern`` in full (``re.fullmatch``: a trailing newline does not pass),
+    is not in ``denied_thing_names`` and, when ``thing_exists`` is given, is not already
+    a registered thing (a claim must not attach its certificate to another device's
+    thing; to re-provision a device, delete its thing first). Anything else (not an
+    object, no parameters, a missing or non-string name, a pattern that does not
+    compile, a failed existence check) is refused.
     """
     try:
         if not isinstance(payload, Mapping):
@@ -61,6 +68,9 @@ def decide(
             return REFUSE, f"thing name {thing_name[:200]!r} does not match {thing_name_pattern!r}"
         if thing_name in denied_thing_names:
             return REFUSE, f"thing name {thing_name!r} is denied"
+        if thing_exists is not None and thing_exists(thing_name):
+            return REFUSE, (f"thing {thing_name!r} already exists: a claim cannot take over a registered thing "
+                            "(delete it first to re-provision that device)")
         return ALLOW, f"thing name {thing_name!r} allowed"
     except Exception as exc:  # noqa: BLE001 (a hook that raises is a refusal without a reason in the logs)
         return REFUSE, f"refused on {type(exc).__name__}: {exc}"
@@ -82,6 +92,30 @@ def load_rules(path: Path = RULES_FILE) -> tuple[str, frozenset[str]]:
     return pattern, frozenset(denied)
 
 
+_iot_client = None
+
+
+def iot_client():
+    """The IoT client, created on first use (none at import), replaceable in tests."""
+    global _iot_client
+    if _iot_client is None:
+        import boto3  # in the Lambda runtime
+
+        _iot_client = boto3.client("iot")
+    return _iot_client
+
+
+def thing_exists(thing_name: str) -> bool:
+    """True if ``thing_name`` is a registered thing. Raises on any other error, which
+    :func:`decide` turns into a refusal (fail closed)."""
+    client = iot_client()
+    try:
+        client.describe_thing(thingName=thing_name)
+    except client.exceptions.ResourceNotFoundException:
+        return False
+    return True
+
+
 def handler(event: Any, context: Any) -> dict[str, bool]:  # noqa: ARG001 (Lambda's signature)
     """Lambda entry point: the decision for ``event``; refuses if the rules cannot be read."""
     try:
@@ -89,7 +123,8 @@ def handler(event: Any, context: Any) -> dict[str, bool]:  # noqa: ARG001 (Lambd
     except Exception as exc:  # noqa: BLE001 (fail closed, with the cause in the logs)
         response, reason = REFUSE, f"rules unreadable, refusing: {type(exc).__name__}: {exc}"
     else:
-        response, reason = decide(event, thing_name_pattern=pattern, denied_thing_names=denied)
+        response, reason = decide(event, thing_name_pattern=pattern, denied_thing_names=denied,
+                                  thing_exists=thing_exists)
     # Identifiers only: never the certificate PEM.
     fields = ("templateArn", "clientId", "certificateId", "claimCertificateId")
     ids = {k: event.get(k) for k in fields if isinstance(event, Mapping) and isinstance(event.get(k), str)}

@@ -113,6 +113,7 @@ def _rules_file(tmp_path: Path, rules: object) -> Path:
 def test_handler_decides_with_the_bundled_rules(tmp_path, monkeypatch, caplog):
     path = _rules_file(tmp_path, {"thing_name_pattern": PATTERN, "denied_thing_names": sorted(DENIED)})
     monkeypatch.setattr(hook, "load_rules", lambda: load_rules.__wrapped__(path))
+    monkeypatch.setattr(hook, "thing_exists", lambda name: False)
     caplog.set_level(logging.INFO, logger=hook.logger.name)
     assert handler(payload(), None) == {"allowProvisioning": True}
     assert handler(payload("vigil-dev-stolen"), None) == {"allowProvisioning": False}
@@ -122,6 +123,37 @@ def test_handler_decides_with_the_bundled_rules(tmp_path, monkeypatch, caplog):
     assert [line["allowProvisioning"] for line in logged] == [True, False, False, False]
     assert logged[0]["certificateId"] == "new-cert-id" and "denied" in logged[1]["reason"]
     assert "CERTIFICATE" not in caplog.text, "the certificate is never logged"
+
+
+def test_an_existing_thing_cannot_be_taken_over_by_a_claim():
+    registered = {"vigil-dev-cam-07"}
+    kwargs = dict(thing_name_pattern=PATTERN, denied_thing_names=DENIED, thing_exists=registered.__contains__)
+    assert decide(payload("vigil-dev-cam-08"), **kwargs)[0] == {"allowProvisioning": True}
+    response, reason = decide(payload("vigil-dev-cam-07"), **kwargs)
+    assert response == {"allowProvisioning": False} and "already exists" in reason
+
+    def unreachable(name):
+        raise ConnectionError("endpoint unreachable")
+
+    response, reason = decide(payload(), thing_name_pattern=PATTERN, denied_thing_names=DENIED, thing_exists=unreachable)
+    assert response == {"allowProvisioning": False} and "ConnectionError" in reason  # fails closed
+
+
+def test_handler_asks_iot_whether_the_thing_exists(tmp_path, monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    path = _rules_file(tmp_path, {"thing_name_pattern": PATTERN, "denied_thing_names": []})
+    monkeypatch.setattr(hook, "load_rules", lambda: load_rules.__wrapped__(path))
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        monkeypatch.setattr(hook, "_iot_client", None)  # created inside the mock, as in Lambda on first use
+        boto3.client("iot").create_thing(thingName="vigil-dev-cam-07")
+        assert handler(payload("vigil-dev-cam-07"), None) == {"allowProvisioning": False}
+        assert handler(payload("vigil-dev-cam-08"), None) == {"allowProvisioning": True}
+    monkeypatch.setattr(hook, "_iot_client", None)
 
 
 @pytest.mark.parametrize(
@@ -175,7 +207,7 @@ def test_only_iot_may_invoke_the_hook_and_only_for_this_template(stage):
     ]
 
 
-def test_hook_role_may_only_write_its_own_logs(stage):
+def test_hook_role_may_only_write_its_own_logs_and_describe_the_stages_things(stage):
     devices = stage.stage.stack.devices
     role = devices.hook_function.role
     role_properties = properties(stage.template_json, role)
@@ -186,7 +218,13 @@ def test_hook_role_may_only_write_its_own_logs(stage):
     statements = policy_statements(stage.template_json, role)
     assert statements, "the hook must be able to log its decisions"
     log_group_lid = properties(stage.template_json, devices.hook_function)["LoggingConfig"]["LogGroup"]["Ref"]
+    describe = [s for s in statements if s["Action"] == "iot:DescribeThing"]
+    assert len(describe) == 1 and describe[0]["Effect"] == "Allow"
+    prefix = stage.config.thing_name_prefix or f"vigil-{stage.config.name}-"
+    assert describe[0]["Resource"].endswith(f":thing/{prefix}*"), describe[0]["Resource"]
     for statement in statements:
+        if statement is describe[0]:
+            continue
         assert statement["Effect"] == "Allow"
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert all(a.startswith("logs:") for a in actions), actions
@@ -218,6 +256,7 @@ def test_bundled_handler_runs_on_its_own(stage, monkeypatch):
     spec = importlib.util.spec_from_file_location(f"bundled_hook_{stage.config.name}", bundle / "hook.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "thing_exists", lambda thing_name: False)  # no AWS here; moto test above covers it
     name = stage.config.name
     assert module.handler(payload(f"vigil-{name}-cam-77"), None) == {"allowProvisioning": True}
     other = "prod" if name == "dev" else "dev"
