@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -43,19 +44,25 @@ def powertools_layer_arn(version: int) -> str:
     )
 
 
+# Every Vigil function runs on one tested Python and architecture (the Powertools layer
+# above is built for them): raise them together.
+PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.ARM_64
+
+
 @jsii.implements(cdk.ILocalBundling)
 class CopyHandlerBundling:
-    """Bundles the alert Lambda without Docker: its modules plus the alert schema.
+    """Bundles a Python function without Docker: its modules plus one file from elsewhere.
 
-    Copies ``lambda/*.py`` and packages (folders with ``__init__.py``, tests left out)
-    and ``edge_component/contracts/alert.schema.json`` to the bundle's root, so the
-    handler reads the schema from beside itself. Third-party code comes from the
-    Powertools layer.
+    Copies ``source_dir/*.py`` and packages (folders with ``__init__.py``, tests left out)
+    and ``extra_file`` to the bundle's root, so the handler reads it from beside itself
+    (the alert Lambda: ``edge_component/contracts/alert.schema.json``; the provisioning
+    hook: its generated rules). Third-party code comes from layers or the runtime.
     """
 
-    def __init__(self, source_dir: Path = LAMBDA_DIR, schema: Path = ALERT_SCHEMA) -> None:
+    def __init__(self, source_dir: Path = LAMBDA_DIR, extra_file: Path = ALERT_SCHEMA) -> None:
         self._source_dir = source_dir
-        self._schema = schema
+        self._extra_file = extra_file
 
     def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:  # noqa: ARG002 (interface)
         out = Path(output_dir)
@@ -67,8 +74,28 @@ class CopyHandlerBundling:
                 shutil.copytree(
                     package, out / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
                 )
-        shutil.copy2(self._schema, out / self._schema.name)
+        shutil.copy2(self._extra_file, out / self._extra_file.name)
         return True
+
+
+def local_python_code(source_dir: Path, extra_file: Path = ALERT_SCHEMA) -> lambda_.Code:
+    """``source_dir`` plus ``extra_file`` as Lambda code, bundled locally (no Docker).
+
+    The bundle is hashed, not the source, since ``extra_file`` lives elsewhere. The
+    CDK reuses a bundle per source path and bundling options and leaves the local
+    bundler out of that key, so ``extra_file``'s digest goes in: two stages with
+    different extra files (the hook's rules) never share a bundle.
+    """
+    digest = hashlib.sha256(extra_file.read_bytes()).hexdigest()
+    return lambda_.Code.from_asset(
+        str(source_dir),
+        asset_hash_type=cdk.AssetHashType.OUTPUT,
+        bundling=cdk.BundlingOptions(
+            image=cdk.DockerImage.from_registry("local-only"),
+            local=CopyHandlerBundling(source_dir=source_dir, extra_file=extra_file),
+            environment={"VIGIL_BUNDLED_FILE_SHA256": digest},
+        ),
+    )
 
 
 class Alerting(Construct):
@@ -162,18 +189,10 @@ class Alerting(Construct):
             self,
             "Function",
             description="Validates, deduplicates, throttles and sends Vigil alerts",
-            runtime=lambda_.Runtime.PYTHON_3_13,
-            architecture=lambda_.Architecture.ARM_64,
+            runtime=PYTHON_RUNTIME,
+            architecture=ARCHITECTURE,
             handler="app.handler",
-            code=lambda_.Code.from_asset(
-                str(lambda_dir),
-                # The schema comes from outside lambda/: hash the bundle, not the source.
-                asset_hash_type=cdk.AssetHashType.OUTPUT,
-                bundling=cdk.BundlingOptions(
-                    image=cdk.DockerImage.from_registry("local-only"),
-                    local=CopyHandlerBundling(source_dir=lambda_dir),
-                ),
-            ),
+            code=local_python_code(lambda_dir),
             layers=[
                 lambda_.LayerVersion.from_layer_version_arn(
                     self, "Powertools", powertools_layer_arn(alerts.powertools_layer_version)

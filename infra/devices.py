@@ -16,7 +16,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from edge_component.contracts.topics import ALERT_CHANNEL, TELEMETRY_CHANNEL, topic_template
-from infra.alerting import CopyHandlerBundling
+from infra.alerting import ARCHITECTURE, PYTHON_RUNTIME, local_python_code
 from infra.config import default_thing_name_prefix, provisioned_thing_pattern
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
 from infra.packaging import build_dir_for, write_content_addressed
@@ -261,22 +261,10 @@ class Devices(Construct):
             self,
             "ProvisioningHook",
             description="Allows a claim to register only this stage's thing names",
-            runtime=lambda_.Runtime.PYTHON_3_13,
-            architecture=lambda_.Architecture.ARM_64,
+            runtime=PYTHON_RUNTIME,
+            architecture=ARCHITECTURE,
             handler="hook.handler",
-            code=lambda_.Code.from_asset(
-                str(HOOK_DIR),
-                # The rules are generated: hash the bundle, not the source.
-                asset_hash_type=cdk.AssetHashType.OUTPUT,
-                bundling=cdk.BundlingOptions(
-                    image=cdk.DockerImage.from_registry("local-only"),
-                    local=CopyHandlerBundling(source_dir=HOOK_DIR, schema=rules_file.path),
-                    # The CDK reuses a bundle per source path and bundling options, and the
-                    # local bundler is not part of that key: without the rules' digest here,
-                    # every stage would get the first stage's rules.
-                    environment={"VIGIL_HOOK_RULES_SHA256": rules_file.sha256_hex},
-                ),
-            ),
+            code=local_python_code(HOOK_DIR, rules_file.path),
             role=role,
             memory_size=128,
             # The decision takes milliseconds; a stuck call should fail (a refusal) fast.
