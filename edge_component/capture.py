@@ -7,9 +7,18 @@
   analysed and an older one still waiting is dropped and counted. A stream that fails,
   ends or stalls past the read timeout is reopened with exponential backoff.
 
-In both, frames between analyses are grabbed, not decoded to images.
+In both, frames between analyses are grabbed, not decoded to images. A replay reads
+only the luma (Y) plane of the frames it analyses (``CAP_PROP_CONVERT_RGB`` off: the
+decoder's own plane, copied, no colour conversion), after checking on the first frame
+that the plane matches the grey of the colour image and whether it is studio range
+(16..235, most H.264/HEVC) or full range (0..255, JPEG-style); a format whose plane
+does not match (a GIF's BGRA, for one) is decoded in colour instead. Colour for a
+replay's snapshots is decoded on demand (:class:`ColourFrames`). A live source is
+decoded in colour (snapshots need it; at a few analyses per second it costs little).
+
 Sources: OpenCV ``VideoCapture`` with the FFmpeg backend (``grab``/``retrieve``,
-``CAP_PROP_OPEN_TIMEOUT_MSEC``/``CAP_PROP_READ_TIMEOUT_MSEC``).
+``CAP_PROP_CONVERT_RGB``, ``CAP_PROP_OPEN_TIMEOUT_MSEC``/``CAP_PROP_READ_TIMEOUT_MSEC``);
+studio and full range: ITU-R BT.601-7, section 2.5.3.
 """
 
 from __future__ import annotations
@@ -34,9 +43,37 @@ class SourceError(RuntimeError):
 
 @dataclass(slots=True)
 class Frame:
+    """One frame handed to analysis.
+
+    ``luma`` (uint8, H x W) is what analysis reads: the decoder's Y plane on a replay's
+    luma path (``studio_range`` True when it spans 16..235; analysis expands it to
+    0..255 after downscaling), else the grey (BT.601) of the colour image, 0..255. The
+    two agree within a few grey levels (measured on the example clips: a mean of about
+    one level). ``image`` is the BGR colour image (H x W x 3) when the frame was decoded
+    in colour (live sources, replays of formats without a usable Y plane), else None.
+    """
+
     index: int  # 0-based index of the frame read from the source
     time_s: float  # media time from the start of the source (s)
-    image: np.ndarray  # BGR uint8, H x W x 3
+    luma: np.ndarray
+    image: np.ndarray | None = None
+    studio_range: bool = False
+
+    @classmethod
+    def from_colour(cls, index: int, time_s: float, image: np.ndarray) -> "Frame":
+        """A frame decoded in colour (BGR uint8, H x W x 3); its luma is the image's grey."""
+        return cls(index, time_s, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), image)
+
+    def colour(self) -> np.ndarray:
+        """The BGR image, or, on the luma path, the luma as a grey BGR image (0..255)."""
+        if self.image is not None:
+            return self.image
+        luma = cv2.LUT(self.luma, STUDIO_TO_FULL) if self.studio_range else self.luma
+        return cv2.cvtColor(luma, cv2.COLOR_GRAY2BGR)
+
+
+# Studio-range luma (16 = black, 235 = white) to full range (0..255), rounded and clipped.
+STUDIO_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
 
 
 @dataclass(slots=True)
@@ -92,9 +129,12 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
 
     Raises SourceError if the file cannot be opened or holds no decodable frame.
     Media time is ``index / fps`` (the container's nominal rate), so the same file
-    always gives the same frames.
+    always gives the same frames. Frames carry only their luma when the file's Y plane
+    passes :func:`_luma_range`'s check (``Frame.image`` is None: see
+    :class:`ColourFrames` for colour), else the colour image and its grey.
     """
     stats = stats if stats is not None else CaptureStats()
+    studio = _luma_range(source)
     cap = open_capture(source)
     try:
         fps = cap.get(cv2.CAP_PROP_FPS)
@@ -102,6 +142,7 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
             raise SourceError(f"{source}: container reports no usable frame rate ({fps})")
         stats.fps = fps
         declared = cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0
+        luma_only = studio is not None and cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)
         last_slot = -1
         index = -1
         expected_shape = None
@@ -115,13 +156,18 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
             if slot == last_slot:
                 continue
             last_slot = slot
-            ok, image = cap.retrieve()
-            if not ok or image is None or image.ndim != 3 or (expected_shape and image.shape != expected_shape):
+            if luma_only:
+                ok, image = _retrieve_plane(cap)
+                frame = Frame(index, t, image, None, bool(studio)) if ok and image is not None and image.ndim == 2 else None
+            else:
+                ok, image = cap.retrieve()
+                frame = Frame.from_colour(index, t, image) if ok and image is not None and image.ndim == 3 else None
+            if frame is None or (expected_shape and frame.luma.shape != expected_shape):
                 stats.bad_frames += 1
                 continue
-            expected_shape = image.shape
+            expected_shape = frame.luma.shape
             stats.analysed += 1
-            yield Frame(index, t, image)
+            yield frame
         if stats.analysed == 0:
             raise SourceError(f"{source}: no decodable frame")
         if stats.frames_in == 1:
@@ -132,6 +178,93 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
             log.warning("%s: %s", source, stats.last_error)
     finally:
         cap.release()
+
+
+_QUIET = threading.Lock()
+
+
+def _retrieve_plane(cap: cv2.VideoCapture) -> tuple[bool, np.ndarray | None]:
+    """``cap.retrieve()`` with CONVERT_RGB off: the decoded picture's first plane.
+    OpenCV warns on every such call that it treats the format as 8UC1 (which is the
+    point), so its log level is raised to errors for the call."""
+    from cv2.utils import logging as cvlog
+
+    with _QUIET:
+        level = cvlog.getLogLevel()
+        cvlog.setLogLevel(cvlog.LOG_LEVEL_ERROR)
+        try:
+            return cap.retrieve()
+        finally:
+            cvlog.setLogLevel(level)
+
+
+def _luma_range(source: str, tolerance: float = 4.0) -> bool | None:
+    """Whether the file's decoded Y plane can stand in for the grey of its colour image:
+    True if it is studio range (16..235), False if full range, None if it cannot (not a
+    planar YUV picture, or no match within ``tolerance`` grey levels, mean absolute
+    difference on the first frame). Raises SourceError if the file cannot be opened."""
+    cap = open_capture(source)
+    try:
+        ok, bgr = cap.read()
+    finally:
+        cap.release()
+    if not ok or bgr is None or bgr.ndim != 3:
+        return None  # the replay itself reports what is wrong with the file
+    cap = open_capture(source)
+    try:
+        if not cap.set(cv2.CAP_PROP_CONVERT_RGB, 0) or not cap.grab():
+            return None
+        try:
+            ok, plane = _retrieve_plane(cap)
+        except cv2.error:
+            return None
+    finally:
+        cap.release()
+    if not ok or plane is None or plane.ndim != 2 or plane.shape != bgr.shape[:2]:
+        return None
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[::2, ::2].astype(np.float32)
+    plane = plane[::2, ::2]
+    studio = float(np.abs(STUDIO_TO_FULL[plane] - grey).mean())
+    full = float(np.abs(plane - grey).mean())
+    if min(studio, full) > tolerance:
+        log.info("%s: the luma plane does not match the colour image (%.1f/%.1f levels); decoding in colour",
+                 source, studio, full)
+        return None
+    return studio <= full
+
+
+class ColourFrames:
+    """Colour (BGR) images of a file's frames by index, decoded on demand: snapshots of a
+    luma-only replay. Reads forward from where it stopped, reopening the file only for
+    an earlier frame, so snapshots taken in media order decode the file at most once
+    more, and only as far as the last snapshot. ``get`` returns None for a frame it
+    cannot decode (the file changed or ended)."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self._cap: cv2.VideoCapture | None = None
+        self._next = 0  # index of the frame the next grab() reads
+
+    def get(self, index: int) -> np.ndarray | None:
+        try:
+            if self._cap is None or index < self._next:
+                self.close()
+                self._cap = open_capture(self.source)
+                self._next = 0
+            while self._next <= index:
+                if not self._cap.grab():
+                    return None
+                self._next += 1
+            ok, image = self._cap.retrieve()
+        except (SourceError, cv2.error) as exc:
+            log.warning("%s: frame %d not decoded in colour: %s", self.source, index, exc)
+            return None
+        return image if ok and image is not None and image.ndim == 3 else None
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
 
 
 def prefetch(frames: Iterator[Frame], depth: int = 8) -> Iterator[Frame]:
@@ -269,11 +402,12 @@ def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mai
                         continue
                     shape = image.shape
                     got_any = True
+                    frame = Frame.from_colour(index, now - t0, image)
                     with cond:
                         if mailbox:
                             stats.dropped += 1  # the analysis is behind: only the newest counts
                             mailbox.clear()
-                        mailbox.append(Frame(index, now - t0, image))
+                        mailbox.append(frame)
                         cond.notify()
             finally:
                 cap.release()

@@ -17,10 +17,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from .alerts import build_alert
 import threading
 
-from .capture import CaptureStats, Frame, LiveSettings, is_live, live, media_duration_s, prefetch, replay
+from .alerts import build_alert
+from .capture import CaptureStats, ColourFrames, Frame, LiveSettings, is_live, live, media_duration_s, prefetch, replay
 from .config import CameraConfig, ComponentConfig
 from .contracts.topics import alert_topic
 from .decision import EventTracker, Transition, random_event_id
@@ -101,7 +101,14 @@ class Detector:
         st = os.stat(camera.source)
         fingerprint = f"{self.thing_name}|{camera.name}|{os.path.abspath(camera.source)}|{st.st_size}|{st.st_mtime_ns}"
         frames = prefetch(replay(camera.source, self.config.detection_fps, stats))
-        return self._run(camera, frames, stats, media_time=True, origin=origin, replay_key=fingerprint)
+        # A replay analyses luma only; a snapshot's frame is decoded in colour when needed.
+        colour = ColourFrames(camera.source) if self.snapshots is not None else None
+        try:
+            return self._run(camera, frames, stats, media_time=True, origin=origin, replay_key=fingerprint,
+                             colour=colour)
+        finally:
+            if colour is not None:
+                colour.close()
 
     def run_live(self, camera: CameraConfig, stop: threading.Event) -> CameraReport:
         """Follow a live source until ``stop`` is set; a failing source is reopened with
@@ -112,7 +119,8 @@ class Detector:
         return self._run(camera, frames, stats, media_time=False)
 
     def _run(self, camera: CameraConfig, frames: Iterator[Frame], stats: CaptureStats, *, media_time: bool,
-             origin: datetime | None = None, replay_key: str | None = None) -> CameraReport:
+             origin: datetime | None = None, replay_key: str | None = None,
+             colour: ColourFrames | None = None) -> CameraReport:
         report = CameraReport(camera.name, stats)
         self.reports[camera.name] = report
 
@@ -147,29 +155,36 @@ class Detector:
             elif tracker.active is None and score < self.threshold:
                 best[z] = None  # the run broke before it became an event
             for tr in tracker.update(window.frame.time_s, score):
-                self._emit(tr, camera, best[z], origin, report, media_time, camera.zones[z].name)
+                self._emit(tr, camera, best[z], origin, report, media_time, camera.zones[z].name, colour)
                 if tr.kind == "end":
                     best[z] = None
             report.wall_s = time.perf_counter() - started
         for z, tracker in enumerate(trackers):
             for tr in tracker.close(last_t):
-                self._emit(tr, camera, best[z], origin, report, media_time, camera.zones[z].name)
+                self._emit(tr, camera, best[z], origin, report, media_time, camera.zones[z].name, colour)
         report.wall_s = time.perf_counter() - started
         return report
 
     def _emit(self, tr: Transition, camera: CameraConfig, best: "_Best | None", origin: datetime,
-              report: CameraReport, media_time: bool, zone: str) -> None:
+              report: CameraReport, media_time: bool, zone: str, colour: ColourFrames | None = None) -> None:
         """Publish one transition. The snapshot is the best-scoring frame so far: the
         start carries the best of the windows that started the event; a later message
-        carries a new snapshot only if a better frame came since."""
+        carries a new snapshot only if a better frame came since. A frame analysed as
+        luma only is decoded in colour from ``colour``; if that fails, the snapshot is
+        its grey image (evidence in grey beats none)."""
         snapshot_file = None
         if best is not None and self.snapshots is not None and not best.saved_as:
             suffix = "" if tr.kind == "start" else f"-{tr.event.sequence}"
             name = f"{camera.name}-{tr.event.event_id}{suffix}.jpg"
             w = best.window
             label = f"{camera.name}/{zone} score {best.score:.2f} >= {self.threshold:.2f}  t={w.frame.time_s:.1f}s"
+            image = w.frame.image
+            if image is None and colour is not None:
+                image = colour.get(w.frame.index)
+            if image is None or image.shape[:2] != w.frame.luma.shape:
+                image = w.frame.colour()
             try:
-                self.snapshots.save(name, annotate(w.frame.image, camera.zones, camera.masks, w.stats.boxes, label))
+                self.snapshots.save(name, annotate(image, camera.zones, camera.masks, w.stats.boxes, label))
                 best.saved_as = name
             except (OSError, RuntimeError) as exc:
                 # Evidence is worth less than the alert: send the alert without it.

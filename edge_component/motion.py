@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .capture import STUDIO_TO_FULL
 from .config import MotionSettings, Polygon
 
 
@@ -44,9 +45,11 @@ def polygon_mask(polygons: list[Polygon], width: int, height: int) -> np.ndarray
 class MotionAnalyzer:
     """Analyses frames of one camera for a set of zones.
 
-    ``analyse(frame)`` takes a BGR uint8 frame (H x W x 3) of any size and returns one
-    :class:`FrameStats` per zone, in the order the zones were given. The first frame
-    only initialises the background (all stats zero).
+    ``analyse(luma, studio_range)`` takes a frame's luma (uint8, H x W, any size;
+    ``studio_range`` True if it spans 16..235, as a video's Y plane usually does; a
+    BGR image, H x W x 3, is turned to grey first) and returns one :class:`FrameStats`
+    per zone, in the order the zones were given. The first frame only initialises the
+    background (all stats zero).
     """
 
     def __init__(self, settings: MotionSettings, zones: list[Polygon], masks: list[Polygon] | None = None,
@@ -63,7 +66,7 @@ class MotionAnalyzer:
         self._widespread = 0  # consecutive analysed frames with most of the frame changed
         self._scene_change_frames = max(1, round(settings.scene_change_s * analyses_per_s))
 
-    def _prepare(self, frame: np.ndarray) -> np.ndarray:
+    def _prepare(self, frame: np.ndarray, studio_range: bool) -> np.ndarray:
         h, w = frame.shape[:2]
         if self._shape != (h, w):
             # First frame, or the stream came back at another resolution: start over.
@@ -78,12 +81,15 @@ class MotionAnalyzer:
             self._background = None
             self._previous = None
         # Grey first, then halve with pyrDown (blurs, so no aliasing) and finish with a
-        # linear resize: about 10x cheaper than INTER_AREA on the colour frame.
+        # linear resize: about 10x cheaper than INTER_AREA on the colour frame. Studio
+        # range is expanded on the small image, where the lookup costs least.
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         while grey.shape[1] >= 2 * self._size[0]:
             grey = cv2.pyrDown(grey)
         if (grey.shape[1], grey.shape[0]) != self._size:
             grey = cv2.resize(grey, self._size, interpolation=cv2.INTER_LINEAR)
+        if studio_range:
+            grey = cv2.LUT(grey, STUDIO_TO_FULL)
         k = self.settings.blur_kernel | 1
         return cv2.GaussianBlur(grey, (k, k), 0) if k > 1 else grey
 
@@ -103,8 +109,8 @@ class MotionAnalyzer:
         """uint8 mask, 1 where ``a`` and ``b`` differ by more than the threshold."""
         return cv2.threshold(cv2.absdiff(a, b), self.settings.diff_threshold, 1, cv2.THRESH_BINARY)[1]
 
-    def analyse(self, frame: np.ndarray) -> list[FrameStats]:
-        grey = self._prepare(frame)
+    def analyse(self, luma: np.ndarray, studio_range: bool = False) -> list[FrameStats]:
+        grey = self._prepare(luma, studio_range)
         brightness = cv2.mean(grey)[0] / 255.0
         if self._background is None:
             self._background = grey.astype(np.float32)

@@ -35,7 +35,7 @@ def analyse_frames(frames: Iterator[Frame], camera: CameraConfig, config: Compon
     length = window_length(config.window_s, config.detection_fps)
     featurizers = [WindowFeaturizer(length) for _ in camera.zones]
     for frame in frames:
-        for i, (stats, fz) in enumerate(zip(analyzer.analyse(frame.image), featurizers)):
+        for i, (stats, fz) in enumerate(zip(analyzer.analyse(frame.luma, frame.studio_range), featurizers)):
             yield Window(frame, i, camera.zones[i].name, fz.push(stats), stats)
 
 
