@@ -84,6 +84,8 @@ def test_each_start_alert_references_an_annotated_jpeg_snapshot(clip_run):
         if m["event_type"] == "start":
             img = cv2.imread(str(snaps.directory / m["snapshot"]["file"]))
             assert img is not None and img.shape == (432, 768, 3)
+            # In colour, though the replay analysed luma only: decoded again for evidence.
+            assert np.abs(img[..., 0].astype(np.int16) - img[..., 2]).mean() > 5
 
 
 def test_a_later_message_carries_a_better_frame_only_when_one_came(clip_run):
