@@ -158,7 +158,8 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
             last_slot = slot
             if luma_only:
                 ok, image = _retrieve_plane(cap)
-                frame = Frame(index, t, image, None, bool(studio)) if ok and image is not None and image.ndim == 2 else None
+                good = ok and image is not None and image.ndim == 2 and image.dtype == np.uint8
+                frame = Frame(index, t, image, None, bool(studio)) if good else None
             else:
                 ok, image = cap.retrieve()
                 frame = Frame.from_colour(index, t, image) if ok and image is not None and image.ndim == 3 else None
@@ -220,8 +221,8 @@ def _luma_range(source: str, tolerance: float = 4.0) -> bool | None:
             return None
     finally:
         cap.release()
-    if not ok or plane is None or plane.ndim != 2 or plane.shape != bgr.shape[:2]:
-        return None
+    if not ok or plane is None or plane.ndim != 2 or plane.dtype != np.uint8 or plane.shape != bgr.shape[:2]:
+        return None  # not an 8-bit planar YUV picture (RGB, palette, 10-bit, ...)
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[::2, ::2].astype(np.float32)
     plane = plane[::2, ::2]
     studio = float(np.abs(STUDIO_TO_FULL[plane] - grey).mean())
