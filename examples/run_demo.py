@@ -204,7 +204,8 @@ def main() -> int:
     print(f"  model: int8 {sizes['int8']:,} bytes (float {sizes['float']:,}, {sizes['int8'] / sizes['float']:.0%}), "
           f"threshold {train_report['threshold']:.3f}")
     print(f"  edge: {edge.stats.frames_in} frames ({edge.stats.analysed} analysed) in {edge.wall_s:.1f} s = "
-          f"{edge.source_fps:.0f} frames/s, {1000 * edge.inference_s / max(edge.windows, 1):.2f} ms per inference")
+          f"{edge.source_fps:.0f} frames/s, {1000 * edge.inference_s / max(edge.windows, 1):.2f} ms per window's "
+          f"inference while decoding runs beside it (the model alone: make bench)")
     print(f"  alerts:    {alerts_path.relative_to(REPO)}")
     print(f"  snapshots: {(OUT / 'snapshots').relative_to(REPO)}/ ({len(list((OUT / 'snapshots').glob('*.jpg')))} JPEGs)")
     print(f"  model:     {model_dir.relative_to(REPO)}/ ({', '.join(sorted(p.name for p in model_dir.iterdir()))})")
