@@ -180,7 +180,7 @@ class Detector:
             label = f"{camera.name}/{zone} score {best.score:.2f} >= {self.threshold:.2f}  t={w.frame.time_s:.1f}s"
             image = w.frame.image
             if image is None and colour is not None:
-                image = colour.get(w.frame.index)
+                image = colour.get(w.frame)
             if image is None or image.shape[:2] != w.frame.luma.shape:
                 image = w.frame.colour()
             try:

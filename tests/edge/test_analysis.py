@@ -9,7 +9,7 @@ from edge_component.capture import CaptureStats, SourceError, replay
 from edge_component.config import ComponentConfig, ConfigError, parse_config
 from edge_component.features import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, check_feature_contract
 from edge_component.pipeline import analyse_frames, analyse_source
-from tests.conftest import CLIP
+from tests.conftest import CLIP, REPO
 
 WHOLE = [[0, 0], [1, 0], [1, 1], [0, 1]]
 
@@ -296,15 +296,54 @@ def test_reading_the_luma_plane_prints_no_opencv_warning(capfd):
     assert "unsupported picture format" not in err.lower()
 
 
-def test_colour_frames_decodes_any_frame_on_demand_forward_or_back():
+def test_colour_frames_decodes_the_analysed_frame_on_demand_forward_or_back(tmp_path):
     from edge_component.capture import ColourFrames
 
-    expected = _colour_frames(CLIP, 41)
+    frames = {f.index: f for f in replay(str(CLIP), 5.0) if f.index <= 200}
+    expected = _colour_frames(CLIP, 201)
     colour = ColourFrames(str(CLIP))
     try:
-        for index in (10, 40, 3, 3, 41 - 1):
-            np.testing.assert_array_equal(colour.get(index), expected[index])
-        assert colour.get(10**6) is None  # past the end
-        np.testing.assert_array_equal(colour.get(0), expected[0])  # and usable again
+        for index in (10, 200, 4, 4, 150, 0):
+            np.testing.assert_array_equal(colour.get(frames[index]), expected[index])
+        assert colour.seeks == 2  # 200 -> 4 and 150 -> 0; the second 4 is the kept image, 4 -> 150 reads on
+        # Frame 60's picture (a person walking) claimed to be frame 61: refused, not shown as 61.
+        wrong = type(frames[60])(61, 6.1, frames[60].luma, None, True)
+        assert colour.get(wrong) is None
+        assert colour.get(type(wrong)(-1, 0.0, frames[10].luma, None, True)) is None
+        past_end = type(wrong)(10**6, 0.0, frames[10].luma, None, True)
+        assert colour.get(past_end) is None
+        np.testing.assert_array_equal(colour.get(frames[0]), expected[0])  # and usable again
     finally:
         colour.close()
+
+
+def test_colour_frames_refuses_a_file_replaced_since_the_analysis(tmp_path):
+    import shutil
+
+    from edge_component.capture import ColourFrames
+
+    path = tmp_path / "cam.mp4"
+    shutil.copy(CLIP, path)
+    frames = [f for f in replay(str(path), 5.0) if f.index in (0, 300)]
+    shutil.copy(REPO / "examples" / "clips" / "car-detection.mp4", path)  # same size of picture
+    colour = ColourFrames(str(path))
+    try:
+        assert [colour.get(f) for f in frames] == [None, None]
+    finally:
+        colour.close()
+
+
+@pytest.mark.parametrize("fourcc, ext, expected", [("mp4v", "mp4", "studio"), ("MJPG", "avi", "full"), ("PNG ", "avi", "colour")])
+def test_a_black_first_frame_does_not_fool_the_luma_check(tmp_path, fourcc, ext, expected):
+    """A flat frame matches any plane in any range: the check waits for a frame with contrast."""
+    import cv2
+
+    path = tmp_path / f"black-first.{ext}"
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc), 10, (768, 432))
+    writer.write(np.zeros((432, 768, 3), np.uint8))
+    for image in _colour_frames(CLIP, 9):
+        writer.write(image)
+    writer.release()
+    frames = list(replay(str(path), 5.0))
+    kinds = {"colour" if f.image is not None else "studio" if f.studio_range else "full" for f in frames}
+    assert kinds == {expected}

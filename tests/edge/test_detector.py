@@ -142,6 +142,30 @@ def test_a_clip_that_brightens_sharply_raises_no_alert(demo_config, trained_bund
     assert rec.sent == []
 
 
+def test_blank_frames_at_the_start_and_in_the_middle_change_no_alert(demo_config, trained_bundle, tmp_path):
+    # The first 60 s of the real clip (three intrusions), once as it is and once with a
+    # black frame before it and two during the second intrusion, as decoders and cameras
+    # produce them.
+    cap = cv2.VideoCapture(str(CLIP))
+    frames = [cap.read()[1] for _ in range(600)]
+    cap.release()
+    black = np.zeros_like(frames[0])
+    starts = {}
+    for name, sequence in {"plain": frames, "blanks": [black] + frames[:250] + [black, black] + frames[252:]}.items():
+        path = tmp_path / f"{name}.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 432))
+        for image in sequence:
+            writer.write(image)
+        writer.release()
+        cam = demo_config.cameras[0].model_copy(update={"source": str(path)})
+        report = Detector(demo_config, load_bundle(trained_bundle), Recorder(), thing_name="t").run_replay(cam)
+        starts[name] = [a["media_offset_s"] for a in report.starts]
+    assert len(starts["plain"]) == 3
+    # The same three alerts; the leading black frame shifts media time by 0.1 s.
+    assert len(starts["blanks"]) == 3
+    assert np.allclose(np.array(starts["blanks"]) - 0.1, starts["plain"], atol=0.25)
+
+
 def test_a_refusing_publisher_keeps_the_message(demo_config, trained_bundle):
     class Down(Recorder):
         def publish(self, topic, message):
