@@ -9,8 +9,8 @@
 
 In both, frames between analyses are grabbed, not decoded to images. A replay reads
 only the luma (Y) plane of the frames it analyses (``CAP_PROP_CONVERT_RGB`` off: the
-decoder's own plane, copied, no colour conversion), after checking on the first frame
-that the plane matches the grey of the colour image and whether it is studio range
+decoder's own plane, copied, no colour conversion), after checking on its first frame
+with contrast that the plane matches the grey of the colour image and whether it is studio range
 (16..235, most H.264/HEVC) or full range (0..255, JPEG-style); a format whose plane
 does not match (a GIF's BGRA, for one) is decoded in colour instead. Colour for a
 replay's snapshots is decoded on demand (:class:`ColourFrames`). A live source is
