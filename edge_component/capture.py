@@ -128,8 +128,12 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
     second of media time, reading every frame in order.
 
     Raises SourceError if the file cannot be opened or holds no decodable frame.
-    Media time is ``index / fps`` (the container's nominal rate), so the same file
-    always gives the same frames. Frames carry only their luma when the file's Y plane
+    Media time is each frame's presentation time from the container, relative to the
+    first frame, so a variable-frame-rate file (a phone, a recorder that drops frames)
+    is timed as it was recorded; where timestamps are missing, go backwards or jump by
+    more than ``MAX_TIMESTAMP_GAP_S`` (broken or reset streams) the frame is timed one
+    nominal frame period after the last. Either way the same file always gives the
+    same frames and times. Frames carry only their luma when the file's Y plane
     passes :func:`_luma_range`'s check (``Frame.image`` is None: see
     :class:`ColourFrames` for colour), else the colour image and its grey.
     """
@@ -145,13 +149,19 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
         luma_only = studio is not None and cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)
         last_slot = -1
         index = -1
+        t = first_pts = 0.0
         expected_shape = None
         while True:
             if not cap.grab():
                 break  # end of file
             index += 1
             stats.frames_in += 1
-            t = index / fps
+            pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if index == 0:
+                first_pts, t = pts, 0.0
+            else:
+                since_start = pts - first_pts
+                t = since_start if t < since_start <= t + MAX_TIMESTAMP_GAP_S else t + 1.0 / fps
             slot = int(t * detection_fps + 1e-6)  # analysis slot this frame falls in
             if slot == last_slot:
                 continue
@@ -173,13 +183,20 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
             raise SourceError(f"{source}: no decodable frame")
         if stats.frames_in == 1:
             raise SourceError(f"{source}: holds a single frame (a still image?); replay needs a video")
-        if declared > 0 and stats.frames_in < 0.9 * declared:
-            # Container counts may be off by a frame or two; a tenth missing is a cut-off file.
-            stats.last_error = f"ended at frame {stats.frames_in} of {int(declared)} declared (truncated file?)"
+        duration = declared / fps
+        if declared > 0 and stats.frames_in < 0.9 * declared and t + 1.0 / fps < 0.9 * duration:
+            # Container counts may be off by a frame or two, and are estimates for a
+            # variable frame rate: a tenth missing, in frames and in time, is a cut-off file.
+            stats.last_error = (f"ended at frame {stats.frames_in} of {int(declared)} declared, "
+                                f"{t:.1f} s of {duration:.1f} s (truncated file?)")
             log.warning("%s: %s", source, stats.last_error)
     finally:
         cap.release()
 
+
+# A timestamp further than this past the last frame's is taken as broken, not as a pause
+# in the recording (s).
+MAX_TIMESTAMP_GAP_S = 300.0
 
 _QUIET = threading.Lock()
 

@@ -347,3 +347,25 @@ def test_a_black_first_frame_does_not_fool_the_luma_check(tmp_path, fourcc, ext,
     frames = list(replay(str(path), 5.0))
     kinds = {"colour" if f.image is not None else "studio" if f.studio_range else "full" for f in frames}
     assert kinds == {expected}
+
+
+def test_a_variable_frame_rate_file_is_timed_by_its_timestamps(tmp_path):
+    """A recorder that drops frames or pauses writes a variable-frame-rate file: media time
+    follows the container's timestamps, not frame count / nominal rate."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    durations_ms = [100] * 10 + [1000] + [100] * 5 + [400] + [100] * 4  # pauses of 1 s and 0.4 s
+    images = []
+    for i in range(len(durations_ms)):
+        frame = rng.integers(60, 140, (120, 160), dtype=np.uint8)  # texture, so not a blank frame
+        frame[40:80, 5 * i: 5 * i + 30] = 250  # something moving
+        images.append(Image.fromarray(frame).convert("P"))
+    path = tmp_path / "vfr.gif"
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations_ms, loop=0)
+    stats = CaptureStats()
+    frames = list(replay(str(path), 100.0, stats))  # 100 analyses/s: every frame analysed
+    assert [f.index for f in frames] == list(range(len(durations_ms)))
+    expected = np.concatenate([[0], np.cumsum(durations_ms[:-1])]) / 1000.0
+    np.testing.assert_allclose([f.time_s for f in frames], expected, atol=0.011)
+    assert stats.last_error == ""  # fewer frames than nominal rate x duration is not truncation
