@@ -25,6 +25,7 @@ from .config import CameraConfig, ComponentConfig
 from .contracts.topics import alert_topic
 from .decision import EventTracker, Transition, random_event_id
 from .model import ModelBundle
+from .motion import MotionAnalyzer
 from .pipeline import Window, analyse_frames
 from .publishers import PublishError, Publisher
 from .snapshot import SnapshotStore, annotate
@@ -50,6 +51,8 @@ class CameraReport:
     failed: list[dict[str, Any]] = field(default_factory=list)  # messages the publisher refused
     snapshot_errors: int = 0  # snapshots that could not be written (disk full, permissions)
     invalid_scores: int = 0  # windows whose model output was not a probability (NaN, outside 0..1)
+    blank_frames: int = 0  # analysed frames of one flat colour, skipped (a camera sending only these is blind)
+    recalibrations: int = 0  # background relearnt after lighting or scene changes
 
     @property
     def source_fps(self) -> float:
@@ -134,8 +137,10 @@ class Detector:
         origin = origin or datetime.now(timezone.utc)
         started = time.perf_counter()
         last_t = 0.0
-        for window in analyse_frames(frames, camera, self.config):
+        analyzer = MotionAnalyzer(self.config.motion, camera.zones, camera.masks, self.config.detection_fps)
+        for window in analyse_frames(frames, camera, self.config, analyzer):
             last_t = window.frame.time_s
+            report.blank_frames, report.recalibrations = analyzer.blank_frames, analyzer.recalibrations
             t0 = time.perf_counter()
             score = float(self.bundle.scorer.score(window.features)[0])
             report.inference_s += time.perf_counter() - t0

@@ -29,9 +29,11 @@ class Window:
     stats: FrameStats  # the closing frame's stats (boxes for the snapshot)
 
 
-def analyse_frames(frames: Iterator[Frame], camera: CameraConfig, config: ComponentConfig) -> Iterator[Window]:
-    """Turn analysed frames into windows, one per zone per frame."""
-    analyzer = MotionAnalyzer(config.motion, camera.zones, camera.masks, config.detection_fps)
+def analyse_frames(frames: Iterator[Frame], camera: CameraConfig, config: ComponentConfig,
+                   analyzer: MotionAnalyzer | None = None) -> Iterator[Window]:
+    """Turn analysed frames into windows, one per zone per frame. ``analyzer`` (made
+    from the config when not given) is passed in by a caller that reads its counters."""
+    analyzer = analyzer or MotionAnalyzer(config.motion, camera.zones, camera.masks, config.detection_fps)
     length = window_length(config.window_s, config.detection_fps)
     featurizers = [WindowFeaturizer(length) for _ in camera.zones]
     for frame in frames:

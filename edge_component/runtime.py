@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 TELEMETRY_SCHEMA_VERSION = "1.0"
 # Per-camera counters a worker reports; a crashed worker's are carried into its successor's.
 COUNTERS = ("frames_in", "analysed", "dropped", "bad_frames", "reconnects", "windows", "events", "snapshot_errors",
-            "invalid_scores")
+            "invalid_scores", "blank_frames", "recalibrations")
 EXIT_SOURCE_ERROR = 3  # a file that cannot be replayed: restarting will not help
 
 
@@ -116,6 +116,8 @@ def _send_stats(pipe: _PipePublisher, detector, camera: str) -> None:
     stats["events"] = len(report.starts)
     stats["snapshot_errors"] = report.snapshot_errors
     stats["invalid_scores"] = report.invalid_scores
+    stats["blank_frames"] = report.blank_frames
+    stats["recalibrations"] = report.recalibrations
     try:
         pipe.send_stats(stats)
     except (OSError, ValueError):

@@ -160,6 +160,8 @@ def test_blank_frames_at_the_start_and_in_the_middle_change_no_alert(demo_config
         cam = demo_config.cameras[0].model_copy(update={"source": str(path)})
         report = Detector(demo_config, load_bundle(trained_bundle), Recorder(), thing_name="t").run_replay(cam)
         starts[name] = [a["media_offset_s"] for a in report.starts]
+        # Counted for telemetry: a camera that sends only blank frames is blind, and shows it.
+        assert report.blank_frames == (0 if name == "plain" else 2)  # of the three, the ones analysed
     assert len(starts["plain"]) == 3
     # The same three alerts; the leading black frame shifts media time by 0.1 s.
     assert len(starts["blanks"]) == 3

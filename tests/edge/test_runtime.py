@@ -113,3 +113,4 @@ def test_a_crashing_decoder_leaves_the_other_cameras_alerts_flowing(tmp_path, ba
     telemetry = [m for t, m in out.sent if t == "vigil/site-1/telemetry"]
     assert telemetry and telemetry[-1]["cameras"][bad]["crashes"] >= 2
     assert telemetry[-1]["cameras"]["good"]["events"] == 6
+    assert telemetry[-1]["cameras"]["good"]["blank_frames"] == 0
