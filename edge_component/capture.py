@@ -33,6 +33,7 @@ from typing import Callable, Iterator
 
 import cv2
 import numpy as np
+from cv2.utils import logging as cvlog
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +206,6 @@ def _retrieve_plane(cap: cv2.VideoCapture) -> tuple[bool, np.ndarray | None]:
     """``cap.retrieve()`` with CONVERT_RGB off: the decoded picture's first plane.
     OpenCV warns on every such call that it treats the format as 8UC1 (which is the
     point), so its log level is raised to errors for the call."""
-    from cv2.utils import logging as cvlog
-
     with _QUIET:
         level = cvlog.getLogLevel()
         cvlog.setLogLevel(cvlog.LOG_LEVEL_ERROR)

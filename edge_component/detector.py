@@ -186,7 +186,7 @@ class Detector:
             image = w.frame.image
             if image is None and colour is not None:
                 image = colour.get(w.frame)
-            if image is None or image.shape[:2] != w.frame.luma.shape:
+            if image is None:
                 image = w.frame.colour()
             try:
                 self.snapshots.save(name, annotate(image, camera.zones, camera.masks, w.stats.boxes, label))
