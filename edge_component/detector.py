@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import threading
+import numpy as np
 
 from .alerts import build_alert
 from .capture import CaptureStats, ColourFrames, Frame, LiveSettings, is_live, live, media_duration_s, prefetch, replay
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 class _Best:
     score: float
     window: Window
+    image: np.ndarray | None = None  # BGR, when the window's frame was analysed as luma only
     saved_as: str = ""  # snapshot file name once written
 
 
@@ -157,35 +159,37 @@ class Detector:
             tracker = trackers[z]
             if score >= self.threshold and (best[z] is None or score > best[z].score):
                 best[z] = _Best(score, window)  # frames are fresh arrays: holding one costs no copy
+                if colour is not None and window.frame.image is None:
+                    # Decoded now, while frames come in order, so the colour reader only
+                    # ever reads forward (see ColourFrames).
+                    best[z].image = colour.get(window.frame)
             elif tracker.active is None and score < self.threshold:
                 best[z] = None  # the run broke before it became an event
             for tr in tracker.update(window.frame.time_s, score):
-                self._emit(tr, camera, best[z], origin, report, media_time, camera.zones[z].name, colour)
+                self._emit(tr, camera, best[z], origin, report, media_time, camera.zones[z].name)
                 if tr.kind == "end":
                     best[z] = None
             report.wall_s = time.perf_counter() - started
         for z, tracker in enumerate(trackers):
             for tr in tracker.close(last_t):
-                self._emit(tr, camera, best[z], origin, report, media_time, camera.zones[z].name, colour)
+                self._emit(tr, camera, best[z], origin, report, media_time, camera.zones[z].name)
         report.wall_s = time.perf_counter() - started
         return report
 
     def _emit(self, tr: Transition, camera: CameraConfig, best: "_Best | None", origin: datetime,
-              report: CameraReport, media_time: bool, zone: str, colour: ColourFrames | None = None) -> None:
+              report: CameraReport, media_time: bool, zone: str) -> None:
         """Publish one transition. The snapshot is the best-scoring frame so far: the
         start carries the best of the windows that started the event; a later message
         carries a new snapshot only if a better frame came since. A frame analysed as
-        luma only is decoded in colour from ``colour``; if that fails, the snapshot is
-        its grey image (evidence in grey beats none)."""
+        luma only was decoded in colour when it became the best (``_Best.image``); if
+        that failed, the snapshot is its grey image (evidence in grey beats none)."""
         snapshot_file = None
         if best is not None and self.snapshots is not None and not best.saved_as:
             suffix = "" if tr.kind == "start" else f"-{tr.event.sequence}"
             name = f"{camera.name}-{tr.event.event_id}{suffix}.jpg"
             w = best.window
             label = f"{camera.name}/{zone} score {best.score:.2f} >= {self.threshold:.2f}  t={w.frame.time_s:.1f}s"
-            image = w.frame.image
-            if image is None and colour is not None:
-                image = colour.get(w.frame)
+            image = w.frame.image if w.frame.image is not None else best.image
             if image is None:
                 image = w.frame.colour()
             try:

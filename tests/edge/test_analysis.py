@@ -305,7 +305,7 @@ def test_colour_frames_decodes_the_analysed_frame_on_demand_forward_or_back(tmp_
     try:
         for index in (10, 200, 4, 4, 150, 0):
             np.testing.assert_array_equal(colour.get(frames[index]), expected[index])
-        assert colour.seeks == 2  # 200 -> 4 and 150 -> 0; the second 4 is the kept image, 4 -> 150 reads on
+        assert colour.rereads == 2  # 200 -> 4 and 150 -> 0; the second 4 is the kept image, 4 -> 150 reads on
         # Frame 60's picture (a person walking) claimed to be frame 61: refused, not shown as 61.
         wrong = type(frames[60])(61, 6.1, frames[60].luma, None, True)
         assert colour.get(wrong) is None
