@@ -129,12 +129,12 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
     second of media time, reading every frame in order.
 
     Raises SourceError if the file cannot be opened or holds no decodable frame.
-    Media time is each frame's presentation time from the container, relative to the
-    first frame, so a variable-frame-rate file (a phone, a recorder that drops frames)
-    is timed as it was recorded; where timestamps are missing, go backwards or jump by
-    more than ``MAX_TIMESTAMP_GAP_S`` (broken or reset streams) the frame is timed one
-    nominal frame period after the last. Either way the same file always gives the
-    same frames and times. Frames carry only their luma when the file's Y plane
+    Media time advances by the container's timestamp step from frame to frame, so a
+    variable-frame-rate file (a phone, a recorder that drops frames or pauses) is timed
+    as it was recorded; a step that is unknown, zero, backwards or over
+    ``MAX_TIMESTAMP_GAP_S`` (a broken, repeated or reset timestamp) counts as one
+    nominal frame period, and the steps after it are the container's again. Either way
+    the same file always gives the same frames and times. Frames carry only their luma when the file's Y plane
     passes :func:`_luma_range`'s check (``Frame.image`` is None: see
     :class:`ColourFrames` for colour), else the colour image and its grey.
     """
@@ -150,7 +150,7 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
         luma_only = studio is not None and cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)
         last_slot = -1
         index = -1
-        t = first_pts = 0.0
+        t = last_pts = 0.0
         expected_shape = None
         while True:
             if not cap.grab():
@@ -158,11 +158,10 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
             index += 1
             stats.frames_in += 1
             pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-            if index == 0:
-                first_pts, t = pts, 0.0
-            else:
-                since_start = pts - first_pts
-                t = since_start if t < since_start <= t + MAX_TIMESTAMP_GAP_S else t + 1.0 / fps
+            if index > 0:
+                step = pts - last_pts  # NaN if either is unknown
+                t += step if 0.0 < step <= MAX_TIMESTAMP_GAP_S else 1.0 / fps
+            last_pts = pts
             slot = int(t * detection_fps + 1e-6)  # analysis slot this frame falls in
             if slot == last_slot:
                 continue
@@ -195,9 +194,9 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
         cap.release()
 
 
-# A timestamp further than this past the last frame's is taken as broken, not as a pause
-# in the recording (s).
-MAX_TIMESTAMP_GAP_S = 300.0
+# A timestamp step longer than this is taken as broken (an MPEG-TS clock wraps after
+# 26.5 h), not as a pause in the recording (s).
+MAX_TIMESTAMP_GAP_S = 3600.0
 
 _QUIET = threading.Lock()
 
