@@ -194,6 +194,14 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
         cap.release()
 
 
+# Pixel formats (as FFmpeg's raw-video tags, CAP_PROP_CODEC_PIXEL_FORMAT) whose first
+# plane is 8-bit luma: planar and semi-planar YUV at any chroma subsampling, and grey.
+# Anything else (RGB, palette, packed YUV, more than 8 bits) is decoded in colour.
+LUMA_PLANE_FORMATS = frozenset({
+    b"I420", b"IYUV", b"YV12", b"J420", b"NV12", b"NV21", b"Y42B", b"422P", b"444P", b"Y444",
+    b"Y41B", b"411P", b"440P", b"Y800", b"GREY", b"Y1\x00\x08",
+})
+
 # A timestamp step longer than this is taken as broken (an MPEG-TS clock wraps after
 # 26.5 h), not as a pause in the recording (s).
 MAX_TIMESTAMP_GAP_S = 3600.0
@@ -227,6 +235,12 @@ def _luma_range(source: str, tolerance: float = 4.0, probe_frames: int = 100) ->
     colour = open_capture(source)
     luma = open_capture(source)
     try:
+        tag = int(colour.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT)).to_bytes(4, "little", signed=True)
+        if tag not in LUMA_PLANE_FORMATS:
+            # Planar RGB's first plane is green, which equals the grey of a monochrome
+            # picture (a camera in infrared mode): no picture can be trusted to tell.
+            log.info("%s: pixel format %r has no 8-bit luma plane; decoding in colour", source, tag)
+            return None
         if not luma.set(cv2.CAP_PROP_CONVERT_RGB, 0):
             return None
         for _ in range(probe_frames):
@@ -244,7 +258,8 @@ def _luma_range(source: str, tolerance: float = 4.0, probe_frames: int = 100) ->
                 if verdict is None:
                     log.info("%s: the luma plane does not match the colour image; decoding in colour", source)
                 return verdict
-        log.info("%s: no frame with contrast among the first %d; decoding in colour", source, probe_frames)
+        log.info("%s: no frame among the first %d has the contrast to tell studio from full range; decoding in colour",
+                 source, probe_frames)
         return None
     finally:
         colour.release()

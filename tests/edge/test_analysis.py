@@ -369,3 +369,19 @@ def test_a_variable_frame_rate_file_is_timed_by_its_timestamps(tmp_path):
     expected = np.concatenate([[0], np.cumsum(durations_ms[:-1])]) / 1000.0
     np.testing.assert_allclose([f.time_s for f in frames], expected, atol=0.011)
     assert stats.last_error == ""  # fewer frames than nominal rate x duration is not truncation
+
+
+def test_planar_rgb_is_decoded_in_colour_even_when_its_first_frames_are_monochrome():
+    """The first plane of planar RGB is green, equal to the grey of a monochrome picture
+    (a camera in infrared mode), so only the pixel format can say it is not luma."""
+    import cv2
+
+    from edge_component.capture import _luma_range
+
+    path = REPO / "tests" / "data" / "planar-rgb-mono-then-colour.mkv"
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    assert int(cap.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT)).to_bytes(4, "little") == b"G3\x00\x08"  # gbrp
+    cap.release()
+    assert _luma_range(str(path)) is None
+    frames = list(replay(str(path), 5.0))
+    assert len(frames) == 10 and all(f.image is not None for f in frames)
