@@ -143,20 +143,27 @@ class MotionAnalyzer:
         self._previous = grey
 
         recalibrated = False
-        if global_change > s.recalibrate_fraction:
-            # Most of the frame differs. Lighting (lights, infrared switch, auto exposure)
-            # changes gain and offset: fit both between background and frame on their
-            # quantiles (robust to objects covering part of the view) and correct the
-            # background, so whoever is in view stays foreground and nothing is absorbed.
+        if global_change > s.recalibrate_fraction / 2:
+            # Much of the frame differs. Lighting (lights, infrared switch, auto exposure,
+            # a fade) changes gain and offset: fit both between background and frame on
+            # the pixels that are not moving and correct the background, so whoever is in
+            # view stays foreground and nothing is absorbed. Tried from half the
+            # recalibration fraction, so a gradual change is followed step by step
+            # instead of leaving the background half in the old light (which the slow
+            # foreground learning would then take minutes to absorb).
             corrected = self._photometric_correction(grey, moving)
             fg_corrected = self._changed(grey, cv2.convertScaleAbs(corrected))
-            if cv2.countNonZero(fg_corrected) / fg.size <= s.recalibrate_fraction:
+            left = cv2.countNonZero(fg_corrected) / fg.size
+            # Most of the frame: lighting if it leaves no more than the fraction. Less of
+            # it: lighting only if it explains at least half, which a person does not.
+            lighting = left <= s.recalibrate_fraction if global_change > s.recalibrate_fraction else left <= global_change / 2
+            if lighting:
                 self._background = corrected
                 fg = fg_corrected
                 recalibrated = True
                 self.recalibrations += 1
                 self._widespread = 0
-            else:
+            elif global_change > s.recalibrate_fraction:
                 # Not lighting: a new scene (camera moved) or something filling the view.
                 # Learn it anew only if it stays for scene_change_s.
                 self._widespread += 1
@@ -165,6 +172,8 @@ class MotionAnalyzer:
                     self.recalibrations += 1
                     self._widespread = 0
                     return [FrameStats(0.0, 0.0, 0, 0.0, global_change, brightness, True) for _ in self.zones]
+            else:
+                self._widespread = 0
         else:
             self._widespread = 0
 

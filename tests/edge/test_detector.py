@@ -142,7 +142,7 @@ def test_a_clip_that_brightens_sharply_raises_no_alert(demo_config, trained_bund
     assert rec.sent == []
 
 
-def test_blank_frames_at_the_start_and_in_the_middle_change_no_alert(demo_config, trained_bundle, tmp_path):
+def test_blank_frames_and_a_fade_to_black_and_back_change_no_alert(demo_config, trained_bundle, tmp_path):
     # The first 60 s of the real clip (three intrusions), once as it is and once with a
     # black frame before it and two during the second intrusion, as decoders and cameras
     # produce them.
@@ -150,8 +150,13 @@ def test_blank_frames_at_the_start_and_in_the_middle_change_no_alert(demo_config
     frames = [cap.read()[1] for _ in range(600)]
     cap.release()
     black = np.zeros_like(frames[0])
+    # The lights fade out over 1.5 s in the empty stretch after the second intrusion, stay
+    # off for a moment and fade back in: the background must follow, not be left half dark.
+    gain = np.interp(np.arange(600) / 10.0, [45.5, 47.0, 47.5, 49.0], [1.0, 0.0, 0.0, 1.0])
+    faded = [(f * g).astype(np.uint8) for f, g in zip(frames, gain)]
     starts = {}
-    for name, sequence in {"plain": frames, "blanks": [black] + frames[:250] + [black, black] + frames[252:]}.items():
+    variants = {"plain": frames, "blanks": [black] + frames[:250] + [black, black] + frames[252:], "fade": faded}
+    for name, sequence in variants.items():
         path = tmp_path / f"{name}.avi"
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 432))
         for image in sequence:
@@ -161,8 +166,10 @@ def test_blank_frames_at_the_start_and_in_the_middle_change_no_alert(demo_config
         report = Detector(demo_config, load_bundle(trained_bundle), Recorder(), thing_name="t").run_replay(cam)
         starts[name] = [a["media_offset_s"] for a in report.starts]
         # Counted for telemetry: a camera that sends only blank frames is blind, and shows it.
-        assert report.blank_frames == (0 if name == "plain" else 2)  # of the three, the ones analysed
+        if name != "fade":
+            assert report.blank_frames == (0 if name == "plain" else 2)  # of the three, the ones analysed
     assert len(starts["plain"]) == 3
+    assert len(starts["fade"]) == 3 and np.allclose(starts["fade"], starts["plain"], atol=0.25)
     # The same three alerts; the leading black frame shifts media time by 0.1 s.
     assert len(starts["blanks"]) == 3
     assert np.allclose(np.array(starts["blanks"]) - 0.1, starts["plain"], atol=0.25)
