@@ -87,9 +87,13 @@ def test_a_missing_or_unparsable_manifest_is_refused(bundle_copy, tmp_path):
 
 
 def _float_tflite(outputs: int, activation, kernel_value: float | None = None) -> bytes:
-    """A small float TFLite model taking the 8 features, built and converted for real."""
+    """A small float TFLite model taking the 8 features, built and converted for real,
+    the way training exports its models (a SavedModel, so the weights are constants:
+    converting a concrete function of a Keras 3 model left them as uninitialised
+    resource variables, and the model returned whatever was in memory)."""
     import keras
-    import tensorflow as tf
+
+    from training.export import saved_model, to_tflite_float
 
     inp = keras.Input(shape=(N_FEATURES,), dtype="float32")
     layer = keras.layers.Dense(outputs, activation=activation)
@@ -97,8 +101,20 @@ def _float_tflite(outputs: int, activation, kernel_value: float | None = None) -
     if kernel_value is not None:
         kernel, bias = layer.get_weights()
         layer.set_weights([np.full_like(kernel, kernel_value), bias])
-    fn = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec([1, N_FEATURES], tf.float32)])
-    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model).convert()
+    with saved_model(model) as path:
+        data = to_tflite_float(path)
+    # The model computes what it was built to: one row of ones through the dense layer.
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=data)
+    interp.allocate_tensors()
+    assert not {"VAR_HANDLE", "READ_VARIABLE"} & {op["op_name"] for op in interp._get_ops_details()}
+    if kernel_value is not None and activation is None:
+        interp.set_tensor(interp.get_input_details()[0]["index"], np.ones((1, N_FEATURES), np.float32))
+        interp.invoke()
+        out = interp.get_tensor(interp.get_output_details()[0]["index"])
+        np.testing.assert_equal(out.ravel(), np.float32(N_FEATURES * kernel_value))
+    return data
 
 
 def _swap_model(bundle, data: bytes):
