@@ -32,10 +32,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edge_component.config import parse_config  # noqa: E402
-from edge_component.detector import Detector  # noqa: E402
-from edge_component.features import N_FEATURES  # noqa: E402
-from edge_component.model import Scorer, load_bundle  # noqa: E402
-from edge_component.snapshot import SnapshotStore  # noqa: E402
+from edge_component.camera import CameraPipeline  # noqa: E402
+from edge_component.analysis.features import N_FEATURES  # noqa: E402
+from edge_component.model.litert import Scorer  # noqa: E402
+from edge_component.model.bundle import load_bundle  # noqa: E402
+from edge_component.events.snapshots import SnapshotStore  # noqa: E402
 
 CLIP = REPO / "examples" / "clips" / "one-by-one-person-detection.mp4"
 BUNDLE = REPO / "edge_component" / "models" / "seed"
@@ -84,7 +85,7 @@ def naive_mog2(detection_fps: float = 5.0) -> float:
     return n / dt
 
 
-def pipeline(detector: Detector, camera) -> float:
+def pipeline(detector: CameraPipeline, camera) -> float:
     t0 = time.perf_counter()
     report = detector.run_replay(camera)  # opening and the luma check included
     return report.stats.frames_in / (time.perf_counter() - t0)
@@ -102,9 +103,9 @@ def main() -> None:
     config = parse_config({"detection_fps": 5, "cameras": [{"name": "bench", "source": str(CLIP),
                            "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]})
     bundle = load_bundle(BUNDLE)
-    detector = Detector(config, bundle, Discard(), thing_name="bench")
+    detector = CameraPipeline(config, bundle, Discard(), thing_name="bench")
     with tempfile.TemporaryDirectory() as tmp:
-        with_snapshots = Detector(config, bundle, Discard(), thing_name="bench", snapshots=SnapshotStore(tmp))
+        with_snapshots = CameraPipeline(config, bundle, Discard(), thing_name="bench", snapshots=SnapshotStore(tmp))
         runs: dict[str, list[tuple[float, float]]] = {"pipeline": [], "snapshots": [], "naive": []}
         for i in range(REPEAT):  # each run right after a decode-only run: both see the same load
             runs["pipeline"].append((decode_only(), pipeline(detector, config.cameras[0])))
@@ -133,7 +134,7 @@ def main() -> None:
     print(f"  float TFLite (LiteRT)  {fl * 1000:7.1f} us   {fl / i8:.2f}")
     if (BUNDLE / "model.onnx").is_file():
         try:
-            from edge_component.model import OnnxScorer  # added with the ONNX backend
+            from edge_component.model.onnx_runtime import OnnxScorer  # added with the ONNX backend
 
             ox = inference_ms(OnnxScorer(BUNDLE / "model.onnx", bundle.manifest.mean, bundle.manifest.scale), rows)
             print(f"  ONNX Runtime           {ox * 1000:7.1f} us   {ox / i8:.2f}")

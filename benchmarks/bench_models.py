@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from edge_component.model import make_scorer  # noqa: E402
+from edge_component.model.bundle import make_scorer  # noqa: E402
 from training import export  # noqa: E402
 from training.metrics import roc_auc  # noqa: E402
 from training.report import latency_table, measure_latency  # noqa: E402

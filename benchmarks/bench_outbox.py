@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_component.outbox import Outbox  # noqa: E402
+from edge_component.delivery.outbox import Outbox  # noqa: E402
 
 ALERT = {  # the size and shape of a real alert message
     "schema_version": "1.0", "event_id": "0" * 32, "event_type": "start", "sequence": 0,

@@ -18,13 +18,17 @@ import sys
 import threading
 from pathlib import Path
 
-from .capture import SourceError, is_live
-from .config import ConfigError, load_config, parse_config, parse_json
+from .capture.source import SourceError
+from .config import ConfigError, is_live, load_config, parse_config, parse_json
 from .contracts.alerts import AlertValidationError
-from .model import ModelError, load_bundle
-from .delivery import OutboxPublisher
-from .outbox import Outbox, OutboxError
-from .publishers import GreengrassIpcPublisher, JsonLinesPublisher, MqttPublisher
+from .delivery.ipc import GreengrassIpcPublisher
+from .delivery.jsonl import JsonLinesPublisher
+from .delivery.mqtt import MqttPublisher
+from .delivery.outbox import Outbox
+from .delivery.outbox_file import OutboxError
+from .delivery.sender import OutboxPublisher
+from .model.bundle import load_bundle
+from .model.errors import ModelError
 
 log = logging.getLogger("vigil.edge")
 

@@ -1,35 +1,38 @@
-"""The detector: windows -> model scores -> events -> snapshots and alert messages.
+"""One camera through every stage: capture -> analysis (windows) -> model scores ->
+events -> snapshots and alert messages.
 
-:class:`Detector` runs one camera at a time through :func:`pipeline.analyse_frames`,
-scores every window with the model bundle, feeds each zone's :class:`EventTracker`,
-and hands every transition to the publisher as a schema-valid alert on
-``vigil/<thing>/alerts``.
+:class:`CameraPipeline` wires the stages for one camera at a time: it opens the
+camera's :class:`~edge_component.capture.feed.Feed`, turns its frames into windows
+(:func:`~edge_component.analysis.windows.analyse_frames`), scores every window with the
+model bundle, feeds each zone's :class:`~edge_component.events.decision.EventTracker`,
+and hands every transition to the publisher as a valid alert on ``vigil/<thing>/alerts``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from .alerts import build_alert
-from .capture import CaptureStats, ColourFrames, Frame, LiveSettings, is_live, live, media_duration_s, prefetch, replay
-from .config import CameraConfig, ComponentConfig
+from .analysis.motion import MotionAnalyzer
+from .analysis.windows import Window, analyse_frames
+from .capture.feed import Feed, open_live, open_replay
+from .capture.frames import CaptureStats
+from .capture.source import media_duration_s
+from .config import CameraConfig, ComponentConfig, is_live
 from .contracts.topics import alert_topic
-from .decision import EventTracker, Transition, random_event_id
-from .model import ModelBundle
-from .motion import MotionAnalyzer
-from .pipeline import Window, analyse_frames
-from .publishers import PublishError, Publisher
-from .snapshot import SnapshotStore, annotate
+from .delivery.publisher import PublishError, Publisher
+from .events.alerts import build_alert
+from .events.decision import EventTracker, Transition, random_event_id
+from .events.snapshots import SnapshotStore, annotate
+from .model.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,10 @@ class CameraReport:
         return [a for a in self.alerts if a["event_type"] == "start"]
 
 
-class Detector:
+class CameraPipeline:
+    """Runs cameras of ``config`` one at a time and publishes their alerts through
+    ``publisher``; ``reports`` holds the latest :class:`CameraReport` per camera."""
+
     def __init__(
         self,
         config: ComponentConfig,
@@ -100,33 +106,26 @@ class Detector:
         alert carries a time in the future."""
         if is_live(camera.source):
             raise ValueError(f"camera {camera.name}: {camera.source!r} is a live source; replay takes files")
-        stats = CaptureStats()
         if origin is None:
             origin = datetime.now(timezone.utc) - timedelta(seconds=media_duration_s(camera.source))
-        st = os.stat(camera.source)
-        fingerprint = f"{self.thing_name}|{camera.name}|{os.path.abspath(camera.source)}|{st.st_size}|{st.st_mtime_ns}"
-        frames = prefetch(replay(camera.source, self.config.detection_fps, stats))
         # A replay analyses luma only; a snapshot's frame is decoded in colour when needed.
-        colour = ColourFrames(camera.source) if self.snapshots is not None else None
+        feed = open_replay(camera.source, self.config.detection_fps, colour=self.snapshots is not None)
         try:
-            return self._run(camera, frames, stats, media_time=True, origin=origin, replay_key=fingerprint,
-                             colour=colour)
+            return self._run(camera, feed, origin=origin, replay_key=f"{self.thing_name}|{camera.name}|{feed.identity}")
         finally:
-            if colour is not None:
-                colour.close()
+            feed.close()
 
     def run_live(self, camera: CameraConfig, stop: threading.Event) -> CameraReport:
         """Follow a live source until ``stop`` is set; a failing source is reopened with
         backoff (see capture.live), never raised."""
-        stats = CaptureStats()
-        settings = LiveSettings(read_timeout_s=camera.read_timeout_s, backoff_max_s=camera.backoff_max_s)
-        frames = live(camera.source, self.config.detection_fps, stats, stop=stop, settings=settings)
-        return self._run(camera, frames, stats, media_time=False)
+        feed = open_live(camera.source, self.config.detection_fps, stop=stop, read_timeout_s=camera.read_timeout_s,
+                         backoff_max_s=camera.backoff_max_s)
+        return self._run(camera, feed)
 
-    def _run(self, camera: CameraConfig, frames: Iterator[Frame], stats: CaptureStats, *, media_time: bool,
-             origin: datetime | None = None, replay_key: str | None = None,
-             colour: ColourFrames | None = None) -> CameraReport:
-        report = CameraReport(camera.name, stats)
+    def _run(self, camera: CameraConfig, feed: Feed, *, origin: datetime | None = None,
+             replay_key: str | None = None) -> CameraReport:
+        report = CameraReport(camera.name, feed.stats)
+        media_time = feed.media_time
         self.reports[camera.name] = report
 
         def ids_for(zone: str):
@@ -140,7 +139,7 @@ class Detector:
         started = time.perf_counter()
         last_t = 0.0
         analyzer = MotionAnalyzer(self.config.motion, camera.zones, camera.masks, self.config.detection_fps)
-        for window in analyse_frames(frames, camera, self.config, analyzer):
+        for window in analyse_frames(feed.frames, camera, self.config, analyzer):
             last_t = window.frame.time_s
             report.blank_frames, report.recalibrations = analyzer.blank_frames, analyzer.recalibrations
             t0 = time.perf_counter()
@@ -159,10 +158,9 @@ class Detector:
             tracker = trackers[z]
             if score >= self.threshold and (best[z] is None or score > best[z].score):
                 best[z] = _Best(score, window)  # frames are fresh arrays: holding one costs no copy
-                if colour is not None and window.frame.image is None:
-                    # Decoded now, while frames come in order, so the colour reader only
-                    # ever reads forward (see ColourFrames).
-                    best[z].image = colour.get(window.frame)
+                if self.snapshots is not None and window.frame.image is None:
+                    # Decoded now, while frames come in order, so the file is only ever read forward.
+                    best[z].image = feed.colour(window.frame)
             elif tracker.active is None and score < self.threshold:
                 best[z] = None  # the run broke before it became an event
             for tr in tracker.update(window.frame.time_s, score):

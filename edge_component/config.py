@@ -5,6 +5,9 @@ Every model is ``extra="forbid"`` and frozen, so a misspelt key is an error that
 the key (``cameras.0.zones.0.polygon: ...``) rather than a silently ignored setting.
 Coordinates of zones and masks are normalised to the frame (0..1, origin top-left),
 so one configuration fits any camera resolution.
+
+Like Frigate's ``frigate/config/``, these models import nothing from the code that
+uses them: capture, analysis and events import the config, never the reverse.
 """
 
 from __future__ import annotations
@@ -16,10 +19,15 @@ from typing import Annotated, Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .schedule import ArmedSchedule
+from .events.schedule import ArmedSchedule
 
 Point = Annotated[tuple[float, float], Field(description="(x, y), each 0..1 of frame width/height")]
 Name = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")]
+
+
+def is_live(source: str) -> bool:
+    """True for cameras and network streams; False for files (replayed in order)."""
+    return source.isdigit() or "://" in source
 
 
 class ConfigError(ValueError):
@@ -87,15 +95,13 @@ class CameraConfig(_Model):
 
     @model_validator(mode="after")
     def _replay_takes_files(self) -> "CameraConfig":
-        from .capture import is_live
-
         if self.mode == "replay" and is_live(self.source):
             raise ValueError(f"mode 'replay' reads files; {self.source!r} is a live source (use mode 'live' or 'auto')")
         return self
 
     @model_validator(mode="after")
     def _zones_not_masked_out(self) -> "CameraConfig":
-        from .motion import polygon_mask
+        from .geometry import polygon_mask  # OpenCV, only for configurations with masks
 
         if self.masks:
             masked = polygon_mask(self.masks, 320, 180)

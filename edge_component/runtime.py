@@ -27,10 +27,11 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Callable
 
-from .capture import SourceError
+from .backoff import Backoff
+from .capture.source import SourceError
 from .config import CameraConfig, ComponentConfig
 from .contracts.topics import telemetry_topic
-from .publishers import PublishError, Publisher
+from .delivery.publisher import PublishError, Publisher
 
 log = logging.getLogger(__name__)
 TELEMETRY_SCHEMA_VERSION = "1.0"
@@ -64,16 +65,16 @@ class _PipePublisher:
 
 def camera_worker(conn: Connection, camera_json: str, config_json: str, model_dir: str, thing_name: str,
                   snapshot_dir: str, stats_every_s: float) -> None:
-    """Entry point of a camera's worker process (spawned): run the detector on one camera."""
+    """Entry point of a camera's worker process (spawned): run one camera's pipeline."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s camera-{os.getpid()} %(name)s: %(message)s")
-    from .detector import Detector
-    from .model import load_bundle
-    from .snapshot import SnapshotStore
+    from .camera import CameraPipeline
+    from .events.snapshots import SnapshotStore
+    from .model.bundle import load_bundle
 
     config = ComponentConfig.model_validate_json(config_json)
     camera = CameraConfig.model_validate_json(camera_json)
     pipe = _PipePublisher(conn)
-    detector = Detector(config, load_bundle(model_dir, config.model_file), pipe, thing_name=thing_name,
+    detector = CameraPipeline(config, load_bundle(model_dir, config.model_file), pipe, thing_name=thing_name,
                         snapshots=SnapshotStore(snapshot_dir, config.snapshot_max_files))
     stop = threading.Event()
     done = threading.Event()
@@ -135,7 +136,7 @@ class CameraState:
     last_exit: int | None = None
     last_error: str = ""
     restart_at: float = 0.0
-    backoff_s: float = 1.0
+    backoff: Backoff = field(default_factory=lambda: Backoff(1.0, 60.0))  # restarts after crashes
     stats: dict[str, Any] = field(default_factory=dict)
     totals: dict[str, float] = field(default_factory=dict)  # counters of earlier, crashed processes
 
@@ -163,7 +164,8 @@ class Supervisor:
         self.worker = worker
         self.delivery_stats = delivery_stats
         self.telemetry_topic = telemetry_topic(thing_name)
-        self.cameras = {c.name: CameraState(c, backoff_s=restart_backoff_s) for c in config.cameras}
+        self.cameras = {c.name: CameraState(c, backoff=Backoff(restart_backoff_s, restart_backoff_max_s))
+                        for c in config.cameras}
         self.started = time.monotonic()
         self.alerts_forwarded = 0
         self._ctx = mp.get_context("spawn")  # no fork: the parent has threads
@@ -221,10 +223,10 @@ class Supervisor:
             return
         cs.crashes += 1
         how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-        log.error("camera %s: worker crashed (%s); restarting in %.1fs", cs.camera.name, how, cs.backoff_s)
+        delay = cs.backoff.failed()
+        log.error("camera %s: worker crashed (%s); restarting in %.1fs", cs.camera.name, how, delay)
         cs.state = "restarting"
-        cs.restart_at = now + cs.backoff_s
-        cs.backoff_s = min(cs.backoff_s * 2, self.restart_backoff_max_s)
+        cs.restart_at = now + delay
         self.publish_telemetry()  # a crash is news now, not at the next tick
 
     def telemetry(self) -> dict[str, Any]:

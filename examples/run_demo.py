@@ -32,11 +32,11 @@ sys.path.insert(0, str(REPO))
 import yaml  # noqa: E402
 
 from edge_component.config import parse_config  # noqa: E402
-from edge_component.detector import Detector  # noqa: E402
-from edge_component.evaluate import match_alerts  # noqa: E402
-from edge_component.model import load_bundle  # noqa: E402
-from edge_component.publishers import JsonLinesPublisher  # noqa: E402
-from edge_component.snapshot import SnapshotStore  # noqa: E402
+from edge_component.camera import CameraPipeline  # noqa: E402
+from training.evaluate import match_alerts  # noqa: E402
+from edge_component.model.bundle import load_bundle  # noqa: E402
+from edge_component.delivery.jsonl import JsonLinesPublisher  # noqa: E402
+from edge_component.events.snapshots import SnapshotStore  # noqa: E402
 
 OUT = REPO / "build" / "demo"
 LABELS = REPO / "examples" / "labels" / "one-by-one-person-detection.json"
@@ -95,7 +95,7 @@ def run_edge(model_dir: Path):
     alerts_path.unlink(missing_ok=True)
     shutil.rmtree(OUT / "snapshots", ignore_errors=True)  # this run's evidence only
     publisher = JsonLinesPublisher(alerts_path)
-    detector = Detector(config, load_bundle(model_dir), publisher, thing_name=THING,
+    detector = CameraPipeline(config, load_bundle(model_dir), publisher, thing_name=THING,
                         snapshots=SnapshotStore(OUT / "snapshots"))
     with native_output_to(OUT / "edge.log"):
         report = detector.run_replay(config.cameras[0])

@@ -22,6 +22,7 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from edge_component.contracts.alert_rules import RULES_FILE, SCHEMA_FILE
 from edge_component.contracts.topics import ALERT_TOPIC_FILTER, ALERT_TOPIC_THING_SEGMENT
 from infra.config import AlertsConfig
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
@@ -30,7 +31,9 @@ from infra.storage import EVIDENCE_SNAPSHOT_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_DIR = REPO_ROOT / "lambda"
-ALERT_SCHEMA = REPO_ROOT / "edge_component" / "contracts" / "alert.schema.json"
+ALERT_SCHEMA = REPO_ROOT / "edge_component" / "contracts" / SCHEMA_FILE
+ALERT_RULES = REPO_ROOT / "edge_component" / "contracts" / RULES_FILE
+ALERT_CONTRACT = (ALERT_SCHEMA, ALERT_RULES)  # what the alert Lambda reads from beside itself
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 RULE_SQL = f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name FROM '{ALERT_TOPIC_FILTER}'"
 RULE_SQL_VERSION = "2016-03-23"
@@ -52,17 +55,18 @@ ARCHITECTURE = lambda_.Architecture.ARM_64
 
 @jsii.implements(cdk.ILocalBundling)
 class CopyHandlerBundling:
-    """Bundles a Python function without Docker: its modules plus one file from elsewhere.
+    """Bundles a Python function without Docker: its modules plus files from elsewhere.
 
     Copies ``source_dir/*.py`` and packages (folders with ``__init__.py``, tests left out)
-    and ``extra_file`` to the bundle's root, so the handler reads it from beside itself
-    (the alert Lambda: ``edge_component/contracts/alert.schema.json``; the provisioning
-    hook: its generated rules). Third-party code comes from layers or the runtime.
+    and ``extra_file`` (one file or several) to the bundle's root, so the handler reads
+    them from beside itself (the alert Lambda: ``alert.schema.json`` and ``alert_rules.py``
+    from ``edge_component/contracts/``; the provisioning hook: its generated rules).
+    Third-party code comes from layers or the runtime.
     """
 
-    def __init__(self, source_dir: Path = LAMBDA_DIR, extra_file: Path = ALERT_SCHEMA) -> None:
+    def __init__(self, source_dir: Path = LAMBDA_DIR, extra_file: Path | Sequence[Path] = ALERT_CONTRACT) -> None:
         self._source_dir = source_dir
-        self._extra_file = extra_file
+        self._extra_files = (extra_file,) if isinstance(extra_file, Path) else tuple(extra_file)
 
     def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:  # noqa: ARG002 (interface)
         out = Path(output_dir)
@@ -74,19 +78,22 @@ class CopyHandlerBundling:
                 shutil.copytree(
                     package, out / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
                 )
-        shutil.copy2(self._extra_file, out / self._extra_file.name)
+        for extra in self._extra_files:
+            shutil.copy2(extra, out / extra.name)
         return True
 
 
-def local_python_code(source_dir: Path, extra_file: Path = ALERT_SCHEMA) -> lambda_.Code:
-    """``source_dir`` plus ``extra_file`` as Lambda code, bundled locally (no Docker).
+def local_python_code(source_dir: Path, extra_file: Path | Sequence[Path] = ALERT_CONTRACT) -> lambda_.Code:
+    """``source_dir`` plus ``extra_file`` (one file or several) as Lambda code, bundled
+    locally (no Docker).
 
-    The bundle is hashed, not the source, since ``extra_file`` lives elsewhere. The
+    The bundle is hashed, not the source, since the extra files live elsewhere. The
     CDK reuses a bundle per source path and bundling options and leaves the local
-    bundler out of that key, so ``extra_file``'s digest goes in: two stages with
+    bundler out of that key, so the extra files' digest goes in: two stages with
     different extra files (the hook's rules) never share a bundle.
     """
-    digest = hashlib.sha256(extra_file.read_bytes()).hexdigest()
+    extras = (extra_file,) if isinstance(extra_file, Path) else tuple(extra_file)
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in extras)).hexdigest()
     return lambda_.Code.from_asset(
         str(source_dir),
         asset_hash_type=cdk.AssetHashType.OUTPUT,

@@ -1,11 +1,13 @@
-"""`gdk component build` for this component (GDK's custom build system).
+"""`gdk component build` for the edge component (GDK's custom build system).
 
 Writes what the Greengrass Development Kit publishes, in its layout:
-``greengrass-build/recipes/recipe.yaml`` (this folder's recipe, placeholders kept for
+``edge_component/greengrass-build/recipes/recipe.yaml`` (the component's recipe, placeholders kept for
 ``gdk component publish`` to fill in) and
-``greengrass-build/artifacts/<component>/<version>/vigil-edge.zip`` built by the same
+``edge_component/greengrass-build/artifacts/<component>/<version>/vigil-edge.zip`` built by the same
 deterministic packer as the CDK app, so both paths ship byte-identical code.
-Run from this folder (GDK does); needs the repository checkout around it.
+GDK runs it from ``edge_component/`` (``gdk-config.json``: ``python3
+../infra/gdk_build.py``); it needs the repository checkout around the component, and
+lives in ``infra/`` so that the component ships nothing that imports the infrastructure.
 """
 
 from __future__ import annotations
@@ -15,23 +17,24 @@ import shutil
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+REPO = Path(__file__).resolve().parent.parent
+COMPONENT = REPO / "edge_component"
+sys.path.insert(0, str(REPO))  # run as a script by GDK, from the component's folder
 
 from infra.packaging import ARTIFACT_FILE, artifact_bytes  # noqa: E402
 
 
 def main() -> int:
-    config = json.loads((HERE / "gdk-config.json").read_text(encoding="utf-8"))
+    config = json.loads((COMPONENT / "gdk-config.json").read_text(encoding="utf-8"))
     (name, component), = config["component"].items()
-    out = HERE / "greengrass-build"
+    out = COMPONENT / "greengrass-build"
     shutil.rmtree(out, ignore_errors=True)
     (out / "recipes").mkdir(parents=True)
-    shutil.copyfile(HERE / "recipe.yaml", out / "recipes" / "recipe.yaml")
+    shutil.copyfile(COMPONENT / "recipe.yaml", out / "recipes" / "recipe.yaml")
     artifact = out / "artifacts" / name / component["version"] / ARTIFACT_FILE
     artifact.parent.mkdir(parents=True)
-    artifact.write_bytes(artifact_bytes(HERE))
-    print(f"built {artifact.relative_to(HERE)} and greengrass-build/recipes/recipe.yaml")
+    artifact.write_bytes(artifact_bytes(COMPONENT))
+    print(f"built {artifact.relative_to(COMPONENT)} and greengrass-build/recipes/recipe.yaml")
     return 0
 
 

@@ -148,6 +148,6 @@ ARTIFACT_FILE = "vigil-edge.zip"  # the component artifact's name in the recipe 
 def artifact_bytes(package_dir: Path) -> bytes:
     """The component zip: ``package_dir`` as ``edge_component/...`` (deterministic), so that
     it unpacks to ``<artifact folder>/edge_component`` and runs as ``python -m edge_component``.
-    The CDK app and ``edge_component/gdk_build.py`` both ship exactly this (no CDK import
+    The CDK app and ``infra/gdk_build.py`` both ship exactly this (no CDK import
     here, so a GDK build needs no Node)."""
     return zip_bytes(tree_entries(package_dir, EDGE_PACKAGE))

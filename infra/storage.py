@@ -8,9 +8,8 @@ import aws_cdk as cdk
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from edge_component.contracts.alert_rules import SNAPSHOT_PREFIX as EVIDENCE_SNAPSHOT_PREFIX
 from infra.nag import acknowledge
-
-EVIDENCE_SNAPSHOT_PREFIX = "snapshots"
 
 
 def secure_bucket(

@@ -22,10 +22,10 @@ from typing import Iterable
 
 import numpy as np
 
-from edge_component.capture import SourceError
+from edge_component.capture.source import SourceError
 from edge_component.config import CameraConfig, ComponentConfig
-from edge_component.features import FEATURE_NAMES
-from edge_component.pipeline import analyse_source
+from edge_component.analysis.features import FEATURE_NAMES
+from edge_component.analysis.windows import analyse_source
 
 from .labels import LabelError, load_labels, not_utf8
 

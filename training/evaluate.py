@@ -1,15 +1,15 @@
 """Evaluate the component on labelled clips: events found and missed, false alerts per
 hour of footage, and the delay from each event's start to its alert.
 
-    python -m edge_component.evaluate examples/labels/*.json --model-dir edge_component/models/seed
+    python -m training.evaluate examples/labels/*.json --model-dir edge_component/models/seed
 
 Each label file (format: ``training/labels.py``) names a clip, its zones and the
-abnormal intervals. The clip is replayed through the real detector (same code as on a
-device); each 'start' alert is matched to the interval it falls in. An interval with
+abnormal intervals. The clip is replayed through the real camera pipeline (same code as
+on a device); each 'start' alert is matched to the interval it falls in. An interval with
 one alert within ``--max-delay`` seconds of its start is *found*; one with no alert is
 *missed*; alerts outside every interval are *false alerts*, and extra alerts inside an
-interval are *duplicates*. Needs the repository checkout (the label reader lives in
-``training/``).
+interval are *duplicates*. Part of training, not of the component: it needs the label
+reader (``training/labels.py``), which the device does not carry.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import CameraConfig, ComponentConfig
-from .detector import Detector
-from .model import load_bundle
+from edge_component.camera import CameraPipeline
+from edge_component.config import CameraConfig, ComponentConfig
+from edge_component.model.bundle import load_bundle
+from training.labels import load_labels  # the label format's one home
 
 
 @dataclass
@@ -104,8 +105,6 @@ def match_alerts(alert_times_s: Sequence[float], intervals: Sequence[tuple[float
 def evaluate_clip(label_file: str | Path, bundle_dir: str | Path, base: ComponentConfig | None = None,
                   max_delay_s: float = 2.0) -> ClipResult:
     """Replay one labelled clip through the detector and match its alerts."""
-    from training.labels import load_labels  # the label format's one home
-
     labels, clip = load_labels(label_file)
     camera = CameraConfig(name=labels.camera.name, source=str(clip), zones=labels.camera.zones, masks=labels.camera.masks)
     config = (base or ComponentConfig(cameras=[camera])).model_copy(update={"cameras": [camera]})
@@ -117,7 +116,7 @@ def evaluate_clip(label_file: str | Path, bundle_dir: str | Path, base: Componen
         def close(self):
             pass
 
-    report = Detector(config, load_bundle(bundle_dir, config.model_file), _Discard(), thing_name="evaluation").run_replay(camera)
+    report = CameraPipeline(config, load_bundle(bundle_dir, config.model_file), _Discard(), thing_name="evaluation").run_replay(camera)
     duration = report.stats.frames_in / report.stats.fps if report.stats.fps else 0.0
     starts = [a["media_offset_s"] for a in report.starts]
     return match_alerts(starts, [(iv.start_s, iv.end_s) for iv in labels.abnormal], duration, clip.name, max_delay_s)
@@ -125,7 +124,7 @@ def evaluate_clip(label_file: str | Path, bundle_dir: str | Path, base: Componen
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
-    p = argparse.ArgumentParser(prog="python -m edge_component.evaluate", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("labels", nargs="+", help="label files (JSON)")
     p.add_argument("--model-dir", required=True)
     p.add_argument("--config", help="component configuration whose detection/decision settings to use")
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     base = None
     if args.config:
-        from .config import load_config
+        from edge_component.config import load_config
 
         base = load_config(args.config)
     results = [evaluate_clip(lf, args.model_dir, base, args.max_delay) for lf in args.labels]

@@ -35,8 +35,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edge_component.features import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES
-from edge_component.model import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, sha256_file
+from edge_component.analysis.features import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES
+from edge_component.contracts.manifest import MANIFEST_FILE, MANIFEST_SCHEMA_VERSION, Manifest
+from edge_component.model.bundle import sha256_file
 
 from .model import Standardizer
 
@@ -195,26 +196,26 @@ def write_bundle(
     for name, data in models.items():
         (out / name).write_bytes(data)
         files[name] = sha256_file(out / name)
-    manifest = {
-        "schema_version": MANIFEST_SCHEMA_VERSION,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "feature_version": FEATURE_VERSION,
-        "feature_names": list(FEATURE_NAMES),
-        "normalisation": {
+    manifest = Manifest(
+        schema_version=MANIFEST_SCHEMA_VERSION,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        feature_version=FEATURE_VERSION,
+        feature_names=list(FEATURE_NAMES),
+        normalisation={
             "kind": "standard",
             "mean": [float(v) for v in standardizer.mean],
             "scale": [float(v) for v in standardizer.scale],
         },
-        "threshold": float(threshold),
-        "window": window,
-        "model_file": INT8_FILE,
-        "files": files,
-        "models": {name: MODEL_KINDS.get(name, {}) for name in models},
-        "metrics": metrics,
-        "versions": runtime_versions(),
-        "checked_against": dict(checked_against or {}),
-    }
-    path = out / MANIFEST_NAME
+        threshold=float(threshold),
+        window=window,
+        model_file=INT8_FILE,
+        files=files,
+        models={name: MODEL_KINDS.get(name, {}) for name in models},
+        metrics=metrics,
+        versions=runtime_versions(),
+        checked_against=dict(checked_against or {}),
+    ).model_dump()
+    path = out / MANIFEST_FILE
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_component.features import N_FEATURES
+from edge_component.analysis.features import N_FEATURES
 
 from .metrics import precision_recall, roc_auc
 
@@ -91,7 +91,8 @@ def compatibility(bundle_dir: str | Path, model_files: list[str]) -> tuple[GateR
     file cannot be loaded or run, scores outside 0..1, or the installed LiteRT is not
     the version the component pins.
     """
-    from edge_component.model import ModelError, load_bundle
+    from edge_component.model.errors import ModelError
+    from edge_component.model.bundle import load_bundle
 
     bundle_dir = Path(bundle_dir)
     failures, scorers, checked = [], {}, {}

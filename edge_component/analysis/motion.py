@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .capture import STUDIO_TO_FULL
-from .config import MotionSettings, Polygon
+from ..capture.luma import STUDIO_TO_FULL
+from ..config import MotionSettings, Polygon
+from ..geometry import polygon_mask
 
 
 # Standard deviation (grey levels, on the blurred analysis image) below which a frame is
@@ -39,15 +40,6 @@ class FrameStats:
     brightness: float
     recalibrated: bool
     boxes: tuple[tuple[int, int, int, int], ...] = ()  # (x, y, w, h) in source-frame pixels
-
-
-def polygon_mask(polygons: list[Polygon], width: int, height: int) -> np.ndarray:
-    """uint8 mask (height x width), 1 inside any of the normalised ``polygons``."""
-    mask = np.zeros((height, width), np.uint8)
-    for poly in polygons:
-        pts = np.array([[round(x * (width - 1)), round(y * (height - 1))] for x, y in poly.polygon], np.int32)
-        cv2.fillPoly(mask, [pts], 1)
-    return mask
 
 
 class MotionAnalyzer:
@@ -148,15 +140,8 @@ class MotionAnalyzer:
             # a fade) changes gain and offset: fit both between background and frame on
             # the pixels that are not moving and correct the background, so whoever is in
             # view stays foreground and nothing is absorbed. Tried from a fifth of the
-            # recalibration fraction (10% of the frame by default), so a gradual change
-            # is followed step by step instead of leaving the background half in the old
-            # light (which the slow foreground learning would then take minutes to
-            # absorb). Measured against trying it only above the fraction, on crops of
-            # the example clip with lighting ramps, fades and offsets while people come
-            # and go (40 clips): 105 intrusion misses instead of 133, no false alert
-            # instead of one; on 6 empty scenes with ramps: 17 false alerts instead of
-            # 22; on 7 clips without a lighting change (people filling up to 66% of the
-            # view): identical alerts.
+            # recalibration fraction, so a gradual change is followed step by step
+            # (docs/decisions.md, "Lighting correction").
             corrected = self._photometric_correction(grey, moving)
             fg_corrected = self._changed(grey, cv2.convertScaleAbs(corrected))
             left = cv2.countNonZero(fg_corrected) / fg.size

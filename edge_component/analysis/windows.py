@@ -12,8 +12,9 @@ from typing import Iterator
 
 import numpy as np
 
-from .capture import CaptureStats, Frame, replay
-from .config import CameraConfig, ComponentConfig
+from ..capture.frames import CaptureStats, Frame
+from ..capture.replay import replay
+from ..config import CameraConfig, ComponentConfig
 from .features import WindowFeaturizer, window_length
 from .motion import FrameStats, MotionAnalyzer
 

@@ -1,7 +1,8 @@
-"""The alert message contract: loading the JSON schema and validating against it.
+"""The alert message contract on the edge: the JSON schema and the rules beyond it.
 
 The schema file ``alert.schema.json`` next to this module is the single source of
-truth; the Lambda bundle carries a byte-identical copy made at synth time.
+truth, and :mod:`.alert_rules` holds the rules the schema cannot say and the one schema
+validator; the Lambda bundle carries byte-identical copies of both, made at synth time.
 """
 
 from __future__ import annotations
@@ -9,16 +10,16 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-import jsonschema
+from .alert_rules import SCHEMA_FILE, InvalidAlertError, check_semantics, schema_check
 
-SCHEMA_PATH = Path(__file__).with_name("alert.schema.json")
+SCHEMA_PATH = Path(__file__).with_name(SCHEMA_FILE)
 SCHEMA_VERSION = "1.0"
 
 
 class AlertValidationError(ValueError):
-    """An alert does not follow the schema; ``reason`` says which field and why."""
+    """An alert does not follow the contract; ``reason`` says which field and why."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -32,17 +33,16 @@ def load_schema(path: str | None = None) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=None)
-def _validator(path: str | None = None) -> jsonschema.protocols.Validator:
-    schema = load_schema(path)
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+def _validator(path: str | None = None) -> Callable[[Any], None]:
+    # jsonschema: the edge's requirements pin it; fastjsonschema is the Lambda's.
+    return schema_check(load_schema(path), engine="jsonschema")
 
 
 def validate_alert(message: Mapping[str, Any], schema_path: str | None = None) -> None:
-    """Raise AlertValidationError naming the first offending field if ``message`` is invalid."""
-    errors = sorted(_validator(schema_path).iter_errors(message), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = errors[0]
-        where = "/".join(str(p) for p in err.absolute_path) or "(message)"
-        raise AlertValidationError(f"{where}: {err.message}")
+    """Raise AlertValidationError naming the first offending field if ``message`` is
+    invalid: the schema first, then the rules beyond it (:func:`.alert_rules.check_semantics`)."""
+    try:
+        _validator(schema_path)(message)
+        check_semantics(message)
+    except InvalidAlertError as exc:
+        raise AlertValidationError(exc.reason) from None

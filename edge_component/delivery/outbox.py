@@ -1,7 +1,8 @@
 """Durable outbox: every alert is written to the device's disk before anything is sent,
-and removed only after the broker has acknowledged it (DESIGN.md, decision 7).
+and removed only after the broker has acknowledged it.
 
-One SQLite file in WAL mode (schema version :data:`SCHEMA_VERSION`, kept in
+One SQLite file in WAL mode (schema version
+:data:`~edge_component.delivery.outbox_file.SCHEMA_VERSION`, kept in
 ``PRAGMA user_version``) with three tables: ``outbox`` (``id`` autoincrement, ``topic``,
 ``payload`` as JSON text, ``created_at`` in Unix seconds, ``attempts``), ``meta`` (the
 ``dropped`` counter, kept across restarts) and ``dead_letters`` (rows that could not be
@@ -20,25 +21,15 @@ Choices, and why:
   logged by ``event_id``. A device that has queued 10,000 alerts has been offline for a
   long time; what its user needs when it comes back is what is happening now. Refusing
   new messages would keep days-old alerts and lose the intrusion in progress.
-- A database file that SQLite calls corrupt, or whose tables are not this schema (an
-  older or foreign file), is moved aside (``<name>.corrupt-<UTC time>`` or
-  ``<name>.foreign-<UTC time>``, with its ``-wal``), the move is logged as an error
-  naming both files, and a fresh outbox starts: a camera that refused to start would
-  send no alert at all for weeks, and the old file is kept for whoever wants to recover
-  it. ``on_corrupt="raise"`` raises :class:`OutboxCorruptError` instead. A file from
-  before schema versions (``user_version`` 0 with exactly the first release's tables)
-  is ours and is migrated in place, keeping its backlog.
 - A stored row that cannot be read back (bit rot on an SD card: not UTF-8, not JSON, not
   a JSON object) is moved to ``dead_letters`` (kept, counted in :attr:`Outbox.dead`,
   logged with its id) so it never blocks the rows behind it.
-- One process owns a file: an exclusive ``flock`` on ``<name>.lock`` is held for the
-  Outbox's lifetime, so a second owner fails at once with :class:`OutboxError` instead
-  of sending every message again. The kernel drops the lock when the process dies, so a
-  crash leaves no stale lock. ``depth`` is counted from the file (``COUNT``) at open;
+- One process owns a file (see :mod:`.outbox_file`, which also says what happens to a
+  corrupt or foreign file): ``depth`` is counted from the file (``COUNT``) at open;
   with one owner, the count kept in memory from there on is exact.
 - A full disk: ``put`` raises :class:`OutboxError` with SQLite's own reason ("database
   or disk is full"); the caller decides what to do with the message (the
-  :class:`~edge_component.delivery.OutboxPublisher` holds it in memory). ``ack`` of a
+  :class:`~edge_component.delivery.sender.OutboxPublisher` holds it in memory). ``ack`` of a
   message the broker already has does not fail on a full disk: the row is hidden from
   :meth:`Outbox.peek` and deleted at the next write that succeeds (until then, a restart
   sends it again, which the Lambda's deduplication absorbs).
@@ -48,86 +39,20 @@ Any number of threads may use one :class:`Outbox`.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
+
+from .outbox_file import OutboxCorruptError, OutboxError, open_database, quarantine, rollback, take_ownership
 
 log = logging.getLogger(__name__)
 
 SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
-SCHEMA_VERSION = 2  # 1: outbox + meta (written with user_version 0); 2: + dead_letters
-_CORRUPT_ERRORS = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
-
-_V1_TABLES = {
-    "outbox": ("id", "topic", "payload", "created_at", "attempts"),
-    "meta": ("key", "value"),
-}
-_TABLES = _V1_TABLES | {
-    "dead_letters": ("id", "topic", "payload", "created_at", "attempts", "reason", "moved_at"),
-}
-_V1_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    topic      TEXT    NOT NULL,
-    payload    TEXT    NOT NULL,
-    created_at REAL    NOT NULL,
-    attempts   INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0);
-"""
-_V2_ADDITIONS = f"""
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id         INTEGER PRIMARY KEY,  -- the id it had in outbox
-    topic      BLOB,                 -- no type affinity: the bytes are kept as they were
-    payload    BLOB,
-    created_at REAL,
-    attempts   INTEGER,
-    reason     TEXT NOT NULL,
-    moved_at   REAL NOT NULL
-);
-PRAGMA user_version = {SCHEMA_VERSION};
-"""
-
-
-class OutboxError(RuntimeError):
-    """The outbox cannot store or read messages (closed, disk full, unreadable file, in use)."""
-
-
-class OutboxCorruptError(OutboxError):
-    """SQLite reports the outbox file as corrupt or not a database; ``path`` names it."""
-
-    kind = "corrupt"  # the moved-aside file is named <name>.<kind>-<UTC time>
-
-    def __init__(self, path: Path, reason: str):
-        super().__init__(self.describe(path, reason))
-        self.path = path
-        self.reason = reason
-
-    @staticmethod
-    def describe(path: Path, reason: str) -> str:
-        return f"outbox database {path} is corrupt: {reason}"
-
-
-class OutboxSchemaError(OutboxCorruptError):
-    """A valid SQLite file whose tables are not this outbox's schema (older, newer or foreign)."""
-
-    kind = "foreign"
-
-    @staticmethod
-    def describe(path: Path, reason: str) -> str:
-        return f"outbox database {path} does not have the outbox schema (version {SCHEMA_VERSION}): {reason}"
 
 
 @dataclass(frozen=True)
@@ -177,107 +102,21 @@ class Outbox:
         self._write_failing = False
         self._conn: sqlite3.Connection | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._owner = self._take_ownership()
+        self._owner = take_ownership(self.path, self.lock_path)
         try:
             try:
-                self._conn = self._open()
+                self._conn = open_database(self.path, self.synchronous)
             except OutboxCorruptError as exc:
                 if on_corrupt == "raise":
                     raise
-                self.quarantined = self._quarantine(exc.kind)
+                self.quarantined = quarantine(self.path, exc.kind)
                 log.error("%s; moved it to %s and started an empty outbox (its messages are not sent)",
                           exc, self.quarantined)
-                self._conn = self._open()
+                self._conn = open_database(self.path, self.synchronous)
             self._depth, self._dropped, self._dead = self._read_counts()
         except BaseException:
             self.close()
             raise
-
-    def _take_ownership(self):
-        """Open ``<name>.lock`` and hold an exclusive flock on it (released by close() or
-        by the kernel when the process dies); OutboxError if another owner holds it."""
-        try:
-            fh = open(self.lock_path, "a+", encoding="ascii")
-        except OSError as exc:
-            raise OutboxError(f"cannot open the lock file {self.lock_path} of outbox {self.path}: {exc}") from exc
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            fh.close()
-            raise OutboxError(
-                f"outbox {self.path} is in use: another process (pid {holder}) or another Outbox in this one "
-                f"holds its lock {self.lock_path}; one owner per file, or every message would be sent twice"
-            ) from None
-        except OSError as exc:
-            fh.close()
-            raise OutboxError(f"cannot lock {self.lock_path} for outbox {self.path}: {exc}") from exc
-        try:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"{os.getpid()}\n")
-            fh.flush()
-        except OSError:
-            pass  # the pid is only for the message a second owner gets
-        return fh
-
-    def _open(self) -> sqlite3.Connection:
-        try:
-            # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE ... COMMIT below.
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise OutboxError(f"cannot open outbox database {self.path}: {exc}") from exc
-        try:
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise OutboxCorruptError(self.path, f"quick_check: {check}")
-            migrate = self._check_schema(conn)  # before anything writes to a file that may not be ours
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise OutboxError(f"outbox database {self.path}: journal_mode is {mode}, WAL is required")
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            if migrate:
-                conn.executescript(f"BEGIN IMMEDIATE; {_V1_SCHEMA} {_V2_ADDITIONS} COMMIT;")
-        except sqlite3.DatabaseError as exc:
-            _rollback(conn)
-            conn.close()
-            if getattr(exc, "sqlite_errorname", "") in _CORRUPT_ERRORS:
-                raise OutboxCorruptError(self.path, str(exc)) from exc
-            raise OutboxError(f"cannot use outbox database {self.path}: {exc}") from exc
-        except OutboxError:
-            conn.close()
-            raise
-        return conn
-
-    def _check_schema(self, conn: sqlite3.Connection) -> bool:
-        """True if the file needs the schema created or migrated; OutboxSchemaError if it
-        is not an outbox of this or an earlier version."""
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!'")]
-        tables = {name: tuple(c[1] for c in conn.execute("PRAGMA table_info(\"%s\")" % name.replace('"', '""')))
-                  for name in names}
-        if version == SCHEMA_VERSION and tables == _TABLES:
-            return False
-        if version == 0 and tables in ({}, _V1_TABLES):  # new, or the first release's file
-            return True
-        found = ", ".join(f"{n}({', '.join(c)})" for n, c in sorted(tables.items())) or "no tables"
-        raise OutboxSchemaError(self.path, f"found schema version {version} with {found}")
-
-    def _quarantine(self, kind: str) -> Path:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        target = self.path.with_name(f"{self.path.name}.{kind}-{stamp}")
-        n = 1
-        while target.exists():  # never overwrite an earlier moved-aside file
-            n += 1
-            target = self.path.with_name(f"{self.path.name}.{kind}-{stamp}-{n}")
-        for suffix in ("-wal", "-shm"):
-            side = self.path.with_name(self.path.name + suffix)
-            if side.exists():
-                side.replace(target.with_name(target.name + suffix))
-        self.path.replace(target)
-        return target
 
     def _read_counts(self) -> tuple[int, int, int]:
         with self._lock:
@@ -328,7 +167,7 @@ class Outbox:
                 except BaseException:
                     # SQLite may have rolled the transaction back already (it does on a full
                     # disk); a second ROLLBACK would replace the real error with its own.
-                    _rollback(conn)
+                    rollback(conn)
                     raise
             except sqlite3.Error as exc:
                 raise OutboxError(f"cannot store message in outbox {self.path}: {exc}") from exc
@@ -400,7 +239,7 @@ class Outbox:
                     conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
                 conn.execute("COMMIT")
             except BaseException:
-                _rollback(conn)
+                rollback(conn)
                 raise
         except sqlite3.Error as exc:
             if not self._write_failing:
@@ -478,15 +317,6 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    """Roll back the open transaction, if SQLite has not already done so itself."""
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the error that brought us here is the one to report
 
 
 def _describe(payload: bytes) -> str:

@@ -1,10 +1,10 @@
 """Delivery: the detector hands alerts to an :class:`OutboxPublisher`, which stores them
-in the durable :class:`~edge_component.outbox.Outbox` and returns at once; one
+in the durable :class:`~edge_component.delivery.outbox.Outbox` and returns at once; one
 background thread sends the backlog, strictly in order, through the real transport
 (Greengrass IPC, MQTT, JSON lines) and removes each message only after the transport
 has accepted it (for IPC and MQTT: after the QoS 1 acknowledgement).
 
-When the transport refuses (:class:`~edge_component.publishers.PublishError`), the same
+When the transport refuses (:class:`~edge_component.delivery.publisher.PublishError`), the same
 head message is retried after an exponential backoff with jitter, so nothing behind it
 overtakes it. Delivery is at least once: a message whose acknowledgement was lost is
 sent again, with the same ``event_id``, and the alert Lambda deduplicates by it.
@@ -35,14 +35,16 @@ import time
 from collections import deque
 from typing import Any
 
-from .outbox import Outbox, OutboxError
-from .publishers import PublishError, Publisher
+from ..backoff import Backoff
+from .outbox import Outbox
+from .outbox_file import OutboxError
+from .publisher import PublishError, Publisher
 
 log = logging.getLogger(__name__)
 
 
 class OutboxPublisher:
-    """A :class:`~edge_component.publishers.Publisher` that never blocks on the network.
+    """A :class:`~edge_component.delivery.publisher.Publisher` that never blocks on the network.
 
     ``publish(topic, message)`` stores the message in ``outbox`` (or, if the outbox cannot
     store it, holds it in memory; PublishError only for a message that is not JSON or a
@@ -74,7 +76,8 @@ class OutboxPublisher:
         self.retry_max_s = retry_max_s
         self.overflow_max_messages = overflow_max_messages
         self._batch = batch
-        self._rng = rng or random.Random()
+        self._backoff = Backoff(retry_initial_s, retry_max_s, jitter_base=0.5, jitter_spread=0.5,
+                                rng=rng or random.Random())
         self._sent = 0
         self._retries = 0
         self._wake = threading.Event()
@@ -144,8 +147,7 @@ class OutboxPublisher:
 
     def backoff_s(self, failures: int) -> float:
         """Seconds to wait after ``failures`` (>= 1) consecutive failed sends."""
-        ceiling = min(self.retry_max_s, self.retry_initial_s * 2.0 ** min(failures - 1, 60))
-        return ceiling * (0.5 + 0.5 * self._rng.random())
+        return self._backoff.delay_s(failures)
 
     def _run(self) -> None:
         failures = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .contracts.alerts import SCHEMA_VERSION, validate_alert
+from ..contracts.alerts import SCHEMA_VERSION, validate_alert
 from .decision import Transition
 
 

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
-from .config import DecisionSettings
+from ..config import DecisionSettings
 
 Kind = Literal["start", "update", "end"]
 

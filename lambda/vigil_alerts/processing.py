@@ -9,11 +9,11 @@ from typing import Any
 
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
 from vigil_alerts.notify import format_notification, publish, snapshot_link
-from vigil_alerts.validation import validate_alert
+from vigil_alerts.validation import rules, validate_alert
 
-# Devices upload snapshots under snapshots/<thing>/ (the IoT credentials role pins
-# them there; infra/storage.py EVIDENCE_SNAPSHOT_PREFIX).
-SNAPSHOT_PREFIX = "snapshots"
+# Devices upload snapshots under snapshots/<thing>/ (the IoT credentials role pins them
+# there); the prefix is the alert contract's.
+SNAPSHOT_PREFIX = rules.SNAPSHOT_PREFIX
 
 # process_alert's "status" values.
 NOTIFIED = "notified"

@@ -11,113 +11,73 @@ with a reason. The checks, in order:
 3. ``schema_version`` is one this Lambda knows (a clearer reason than the schema's
    ``const`` error when the edge moves on to 2.x first);
 4. the JSON schema (``alert.schema.json``, draft-07), compiled once;
-5. what the schema cannot say or engines disagree on: finite numbers (Python's json
-   accepts NaN and Infinity, which pass ``minimum``/``maximum``), no control characters
-   in any string (jsonschema's ``$`` matches before a trailing newline, which would put
-   a line break in an e-mail subject), RFC 3339 timestamps with an offset (jsonschema
-   checks ``date-time`` only with an optional package), ``sequence`` 0 on ``start`` and
-   ``ended_at`` only on ``end`` (both stated in the schema's descriptions).
+5. the alert's rules beyond the schema (finite numbers, no control characters, RFC 3339
+   timestamps, ``sequence`` 0 on ``start``, ``ended_at`` only on ``end``).
 
-Schema engine: fastjsonschema, the one Powertools' validation utility uses and the
-AWS-managed Powertools layer ships. Powertools' ``validate()`` recompiles the schema on
-every call (about 5 ms here, against 7 us for a compiled validator), so the validator
-is compiled once with the same library. Where fastjsonschema is not installed (a bare
-development environment) jsonschema is used instead; step 5 keeps the two equivalent,
-and a test runs the malformed corpus through both.
+Steps 4 and 5 are the shared contract, ``alert_rules.py``, whose one home is
+``edge_component/contracts/`` (the edge checks its alerts with it before publishing).
+Like the schema, the infrastructure copies it into the bundle root at synth time; in
+the repository (local runs, tests) both are read from the contract folder. Schema
+engine: fastjsonschema, the one Powertools' validation utility uses and the
+AWS-managed Powertools layer ships, compiled once (Powertools' ``validate()``
+recompiles the schema on every call: about 5 ms here, against 7 us); jsonschema where
+fastjsonschema is not installed, and a test runs the malformed corpus through both.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import math
-import re
-import unicodedata
+import sys
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-SCHEMA_FILE = "alert.schema.json"
 # The bundle root: /var/task in Lambda, lambda/ in the repository.
 BUNDLE_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_FILE = "alert.schema.json"
+RULES_FILE = "alert_rules.py"
 SUPPORTED_SCHEMA_VERSIONS = frozenset({"1.0"})
 TOPIC_THING_KEY = "topic_thing_name"
 
-# RFC 3339 date-time with a mandatory offset; fromisoformat() alone also takes
-# date-only, offset-less and basic-format strings.
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
-_TIMESTAMP_FIELDS = ("started_at", "sent_at", "ended_at")
-# A UTC offset is always less than a day, so an instant at least a day inside
-# datetime's range (years 1..9999) can be shown in every time zone without
-# OverflowError; one closer to either end cannot ("0001-01-01T00:30:00+01:00" is
-# before year 1 in UTC).
-_EARLIEST = datetime.min.replace(tzinfo=timezone.utc) + timedelta(days=1)
-_LATEST = datetime.max.replace(tzinfo=timezone.utc) - timedelta(days=1)
-_NUMBER_FIELDS = ("score", "threshold", "media_offset_s")
 
-
-class InvalidAlertError(ValueError):
-    """An event the Lambda refuses: nothing is published for it.
-
-    ``code`` is a short, stable category for metrics (``not_an_object``,
-    ``missing_topic_thing``, ``thing_mismatch``, ``schema_version``, ``schema``,
-    ``non_finite``, ``control_character``, ``timestamp``, ``sequence``, ``ended_at``);
-    ``reason`` says which field and why, for logs and the dead-letter trail.
-    """
-
-    def __init__(self, code: str, reason: str):
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
+def contract_path(name: str) -> Path:
+    """Where a file of the alert contract is: the copy in the Lambda bundle root if
+    present (the infrastructure puts it next to ``app.py`` at synth time), else its one
+    home in ``edge_component/contracts/`` (local runs and tests)."""
+    bundled = BUNDLE_ROOT / name
+    if bundled.is_file():
+        return bundled
+    return BUNDLE_ROOT.parent / "edge_component" / "contracts" / name
 
 
 def schema_path() -> Path:
-    """Where the alert schema is: the copy in the Lambda bundle root if present
-    (the infrastructure puts it next to ``app.py`` at synth time), else the one source
-    of truth in ``edge_component/contracts/`` (local runs and tests)."""
-    bundled = BUNDLE_ROOT / SCHEMA_FILE
-    if bundled.is_file():
-        return bundled
-    return BUNDLE_ROOT.parent / "edge_component" / "contracts" / SCHEMA_FILE
+    """Where the alert schema is (see :func:`contract_path`)."""
+    return contract_path(SCHEMA_FILE)
+
+
+def _load_rules() -> ModuleType:
+    path = contract_path(RULES_FILE)
+    spec = importlib.util.spec_from_file_location("vigil_alert_rules", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the alert rules from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+rules = _load_rules()
+InvalidAlertError = rules.InvalidAlertError
+parse_timestamp = rules.parse_timestamp
 
 
 @lru_cache(maxsize=None)
 def load_schema(path: Path | None = None) -> dict[str, Any]:
     """The alert JSON schema as a dict, read once per path."""
     return json.loads((path or schema_path()).read_text(encoding="utf-8"))
-
-
-def _fastjsonschema_validator(schema: dict[str, Any]) -> Callable[[Any], None]:
-    import fastjsonschema
-
-    compiled = fastjsonschema.compile(schema)
-
-    def check(data: Any) -> None:
-        try:
-            compiled(data)
-        except fastjsonschema.JsonSchemaValueException as err:
-            where = "/".join(str(p) for p in err.path[1:]) or "(message)"
-            # err.message starts with the path ("data.camera must ..."); keep the rule.
-            message = err.message.split(" ", 1)[1] if err.message.startswith("data") else err.message
-            raise InvalidAlertError("schema", f"{where}: {message}") from None
-
-    return check
-
-
-def _jsonschema_validator(schema: dict[str, Any]) -> Callable[[Any], None]:
-    import jsonschema
-
-    cls = jsonschema.validators.validator_for(schema)
-    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
-
-    def check(data: Any) -> None:
-        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-        if errors:
-            where = "/".join(str(p) for p in errors[0].absolute_path) or "(message)"
-            raise InvalidAlertError("schema", f"{where}: {errors[0].message}")
-
-    return check
 
 
 @lru_cache(maxsize=None)
@@ -127,58 +87,7 @@ def schema_validator(path: Path | None = None, engine: str | None = None) -> Cal
     ``engine`` is ``"fastjsonschema"``, ``"jsonschema"`` or None for the first one
     importable, in that order.
     """
-    schema = load_schema(path)
-    if engine == "jsonschema":
-        return _jsonschema_validator(schema)
-    if engine == "fastjsonschema":
-        return _fastjsonschema_validator(schema)
-    try:
-        return _fastjsonschema_validator(schema)
-    except ModuleNotFoundError:
-        return _jsonschema_validator(schema)
-
-
-def parse_timestamp(value: Any, field: str) -> datetime:
-    """An RFC 3339 date-time with offset as an aware datetime that every time zone can
-    show; InvalidAlertError naming ``field`` if not (never ValueError or OverflowError)."""
-    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        raise InvalidAlertError("timestamp", f"{field}: {str(value)[:40]!r} is not an RFC 3339 date-time with offset")
-    try:
-        # Python 3.11 fromisoformat takes "Z" but at most 6 fraction digits.
-        text = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("z", "Z").replace("t", "T"))
-        moment = datetime.fromisoformat(text)
-        utc = moment.astimezone(timezone.utc)
-    except (ValueError, OverflowError) as err:
-        raise InvalidAlertError("timestamp", f"{field}: {value!r}: {err}") from None
-    if not _EARLIEST <= utc <= _LATEST:
-        raise InvalidAlertError(
-            "timestamp", f"{field}: {value!r} is too close to the year 1 or 9999 limit to show in every time zone"
-        )
-    return moment
-
-
-def _strings(value: Any, where: str):
-    if isinstance(value, str):
-        yield where, value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _strings(item, f"{where}/{key}" if where else str(key))
-
-
-def _check_semantics(alert: Mapping[str, Any]) -> None:
-    for field in _NUMBER_FIELDS:
-        if field in alert and not math.isfinite(alert[field]):
-            raise InvalidAlertError("non_finite", f"{field}: {alert[field]!r} is not a finite number")
-    for where, text in _strings(alert, ""):
-        if any(unicodedata.category(ch) == "Cc" for ch in text):
-            raise InvalidAlertError("control_character", f"{where}: contains a control character")
-    for field in _TIMESTAMP_FIELDS:
-        if field in alert:
-            parse_timestamp(alert[field], field)
-    if alert["event_type"] == "start" and alert["sequence"] != 0:
-        raise InvalidAlertError("sequence", f"sequence: a start message has sequence 0, got {alert['sequence']!r}")
-    if "ended_at" in alert and alert["event_type"] != "end":
-        raise InvalidAlertError("ended_at", f"ended_at: only an end message carries it, this is {alert['event_type']!r}")
+    return rules.schema_check(load_schema(path), engine)
 
 
 def validate_alert(event: Any, *, validator: Callable[[Any], None] | None = None) -> dict[str, Any]:
@@ -206,5 +115,5 @@ def validate_alert(event: Any, *, validator: Callable[[Any], None] | None = None
         known = ", ".join(sorted(SUPPORTED_SCHEMA_VERSIONS))
         raise InvalidAlertError("schema_version", f"schema_version {version[:20]!r} is not supported (known: {known})")
     (validator or schema_validator())(alert)
-    _check_semantics(alert)
+    rules.check_semantics(alert)
     return alert

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_component.capture import CaptureStats, SourceError, replay
+from edge_component.capture.frames import CaptureStats
+from edge_component.capture.source import SourceError
+from edge_component.capture.replay import replay
 from edge_component.config import ComponentConfig, ConfigError, parse_config
-from edge_component.features import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, check_feature_contract
-from edge_component.pipeline import analyse_frames, analyse_source
+from edge_component.analysis.features import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, check_feature_contract
+from edge_component.analysis.windows import analyse_frames, analyse_source
 from tests.conftest import CLIP, REPO
 
 WHOLE = [[0, 0], [1, 0], [1, 1], [0, 1]]
@@ -153,7 +155,7 @@ def test_feature_contract_mismatch_names_the_difference():
 def test_armed_schedule_windows_follow_days_midnight_and_daylight_saving():
     from datetime import datetime, timezone
 
-    from edge_component.schedule import ArmedSchedule
+    from edge_component.events.schedule import ArmedSchedule
 
     s = ArmedSchedule.model_validate({"time_zone": "Europe/London",
                                       "windows": [{"days": ["fri"], "start": "22:00", "end": "06:00"}]})
@@ -207,7 +209,7 @@ def test_a_truncated_file_is_played_to_where_it_ends_and_reported(tmp_path):
 
 
 def test_prefetch_keeps_order_and_raises_the_readers_error(tmp_path):
-    from edge_component.capture import prefetch
+    from edge_component.capture.frames import prefetch
 
     direct = [f.index for f in replay(str(CLIP), 5.0)]
     ahead = [f.index for f in prefetch(replay(str(CLIP), 5.0))]
@@ -230,7 +232,7 @@ def _colour_frames(path, n):
 def test_a_replay_analyses_the_luma_plane_which_matches_the_grey_of_the_colour_image():
     import cv2
 
-    from edge_component.capture import STUDIO_TO_FULL
+    from edge_component.capture.luma import STUDIO_TO_FULL
 
     frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(20))]
     colour = _colour_frames(CLIP, frames[-1].index + 1)
@@ -252,7 +254,7 @@ def test_a_replay_analyses_the_luma_plane_which_matches_the_grey_of_the_colour_i
 def test_each_format_is_read_as_studio_or_full_range_luma_or_in_colour(tmp_path, fourcc, ext, expected):
     import cv2
 
-    from edge_component.capture import STUDIO_TO_FULL
+    from edge_component.capture.luma import STUDIO_TO_FULL
 
     source = _colour_frames(CLIP, 12)
     path = tmp_path / f"clip.{ext}"
@@ -274,7 +276,7 @@ def test_each_format_is_read_as_studio_or_full_range_luma_or_in_colour(tmp_path,
 def test_the_luma_and_colour_paths_give_the_same_features():
     """Live sources are analysed from the colour image, replays from the Y plane: a model
     trained on replays must see the same numbers live."""
-    from edge_component.capture import Frame
+    from edge_component.capture.frames import Frame
 
     cfg = _config()
     frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(100))]  # 0..20 s: empty, then a person
@@ -297,7 +299,7 @@ def test_reading_the_luma_plane_prints_no_opencv_warning(capfd):
 
 
 def test_colour_frames_decodes_the_analysed_frame_on_demand_forward_or_back(tmp_path):
-    from edge_component.capture import ColourFrames
+    from edge_component.capture.colour import ColourFrames
 
     frames = {f.index: f for f in replay(str(CLIP), 5.0) if f.index <= 200}
     expected = _colour_frames(CLIP, 201)
@@ -320,7 +322,7 @@ def test_colour_frames_decodes_the_analysed_frame_on_demand_forward_or_back(tmp_
 def test_colour_frames_refuses_a_file_replaced_since_the_analysis(tmp_path):
     import shutil
 
-    from edge_component.capture import ColourFrames
+    from edge_component.capture.colour import ColourFrames
 
     path = tmp_path / "cam.mp4"
     shutil.copy(CLIP, path)
@@ -376,12 +378,12 @@ def test_planar_rgb_is_decoded_in_colour_even_when_its_first_frames_are_monochro
     (a camera in infrared mode), so only the pixel format can say it is not luma."""
     import cv2
 
-    from edge_component.capture import _luma_range
+    from edge_component.capture.luma import luma_range
 
     path = REPO / "tests" / "data" / "planar-rgb-mono-then-colour.mkv"
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     assert int(cap.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT)).to_bytes(4, "little") == b"G3\x00\x08"  # gbrp
     cap.release()
-    assert _luma_range(str(path)) is None
+    assert luma_range(str(path)) is None
     frames = list(replay(str(path), 5.0))
     assert len(frames) == 10 and all(f.image is not None for f in frames)

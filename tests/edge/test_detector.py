@@ -12,11 +12,12 @@ import pytest
 from edge_component.__main__ import main as edge_main
 from edge_component.config import DecisionSettings, parse_config
 from edge_component.contracts.alerts import validate_alert
-from edge_component.decision import EventTracker
-from edge_component.detector import Detector
-from edge_component.model import load_bundle
-from edge_component.publishers import JsonLinesPublisher, PublishError
-from edge_component.snapshot import SnapshotStore
+from edge_component.events.decision import EventTracker
+from edge_component.camera import CameraPipeline
+from edge_component.model.bundle import load_bundle
+from edge_component.delivery.jsonl import JsonLinesPublisher
+from edge_component.delivery.publisher import PublishError
+from edge_component.events.snapshots import SnapshotStore
 from tests.conftest import CLIP, REPO, ground_truth
 
 
@@ -44,7 +45,7 @@ def demo_config():
 def clip_run(demo_config, trained_bundle, tmp_path_factory):
     snaps = SnapshotStore(tmp_path_factory.mktemp("snaps"))
     rec = Recorder()
-    det = Detector(demo_config, load_bundle(trained_bundle), rec, thing_name="vigil-test-cam", snapshots=snaps)
+    det = CameraPipeline(demo_config, load_bundle(trained_bundle), rec, thing_name="vigil-test-cam", snapshots=snaps)
     return det.run_replay(demo_config.cameras[0]), rec, snaps
 
 
@@ -110,7 +111,7 @@ def test_the_armed_schedule_silences_a_camera_outside_its_hours(demo_config, tra
     cam = demo_config.cameras[0].model_copy(update={"armed": parse_config(
         {"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]]}], "armed": armed}]}
     ).cameras[0].armed})
-    det = Detector(demo_config, load_bundle(trained_bundle), Recorder(), thing_name="t")
+    det = CameraPipeline(demo_config, load_bundle(trained_bundle), Recorder(), thing_name="t")
     # Recorded on a Wednesday at 12:00 in London (BST): disarmed for the whole clip.
     noon = det.run_replay(cam, origin=datetime(2026, 6, 3, 11, 0, tzinfo=timezone.utc))
     assert noon.starts == []
@@ -137,7 +138,7 @@ def test_a_clip_that_brightens_sharply_raises_no_alert(demo_config, trained_bund
     cap.release()
     cam = demo_config.cameras[0].model_copy(update={"source": str(out_path)})
     rec = Recorder()
-    report = Detector(demo_config, load_bundle(trained_bundle), rec, thing_name="t").run_replay(cam)
+    report = CameraPipeline(demo_config, load_bundle(trained_bundle), rec, thing_name="t").run_replay(cam)
     assert report.windows > 20
     assert rec.sent == []
 
@@ -163,7 +164,7 @@ def test_blank_frames_and_a_fade_to_black_and_back_change_no_alert(demo_config, 
             writer.write(image)
         writer.release()
         cam = demo_config.cameras[0].model_copy(update={"source": str(path)})
-        report = Detector(demo_config, load_bundle(trained_bundle), Recorder(), thing_name="t").run_replay(cam)
+        report = CameraPipeline(demo_config, load_bundle(trained_bundle), Recorder(), thing_name="t").run_replay(cam)
         starts[name] = [a["media_offset_s"] for a in report.starts]
         # Counted for telemetry: a camera that sends only blank frames is blind, and shows it.
         if name != "fade":
@@ -181,7 +182,7 @@ def test_a_refusing_publisher_keeps_the_message(demo_config, trained_bundle):
             raise PublishError("broker down")
 
     cam = demo_config.cameras[0]
-    report = Detector(demo_config, load_bundle(trained_bundle), Down(), thing_name="t").run_replay(cam)
+    report = CameraPipeline(demo_config, load_bundle(trained_bundle), Down(), thing_name="t").run_replay(cam)
     assert len([m for m in report.failed if m["event_type"] == "start"]) == 6
 
 
@@ -318,13 +319,13 @@ def test_cli_environment_problems_are_clear_errors_not_tracebacks(trained_bundle
 
 
 def test_model_file_onnx_runs_the_same_detections_in_onnx_runtime(tmp_path):
-    from edge_component.evaluate import match_alerts
+    from training.evaluate import match_alerts
 
     seed = REPO / "edge_component" / "models" / "seed"
     config = parse_config({"model_file": "model.onnx", "cameras": [
         {"name": "lab", "source": str(CLIP), "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]})
     bundle = load_bundle(seed, config.model_file)
     assert type(bundle.scorer).__name__ == "OnnxScorer"
-    report = Detector(config, bundle, Recorder(), thing_name="t").run_replay(config.cameras[0])
+    report = CameraPipeline(config, bundle, Recorder(), thing_name="t").run_replay(config.cameras[0])
     result = match_alerts([a["media_offset_s"] for a in report.starts], ground_truth(), 139.4)
     assert (result.found, result.duplicates, len(result.false_alerts_at_s)) == (6, 0, 0)

@@ -18,13 +18,16 @@ from datetime import datetime, timezone
 
 import pytest
 
-from edge_component.alerts import build_alert
+from edge_component.events.alerts import build_alert
 from edge_component.contracts.alerts import validate_alert
 from edge_component.contracts.topics import alert_topic
-from edge_component.decision import Event, Transition
-from edge_component.delivery import OutboxPublisher
-from edge_component.outbox import Outbox, OutboxCorruptError, OutboxError
-from edge_component.publishers import GreengrassIpcPublisher, MqttPublisher, PublishError
+from edge_component.events.decision import Event, Transition
+from edge_component.delivery.sender import OutboxPublisher
+from edge_component.delivery.outbox import Outbox
+from edge_component.delivery.outbox_file import OutboxCorruptError, OutboxError
+from edge_component.delivery.ipc import GreengrassIpcPublisher
+from edge_component.delivery.mqtt import MqttPublisher
+from edge_component.delivery.publisher import PublishError
 from tests.edge.broker import CertificateAuthority, Mosquitto, Subscriber, mosquitto_path
 
 THING = "cam-test-01"

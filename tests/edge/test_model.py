@@ -8,8 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_component.features import FEATURE_NAMES, N_FEATURES
-from edge_component.model import ModelError, Scorer, load_bundle, sha256_file
+from edge_component.analysis.features import FEATURE_NAMES, N_FEATURES
+from edge_component.model.errors import ModelError
+from edge_component.model.litert import Scorer
+from edge_component.model.bundle import load_bundle, sha256_file
 
 
 @pytest.fixture()

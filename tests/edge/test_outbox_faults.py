@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_component.delivery import OutboxPublisher
-from edge_component.outbox import SCHEMA_VERSION, Outbox, OutboxCorruptError, OutboxError
-from edge_component.publishers import PublishError
+from edge_component.delivery.sender import OutboxPublisher
+from edge_component.delivery.outbox_file import SCHEMA_VERSION, OutboxCorruptError, OutboxError
+from edge_component.delivery.outbox import Outbox
+from edge_component.delivery.publisher import PublishError
 from tests.edge.test_edge_delivery import FAST, TOPIC, Down, Recorder, Switch, make_alerts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -315,7 +316,7 @@ def test_outbox_from_before_schema_versions_is_migrated_keeping_its_backlog(tmp_
 HOLDER = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
-from edge_component.outbox import Outbox
+from edge_component.delivery.outbox import Outbox
 box = Outbox(sys.argv[2])
 print("ready", flush=True)
 time.sleep(60)

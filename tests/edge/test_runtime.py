@@ -9,7 +9,8 @@ import time
 import cv2
 import pytest
 
-from edge_component.capture import CaptureStats, LiveSettings, live
+from edge_component.capture.frames import CaptureStats
+from edge_component.capture.live import LiveSettings, live
 from edge_component.config import parse_config
 from edge_component.runtime import Supervisor
 from tests.conftest import CLIP, REPO

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from edge_component.config import parse_config
-from edge_component.detector import Detector
-from edge_component.evaluate import match_alerts
-from edge_component.model import load_bundle
+from edge_component.camera import CameraPipeline
+from training.evaluate import match_alerts
+from edge_component.model.bundle import load_bundle
 from tests.conftest import CLIP, REPO, ground_truth
 
 from infra.config import load_stages
@@ -34,7 +34,7 @@ def test_stage_edge_settings_give_one_timely_alert_per_intrusion(stage):
     config = parse_config({**merge, "cameras": [{"name": "lab", "source": str(CLIP),
                                                  "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]})
     bundle = load_bundle(REPO / "edge_component" / "models" / "seed")
-    report = Detector(config, bundle, Discard(), thing_name="t").run_replay(config.cameras[0])
+    report = CameraPipeline(config, bundle, Discard(), thing_name="t").run_replay(config.cameras[0])
     result = match_alerts([a["media_offset_s"] for a in report.starts], ground_truth(), 139.4, max_delay_s=2.0)
     assert (result.found, result.late, result.missed, result.duplicates) == (6, 0, 0, 0), result.summary()
     assert result.false_alerts_at_s == []

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from edge_component.features import FEATURE_NAMES
+from edge_component.analysis.features import FEATURE_NAMES
 from training.dataset import DatasetError, featurize_labels, read_dataset
 from training.labels import LabelError, load_labels
 from training.model import Standardizer

@@ -9,8 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_component.features import N_FEATURES
-from edge_component.model import ModelError, OnnxScorer, Scorer, load_bundle, make_scorer, sha256_file
+from edge_component.analysis.features import N_FEATURES
+from edge_component.model.errors import ModelError
+from edge_component.model.onnx_runtime import OnnxScorer
+from edge_component.model.litert import Scorer
+from edge_component.model.bundle import load_bundle, make_scorer, sha256_file
 from training import gates
 from training.export import tflite_ops
 

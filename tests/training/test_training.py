@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from edge_component.features import FEATURE_NAMES
+from edge_component.analysis.features import FEATURE_NAMES
 from training.dataset import DatasetError, featurize_labels, read_dataset, write_dataset
 from training.labels import LabelError, load_labels
 from training.metrics import choose_threshold, roc_auc
@@ -213,7 +213,7 @@ def test_script_mode_with_sagemaker_environment(tmp_path, csv_path):
     assert {p.name for p in (tmp_path / "model").iterdir()} == {"manifest.json", "model.tflite", "model_float.tflite",
                                                                 "model.onnx"}
     assert {"evaluation.json", "roc.png", "scores.png"} <= {p.name for p in (tmp_path / "out").iterdir()}
-    from edge_component.model import load_bundle
+    from edge_component.model.bundle import load_bundle
 
     assert load_bundle(tmp_path / "model").scorer.input_dtype == np.int8
 

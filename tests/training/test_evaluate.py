@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from edge_component.evaluate import main as evaluate_main
-from edge_component.evaluate import match_alerts
+from training.evaluate import main as evaluate_main
+from training.evaluate import match_alerts
 from tests.conftest import LABELS, REPO
 
 

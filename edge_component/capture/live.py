@@ -1,0 +1,136 @@
+"""Live capture (cameras, RTSP/HTTP streams, or a file paced as a camera).
+
+A reader thread keeps reading so the stream never backs up; only the newest frame is
+analysed and an older one still waiting is dropped and counted. A stream that fails,
+ends or stalls past the read timeout is reopened with exponential backoff. A live
+source is decoded in colour (snapshots need it; at a few analyses per second it costs
+little).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import cv2
+
+from ..backoff import Backoff
+from ..config import is_live
+from .frames import CaptureStats, Frame
+from .source import SourceError, open_capture
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    read_timeout_s: float = 10.0  # no frame for this long: the stream has stalled, reopen it
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    pace_files: bool = True  # a file in live mode plays at its own frame rate, like a camera
+
+
+def live(
+    source: str,
+    detection_fps: float,
+    stats: CaptureStats | None = None,
+    *,
+    stop: threading.Event,
+    settings: LiveSettings = LiveSettings(),
+    opener: Callable[[str, float], cv2.VideoCapture] = open_capture,
+) -> Iterator[Frame]:
+    """Yield the newest frame of a live source, at most ``detection_fps`` per second,
+    until ``stop`` is set. Never raises for a failing source: it is reopened with
+    exponential backoff (``settings``) and the failure is counted in ``stats``.
+
+    ``Frame.time_s`` is seconds on the monotonic clock since the generator started;
+    ``Frame.index`` counts frames grabbed since then.
+    """
+    stats = stats if stats is not None else CaptureStats()
+    cond = threading.Condition()
+    mailbox: list[Frame] = []
+    t0 = time.monotonic()
+    reader = threading.Thread(
+        target=_live_reader, name=f"capture-{source}", daemon=True,
+        args=(source, detection_fps, stats, stop, settings, opener, cond, mailbox, t0),
+    )
+    reader.start()
+    try:
+        while not stop.is_set():
+            with cond:
+                if not mailbox:
+                    cond.wait(timeout=0.2)
+                if not mailbox:
+                    continue
+                frame = mailbox.pop()
+            stats.analysed += 1
+            yield frame
+    finally:
+        stop.set()
+        reader.join(timeout=settings.read_timeout_s + 1)
+
+
+def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mailbox, t0) -> None:
+    period = 1.0 / detection_fps
+    # Jittered so many cameras behind one NVR do not reconnect in step.
+    backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, jitter_base=0.8, jitter_spread=0.4)
+    paced = settings.pace_files and not is_live(source)
+    index = 0
+    while not stop.is_set():
+        try:
+            cap = opener(source, settings.read_timeout_s)
+        except SourceError as exc:
+            stats.last_error = str(exc)
+            log.warning("camera source %s: %s; retrying in %.1fs", source, exc, backoff.ceiling_s(backoff.failures + 1))
+        else:
+            fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+            stats.fps = fps if 0 < fps < 1000 else stats.fps
+            frame_period = 1.0 / fps if paced and 0 < fps < 1000 else 0.0
+            next_slot = time.monotonic()
+            shape = None
+            opened_at = time.monotonic()
+            last_frame_at = opened_at
+            got_any = False
+            try:
+                while not stop.is_set():
+                    if not cap.grab():
+                        stats.last_error = "stream ended or failed"
+                        break
+                    now = time.monotonic()
+                    if now - last_frame_at > settings.read_timeout_s:
+                        stats.last_error = f"no frame for {now - last_frame_at:.1f}s"
+                        break
+                    last_frame_at = now
+                    index += 1
+                    stats.frames_in += 1
+                    if frame_period:
+                        time.sleep(frame_period)  # a file stands in for a camera: real time
+                    if now < next_slot:
+                        continue  # grabbed, not decoded
+                    next_slot = max(next_slot + period, now)
+                    ok, image = cap.retrieve()
+                    if not ok or image is None or image.ndim != 3 or (shape is not None and image.shape != shape):
+                        stats.bad_frames += 1
+                        continue
+                    shape = image.shape
+                    got_any = True
+                    frame = Frame.from_colour(index, now - t0, image)
+                    with cond:
+                        if mailbox:
+                            stats.dropped += 1  # the analysis is behind: only the newest counts
+                            mailbox.clear()
+                        mailbox.append(frame)
+                        cond.notify()
+            finally:
+                cap.release()
+            if got_any:
+                backoff.reset()
+            log.warning("camera source %s: %s; reopening in %.1fs", source, stats.last_error,
+                        backoff.ceiling_s(backoff.failures + 1))
+        if stop.is_set():
+            break
+        stats.reconnects += 1
+        stop.wait(backoff.failed())

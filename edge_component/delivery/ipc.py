@@ -1,0 +1,37 @@
+"""Alerts to AWS IoT Core through the Greengrass nucleus (IPC)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .publisher import PublishError
+
+
+class GreengrassIpcPublisher:
+    """Publishes to AWS IoT Core through the Greengrass nucleus (QoS 1).
+
+    ``client`` is a ``GreengrassCoreIPCClientV2`` (created once by ``__main__`` and
+    handed in, so tests pass a fake with the same method). The recipe's
+    ``accessControl`` must allow ``aws.greengrass#PublishToIoTCore`` on the topic.
+    """
+
+    def __init__(self, client: Any):
+        self._client = client
+
+    def publish(self, topic: str, message: dict[str, Any]) -> None:
+        try:
+            from awsiot.greengrasscoreipc.model import QOS
+            qos = QOS.AT_LEAST_ONCE
+        except ImportError:  # the fake client in tests accepts the string value
+            qos = "1"
+        payload = json.dumps(message, separators=(",", ":")).encode("utf-8")
+        try:
+            self._client.publish_to_iot_core(topic_name=topic, qos=qos, payload=payload)
+        except Exception as exc:  # the SDK raises many error types; all mean "not sent"
+            raise PublishError(f"publish_to_iot_core({topic}) failed: {exc}") from exc
+
+    def close(self) -> None:
+        close = getattr(self._client, "close", None)
+        if close:
+            close()

@@ -1,0 +1,197 @@
+"""The outbox's SQLite file: its schema and migration, what happens to a file that is
+corrupt or not ours, and who may own it.
+
+Choices, and why:
+
+- A database file that SQLite calls corrupt, or whose tables are not this schema (an
+  older or foreign file), is moved aside (``<name>.corrupt-<UTC time>`` or
+  ``<name>.foreign-<UTC time>``, with its ``-wal``), the move is logged as an error
+  naming both files, and a fresh outbox starts: a camera that refused to start would
+  send no alert at all for weeks, and the old file is kept for whoever wants to recover
+  it. ``on_corrupt="raise"`` raises :class:`OutboxCorruptError` instead. A file from
+  before schema versions (``user_version`` 0 with exactly the first release's tables)
+  is ours and is migrated in place, keeping its backlog.
+- One process owns a file: an exclusive ``flock`` on ``<name>.lock`` is held for the
+  Outbox's lifetime, so a second owner fails at once with :class:`OutboxError` instead
+  of sending every message again. The kernel drops the lock when the process dies, so a
+  crash leaves no stale lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO
+
+SCHEMA_VERSION = 2  # 1: outbox + meta (written with user_version 0); 2: + dead_letters
+_CORRUPT_ERRORS = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+_V1_TABLES = {
+    "outbox": ("id", "topic", "payload", "created_at", "attempts"),
+    "meta": ("key", "value"),
+}
+_TABLES = _V1_TABLES | {
+    "dead_letters": ("id", "topic", "payload", "created_at", "attempts", "reason", "moved_at"),
+}
+_V1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic      TEXT    NOT NULL,
+    payload    TEXT    NOT NULL,
+    created_at REAL    NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0);
+"""
+_V2_ADDITIONS = f"""
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id         INTEGER PRIMARY KEY,  -- the id it had in outbox
+    topic      BLOB,                 -- no type affinity: the bytes are kept as they were
+    payload    BLOB,
+    created_at REAL,
+    attempts   INTEGER,
+    reason     TEXT NOT NULL,
+    moved_at   REAL NOT NULL
+);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+
+class OutboxError(RuntimeError):
+    """The outbox cannot store or read messages (closed, disk full, unreadable file, in use)."""
+
+
+class OutboxCorruptError(OutboxError):
+    """SQLite reports the outbox file as corrupt or not a database; ``path`` names it."""
+
+    kind = "corrupt"  # the moved-aside file is named <name>.<kind>-<UTC time>
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(self.describe(path, reason))
+        self.path = path
+        self.reason = reason
+
+    @staticmethod
+    def describe(path: Path, reason: str) -> str:
+        return f"outbox database {path} is corrupt: {reason}"
+
+
+class OutboxSchemaError(OutboxCorruptError):
+    """A valid SQLite file whose tables are not this outbox's schema (older, newer or foreign)."""
+
+    kind = "foreign"
+
+    @staticmethod
+    def describe(path: Path, reason: str) -> str:
+        return f"outbox database {path} does not have the outbox schema (version {SCHEMA_VERSION}): {reason}"
+
+
+def take_ownership(path: Path, lock_path: Path) -> IO[str]:
+    """Open ``lock_path`` (``<name>.lock``) and hold an exclusive flock on it (released by close() or
+    by the kernel when the process dies); OutboxError if another owner holds it."""
+    try:
+        fh = open(lock_path, "a+", encoding="ascii")
+    except OSError as exc:
+        raise OutboxError(f"cannot open the lock file {lock_path} of outbox {path}: {exc}") from exc
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise OutboxError(
+            f"outbox {path} is in use: another process (pid {holder}) or another Outbox in this one "
+            f"holds its lock {lock_path}; one owner per file, or every message would be sent twice"
+        ) from None
+    except OSError as exc:
+        fh.close()
+        raise OutboxError(f"cannot lock {lock_path} for outbox {path}: {exc}") from exc
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+    except OSError:
+        pass  # the pid is only for the message a second owner gets
+    return fh
+
+
+def open_database(path: Path, synchronous: str) -> sqlite3.Connection:
+    """Connect to the outbox file ``path``, check it and create or migrate its schema.
+
+    Raises OutboxCorruptError (SQLite calls it corrupt), OutboxSchemaError (not this
+    schema) or OutboxError (cannot be opened or used)."""
+    try:
+        # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE ... COMMIT below.
+        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot open outbox database {path}: {exc}") from exc
+    try:
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise OutboxCorruptError(path, f"quick_check: {check}")
+        migrate = check_schema(conn, path)  # before anything writes to a file that may not be ours
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise OutboxError(f"outbox database {path}: journal_mode is {mode}, WAL is required")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        if migrate:
+            conn.executescript(f"BEGIN IMMEDIATE; {_V1_SCHEMA} {_V2_ADDITIONS} COMMIT;")
+    except sqlite3.DatabaseError as exc:
+        rollback(conn)
+        conn.close()
+        if getattr(exc, "sqlite_errorname", "") in _CORRUPT_ERRORS:
+            raise OutboxCorruptError(path, str(exc)) from exc
+        raise OutboxError(f"cannot use outbox database {path}: {exc}") from exc
+    except OutboxError:
+        conn.close()
+        raise
+    return conn
+
+
+def check_schema(conn: sqlite3.Connection, path: Path) -> bool:
+    """True if the file needs the schema created or migrated; OutboxSchemaError if it
+    is not an outbox of this or an earlier version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    names = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!'")]
+    tables = {name: tuple(c[1] for c in conn.execute("PRAGMA table_info(\"%s\")" % name.replace('"', '""')))
+              for name in names}
+    if version == SCHEMA_VERSION and tables == _TABLES:
+        return False
+    if version == 0 and tables in ({}, _V1_TABLES):  # new, or the first release's file
+        return True
+    found = ", ".join(f"{n}({', '.join(c)})" for n, c in sorted(tables.items())) or "no tables"
+    raise OutboxSchemaError(path, f"found schema version {version} with {found}")
+
+
+def quarantine(path: Path, kind: str) -> Path:
+    """Move ``path`` (with its ``-wal`` and ``-shm``) aside to ``<name>.<kind>-<UTC time>``; returns the new path."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.{kind}-{stamp}")
+    n = 1
+    while target.exists():  # never overwrite an earlier moved-aside file
+        n += 1
+        target = path.with_name(f"{path.name}.{kind}-{stamp}-{n}")
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.replace(target.with_name(target.name + suffix))
+    path.replace(target)
+    return target
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already done so itself."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the error that brought us here is the one to report
