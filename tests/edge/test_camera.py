@@ -1,24 +1,36 @@
-"""The whole edge path on the real clip: decode, analyse, score with LiteRT, decide,
-snapshot, publish schema-valid alerts."""
+"""One camera through every stage (edge_component/camera.py) on the real example clip: one
+timely alert per intrusion, no false alert, snapshots, schedules, lighting changes, the
+stages' settings."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edge_component.__main__ import main as edge_main
-from edge_component.config import DecisionSettings, parse_config
-from edge_component.contracts.alerts import validate_alert
-from edge_component.events.decision import EventTracker
 from edge_component.camera import CameraPipeline
-from edge_component.model.bundle import load_bundle
-from edge_component.delivery.jsonl import JsonLinesPublisher
+from edge_component.config import parse_config
+from edge_component.contracts.alerts import validate_alert
 from edge_component.delivery.publisher import PublishError
 from edge_component.events.snapshots import SnapshotStore
-from tests.conftest import CLIP, REPO, ground_truth
+from edge_component.model.bundle import load_bundle
+from infra.config import load_stages
+from training.evaluate import match_alerts
+
+REPO = Path(__file__).resolve().parents[2]
+CLIP = REPO / "examples" / "clips" / "one-by-one-person-detection.mp4"
+STAGES = load_stages(json.loads((REPO / "cdk.json").read_text())["context"]["vigil:stages"])
+
+
+class Discard:
+    def publish(self, topic, message):
+        pass
+
+    def close(self):
+        pass
 
 
 class Recorder:
@@ -49,7 +61,7 @@ def clip_run(demo_config, trained_bundle, tmp_path_factory):
     return det.run_replay(demo_config.cameras[0]), rec, snaps
 
 
-def test_one_alert_per_intrusion_each_within_two_seconds(clip_run):
+def test_one_alert_per_intrusion_each_within_two_seconds(clip_run, ground_truth):
     report, rec, _ = clip_run
     starts = [m for _, m in rec.sent if m["event_type"] == "start"]
     gt = ground_truth()
@@ -58,7 +70,7 @@ def test_one_alert_per_intrusion_each_within_two_seconds(clip_run):
         assert t0 <= alert["media_offset_s"] <= t0 + 2.0, (t0, alert["media_offset_s"])
 
 
-def test_no_alert_in_the_empty_stretches(clip_run):
+def test_no_alert_in_the_empty_stretches(clip_run, ground_truth):
     _, rec, _ = clip_run
     gt = ground_truth()
     for _, m in rec.sent:
@@ -186,139 +198,7 @@ def test_a_refusing_publisher_keeps_the_message(demo_config, trained_bundle):
     assert len([m for m in report.failed if m["event_type"] == "start"]) == 6
 
 
-def _tracker(**kw):
-    return EventTracker(DecisionSettings(**kw), threshold=0.5)
-
-
-def test_decision_needs_consecutive_windows_then_ends_after_quiet_then_cools_down():
-    tr = _tracker(min_consecutive_windows=3, end_after_quiet_s=1.0, cooldown_s=2.0)
-    kinds = []
-    scores = [0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
-    for i, s in enumerate(scores):
-        for t in tr.update(i * 0.2, s):
-            kinds.append((t.kind, round(t.time_s, 1)))
-    # start after 3 in a row (t=1.0, run began at 0.6); end 1 s after the last high window (0.8 + 1.0 = 1.8 -> first quiet window at >= 2.0);
-    # cooldown until 2.0 + 2.0 = 4.0: the run starting at 2.4 may only start an event at 4.0
-    assert kinds == [("start", 1.0), ("end", 2.0), ("start", 4.0)]
-
-
-def test_decision_sends_updates_while_an_event_lasts_and_closes_at_end_of_source():
-    tr = _tracker(min_consecutive_windows=1, update_every_s=1.0)
-    kinds = [t.kind for i in range(12) for t in tr.update(i * 0.2, 0.9)]
-    kinds += [t.kind for t in tr.close(2.4)]
-    assert kinds == ["start", "update", "update", "end"]
-
-
-def test_cli_runs_on_the_clip_and_writes_json_lines(trained_bundle, tmp_path):
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"cameras": [{"name": "lab", "source": str(CLIP), "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]}))
-    out = tmp_path / "alerts.jsonl"
-    rc = edge_main(["run", "--config", str(cfg), "--model-dir", str(trained_bundle), "--thing-name", "cam-1",
-                    "--alerts-out", str(out), "--state-dir", str(tmp_path / "state")])
-    assert rc == 0
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
-    alerts = [line["message"] for line in lines if line["topic"] == "vigil/cam-1/alerts"]
-    assert sum(1 for m in alerts if m["event_type"] == "start") == 6
-    referenced = {m["snapshot"]["file"] for m in alerts if "snapshot" in m}
-    assert referenced == {p.name for p in (tmp_path / "state" / "snapshots").glob("*.jpg")}
-    assert all("snapshot" in m for m in alerts if m["event_type"] == "start")
-    telemetry = [line["message"] for line in lines if line["topic"] == "vigil/cam-1/telemetry"]
-    final = telemetry[-1]["cameras"]["lab"]
-    assert final["state"] == "done" and final["crashes"] == 0
-    assert abs(final["frames_in"] - 1394) <= 2 and final["events"] == 6
-
-
-@pytest.mark.parametrize(
-    "cfg, message",
-    [
-        ('{"cameras": [{"name": "c", "source": "x.mp4", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}], "fps": 3}', "fps"),
-        ('{"cameras": [{"name": "c", "source": "missing.mp4", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}]}', "not found"),
-        ("{oops", "not valid JSON"),
-    ],
-)
-def test_cli_fails_with_a_message_naming_the_problem(trained_bundle, tmp_path, caplog, cfg, message):
-    rc = edge_main(["run", "--config-json", cfg, "--model-dir", str(trained_bundle), "--thing-name", "cam-1",
-                    "--alerts-out", str(tmp_path / "a.jsonl"), "--state-dir", str(tmp_path)])
-    assert rc == 2
-    assert message in caplog.text
-
-
-def test_cli_rejects_a_bad_thing_name(trained_bundle, tmp_path, caplog):
-    rc = edge_main(["run", "--config-json", '{"cameras": [{"name": "c", "source": "%s", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}]}' % CLIP,
-                    "--model-dir", str(trained_bundle), "--thing-name", "bad name/with#", "--state-dir", str(tmp_path)])
-    assert rc == 2 and "invalid thing name" in caplog.text
-
-
-def test_json_lines_publisher_appends_topic_and_message(tmp_path):
-    p = JsonLinesPublisher(tmp_path / "a.jsonl")
-    p.publish("vigil/x/alerts", {"a": 1})
-    p.publish("vigil/x/alerts", {"a": 2})
-    p.close()
-    assert [json.loads(l)["message"]["a"] for l in (tmp_path / "a.jsonl").read_text().splitlines()] == [1, 2]
-
-
-class FakeIpcClient:
-    """Has the methods of GreengrassCoreIPCClientV2 that the component uses."""
-
-    def __init__(self, configuration):
-        self.configuration = configuration
-        self.published = []
-
-    def get_configuration(self, key_path=None):
-        return type("Response", (), {"value": self.configuration})()
-
-    def publish_to_iot_core(self, *, topic_name, qos, payload):
-        self.published.append((topic_name, str(qos), json.loads(payload)))
-
-    def close(self):
-        pass
-
-
-def test_greengrass_mode_reads_its_configuration_and_publishes_through_ipc(monkeypatch, tmp_path):
-    import yaml
-
-    import edge_component.__main__ as cli
-
-    recipe = yaml.safe_load((REPO / "edge_component" / "recipe.yaml").read_text())
-    configuration = recipe["ComponentConfiguration"]["DefaultConfiguration"]  # accessControl included, as on a device
-    configuration["cameras"][0]["source"] = str(CLIP)
-    fake = FakeIpcClient(configuration)
-    monkeypatch.setattr(cli, "_greengrass_client", lambda: fake)
-    rc = cli.main(["run", "--greengrass", "--thing-name", "gg-cam", "--state-dir", str(tmp_path),
-                   "--model-dir", str(REPO / "edge_component" / "models" / "seed")])
-    assert rc == 0
-    starts = [m for topic, qos, m in fake.published if m.get("event_type") == "start"]
-    assert len(starts) == 6
-    assert {topic for topic, _, _ in fake.published} == {"vigil/gg-cam/alerts", "vigil/gg-cam/telemetry"}
-    assert {qos for _, qos, _ in fake.published} in ({"1"}, {"QOS.AT_LEAST_ONCE"}, {"AT_LEAST_ONCE"})
-
-
-def test_the_seed_model_shipped_in_the_component_matches_this_edge():
-    # The component zip carries this bundle; a feature change without `make seed-model` fails here.
-    bundle = load_bundle(REPO / "edge_component" / "models" / "seed")
-    assert bundle.scorer.input_dtype == np.int8
-
-
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (["--greengrass"], "not running as a Greengrass component"),
-        (["--state-dir", "/proc/vigil-cannot-be-here"], "--state-dir /proc/vigil-cannot-be-here cannot be created"),
-        (["--alerts-out", "/"], "--alerts-out /: cannot open for writing"),
-    ],
-)
-def test_cli_environment_problems_are_clear_errors_not_tracebacks(trained_bundle, tmp_path, caplog, monkeypatch, extra, message):
-    monkeypatch.delenv("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", raising=False)
-    cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"cameras": [{"name": "c", "source": str(CLIP), "zones": [{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]]}]}]}))
-    args = ["run", "--config", str(cfg), "--model-dir", str(trained_bundle), "--thing-name", "cam-1"]
-    if "--state-dir" not in extra:
-        args += ["--state-dir", str(tmp_path / "state")]
-    rc = edge_main(args + extra)
-    assert rc == 2 and message in caplog.text
-
-
-def test_model_file_onnx_runs_the_same_detections_in_onnx_runtime(tmp_path):
+def test_model_file_onnx_runs_the_same_detections_in_onnx_runtime(tmp_path, ground_truth):
     from training.evaluate import match_alerts
 
     seed = REPO / "edge_component" / "models" / "seed"
@@ -329,3 +209,16 @@ def test_model_file_onnx_runs_the_same_detections_in_onnx_runtime(tmp_path):
     report = CameraPipeline(config, bundle, Recorder(), thing_name="t").run_replay(config.cameras[0])
     result = match_alerts([a["media_offset_s"] for a in report.starts], ground_truth(), 139.4)
     assert (result.found, result.duplicates, len(result.false_alerts_at_s)) == (6, 0, 0)
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_edge_settings_give_one_timely_alert_per_intrusion(stage, ground_truth):
+    # Exactly what the deployment merges into the component configuration.
+    merge, _reset = STAGES[stage].edge.configuration_update()
+    config = parse_config({**merge, "cameras": [{"name": "lab", "source": str(CLIP),
+                                                 "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]})
+    bundle = load_bundle(REPO / "edge_component" / "models" / "seed")
+    report = CameraPipeline(config, bundle, Discard(), thing_name="t").run_replay(config.cameras[0])
+    result = match_alerts([a["media_offset_s"] for a in report.starts], ground_truth(), 139.4, max_delay_s=2.0)
+    assert (result.found, result.late, result.missed, result.duplicates) == (6, 0, 0, 0), result.summary()
+    assert result.false_alerts_at_s == []

@@ -1,17 +1,64 @@
-"""The model bundle as the edge loads it: real LiteRT interpreter, real int8 model."""
+"""The model bundle (edge_component/model/bundle.py): what the edge refuses to load, and
+why."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_component.analysis.features import FEATURE_NAMES, N_FEATURES
+from edge_component.model.bundle import load_bundle, sha256_file
 from edge_component.model.errors import ModelError
 from edge_component.model.litert import Scorer
-from edge_component.model.bundle import load_bundle, sha256_file
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _edit_manifest(bundle, fn):
+    path = bundle / "manifest.json"
+    m = json.loads(path.read_text())
+    fn(m)
+    path.write_text(json.dumps(m))
+
+
+def _float_tflite(outputs: int, activation, kernel_value: float | None = None) -> bytes:
+    """A small float TFLite model taking the 8 features, built and converted for real,
+    the way training exports its models (a SavedModel, so the weights are constants:
+    converting a concrete function of a Keras 3 model left them as uninitialised
+    resource variables, and the model returned whatever was in memory)."""
+    import keras
+
+    from training.export import saved_model, to_tflite_float
+
+    inp = keras.Input(shape=(N_FEATURES,), dtype="float32")
+    layer = keras.layers.Dense(outputs, activation=activation)
+    model = keras.Model(inp, layer(inp))
+    if kernel_value is not None:
+        kernel, bias = layer.get_weights()
+        layer.set_weights([np.full_like(kernel, kernel_value), bias])
+    with saved_model(model) as path:
+        data = to_tflite_float(path)
+    # The model computes what it was built to: one row of ones through the dense layer.
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=data)
+    interp.allocate_tensors()
+    assert not {"VAR_HANDLE", "READ_VARIABLE"} & {op["op_name"] for op in interp._get_ops_details()}
+    if kernel_value is not None and activation is None:
+        interp.set_tensor(interp.get_input_details()[0]["index"], np.ones((1, N_FEATURES), np.float32))
+        interp.invoke()
+        out = interp.get_tensor(interp.get_output_details()[0]["index"])
+        np.testing.assert_equal(out.ravel(), np.float32(N_FEATURES * kernel_value))
+    return data
+
+
+def _swap_model(bundle, data: bytes):
+    (bundle / "model.tflite").write_bytes(data)
+    _edit_manifest(bundle, lambda m: m["files"].update({"model.tflite": sha256_file(bundle / "model.tflite")}))
 
 
 @pytest.fixture()
@@ -21,11 +68,10 @@ def bundle_copy(trained_bundle, tmp_path):
     return dst
 
 
-def _edit_manifest(bundle, fn):
-    path = bundle / "manifest.json"
-    m = json.loads(path.read_text())
-    fn(m)
-    path.write_text(json.dumps(m))
+def test_the_seed_model_shipped_in_the_component_matches_this_edge():
+    # The component zip carries this bundle; a feature change without `make seed-model` fails here.
+    bundle = load_bundle(REPO / "edge_component" / "models" / "seed")
+    assert bundle.scorer.input_dtype == np.int8
 
 
 def test_bundle_loads_and_its_int8_model_matches_the_float_model(trained_bundle):
@@ -86,42 +132,6 @@ def test_a_missing_or_unparsable_manifest_is_refused(bundle_copy, tmp_path):
     (bundle_copy / "manifest.json").write_text("{not json")
     with pytest.raises(ModelError, match="not valid JSON"):
         load_bundle(bundle_copy)
-
-
-def _float_tflite(outputs: int, activation, kernel_value: float | None = None) -> bytes:
-    """A small float TFLite model taking the 8 features, built and converted for real,
-    the way training exports its models (a SavedModel, so the weights are constants:
-    converting a concrete function of a Keras 3 model left them as uninitialised
-    resource variables, and the model returned whatever was in memory)."""
-    import keras
-
-    from training.export import saved_model, to_tflite_float
-
-    inp = keras.Input(shape=(N_FEATURES,), dtype="float32")
-    layer = keras.layers.Dense(outputs, activation=activation)
-    model = keras.Model(inp, layer(inp))
-    if kernel_value is not None:
-        kernel, bias = layer.get_weights()
-        layer.set_weights([np.full_like(kernel, kernel_value), bias])
-    with saved_model(model) as path:
-        data = to_tflite_float(path)
-    # The model computes what it was built to: one row of ones through the dense layer.
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=data)
-    interp.allocate_tensors()
-    assert not {"VAR_HANDLE", "READ_VARIABLE"} & {op["op_name"] for op in interp._get_ops_details()}
-    if kernel_value is not None and activation is None:
-        interp.set_tensor(interp.get_input_details()[0]["index"], np.ones((1, N_FEATURES), np.float32))
-        interp.invoke()
-        out = interp.get_tensor(interp.get_output_details()[0]["index"])
-        np.testing.assert_equal(out.ravel(), np.float32(N_FEATURES * kernel_value))
-    return data
-
-
-def _swap_model(bundle, data: bytes):
-    (bundle / "model.tflite").write_bytes(data)
-    _edit_manifest(bundle, lambda m: m["files"].update({"model.tflite": sha256_file(bundle / "model.tflite")}))
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,18 @@
-"""Test helpers: certificates made with ``cryptography`` and a real mosquitto broker on
-127.0.0.1 that stands in for AWS IoT Core's mutual-TLS MQTT endpoint.
+"""Fixtures of the delivery tests: alerts to send, test transports, a full disk, and a
+real mosquitto broker on 127.0.0.1 with certificates made with ``cryptography``, standing
+in for AWS IoT Core's mutual-TLS MQTT endpoint.
 
 The broker listens only on loopback, on a free port, with TLS; it requires a client
 certificate signed by the test CA and takes the certificate's CN as the user name
 (as IoT Core takes the thing's certificate), and keeps nothing on disk
 (``persistence false``), so a restart forgets every session.
+
+The full disk is real where the tests may mount a 400 KiB tmpfs (root, as in CI); it
+is also simulated everywhere with SQLite's ``max_page_count``, which makes SQLite
+report the same ``SQLITE_FULL`` ("database or disk is full").
+
+Helpers that tests call are fixtures of the same name (``make_alerts``, ``Recorder``,
+...), so a test asks for what it uses and nothing is imported from here.
 """
 
 from __future__ import annotations
@@ -19,16 +27,30 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_component.contracts.alerts import validate_alert
+from edge_component.contracts.topics import alert_topic
+from edge_component.delivery.outbox import Outbox
+from edge_component.delivery.publisher import PublishError
+from edge_component.events.alerts import build_alert
+from edge_component.events.decision import Event, Transition
+
+THING = "cam-test-01"
+TOPIC = alert_topic(THING)
+
 
 LOOPBACK = "127.0.0.1"
 
@@ -41,7 +63,7 @@ class KeyPair:
     key: Path
 
 
-class CertificateAuthority:
+class _CertificateAuthority:
     """A throwaway CA that writes its certificate to ``<dir>/<name>-ca.pem`` and issues
     server and client certificates (EC P-256, valid for one day) into ``dir``."""
 
@@ -123,7 +145,7 @@ class Mosquitto:
     client certificate from ``ca``. ``start``/``stop`` may be repeated (same port), which
     is how the tests restart the broker. Its log is ``<dir>/mosquitto.log``."""
 
-    def __init__(self, directory: Path, ca: CertificateAuthority, port: int | None = None):
+    def __init__(self, directory: Path, ca: _CertificateAuthority, port: int | None = None):
         exe = mosquitto_path()
         if exe is None:
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto; .ci/run does it)")
@@ -263,3 +285,232 @@ class Subscriber:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+# ---------------------------------------------------------------- alerts and transports
+
+
+def _make_alerts(events: int) -> list[dict]:
+    """``events`` events of start, update, end: 3 * events schema-valid alerts, in order."""
+    origin = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    out = []
+    for k in range(events):
+        ev = Event(event_id=uuid.uuid4().hex, started_s=10.0 * k, peak_score=0.9)
+        for kind, after_s in (("start", 0.0), ("update", 1.0), ("end", 2.0)):
+            if kind == "end":
+                ev.ended_s = ev.started_s + after_s
+            out.append(build_alert(Transition(kind, ev, ev.started_s + after_s, 0.9), thing_name=THING, camera="porch",
+                                   zone="door", threshold=0.5, clock_origin=origin, media_time=False))
+            ev.sequence += 1
+    for msg in out:
+        validate_alert(msg)
+    return out
+
+
+@pytest.fixture
+def make_alerts():
+    """``make_alerts(events)``: 3 * events schema-valid alerts, in order."""
+    return _make_alerts
+
+
+def _healthy(**counts) -> dict:
+    """``stats()`` of a running publisher with nothing held in memory, dropped or dead."""
+    return {"depth": 0, "unstored": 0, "sent": 0, "retries": 0, "dropped": 0, "dead": 0, "reconnects": 0,
+            "sender_alive": True} | counts
+
+
+@pytest.fixture
+def healthy():
+    """``healthy(**counts)``: the stats of a running publisher with nothing held, dropped or dead."""
+    return _healthy
+
+
+def _key(msg: dict) -> tuple[str, str, int]:
+    return msg["event_id"], msg["event_type"], msg["sequence"]
+
+
+@pytest.fixture
+def key():
+    """``key(msg)``: (event_id, event_type, sequence)."""
+    return _key
+
+
+class _Recorder:
+    """A transport that accepts everything (or fails the calls numbered in ``fail_calls``)."""
+
+    def __init__(self, fail_calls: set[int] = frozenset()):
+        self.fail_calls = set(fail_calls)
+        self.calls = 0
+        self.sent: list[tuple[str, dict]] = []
+        self.closed = False
+
+    def publish(self, topic, message):
+        self.calls += 1
+        if self.calls in self.fail_calls:
+            raise PublishError(f"refused call {self.calls}")
+        self.sent.append((topic, message))
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def Recorder():
+    """A transport class that accepts everything (or fails the calls numbered in ``fail_calls``)."""
+    return _Recorder
+
+
+class _Down:
+    """A transport whose network is down."""
+
+    reconnects = 0
+
+    def publish(self, topic, message):
+        raise PublishError("network down")
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def Down():
+    """A transport class whose network is down."""
+    return _Down
+
+
+class _Switch(_Recorder):
+    """A transport that refuses everything until ``up`` is set."""
+
+    up = False
+
+    def publish(self, topic, message):
+        if not self.up:
+            raise PublishError("network down")
+        super().publish(topic, message)
+
+
+@pytest.fixture
+def Switch():
+    """A transport class that refuses everything until ``up`` is set."""
+    return _Switch
+
+
+# ---------------------------------------------------------------- a full disk
+
+
+PAD = "x" * 5000  # every padded alert needs new pages: a full database cannot take it
+
+
+def _padded(n_events: int) -> list[dict]:
+    return [a | {"pad": PAD} for a in _make_alerts(n_events)]
+
+
+@pytest.fixture
+def padded():
+    """``padded(n_events)``: alerts that each need new database pages."""
+    return _padded
+
+
+class RealFullDisk:
+    """The outbox on a 400 KiB tmpfs; ``fill()`` writes a file until ENOSPC."""
+
+    def __init__(self, mount: Path):
+        self.dir = mount
+        self._filler = mount / "filler"
+
+    def attach(self, box: Outbox) -> Outbox:
+        return box
+
+    def fill(self) -> None:
+        with self._filler.open("wb") as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * 4096)
+                    fh.flush()
+            except OSError:
+                pass
+            try:
+                fh.close()
+            except OSError:
+                pass
+
+    def free(self) -> None:
+        self._filler.unlink()
+
+
+class _PageLimit:
+    """The outbox's own connection limited to the pages it has (``PRAGMA max_page_count``)."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.box: Outbox | None = None
+
+    def attach(self, box: Outbox) -> Outbox:
+        self.box = box
+        return box
+
+    def fill(self) -> None:
+        conn = self.box._conn
+        conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+
+    def free(self) -> None:
+        self.box._conn.execute("PRAGMA max_page_count = 1073741823")
+
+
+@pytest.fixture
+def PageLimit():
+    """The simulated full disk (SQLite's ``max_page_count``), for a test that drives it itself."""
+    return _PageLimit
+
+
+@pytest.fixture(params=["tmpfs", "max_page_count"])
+def disk(request, tmp_path):
+    if request.param == "max_page_count":
+        yield _PageLimit(tmp_path)
+        return
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a 400 KiB tmpfs for a real full disk ({exc}); max_page_count covers it")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a 400 KiB tmpfs for a real full disk (needs root): {done.stderr.strip()}; "
+                    "the max_page_count variant covers the same code")
+    try:
+        yield RealFullDisk(mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=10)
+
+
+# ---------------------------------------------------------------- mosquitto
+
+
+@pytest.fixture
+def CertificateAuthority():
+    """The test CA class, for a test that needs a second (rogue) CA."""
+    return _CertificateAuthority
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    return _CertificateAuthority(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def broker(tmp_path, ca):
+    if mosquitto_path() is None:
+        pytest.fail("mosquitto is not installed: apt-get install -y mosquitto (.ci/run installs it)")
+    b = Mosquitto(tmp_path / "broker", ca)
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def subscriber(broker, ca):
+    sub = Subscriber(broker, ca.client("alert-rule"), TOPIC, client_id="alert-rule")
+    assert sub.ready.wait(10), broker.log()
+    yield sub
+    sub.close()
