@@ -1,7 +1,7 @@
 """Feature datasets: labelled clips -> rows of window features, with the edge's own code.
 
 A dataset is a CSV file with the columns ``clip, time_s, zone`` (provenance),
-the feature columns in the order of ``edge_component.features.FEATURE_NAMES``, and
+the feature columns in the order of ``edge_component.analysis.features.FEATURE_NAMES``, and
 ``label`` (0 or 1). :func:`read_dataset` rejects anything else with a message that
 names the column or row. It reads UTF-8 with or without a byte-order mark (Excel's
 "CSV UTF-8") and skips empty rows (a trailing blank line, a row of bare commas).

@@ -1,8 +1,8 @@
 """Capture -> motion analysis -> window features, for one camera.
 
 :func:`analyse_source` is the one path from pixels to feature vectors. The edge's
-detector scores what it yields; training (``training/dataset.py``) labels what it
-yields. Same code, same numbers.
+camera pipeline (``edge_component/camera.py``) scores what it yields; training
+(``training/dataset.py``) labels what it yields. Same code, same numbers.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
     nominal frame period, and the steps after it are the container's again. Either way
     the same file always gives the same frames and times. Frames carry only their luma when the file's Y plane
     passes :func:`luma_range`'s check (``Frame.image`` is None: see
-    :class:`ColourFrames` for colour), else the colour image and its grey.
+    :class:`~edge_component.capture.colour.ColourFrames` for colour), else the colour image and its grey.
     """
     stats = stats if stats is not None else CaptureStats()
     studio = luma_range(source)

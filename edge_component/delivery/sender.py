@@ -1,4 +1,4 @@
-"""Delivery: the detector hands alerts to an :class:`OutboxPublisher`, which stores them
+"""Delivery: the camera pipeline hands alerts to an :class:`OutboxPublisher`, which stores them
 in the durable :class:`~edge_component.delivery.outbox.Outbox` and returns at once; one
 background thread sends the backlog, strictly in order, through the real transport
 (Greengrass IPC, MQTT, JSON lines) and removes each message only after the transport

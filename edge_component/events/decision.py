@@ -46,7 +46,7 @@ def random_event_id(started_s: float) -> str:
 @dataclass
 class EventTracker:
     """``event_id_for(started_s)`` names a new event: random for live sources; for
-    replays the detector derives it from the source and the start time, so a worker
+    replays the camera pipeline derives it from the source and the start time, so a worker
     that restarts a replay after a crash re-sends the same ids, which the Lambda drops."""
 
     settings: DecisionSettings

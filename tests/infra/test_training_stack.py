@@ -172,7 +172,7 @@ def test_sourcedir_is_runnable_script_mode_code(stage, tmp_path):
         names = tar.getnames()
         assert {m.mtime for m in tar.getmembers()} == {0}
         tar.extractall(tmp_path, filter="data")
-    assert {"train.py", "requirements.txt", "training/__init__.py", "edge_component/features.py"} <= set(names)
+    assert {"train.py", "requirements.txt", "training/__init__.py", "edge_component/analysis/features.py"} <= set(names)
     assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")]
     # As SageMaker runs it: `python train.py` in /opt/ml/code, nothing else on the path.
     done = subprocess.run(

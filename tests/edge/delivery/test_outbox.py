@@ -46,7 +46,7 @@ def test_outbox_backlog_survives_reopen_in_order(tmp_path, make_alerts):
 def test_full_outbox_drops_the_oldest_and_reports_it(tmp_path, caplog, Down, make_alerts):
     alerts = make_alerts(3)  # 9 messages into room for 5
     path = tmp_path / "outbox.sqlite"
-    with caplog.at_level(logging.WARNING, logger="edge_component.outbox"):
+    with caplog.at_level(logging.WARNING, logger="edge_component.delivery"):
         with Outbox(path, max_messages=5) as box:
             for a in alerts:
                 box.put(TOPIC, a)
@@ -98,7 +98,7 @@ def test_undecodable_rows_go_to_dead_letters_and_never_block_the_rest(tmp_path, 
         box.put(TOPIC, alerts[1])
         box.put(TOPIC, alerts[2])
     transport = Recorder()
-    with caplog.at_level(logging.ERROR, logger="edge_component.outbox"):
+    with caplog.at_level(logging.ERROR, logger="edge_component.delivery"):
         pub = OutboxPublisher(Outbox(path), transport, batch=2, **FAST)
         assert pub.flush(5), pub.stats()
     assert [m for _, m in transport.sent] == alerts

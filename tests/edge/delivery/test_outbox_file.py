@@ -55,7 +55,7 @@ def test_corrupt_outbox_is_moved_aside_and_a_fresh_one_started(tmp_path, caplog,
     path = tmp_path / "outbox.sqlite"
     garbage = b"\x00garbage" * 1000
     path.write_bytes(garbage)
-    with caplog.at_level(logging.ERROR, logger="edge_component.outbox"):
+    with caplog.at_level(logging.ERROR, logger="edge_component.delivery"):
         box = Outbox(path)
     assert box.quarantined is not None and box.quarantined.read_bytes() == garbage  # kept, not deleted
     assert any(str(path) in r.getMessage() and str(box.quarantined) in r.getMessage() for r in caplog.records)
@@ -75,7 +75,7 @@ def test_foreign_schema_is_moved_aside_and_a_fresh_outbox_started(tmp_path, capl
     with pytest.raises(OutboxCorruptError, match="schema"):
         Outbox(path, on_corrupt="raise")
     assert path.read_bytes() == original  # refused without writing to it
-    with caplog.at_level(logging.ERROR, logger="edge_component.outbox"):
+    with caplog.at_level(logging.ERROR, logger="edge_component.delivery"):
         box = Outbox(path)
     assert box.quarantined is not None and box.quarantined.read_bytes() == original
     assert any(str(path) in r.getMessage() and str(box.quarantined) in r.getMessage() for r in caplog.records)
