@@ -17,7 +17,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.config import TrainingConfig
+from infra.training_config import TrainingConfig
 from infra.edge_deployment import EDGE_PACKAGE, EDGE_PACKAGE_DIR
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
 from infra.operations import alarm_on_any

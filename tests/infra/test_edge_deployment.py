@@ -18,7 +18,8 @@ from aws_cdk.assertions import Template
 from infra_testlib import lid, properties, rendered_json, resources
 
 from edge_component.contracts.topics import ALERT_CHANNEL, TELEMETRY_CHANNEL, topic_template
-from infra.config import EdgeConfig, GreengrassConfig, RolloutConfig
+from infra.config import GreengrassConfig, RolloutConfig
+from infra.edge_settings import EdgeConfig
 from infra.edge_deployment import EDGE_PACKAGE_DIR, RECIPE_PATH, EdgeDeployment, component_name
 
 SOURCE_RECIPE = yaml.safe_load(RECIPE_PATH.read_text())

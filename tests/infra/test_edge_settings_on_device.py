@@ -21,7 +21,8 @@ from infra_testlib import properties
 
 from edge_component.config import ComponentConfig, DecisionSettings, parse_config
 from edge_component.config import ConfigError as DeviceConfigError
-from infra.config import ConfigError, EdgeConfig, load_stages
+from infra.config import ConfigError, load_stages
+from infra.edge_settings import EdgeConfig
 from infra.edge_deployment import RECIPE_PATH, component_name
 
 DEFAULTS = yaml.safe_load(RECIPE_PATH.read_text())["ComponentConfiguration"]["DefaultConfiguration"]

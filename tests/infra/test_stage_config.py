@@ -13,7 +13,9 @@ from typing import Any
 import pydantic
 import pytest
 
-from infra.config import ConfigError, EdgeConfig, load_stages, train_script_options
+from infra.config import ConfigError, load_stages
+from infra.edge_settings import EdgeConfig
+from training.hyperparameters import HYPERPARAMETERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +84,7 @@ BAD = {
     "threshold as boolean": ("edge.threshold", True, "edge.threshold"),
     "manage_system_log_group as string": ("greengrass.manage_system_log_group", "false", "greengrass.manage_system_log_group"),
     "rollout maximum below base": ("rollout.maximum_per_minute", 1, "rollout.maximum_per_minute"),
-    # training/train.py's parse_args() is the list of names; it ignores unknown ones.
+    # training.hyperparameters is the list of names; train.py refuses unknown ones.
     "unknown hyperparameter": ("training.hyperparameters", {"learnin-rate": 0.1}, "training.hyperparameters"),
     "hyperparameter with underscores": ("training.hyperparameters", {"learning_rate": 0.1}, "training.hyperparameters"),
     "hyperparameter set by SageMaker": ("training.hyperparameters", {"model-dir": "/tmp"}, "training.hyperparameters"),
@@ -233,8 +235,9 @@ def test_good_values_still_load(raw_stages):
 
 
 def test_hyperparameter_names_are_the_options_of_train_py(monkeypatch):
-    """The names read from train.py's source are exactly the options its parser takes,
-    less those whose default comes from the SageMaker environment (SM_*)."""
+    """The names the stage config checks (training.hyperparameters) are exactly the
+    options train.py's parser takes, less those whose default comes from the SageMaker
+    environment (SM_*), with the same converters."""
     import argparse
 
     train = pytest.importorskip("training.train")
@@ -261,7 +264,7 @@ def test_hyperparameter_names_are_the_options_of_train_py(monkeypatch):
         for option in action.option_strings
         if option.startswith("--") and option != "--help"
     }
-    read = train_script_options()
+    read = {h.name: (h.type.__name__ if h.type else None) for h in HYPERPARAMETERS}
     assert set(read) == set(options)
     for name, kind in options.items():
         assert read[name] == (kind.__name__ if kind else None), name

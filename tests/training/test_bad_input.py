@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from edge_component.features import FEATURE_NAMES
+from training.channels import load_channel
 from training.dataset import DatasetError, featurize_labels, read_dataset
 from training.labels import LabelError, load_labels
 from training.model import Standardizer
-from training.train import load_channel, parse_args
+from training.train import parse_args
 from tests.conftest import LABELS, REPO
 
 HEADER = ["clip", "time_s", "zone", *FEATURE_NAMES, "label"]
@@ -101,7 +102,7 @@ def test_a_bad_hyperparameter_value_fails_naming_it(capsys, argv, message):
 
 
 def test_hidden_layers_are_read_once_and_checked():
-    from training.train import hidden_layers
+    from training.hyperparameters import hidden_layers
 
     assert hidden_layers("64, 32") == (64, 32) == hidden_layers(parse_args(["--hidden", "64,32"]).hidden)
     assert hidden_layers("") == ()

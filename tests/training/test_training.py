@@ -161,7 +161,9 @@ def test_pruning_reaches_its_sparsity_and_shrinks_the_gzip_size(tmp_path, csv_pa
 
 
 def test_training_is_repeatable_with_a_fixed_seed(dataset):
-    from training.train import fit, parse_args, split_blocks
+    from training.channels import split_blocks
+    from training.fit import fit
+    from training.train import parse_args
 
     args = parse_args(["--epochs", "2"])
     tr, va = split_blocks(dataset, args.validation_every)
