@@ -21,7 +21,8 @@ from infra_testlib import (
 )
 
 from edge_component.contracts.topics import ALERT_CHANNEL, TELEMETRY_CHANNEL, topic_template
-from infra.devices import THING, Devices
+from infra.device_policy import THING
+from infra.devices import Devices
 
 MQTT_ACTIONS = ("iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive")
 

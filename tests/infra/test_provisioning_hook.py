@@ -18,7 +18,8 @@ from aws_cdk.assertions import Template
 from infra_testlib import lid, policy_statements, properties, resources
 
 from infra.config import load_stages, provisioned_thing_pattern
-from infra.devices import HOOK_PAYLOAD_VERSION, Devices
+from infra.devices import Devices
+from infra.fleet_provisioning import HOOK_PAYLOAD_VERSION
 from infra.provisioning_hook import hook
 from infra.provisioning_hook.hook import RULES_FILE_NAME, decide, handler, load_rules
 

@@ -15,7 +15,7 @@ from infra_testlib import actions_of, as_list, lid, policy_statements, propertie
 
 from infra.config import STAGES_CONTEXT_KEY, load_stage
 from infra.stage import build_app
-from infra.training import DLC_ACCOUNTS
+from infra.training_job import DLC_ACCOUNTS
 
 
 def _train_state(stage) -> dict:
