@@ -231,18 +231,6 @@ def test_script_mode_fails_loudly_on_an_impossible_quality_gate(tmp_path, csv_pa
     assert not (tmp_path / "model" / "manifest.json").exists()
 
 
-def test_training_container_pins_what_the_device_runs():
-    """The job featurises with the edge's code and gates with the edge's runtime, so every
-    package both install is pinned to the same version (edge_component/requirements.txt)."""
-    from training.gates import pinned_version, requirement_pins as pins
-
-    training, edge = pins(REPO / "training" / "requirements.txt"), pins(REPO / "edge_component" / "requirements.txt")
-    shared = set(training) & set(edge)
-    assert {"ai-edge-litert", "opencv-python-headless"} <= shared
-    assert {p: training[p] for p in shared} == {p: edge[p] for p in shared}
-    assert pinned_version("ai-edge-litert") == edge["ai-edge-litert"]
-
-
 def test_overlapping_label_intervals_are_refused(tmp_path):
     bad = json.loads(LABELS.read_text())
     bad["clip"] = str((LABELS.parent / bad["clip"]).resolve())
