@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } || \
 	  { echo "error: '$(PYTHON) -m venv' failed; on Debian/Ubuntu: sudo apt-get install python3-venv" >&2; exit 1; }
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check .
+	$(PY) -m pip install --quiet --disable-pip-version-check ".[edge,lambda,training,infra,dev]"
 	@touch $@
 
 node_modules/.installed: package-lock.json $(VENV)/.installed

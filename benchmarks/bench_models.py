@@ -28,9 +28,11 @@ import numpy as np  # noqa: E402
 
 from edge_component.model.bundle import make_scorer  # noqa: E402
 from training import export  # noqa: E402
+from training.channels import load_channel, split_blocks  # noqa: E402
+from training.fit import fit  # noqa: E402
 from training.metrics import roc_auc  # noqa: E402
 from training.report import latency_table, measure_latency  # noqa: E402
-from training.train import fit, load_channel, parse_args, split_blocks  # noqa: E402
+from training.train import parse_args  # noqa: E402
 
 LABELS = REPO / "examples" / "labels" / "one-by-one-person-detection.json"
 

@@ -16,7 +16,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from infra.config import EdgeConfig, GreengrassConfig, RolloutConfig
+from infra.config import GreengrassConfig, RolloutConfig
+from infra.edge_settings import EdgeConfig
 from infra.nag import acknowledge, wildcard_resource
 from infra.packaging import (
     ARTIFACT_FILE,

@@ -1,10 +1,9 @@
-"""Training: data and model buckets, the script-mode code archive and the SageMaker job's state machine."""
+"""Training: data and model buckets, the code archive asset, the SageMaker execution
+role and the state machine that runs the job (:mod:`infra.training_job`: what it runs)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -17,126 +16,27 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.config import TrainingConfig
-from infra.edge_deployment import EDGE_PACKAGE, EDGE_PACKAGE_DIR
+from infra.edge_deployment import EDGE_PACKAGE_DIR
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
 from infra.operations import alarm_on_any
-from infra.packaging import Archive, Entry, build_dir_for, tar_gz_bytes, tree_entries, write_content_addressed
+from infra.packaging import build_dir_for
 from infra.storage import secure_bucket
+from infra.training_config import TrainingConfig
+from infra.training_job import DLC_ACCOUNTS, DLC_REPOSITORY, SpotTrainingJob, TaskUri, build_sourcedir, hyperparameters
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAINING_DIR = REPO_ROOT / "training"
-ENTRY_POINT = "train.py"
 TRAIN_PREFIX = "train/"
 # Optional channel "test" (TrainingConfig.test_channel): clips of other scenes that the
 # shipped model is scored on and never trained on (train.py's SM_CHANNEL_TEST).
 TEST_PREFIX = "test/"
 MODEL_PREFIX = "models/"
 CHECKPOINT_PREFIX = "checkpoints/"
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-DLC_REPOSITORY = "tensorflow-training"
-
-# AWS Deep Learning Containers registry account per region (sagemaker-python-sdk,
-# image_uri_config/tensorflow.json). Resolved at synth when the stage's region is
-# known, else by Fn::FindInMap at deploy time: no lookup either way.
-DLC_ACCOUNTS: dict[str, str] = {
-    **dict.fromkeys(
-        [
-            "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
-            "eu-central-1", "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3",
-            "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
-            "ap-southeast-1", "ap-southeast-2",
-        ],
-        "763104351884",
-    ),
-    "af-south-1": "626614931356",
-    "ap-east-1": "871362719292",
-    "ap-south-2": "772153158452",
-    "ap-southeast-3": "907027046896",
-    "ap-southeast-4": "457447274322",
-    "ca-west-1": "204538143572",
-    "eu-central-2": "380420809688",
-    "eu-south-1": "692866216735",
-    "eu-south-2": "503227376785",
-    "il-central-1": "780543022126",
-    "me-central-1": "914824155844",
-    "me-south-1": "217643126080",
-}
-
-
-def build_sourcedir(training_dir: Path, edge_package_dir: Path, build_dir: Path) -> Archive:
-    """``sourcedir.tar.gz`` for script mode (deterministic), unpacked by SageMaker into /opt/ml/code::
-
-        train.py            the entry point (sagemaker_program), at the root as script mode requires
-        requirements.txt    installed by the container before train.py runs
-        training/...        the package train.py imports (``from training.dataset import ...``)
-        edge_component/...  the edge's feature code, which training shares
-    """
-    entries = [
-        *(Entry(name, training_dir / name) for name in (ENTRY_POINT, "requirements.txt") if (training_dir / name).is_file()),
-        *tree_entries(training_dir, "training"),
-        *tree_entries(edge_package_dir, EDGE_PACKAGE),
-    ]
-    return write_content_addressed(tar_gz_bytes(entries), build_dir, "sourcedir.tar.gz")
-
-
-def hyperparameters(
-    *, training: TrainingConfig, submit_directory: str, region: str
-) -> dict[str, str]:
-    """Script-mode hyperparameters, JSON-encoded per value as the SageMaker Python SDK sends them."""
-    values: dict[str, Any] = {
-        "sagemaker_program": ENTRY_POINT,
-        "sagemaker_submit_directory": submit_directory,
-        "sagemaker_region": region,
-        "sagemaker_container_log_level": 20,
-        "epochs": training.epochs,
-        **training.hyperparameters,
-    }
-    return {key: json.dumps(value) for key, value in values.items()}
-
-
-class _Uri(tasks.S3Location):
-    """An S3 location that grants nothing when bound: the execution role's grants are explicit."""
-
-    def __init__(self, uri: str) -> None:
-        super().__init__()
-        self._uri = uri
-
-    def bind(self, _task: tasks.ISageMakerTask, *_args: Any, **_kwargs: Any) -> tasks.S3LocationConfig:
-        return tasks.S3LocationConfig(uri=self._uri)
-
-
-class _SpotTrainingJob(tasks.SageMakerCreateTrainingJob):
-    """``SageMakerCreateTrainingJob`` plus managed spot training and checkpoints.
-
-    The CDK task has no properties for ``EnableManagedSpotTraining``,
-    ``CheckpointConfig`` or ``StoppingCondition.MaxWaitTimeInSeconds`` although Step
-    Functions passes them to CreateTrainingJob, so they are added to the rendered state.
-    """
-
-    def __init__(self, scope: Construct, id_: str, *, spot: dict[str, Any] | None, **kwargs: Any) -> None:
-        super().__init__(scope, id_, **kwargs)
-        self._spot = spot
-
-    def to_state_json(self, top_level_query_language: sfn.QueryLanguage | None = None) -> Any:
-        state = dict(super().to_state_json(top_level_query_language))
-        if self._spot:
-            parameters = dict(state["Parameters"])
-            parameters["EnableManagedSpotTraining"] = True
-            parameters["CheckpointConfig"] = {"S3Uri": self._spot["checkpoint_uri"], "LocalPath": CHECKPOINT_LOCAL_PATH}
-            parameters["StoppingCondition"] = {
-                **dict(parameters.get("StoppingCondition", {})),
-                "MaxWaitTimeInSeconds": self._spot["max_wait_s"],
-            }
-            state["Parameters"] = parameters
-        return state
-
-
 class Training(Construct):
     """Retraining the model on SageMaker, started through Step Functions.
 
     Creates: the training-data and model buckets (via :func:`secure_bucket`); the
-    ``sourcedir.tar.gz`` asset (see :func:`build_sourcedir`); a
+    ``sourcedir.tar.gz`` asset (see :func:`infra.training_job.build_sourcedir`); a
     least-privilege SageMaker execution role; a state machine whose one task runs the
     TensorFlow DLC training job (RUN_JOB), reading channel ``train`` from
     ``s3://<data>/train/`` (and, when ``test_channel``, channel ``test`` from
@@ -184,7 +84,7 @@ class Training(Construct):
 
         image = tasks.DockerImage.from_registry(self._image_uri(stack, training.image_tag))
         checkpoint_uri = self.model_bucket.s3_url_for_object(CHECKPOINT_PREFIX)
-        self.task = _SpotTrainingJob(
+        self.task = SpotTrainingJob(
             self,
             "Train",
             spot={"checkpoint_uri": checkpoint_uri, "max_wait_s": training.max_wait_s} if training.use_spot else None,
@@ -204,7 +104,7 @@ class Training(Construct):
                     channel_name=name,
                     data_source=tasks.DataSource(
                         s3_data_source=tasks.S3DataSource(
-                            s3_location=_Uri(self.data_bucket.s3_url_for_object(prefix)),
+                            s3_location=TaskUri(self.data_bucket.s3_url_for_object(prefix)),
                             s3_data_type=tasks.S3DataType.S3_PREFIX,
                         )
                     ),
@@ -212,7 +112,7 @@ class Training(Construct):
                 for name, prefix in self.channels.items()
             ],
             output_data_config=tasks.OutputDataConfig(
-                s3_output_location=_Uri(self.model_bucket.s3_url_for_object(MODEL_PREFIX))
+                s3_output_location=TaskUri(self.model_bucket.s3_url_for_object(MODEL_PREFIX))
             ),
             resource_config=tasks.ResourceConfig(
                 instance_count=training.instance_count,

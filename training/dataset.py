@@ -54,6 +54,16 @@ class Dataset:
         return Dataset(self.X[mask], self.y[mask], self.clips[mask], self.times[mask])
 
 
+def window_settings(config: ComponentConfig | None = None) -> dict[str, float]:
+    """The feature window the rows describe, ``{"detection_fps": analyses/s, "window_s": s}``:
+    ``config``'s, default the edge component's own defaults (what a device runs unless
+    its deployment changes them), as :func:`featurize_labels` featurises by default."""
+    if config is not None:
+        return {"detection_fps": config.detection_fps, "window_s": config.window_s}
+    fields = ComponentConfig.model_fields
+    return {name: fields[name].default for name in ("detection_fps", "window_s")}
+
+
 def featurize_labels(label_files: Iterable[str | Path], config: ComponentConfig | None = None) -> Dataset:
     """Run the edge's analysis over each labelled clip and label every window.
 

@@ -5,16 +5,9 @@ int8 conversion follows the LiteRT post-training integer quantization guide: a
 representative dataset of real, already normalised, float32 rows, each yielded as a
 batch of one; ``TFLITE_BUILTINS_INT8`` only; int8 input and output tensors.
 
-Weights are quantized per tensor, not per output channel (the converter's default for
-Dense layers in current TensorFlow). For this model per-channel parameters cost more than the
-weights they describe: every Dense output channel carries a float32 scale and an
-int64 zero point, for the kernel and again for the bias, 97 channels x 2 tensors x 12
-bytes = 2.3 KB beside 3.0 KB of int8 weights and int32 biases, which kept the int8 file
-at 61% of the float one (8,000 of 13,112 bytes). Per tensor, the file is 44% and the
-scores are as close to Keras as before (the parity gate checks each model). TFLite
-Micro before mid-2024 misread per-channel FULLY_CONNECTED weights silently
-(tensorflow/tflite-micro#2602); tflite-runtime 2.14 reads both (checked by hand: on 300
-random int8 rows, per-tensor within 1 step of LiteRT 2.3, per-channel within 3).
+Weights are quantized per tensor, not per output channel: for this model per-channel
+scales and zero points cost more than the weights they describe (measurements in
+docs/decisions-infra-training.md); ``--int8-per-channel`` turns them on.
 
 ONNX export goes through ``tf2onnx.convert.from_function`` on a ``tf.function`` with an
 explicit float32 input signature ``(batch, N_FEATURES)`` named ``features`` and one output

@@ -29,7 +29,7 @@ from typing import Any, Callable, Collection, Mapping
 
 RULES_FILE_NAME = "hook_rules.json"
 RULES_FILE = Path(__file__).with_name(RULES_FILE_NAME)
-# The provisioning template's parameter that names the thing (infra/devices.py).
+# The provisioning template's parameter that names the thing (infra/fleet_provisioning.py).
 THING_NAME_PARAMETER = "ThingName"
 REFUSE: dict[str, bool] = {"allowProvisioning": False}
 ALLOW: dict[str, bool] = {"allowProvisioning": True}

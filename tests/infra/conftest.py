@@ -1,4 +1,5 @@
-"""Infra test fixtures: the real app (every stage of cdk.json, cdk-nag on) synthesized once per session."""
+"""Infra test fixtures: the real app (every stage of cdk.json, cdk-nag on) synthesized once
+per session, and ``cfn``, which reads synthesized templates by intent."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The repo root (infra, edge_component) and this folder (infra_testlib), whatever pytest's import mode.
-for _path in (REPO_ROOT, Path(__file__).resolve().parent):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+# The repo root (infra, edge_component), whatever pytest's import mode.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 # jsii starts Node on first import of aws_cdk: use the venv's Node 24 if there is one.
 _VENV_NODE = Path(sys.prefix) / "bin" / "node"
 if _VENV_NODE.exists():
@@ -24,8 +24,10 @@ if _VENV_NODE.exists():
 
 import aws_cdk as cdk  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
+from constructs import IConstruct  # noqa: E402
 
 from infra.config import STAGES_CONTEXT_KEY, StageConfig, load_stages  # noqa: E402
+from infra.nag import render_intrinsics  # noqa: E402
 from infra.stage import VigilStage, build_app  # noqa: E402
 
 
@@ -91,3 +93,65 @@ def templates(synthesized) -> dict[str, Template]:
 def stage(request, synthesized) -> Synthesized:
     """Each stage of cdk.json in turn (the assertions hold for both)."""
     return synthesized[request.param]
+
+
+class TemplateReader:
+    """Reading synthesized templates by intent: logical IDs come from the constructs, never from literals."""
+
+    render = staticmethod(render_intrinsics)
+
+    @staticmethod
+    def lid(construct: IConstruct) -> str:
+        """The logical ID of a construct's CloudFormation resource (or of the resource itself)."""
+        resource = construct if isinstance(construct, cdk.CfnElement) else construct.node.default_child
+        return cdk.Stack.of(construct).get_logical_id(resource)  # type: ignore[arg-type]
+
+    @classmethod
+    def ref(cls, construct: IConstruct) -> str:
+        return f"<{cls.lid(construct)}>"
+
+    @classmethod
+    def att(cls, construct: IConstruct, attribute: str) -> str:
+        return f"<{cls.lid(construct)}.{attribute}>"
+
+    @staticmethod
+    def resources(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+    @classmethod
+    def properties(cls, template: dict[str, Any], construct: IConstruct) -> dict[str, Any]:
+        return template["Resources"][cls.lid(construct)]["Properties"]
+
+    @classmethod
+    def policy_statements(cls, template: dict[str, Any], role: IConstruct) -> list[dict[str, Any]]:
+        """Every statement of the AWS::IAM::Policy resources attached to ``role``, rendered."""
+        role_ref = {"Ref": cls.lid(role)}
+        found = []
+        for policy in cls.resources(template, "AWS::IAM::Policy").values():
+            if role_ref in policy["Properties"].get("Roles", []):
+                found.extend(cls.render(policy["Properties"]["PolicyDocument"]["Statement"]))
+        return found
+
+    @staticmethod
+    def as_list(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else [value]
+
+    @classmethod
+    def actions_of(cls, statements: Iterable[dict[str, Any]]) -> set[str]:
+        return {a for s in statements for a in cls.as_list(s["Action"])}
+
+    @classmethod
+    def statements_allowing(cls, statements: Iterable[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+        return [s for s in statements if action in cls.as_list(s["Action"]) and s["Effect"] == "Allow"]
+
+    @classmethod
+    def rendered_json(cls, value: Any) -> Any:
+        """A JSON document CloudFormation builds with Fn::Join (inline recipes, state machines), parsed."""
+        return json.loads(cls.render(value))
+
+
+@pytest.fixture(scope="session")
+def cfn() -> type[TemplateReader]:
+    """Template-reading helpers: ``cfn.lid(construct)``, ``cfn.properties(template, construct)``,
+    ``cfn.policy_statements(template, role)``, ``cfn.render(value)`` and the like."""
+    return TemplateReader

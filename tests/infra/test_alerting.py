@@ -3,59 +3,61 @@
 from __future__ import annotations
 
 from aws_cdk.assertions import Match
-from infra_testlib import actions_of, lid, policy_statements, properties, ref, render, resources, statements_allowing
 
-from edge_component.contracts.topics import ALERT_TOPIC_FILTER, ALERT_TOPIC_THING_SEGMENT
+from edge_component.contracts.topics import (
+    ALERT_TOPIC_FILTER,
+    ALERT_TOPIC_THING_SEGMENT,
+)
 from infra.alerting import ALERT_SCHEMA
 
 EXPECTED_SQL = "SELECT *, topic(2) AS topic_thing_name FROM 'vigil/+/alerts'"
 
 
-def test_rule_selects_every_things_alerts_with_the_thing_name(stage):
+def test_rule_selects_every_things_alerts_with_the_thing_name(cfn, stage):
     alerting = stage.stage.stack.alerting
-    payload = properties(stage.template_json, alerting.rule)["TopicRulePayload"]
+    payload = cfn.properties(stage.template_json, alerting.rule)["TopicRulePayload"]
     assert payload["Sql"] == EXPECTED_SQL
     assert payload["Sql"] == (
         f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name FROM '{ALERT_TOPIC_FILTER}'"
     )
     assert payload["AwsIotSqlVersion"] == "2016-03-23"
     assert payload["RuleDisabled"] is False
-    assert payload["Actions"] == [{"Lambda": {"FunctionArn": {"Fn::GetAtt": [lid(alerting.function), "Arn"]}}}]
+    assert payload["Actions"] == [{"Lambda": {"FunctionArn": {"Fn::GetAtt": [cfn.lid(alerting.function), "Arn"]}}}]
     error = payload["ErrorAction"]["Sqs"]
-    assert error["QueueUrl"] == {"Ref": lid(alerting.error_queue)}
+    assert error["QueueUrl"] == {"Ref": cfn.lid(alerting.error_queue)}
     assert error["RoleArn"]["Fn::GetAtt"][0] in stage.template_json["Resources"]
 
 
-def test_iot_may_invoke_the_function_only_from_this_rule(stage):
+def test_iot_may_invoke_the_function_only_from_this_rule(cfn, stage):
     alerting = stage.stage.stack.alerting
-    permissions = resources(stage.template_json, "AWS::Lambda::Permission")
-    function_arn = {"Fn::GetAtt": [lid(alerting.function), "Arn"]}
+    permissions = cfn.resources(stage.template_json, "AWS::Lambda::Permission")
+    function_arn = {"Fn::GetAtt": [cfn.lid(alerting.function), "Arn"]}
     (permission,) = [p["Properties"] for p in permissions.values() if p["Properties"]["FunctionName"] == function_arn]
     assert permission["Principal"] == "iot.amazonaws.com"
     assert permission["Action"] == "lambda:InvokeFunction"
-    assert permission["SourceArn"] == {"Fn::GetAtt": [lid(alerting.rule), "Arn"]}
+    assert permission["SourceArn"] == {"Fn::GetAtt": [cfn.lid(alerting.rule), "Arn"]}
     assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
 
 
-def test_rule_role_only_sends_to_the_error_queue(stage):
+def test_rule_role_only_sends_to_the_error_queue(cfn, stage):
     alerting = stage.stage.stack.alerting
-    payload = properties(stage.template_json, alerting.rule)["TopicRulePayload"]
+    payload = cfn.properties(stage.template_json, alerting.rule)["TopicRulePayload"]
     role_lid = payload["ErrorAction"]["Sqs"]["RoleArn"]["Fn::GetAtt"][0]
     role = alerting.node.find_child("RuleRole")
-    assert lid(role) == role_lid
-    statements = policy_statements(stage.template_json, role)
-    assert actions_of(statements) <= {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
-    assert {s["Resource"] for s in statements} == {f"<{lid(alerting.error_queue)}.Arn>"}
+    assert cfn.lid(role) == role_lid
+    statements = cfn.policy_statements(stage.template_json, role)
+    assert cfn.actions_of(statements) <= {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+    assert {s["Resource"] for s in statements} == {f"<{cfn.lid(alerting.error_queue)}.Arn>"}
 
 
-def test_queues_are_encrypted_and_tls_only(stage):
+def test_queues_are_encrypted_and_tls_only(cfn, stage):
     alerting = stage.stage.stack.alerting
     for queue in (alerting.error_queue, alerting.dead_letter_queue):
-        assert properties(stage.template_json, queue)["SqsManagedSseEnabled"] is True
+        assert cfn.properties(stage.template_json, queue)["SqsManagedSseEnabled"] is True
     stage.template.has_resource_properties(
         "AWS::SQS::QueuePolicy",
         {
-            "Queues": [{"Ref": lid(alerting.error_queue)}],
+            "Queues": [{"Ref": cfn.lid(alerting.error_queue)}],
             "PolicyDocument": {
                 "Statement": Match.array_with(
                     [
@@ -69,15 +71,15 @@ def test_queues_are_encrypted_and_tls_only(stage):
     )
 
 
-def test_topic_uses_a_rotating_cmk_and_tls_and_the_stage_subscriptions(stage):
+def test_topic_uses_a_rotating_cmk_and_tls_and_the_stage_subscriptions(cfn, stage):
     alerting = stage.stage.stack.alerting
-    topic = properties(stage.template_json, alerting.topic)
-    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [lid(alerting.key), "Arn"]}
-    assert properties(stage.template_json, alerting.key)["EnableKeyRotation"] is True
+    topic = cfn.properties(stage.template_json, alerting.topic)
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [cfn.lid(alerting.key), "Arn"]}
+    assert cfn.properties(stage.template_json, alerting.key)["EnableKeyRotation"] is True
     stage.template.has_resource_properties(
         "AWS::SNS::TopicPolicy",
         {
-            "Topics": [{"Ref": lid(alerting.topic)}],
+            "Topics": [{"Ref": cfn.lid(alerting.topic)}],
             "PolicyDocument": {
                 "Statement": Match.array_with(
                     [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
@@ -87,61 +89,61 @@ def test_topic_uses_a_rotating_cmk_and_tls_and_the_stage_subscriptions(stage):
     )
     subscriptions = sorted(
         (s["Properties"]["Protocol"], s["Properties"]["Endpoint"])
-        for s in resources(stage.template_json, "AWS::SNS::Subscription").values()
-        if s["Properties"]["TopicArn"] == {"Ref": lid(alerting.topic)}
+        for s in cfn.resources(stage.template_json, "AWS::SNS::Subscription").values()
+        if s["Properties"]["TopicArn"] == {"Ref": cfn.lid(alerting.topic)}
     )
     expected = [("email", e) for e in stage.config.alert_emails] + [("sms", p) for p in stage.config.alert_sms]
     assert subscriptions == sorted(expected)
 
 
-def test_function_runtime_layer_and_environment(stage):
+def test_function_runtime_layer_and_environment(cfn, stage):
     alerting, config = stage.stage.stack.alerting, stage.config
-    function = properties(stage.template_json, alerting.function)
+    function = cfn.properties(stage.template_json, alerting.function)
     assert function["Runtime"] == "python3.13"
     assert function["Architectures"] == ["arm64"]
     assert function["Handler"] == "app.handler"
-    assert render(function["Layers"]) == [
+    assert cfn.render(function["Layers"]) == [
         "arn:<AWS::Partition>:lambda:<AWS::Region>:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:"
         f"{config.alerts.powertools_layer_version}"
     ]
-    env = render(function["Environment"]["Variables"])
+    env = cfn.render(function["Environment"]["Variables"])
     assert env == {
-        "ALERT_TOPIC_ARN": ref(alerting.topic),
+        "ALERT_TOPIC_ARN": cfn.ref(alerting.topic),
         "SITE_NAME": config.site_name,
         "TIME_ZONE": config.time_zone,
         "STAGE": config.name,
         "POWERTOOLS_SERVICE_NAME": "vigil-alerts",
         "POWERTOOLS_METRICS_NAMESPACE": "Vigil",
-        "IDEMPOTENCY_TABLE": ref(alerting.table),
+        "IDEMPOTENCY_TABLE": cfn.ref(alerting.table),
         "THROTTLE_MAX_PER_WINDOW": str(config.alerts.throttle_max_per_window),
         "THROTTLE_WINDOW_S": str(config.alerts.throttle_window_s),
-        "EVIDENCE_BUCKET": ref(stage.stage.stack.storage.evidence),
+        "EVIDENCE_BUCKET": cfn.ref(stage.stage.stack.storage.evidence),
     }
-    assert function["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [lid(alerting.dead_letter_queue), "Arn"]}}
+    assert function["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [cfn.lid(alerting.dead_letter_queue), "Arn"]}}
     assert function.get("ReservedConcurrentExecutions") == config.alerts.reserved_concurrency
     assert function["TracingConfig"] == {"Mode": "Active"}
     log_group = function["LoggingConfig"]["LogGroup"]["Ref"]
     assert stage.template_json["Resources"][log_group]["Properties"]["RetentionInDays"] == config.log_retention_days
 
 
-def test_function_role_grants_exactly_what_the_handler_uses(stage):
+def test_function_role_grants_exactly_what_the_handler_uses(cfn, stage):
     alerting = stage.stage.stack.alerting
-    statements = policy_statements(stage.template_json, alerting.function.role)
-    managed = properties(stage.template_json, alerting.function.role).get("ManagedPolicyArns")
+    statements = cfn.policy_statements(stage.template_json, alerting.function.role)
+    managed = cfn.properties(stage.template_json, alerting.function.role).get("ManagedPolicyArns")
     assert not managed, "no AWS-managed policy"
-    (publish,) = statements_allowing(statements, "sns:Publish")
-    assert publish["Resource"] == ref(alerting.topic)
-    (kms,) = statements_allowing(statements, "kms:GenerateDataKey")
+    (publish,) = cfn.statements_allowing(statements, "sns:Publish")
+    assert publish["Resource"] == cfn.ref(alerting.topic)
+    (kms,) = cfn.statements_allowing(statements, "kms:GenerateDataKey")
     assert set(kms["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
-    assert kms["Resource"] == f"<{lid(alerting.key)}.Arn>"
-    (table,) = statements_allowing(statements, "dynamodb:PutItem")
+    assert kms["Resource"] == f"<{cfn.lid(alerting.key)}.Arn>"
+    (table,) = cfn.statements_allowing(statements, "dynamodb:PutItem")
     assert set(table["Action"]) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
-    for action in actions_of(statements):
+    for action in cfn.actions_of(statements):
         assert not action.endswith("*") or action.startswith("xray:"), action
 
 
-def test_idempotency_table(stage):
-    table = properties(stage.template_json, stage.stage.stack.alerting.table)
+def test_idempotency_table(cfn, stage):
+    table = cfn.properties(stage.template_json, stage.stage.stack.alerting.table)
     assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert table["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
@@ -151,9 +153,9 @@ def test_idempotency_table(stage):
     assert replica["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
 
 
-def test_alarms_go_to_the_operations_topic(stage):
+def test_alarms_go_to_the_operations_topic(cfn, stage):
     stack = stage.stage.stack
-    alarms = resources(stage.template_json, "AWS::CloudWatch::Alarm").values()
+    alarms = cfn.resources(stage.template_json, "AWS::CloudWatch::Alarm").values()
     metrics = {(a["Properties"].get("Namespace"), a["Properties"].get("MetricName")) for a in alarms}
     assert {
         ("AWS/Lambda", "Errors"),
@@ -163,13 +165,13 @@ def test_alarms_go_to_the_operations_topic(stage):
         ("AWS/States", "ExecutionsFailed"),
     } <= metrics
     for alarm in alarms:
-        assert alarm["Properties"]["AlarmActions"] == [{"Ref": lid(stack.operations.topic)}]
-    ops_topic = properties(stage.template_json, stack.operations.topic)
-    assert ops_topic["KmsMasterKeyId"] == {"Fn::GetAtt": [lid(stack.operations.key), "Arn"]}
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": cfn.lid(stack.operations.topic)}]
+    ops_topic = cfn.properties(stage.template_json, stack.operations.topic)
+    assert ops_topic["KmsMasterKeyId"] == {"Fn::GetAtt": [cfn.lid(stack.operations.key), "Arn"]}
 
 
-def test_bundle_carries_the_handler_and_a_byte_identical_schema(stage):
-    code = properties(stage.template_json, stage.stage.stack.alerting.function)["Code"]
+def test_bundle_carries_the_handler_and_a_byte_identical_schema(cfn, stage):
+    code = cfn.properties(stage.template_json, stage.stage.stack.alerting.function)["Code"]
     bundle = stage.asset_path("asset." + code["S3Key"].removesuffix(".zip"))
     assert (bundle / "app.py").is_file()
     assert (bundle / ALERT_SCHEMA.name).read_bytes() == ALERT_SCHEMA.read_bytes()

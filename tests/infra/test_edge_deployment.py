@@ -15,21 +15,30 @@ import yaml
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Template
-from infra_testlib import lid, properties, rendered_json, resources
 
-from edge_component.contracts.topics import ALERT_CHANNEL, TELEMETRY_CHANNEL, topic_template
-from infra.config import EdgeConfig, GreengrassConfig, RolloutConfig
-from infra.edge_deployment import EDGE_PACKAGE_DIR, RECIPE_PATH, EdgeDeployment, component_name
+from edge_component.contracts.topics import (
+    ALERT_CHANNEL,
+    TELEMETRY_CHANNEL,
+    topic_template,
+)
+from infra.config import GreengrassConfig, RolloutConfig
+from infra.edge_deployment import (
+    EDGE_PACKAGE_DIR,
+    RECIPE_PATH,
+    EdgeDeployment,
+    component_name,
+)
+from infra.edge_settings import EdgeConfig
 
 SOURCE_RECIPE = yaml.safe_load(RECIPE_PATH.read_text())
 
 
-def _recipe(stage) -> dict:
-    return rendered_json(properties(stage.template_json, stage.stage.stack.edge.component)["InlineRecipe"])
+def _recipe(cfn, stage) -> dict:
+    return cfn.rendered_json(cfn.properties(stage.template_json, stage.stage.stack.edge.component)["InlineRecipe"])
 
 
-def test_recipe_is_the_source_recipe_with_stage_name_version_and_artifact(stage):
-    recipe = _recipe(stage)
+def test_recipe_is_the_source_recipe_with_stage_name_version_and_artifact(cfn, stage):
+    recipe = _recipe(cfn, stage)
     assert recipe["ComponentName"] == component_name(stage.config.name) == f"com.vigil.EdgeDetector.{stage.config.name}"
     major, minor, patch = (int(p) for p in recipe["ComponentVersion"].split("."))
     assert (major, minor) == (1, 0) and 0 <= patch < 2**31
@@ -42,14 +51,14 @@ def test_recipe_is_the_source_recipe_with_stage_name_version_and_artifact(stage)
     assert recipe["Manifests"][0]["Lifecycle"] == json.loads(source)
 
 
-def test_recipe_access_control_uses_the_topic_contract(stage):
-    policies = _recipe(stage)["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]["aws.greengrass.ipc.mqttproxy"]
+def test_recipe_access_control_uses_the_topic_contract(cfn, stage):
+    policies = _recipe(cfn, stage)["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]["aws.greengrass.ipc.mqttproxy"]
     resources_ = [r for p in policies.values() for r in p["resources"]]
     assert sorted(resources_) == sorted(topic_template("{iot:thingName}", c) for c in (ALERT_CHANNEL, TELEMETRY_CHANNEL))
 
 
-def test_artifact_uri_and_digest_match_the_uploaded_zip(stage):
-    (artifact,) = _recipe(stage)["Manifests"][0]["Artifacts"]
+def test_artifact_uri_and_digest_match_the_uploaded_zip(cfn, stage):
+    (artifact,) = _recipe(cfn, stage)["Manifests"][0]["Artifacts"]
     asset_hash = stage.stage.stack.edge.asset.asset_hash
     assert artifact["URI"].startswith("s3://cdk-") and artifact["URI"].endswith(f"/{asset_hash}.zip")
     assert artifact["Algorithm"] == "SHA-256" and artifact["Unarchive"] == "ZIP"
@@ -57,8 +66,8 @@ def test_artifact_uri_and_digest_match_the_uploaded_zip(stage):
     assert artifact["Digest"] == base64.b64encode(hashlib.sha256(staged.read_bytes()).digest()).decode()
 
 
-def test_recipe_runs_the_package_from_the_folder_greengrass_unpacks_the_artifact_into(stage):
-    recipe = _recipe(stage)
+def test_recipe_runs_the_package_from_the_folder_greengrass_unpacks_the_artifact_into(cfn, stage):
+    recipe = _recipe(cfn, stage)
     asset_hash = stage.stage.stack.edge.asset.asset_hash
     lifecycle = recipe["Manifests"][0]["Lifecycle"]
     # Greengrass unpacks s3://.../<hash>.zip into {artifacts:decompressedPath}/<hash>/
@@ -84,10 +93,10 @@ def test_artifact_holds_the_package_without_tests_or_bytecode(stage):
     assert {i.date_time for i in zipfile.ZipFile(staged).infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
-def test_deployment_targets_the_group_with_rollback_and_rollout(stage):
+def test_deployment_targets_the_group_with_rollback_and_rollout(cfn, stage):
     stack, config = stage.stage.stack, stage.config
-    deployment = properties(stage.template_json, stack.edge.deployment)
-    assert deployment["TargetArn"] == {"Fn::GetAtt": [lid(stack.devices.thing_group), "Arn"]}
+    deployment = cfn.properties(stage.template_json, stack.edge.deployment)
+    assert deployment["TargetArn"] == {"Fn::GetAtt": [cfn.lid(stack.devices.thing_group), "Arn"]}
     assert deployment["DeploymentPolicies"]["FailureHandlingPolicy"] == "ROLLBACK"
     job = deployment["IotJobConfiguration"]
     rate = job["JobExecutionsRolloutConfig"]
@@ -106,13 +115,13 @@ def test_deployment_targets_the_group_with_rollback_and_rollout(stage):
     assert job["TimeoutConfig"] == {"InProgressTimeoutInMinutes": config.rollout.in_progress_timeout_minutes}
 
 
-def test_deployment_components_and_configuration(stage):
+def test_deployment_components_and_configuration(cfn, stage):
     stack, config = stage.stage.stack, stage.config
-    components = properties(stage.template_json, stack.edge.deployment)["Components"]
+    components = cfn.properties(stage.template_json, stack.edge.deployment)["Components"]
     name = component_name(config.name)
     assert set(components) == {name, "aws.greengrass.Nucleus", "aws.greengrass.LogManager"}
     ours = components[name]
-    assert ours["ComponentVersion"] == {"Fn::GetAtt": [lid(stack.edge.component), "ComponentVersion"]}
+    assert ours["ComponentVersion"] == {"Fn::GetAtt": [cfn.lid(stack.edge.component), "ComponentVersion"]}
     merge, reset = config.edge.configuration_update()
     assert json.loads(ours["ConfigurationUpdate"]["Merge"]) == merge
     assert ours["ConfigurationUpdate"].get("Reset", []) == reset
@@ -128,10 +137,10 @@ def test_deployment_components_and_configuration(stage):
     assert name in uploader["componentLogsConfigurationMap"]
 
 
-def test_component_log_groups_have_retention(stage):
+def test_component_log_groups_have_retention(cfn, stage):
     groups = {
         g["Properties"]["LogGroupName"]: g["Properties"].get("RetentionInDays")
-        for g in resources(stage.template_json, "AWS::Logs::LogGroup").values()
+        for g in cfn.resources(stage.template_json, "AWS::Logs::LogGroup").values()
         if isinstance(g["Properties"].get("LogGroupName"), str)
     }
     region = stage.config.region
@@ -221,13 +230,13 @@ def test_changed_recipe_makes_a_new_version_with_the_same_artifact(tmp_path, sou
     assert (new_hash, new_digest) == (asset_hash, digest)
 
 
-def test_deployment_follows_the_component_version(tmp_path, sources):
+def test_deployment_follows_the_component_version(cfn, tmp_path, sources):
     package, recipe = sources
     edge = _edge(tmp_path, package, recipe)
     template = Template.from_stack(cdk.Stack.of(edge)).to_json()
-    component = template["Resources"][lid(edge.component)]
-    assert rendered_json(component["Properties"]["InlineRecipe"])["ComponentVersion"] == edge.component_version
-    deployment = template["Resources"][lid(edge.deployment)]["Properties"]
+    component = template["Resources"][cfn.lid(edge.component)]
+    assert cfn.rendered_json(component["Properties"]["InlineRecipe"])["ComponentVersion"] == edge.component_version
+    deployment = template["Resources"][cfn.lid(edge.deployment)]["Properties"]
     assert deployment["Components"][edge.component_name]["ComponentVersion"] == {
-        "Fn::GetAtt": [lid(edge.component), "ComponentVersion"]
+        "Fn::GetAtt": [cfn.lid(edge.component), "ComponentVersion"]
     }

@@ -17,8 +17,6 @@ from edge_component.model.bundle import load_bundle, make_scorer, sha256_file
 from training import gates
 from training.export import tflite_ops
 
-from tests.training.tflite_edits import with_op_version, with_output_zero_point_moved
-
 
 def _rows(manifest, n=200, seed=0):
     """Raw feature rows around the training distribution (non-negative, like the features)."""
@@ -86,9 +84,9 @@ def test_manifest_lists_every_file_with_versions_and_runtimes(trained_bundle):
     assert m["checked_against"]["ai-edge-litert"] == gates.pinned_version("ai-edge-litert")
 
 
-def test_compatibility_gate_fails_on_an_operator_version_the_runtime_lacks(bundle_copy):
+def test_compatibility_gate_fails_on_an_operator_version_the_runtime_lacks(bundle_copy, tflite_edits):
     # The failure a model from a newer converter meets on an older runtime (DESIGN.md, decision 1).
-    newer = with_op_version((bundle_copy / "model.tflite").read_bytes(), "FULLY_CONNECTED", 99)
+    newer = tflite_edits.with_op_version((bundle_copy / "model.tflite").read_bytes(), "FULLY_CONNECTED", 99)
     assert tflite_ops(newer)["ops"]["FULLY_CONNECTED"] == 99
     _replace_file(bundle_copy, "model.tflite", newer)
     result, scorers = gates.compatibility(bundle_copy, ["model.tflite", "model.onnx"])
@@ -104,10 +102,10 @@ def test_compatibility_gate_fails_on_a_file_that_does_not_match_its_digest(bundl
     assert not result.passed and "SHA-256" in result.failures[0]
 
 
-def test_parity_gate_fails_on_a_tampered_int8_model(bundle_copy, trained_bundle):
+def test_parity_gate_fails_on_a_tampered_int8_model(bundle_copy, trained_bundle, tflite_edits):
     """An int8 model whose output zero point was moved by 12 steps: loads and runs,
     every score is 12/256 off; only parity catches it."""
-    _replace_file(bundle_copy, "model.tflite", with_output_zero_point_moved((bundle_copy / "model.tflite").read_bytes(), 12))
+    _replace_file(bundle_copy, "model.tflite", tflite_edits.with_output_zero_point_moved((bundle_copy / "model.tflite").read_bytes(), 12))
 
     m = load_bundle(trained_bundle).manifest
     rows = _rows(m)

@@ -1,4 +1,4 @@
-"""Stage config: cdk.json's stages load, and every bad value fails naming the stage and the key."""
+"""infra/config.py: cdk.json's stages load, and every bad value fails naming the stage and the key."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from infra.config import ConfigError, EdgeConfig, load_stages, train_script_options
+from infra.config import ConfigError, load_stages
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,7 @@ BAD = {
     "threshold as boolean": ("edge.threshold", True, "edge.threshold"),
     "manage_system_log_group as string": ("greengrass.manage_system_log_group", "false", "greengrass.manage_system_log_group"),
     "rollout maximum below base": ("rollout.maximum_per_minute", 1, "rollout.maximum_per_minute"),
-    # training/train.py's parse_args() is the list of names; it ignores unknown ones.
+    # training.hyperparameters is the list of names; train.py refuses unknown ones.
     "unknown hyperparameter": ("training.hyperparameters", {"learnin-rate": 0.1}, "training.hyperparameters"),
     "hyperparameter with underscores": ("training.hyperparameters", {"learning_rate": 0.1}, "training.hyperparameters"),
     "hyperparameter set by SageMaker": ("training.hyperparameters", {"model-dir": "/tmp"}, "training.hyperparameters"),
@@ -184,18 +184,6 @@ def test_bad_stage_name_and_missing_context():
         load_stages({"Prod!": {}})
 
 
-def test_threshold_reset_when_not_overridden():
-    base = dict(min_consecutive_windows=2, cooldown_s=1.0, end_after_quiet_s=2.0, detection_fps=5)
-    merge, reset = EdgeConfig(**base).configuration_update()
-    decision = {"min_consecutive_windows": 2, "end_after_quiet_s": 2.0, "cooldown_s": 1.0}
-    # The component's shape; /threshold is where earlier versions wrongly put the override.
-    assert merge == {"detection_fps": 5.0, "decision": decision}
-    assert reset == ["/threshold", "/decision/threshold"]
-    merge, reset = EdgeConfig(**base, threshold=0.7).configuration_update()
-    assert merge == {"detection_fps": 5.0, "decision": {**decision, "threshold": 0.7}}
-    assert reset == ["/threshold"]
-
-
 def test_bad_values_are_named_in_the_message(raw_stages):
     cases = {
         "site_name": ("Shop\nBcc", r"U\+000A"),
@@ -230,41 +218,6 @@ def test_good_values_still_load(raw_stages):
     assert stage.site_name == "Café Müller – Hof 2"
     assert stage.training.hyperparameters["learning-rate"] == 0.01
     assert stage.edge.threshold == 1.0 and stage.things == tuple(raw["dev"]["things"])
-
-
-def test_hyperparameter_names_are_the_options_of_train_py(monkeypatch):
-    """The names read from train.py's source are exactly the options its parser takes,
-    less those whose default comes from the SageMaker environment (SM_*)."""
-    import argparse
-
-    train = pytest.importorskip("training.train")
-
-    class SentinelEnviron(dict):
-        def get(self, key, default=None):
-            return f"<{key}>" if key.startswith("SM_") else default
-
-    parsers = []
-    original = argparse.ArgumentParser.parse_known_args
-
-    def spy(self, *args, **kwargs):
-        parsers.append(self)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", spy)
-    monkeypatch.setattr(train.os, "environ", SentinelEnviron())
-    train.parse_args([])
-    [parser] = parsers
-    options = {
-        option[2:]: action.type
-        for action in parser._actions
-        if not (isinstance(action.default, str) and action.default.startswith("<SM_"))
-        for option in action.option_strings
-        if option.startswith("--") and option != "--help"
-    }
-    read = train_script_options()
-    assert set(read) == set(options)
-    for name, kind in options.items():
-        assert read[name] == (kind.__name__ if kind else None), name
 
 
 def test_app_exits_naming_stage_and_key(raw_stages, tmp_path):

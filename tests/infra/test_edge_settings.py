@@ -1,4 +1,4 @@
-"""A stage's edge settings as a device sees them: the recipe's DefaultConfiguration with
+"""infra/edge_settings.py: a stage's edge settings as a device sees them: the recipe's DefaultConfiguration with
 the deployment's ``reset`` and then ``merge`` applied as Greengrass applies them, checked
 with ``edge_component.config.parse_config``, the check the component makes at start.
 
@@ -17,12 +17,12 @@ from typing import Any
 import annotated_types
 import pytest
 import yaml
-from infra_testlib import properties
 
 from edge_component.config import ComponentConfig, DecisionSettings, parse_config
 from edge_component.config import ConfigError as DeviceConfigError
-from infra.config import ConfigError, EdgeConfig, load_stages
+from infra.config import ConfigError, load_stages
 from infra.edge_deployment import RECIPE_PATH, component_name
+from infra.edge_settings import EdgeConfig
 
 DEFAULTS = yaml.safe_load(RECIPE_PATH.read_text())["ComponentConfiguration"]["DefaultConfiguration"]
 EDGE_KEYS = ("threshold", "min_consecutive_windows", "cooldown_s", "end_after_quiet_s", "detection_fps")
@@ -92,9 +92,9 @@ def test_the_recipe_defaults_alone_are_a_valid_configuration():
     parse_config(DEFAULTS)
 
 
-def test_every_stage_of_cdk_json_as_deployed_is_accepted_by_the_device(synthesized):
+def test_every_stage_of_cdk_json_as_deployed_is_accepted_by_the_device(cfn, synthesized):
     for name, stage in synthesized.items():
-        components = properties(stage.template_json, stage.stage.stack.edge.deployment)["Components"]
+        components = cfn.properties(stage.template_json, stage.stage.stack.edge.deployment)["Components"]
         update = components[component_name(name)]["ConfigurationUpdate"]
         config = parse_config(deploy(update["Merge"], update.get("Reset", [])))
         settings = stage.config.edge
@@ -195,3 +195,15 @@ def test_synth_accepts_exactly_what_the_device_accepts(raw_stages, key):
             # about a setting being given at all.
             disagreements.append(f"{value!r}: the device accepts, synth refuses")
     assert disagreements == []
+
+
+def test_threshold_reset_when_not_overridden():
+    base = dict(min_consecutive_windows=2, cooldown_s=1.0, end_after_quiet_s=2.0, detection_fps=5)
+    merge, reset = EdgeConfig(**base).configuration_update()
+    decision = {"min_consecutive_windows": 2, "end_after_quiet_s": 2.0, "cooldown_s": 1.0}
+    # The component's shape; /threshold is where earlier versions wrongly put the override.
+    assert merge == {"detection_fps": 5.0, "decision": decision}
+    assert reset == ["/threshold", "/decision/threshold"]
+    merge, reset = EdgeConfig(**base, threshold=0.7).configuration_update()
+    assert merge == {"detection_fps": 5.0, "decision": {**decision, "threshold": 0.7}}
+    assert reset == ["/threshold"]

@@ -1,0 +1,173 @@
+"""Dependencies: pyproject.toml's groups are the one list of pins, and what ships
+elsewhere agrees with them: the device's requirements (edge_component/requirements.txt),
+the SageMaker container's (training/requirements.txt) and the alert Lambda's bundle,
+which carries no third-party code (Powertools comes from its layer, boto3 from the runtime)."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+GROUPS = ("edge", "lambda", "training", "infra", "dev")
+# name[extras]==version, or a bare name (the training image supplies that package).
+REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)(?:\[(?P<extras>[^\]]*)\])?\s*(?:==\s*(?P<version>[^\s;#]+))?$")
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
+def _parse(line: str) -> tuple[str, frozenset[str], str | None]:
+    match = REQUIREMENT.match(line.split("#")[0].strip())
+    assert match, f"not name[extras]==version: {line!r}"
+    extras = frozenset(e.strip() for e in (match["extras"] or "").split(",") if e.strip())
+    return _normal(match["name"]), extras, match["version"]
+
+
+def group(name: str) -> dict[str, tuple[frozenset[str], str | None]]:
+    """``{package: (extras, version)}`` of an optional-dependency group, ``vigil[...]`` expanded."""
+    out: dict[str, tuple[frozenset[str], str | None]] = {}
+    for line in PYPROJECT["project"]["optional-dependencies"][name]:
+        package, extras, version = _parse(line)
+        if package == _normal(PYPROJECT["project"]["name"]):
+            for included in extras:
+                out |= group(included)
+        else:
+            out[package] = (extras, version)
+    return out
+
+
+def requirements_file(path: Path) -> dict[str, tuple[frozenset[str], str | None]]:
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.split("#")[0].strip()]
+    return {package: (extras, version) for package, extras, version in map(_parse, lines)}
+
+
+def test_every_group_exists_pins_exactly_and_installing_the_project_installs_nothing_else():
+    assert PYPROJECT["project"]["dependencies"] == []
+    assert set(PYPROJECT["project"]["optional-dependencies"]) == set(GROUPS)
+    for name in GROUPS:
+        unpinned = [p for p, (_, version) in group(name).items() if version is None]
+        assert not unpinned, f"group {name}: {unpinned} not pinned with =="
+
+
+def test_a_package_in_several_groups_has_one_version():
+    seen: dict[str, tuple[str, str | None]] = {}
+    for name in GROUPS:
+        for package, (_, version) in group(name).items():
+            if package in seen:
+                assert seen[package][1] == version, f"{package}: {seen[package]} vs {name} {version}"
+            seen[package] = (name, version)
+
+
+def test_make_installs_every_group():
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    (extras,) = re.findall(r'pip install [^\n]*"\.\[([^\]]+)\]"', makefile)
+    assert set(extras.split(",")) == set(GROUPS)
+
+
+def test_the_device_installs_the_edge_group_pins():
+    """edge_component/requirements.txt (the recipe's install step) is the edge group: same
+    packages, same versions; extras may be fewer on the device (jsonschema's format
+    checkers are a test concern)."""
+    device, edge = requirements_file(REPO / "edge_component" / "requirements.txt"), group("edge")
+    assert set(device) == set(edge)
+    for package, (extras, version) in device.items():
+        assert version == edge[package][1], package
+        assert extras <= edge[package][0], package
+
+
+def test_the_training_container_installs_the_training_group_pins():
+    """training/requirements.txt pins what the training group pins (extras may be fewer),
+    except what the SageMaker TensorFlow image brings: TensorFlow itself, NumPy (left to
+    the image), and tf-keras, which must match the image's TensorFlow or pip replaces it."""
+    container, training = requirements_file(REPO / "training" / "requirements.txt"), group("training")
+    assert set(container) <= set(training) - {"tensorflow"}
+    assert container["numpy"][1] is None
+    from infra.training_config import TrainingConfig
+
+    image_tf = TrainingConfig.model_fields["image_tag"].default.split("-")[0]  # "2.19.0-cpu-py312-..."
+    assert container["tf-keras"][1] == image_tf, (container["tf-keras"], image_tf)
+    for package, (extras, version) in container.items():
+        if package not in ("numpy", "tf-keras"):
+            assert version == training[package][1], package
+            assert extras <= training[package][0], package
+
+
+def _third_party_imports(folder: Path, first_party: set[str]) -> set[str]:
+    names: set[str] = set()
+    for path in folder.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in first_party}
+
+
+def _installed_by(packages: dict[str, tuple[frozenset[str], str | None]]) -> set[str]:
+    """The distributions installing ``packages`` (with their extras) installs, recursively."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    seen = set(packages)
+    todo = [(package, extras) for package, (extras, _) in packages.items()]
+    while todo:
+        package, extras = todo.pop()
+        try:
+            needs = requires(package) or []
+        except PackageNotFoundError:
+            continue
+        for need in needs:
+            extra = re.search(r"""extra\s*==\s*['"]([^'"]+)['"]""", need)
+            if extra and _normal(extra[1]) not in {_normal(e) for e in extras}:
+                continue
+            dep = _normal(re.split(r"[\s\[<>=!~;(]", need, maxsplit=1)[0])
+            if dep not in seen:
+                seen.add(dep)
+                todo.append((dep, frozenset()))
+    return seen
+
+
+def _unprovided(folder: str, group_name: str, first_party: set[str], optional: set[str]) -> list[str]:
+    from importlib.metadata import packages_distributions
+
+    provided = _installed_by(group(group_name))
+    missing = []
+    for module in sorted(_third_party_imports(REPO / folder, first_party) - optional):
+        dists = {_normal(d) for d in packages_distributions().get(module, [])}
+        if not dists & provided:
+            missing.append(f"{module} ({', '.join(sorted(dists)) or 'not installed'})")
+    return missing
+
+
+def test_the_lambda_imports_only_what_its_group_installs():
+    """The bundle (infra/alerting.py, CopyHandlerBundling) copies only lambda/'s own
+    modules, so everything else it imports must come with the lambda group (in AWS: the
+    Powertools layer, with its validation and tracer extras, and the runtime's boto3).
+    jsonschema is the validator's fallback where fastjsonschema is missing."""
+    assert _unprovided("lambda", "lambda", {"app", "vigil_alerts"}, {"jsonschema"}) == []
+
+
+@pytest.mark.parametrize("folder, name", [("edge_component", "edge"), ("training", "training")])
+def test_each_part_imports_only_what_its_group_installs(folder, name):
+    # tflite_runtime: optional (the compatibility gate also runs it where it is installed).
+    assert _unprovided(folder, name, {"edge_component", "training", "infra", "tests"}, {"tflite_runtime"}) == []
+
+
+def test_training_container_pins_what_the_device_runs():
+    """The job featurises with the edge's code and gates with the edge's runtime, so every
+    package both install is pinned to the same version (edge_component/requirements.txt)."""
+    from training.gates import pinned_version, requirement_pins as pins
+
+    training, edge = pins(REPO / "training" / "requirements.txt"), pins(REPO / "edge_component" / "requirements.txt")
+    shared = set(training) & set(edge)
+    assert {"ai-edge-litert", "opencv-python-headless"} <= shared
+    assert {p: training[p] for p in shared} == {p: edge[p] for p in shared}
+    assert pinned_version("ai-edge-litert") == edge["ai-edge-litert"]
