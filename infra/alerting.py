@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import importlib.util
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -34,6 +36,11 @@ ALERT_SCHEMA = REPO_ROOT / "edge_component" / "contracts" / "alert.schema.json"
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 RULE_SQL = f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name FROM '{ALERT_TOPIC_FILTER}'"
 RULE_SQL_VERSION = "2016-03-23"
+# Pure-Python packages the alert Lambda imports that neither the runtime nor the
+# Powertools layer has; copied from this environment (pinned in pyproject.toml).
+ALERT_LAMBDA_PACKAGES = ("wcwidth", "anyascii")
+# Compiled extensions are built for the synthesizing machine, not Lambda's arm64.
+_NOT_BUNDLED = ("__pycache__", "*.pyc", "*.so", "*.pyd", "*.dylib", "tests", "docs")
 
 
 def powertools_layer_arn(version: int) -> str:
@@ -57,12 +64,17 @@ class CopyHandlerBundling:
     Copies ``source_dir/*.py`` and packages (folders with ``__init__.py``, tests left out)
     and ``extra_file`` to the bundle's root, so the handler reads it from beside itself
     (the alert Lambda: ``edge_component/contracts/alert.schema.json``; the provisioning
-    hook: its generated rules). Third-party code comes from layers or the runtime.
+    hook: its generated rules). Third-party code comes from layers or the runtime, except
+    ``packages``: installed pure-Python distributions copied with their ``.dist-info``
+    (licence, version), compiled extensions left out (they must have a Python fallback).
     """
 
-    def __init__(self, source_dir: Path = LAMBDA_DIR, extra_file: Path = ALERT_SCHEMA) -> None:
+    def __init__(
+        self, source_dir: Path = LAMBDA_DIR, extra_file: Path = ALERT_SCHEMA, packages: Sequence[str] = ()
+    ) -> None:
         self._source_dir = source_dir
         self._extra_file = extra_file
+        self._packages = tuple(packages)
 
     def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:  # noqa: ARG002 (interface)
         out = Path(output_dir)
@@ -75,11 +87,29 @@ class CopyHandlerBundling:
                     package, out / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
                 )
         shutil.copy2(self._extra_file, out / self._extra_file.name)
+        for name in self._packages:
+            copy_distribution(name, out)
         return True
 
 
-def local_python_code(source_dir: Path, extra_file: Path = ALERT_SCHEMA) -> lambda_.Code:
-    """``source_dir`` plus ``extra_file`` as Lambda code, bundled locally (no Docker).
+def copy_distribution(name: str, out: Path) -> None:
+    """Copy the installed package ``name`` and its ``.dist-info`` into ``out``, without
+    compiled extensions; LookupError if it is not installed."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise LookupError(f"{name} is not installed as a package: pip install the version pyproject.toml pins")
+    package_dir = Path(next(iter(spec.submodule_search_locations)))
+    shutil.copytree(package_dir, out / name, ignore=shutil.ignore_patterns(*_NOT_BUNDLED))
+    dist = importlib.metadata.distribution(name)
+    info = Path(str(dist.locate_file(""))) / f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}.dist-info"
+    if info.is_dir():
+        shutil.copytree(info, out / info.name, ignore=shutil.ignore_patterns("RECORD", "INSTALLER", "REQUESTED"))
+
+
+def local_python_code(
+    source_dir: Path, extra_file: Path = ALERT_SCHEMA, packages: Sequence[str] = ()
+) -> lambda_.Code:
+    """``source_dir`` plus ``extra_file`` (and ``packages``) as Lambda code, bundled locally (no Docker).
 
     The bundle is hashed, not the source, since ``extra_file`` lives elsewhere. The
     CDK reuses a bundle per source path and bundling options and leaves the local
@@ -92,7 +122,7 @@ def local_python_code(source_dir: Path, extra_file: Path = ALERT_SCHEMA) -> lamb
         asset_hash_type=cdk.AssetHashType.OUTPUT,
         bundling=cdk.BundlingOptions(
             image=cdk.DockerImage.from_registry("local-only"),
-            local=CopyHandlerBundling(source_dir=source_dir, extra_file=extra_file),
+            local=CopyHandlerBundling(source_dir=source_dir, extra_file=extra_file, packages=packages),
             environment={"VIGIL_BUNDLED_FILE_SHA256": digest},
         ),
     )
@@ -192,7 +222,7 @@ class Alerting(Construct):
             runtime=PYTHON_RUNTIME,
             architecture=ARCHITECTURE,
             handler="app.handler",
-            code=local_python_code(lambda_dir),
+            code=local_python_code(lambda_dir, packages=ALERT_LAMBDA_PACKAGES),
             layers=[
                 lambda_.LayerVersion.from_layer_version_arn(
                     self, "Powertools", powertools_layer_arn(alerts.powertools_layer_version)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from vigil_alerts.sms import fit_sms
+from vigil_alerts.sms import compose_sms
 from vigil_alerts.validation import parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -172,10 +172,18 @@ def format_notification(
     )
 
     held = f" +{suppressed.count} held" if suppressed and suppressed.count else ""
-    sms = fit_sms(
-        f"{PRODUCT} {where}: intrusion {camera}/{zone_name} "
-        f"{started.astimezone(zone).strftime('%H:%M %Z')}, score {score:.2f}{held}. Event {alert['event_id'][:8]}"
-    )
+    when = started.astimezone(zone).strftime("%H:%M %Z")
+    extras = (f", score {score:.2f}", f". Event {alert['event_id'][:8]}")
+
+    def render_sms(names: list[str], keys: list[str], kept: int) -> str:
+        shown_site, shown_stage = names
+        place = " ".join(filter(None, [shown_site, f"({shown_stage})" if shown_stage else ""]))
+        return (
+            f"{PRODUCT}{' ' + place if place else ''}: intrusion {keys[0]}/{keys[1]} {when}"
+            f"{extras[0] if kept > 0 else ''}{held}{extras[1] if kept > 1 else ''}"
+        )
+
+    sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera, zone_name], extras=len(extras))
 
     attributes = {"severity": level, "thing_name": thing, "camera": camera, "zone": zone_name}
     return Notification(subject=subject, body=body, sms=sms, attributes=attributes)

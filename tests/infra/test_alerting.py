@@ -174,3 +174,26 @@ def test_bundle_carries_the_handler_and_a_byte_identical_schema(stage):
     assert (bundle / "app.py").is_file()
     assert (bundle / ALERT_SCHEMA.name).read_bytes() == ALERT_SCHEMA.read_bytes()
     assert not list(bundle.rglob("__pycache__")) and not list(bundle.rglob("test_*.py"))
+
+
+def test_bundle_ships_the_lambdas_pure_python_dependencies(stage):
+    # wcwidth (grapheme clusters for the SMS) and anyascii (ASCII subjects) are not in the
+    # runtime or the Powertools layer, so the bundle carries them: their Python code only
+    # (wcwidth's optional C extension is built for this machine, not for Lambda's arm64).
+    import subprocess
+    import sys
+
+    code = properties(stage.template_json, stage.stage.stack.alerting.function)["Code"]
+    bundle = stage.asset_path("asset." + code["S3Key"].removesuffix(".zip"))
+    for package in ("wcwidth", "anyascii"):
+        assert (bundle / package / "__init__.py").is_file(), package
+        assert list(bundle.glob(f"{package}-*.dist-info/METADATA")), f"{package}: licence and version travel along"
+    assert not [p for p in bundle.rglob("*") if p.suffix in (".so", ".pyd", ".dylib")]
+    probe = (
+        "import sys; sys.path[:0] = [sys.argv[1]];"
+        "import wcwidth, anyascii; from vigil_alerts.sms import without_symbols;"
+        "assert wcwidth.__file__.startswith(sys.argv[1]) and not wcwidth.HAS_C_EXTENSION;"
+        "print(list(wcwidth.iter_graphemes('\\U0001F1E9\\U0001F1EA!')), anyascii.anyascii('Gro\\u00dfen'))"
+    )
+    out = subprocess.run([sys.executable, "-I", "-B", "-c", probe, str(bundle)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['\U0001F1E9\U0001F1EA', '!'] Grossen"
