@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vigil_alerts.sms import compose_sms
+from vigil_alerts.subject import place
 from vigil_alerts.validation import parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -80,11 +81,17 @@ def severity(score: float, threshold: float) -> str:
 
 def clean_subject(text: str) -> str:
     """``text`` as a valid SNS subject: accents folded to ASCII, other non-ASCII and
-    control characters dropped, whitespace collapsed, at most 99 characters."""
+    control characters dropped, whitespace collapsed, at most 99 characters (cut at a
+    word where one ends in the last 20). Names go through :func:`subject.place` first,
+    which transliterates what this would drop."""
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     printable = "".join(ch if ch.isprintable() else " " for ch in folded)
     single = " ".join(printable.split())
-    return single if len(single) <= SUBJECT_MAX else single[: SUBJECT_MAX - 3].rstrip() + "..."
+    if len(single) <= SUBJECT_MAX:
+        return single
+    cut = single[: SUBJECT_MAX - 3]
+    word_end = cut.rfind(" ")
+    return (cut[:word_end] if word_end > len(cut) - 20 else cut).rstrip(" ,;:-") + "..."
 
 
 def _local(moment: datetime, zone: ZoneInfo) -> str:
@@ -124,7 +131,7 @@ def format_notification(
     camera, zone_name, thing = alert["camera"], alert["zone"], alert["thing_name"]
     where = f"{site_name} ({stage})" if stage else site_name
 
-    subject = clean_subject(f"[{PRODUCT}] Intrusion: {camera}/{zone_name} at {where}")
+    subject = clean_subject(f"[{PRODUCT}] Intrusion: {camera}/{zone_name} at {place(site_name, stage, thing)}")
 
     rows = [
         ("Site", site_name),
