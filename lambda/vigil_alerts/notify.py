@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vigil_alerts.evidence import own_snapshot_key
 from vigil_alerts.sms import compose_sms
 from vigil_alerts.subject import place
 from vigil_alerts.validation import parse_timestamp
@@ -144,15 +145,18 @@ def format_notification(
         ("Severity", level),
     ]
     snapshot = alert.get("snapshot")
-    uploaded = bool(snapshot and snapshot.get("s3_key"))
+    key = (snapshot or {}).get("s3_key")
+    uploaded = bool(key and own_snapshot_key(key, thing))
     if snapshot:
-        if snapshot.get("s3_key") and evidence_bucket:
+        if key and not uploaded:
+            rows.append(("Snapshot", f"{snapshot['file']} (uploaded under a key outside this thing's snapshot prefix; not shown)"))
+        elif snapshot.get("s3_key") and evidence_bucket:
             rows.append(("Snapshot", f"{snapshot['file']}, s3://{evidence_bucket}/{snapshot['s3_key']}"))
         elif snapshot.get("s3_key"):
             rows.append(("Snapshot", f"{snapshot['file']}, evidence bucket key {snapshot['s3_key']}"))
         else:
             rows.append(("Snapshot", f"{snapshot['file']} (kept on the device)"))
-        if snapshot_url:
+        if snapshot_url and uploaded:
             rows.append(("Link", f"{snapshot_url} (valid for up to {_duration(timedelta(seconds=SNAPSHOT_LINK_S))})"))
     if alert.get("model_sha256"):
         rows.append(("Model", f"sha256 {alert['model_sha256'][:16]}"))

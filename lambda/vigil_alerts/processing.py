@@ -8,24 +8,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
+from vigil_alerts.evidence import SNAPSHOT_PREFIX, own_snapshot_key  # noqa: F401 (re-exported)
 from vigil_alerts.notify import format_notification, publish, snapshot_link
 from vigil_alerts.validation import validate_alert
-
-# Devices upload snapshots under snapshots/<thing>/ (the IoT credentials role pins
-# them there; infra/storage.py EVIDENCE_SNAPSHOT_PREFIX).
-SNAPSHOT_PREFIX = "snapshots"
 
 # process_alert's "status" values.
 NOTIFIED = "notified"
 ACKNOWLEDGED = "acknowledged"  # update / end: valid, nobody is told
 THROTTLED = "throttled"
 DUPLICATE = "duplicate"
-
-
-def own_snapshot_key(key: str, thing_name: str) -> bool:
-    """True if ``key`` is under the thing's own snapshot prefix: the Lambda signs links
-    only there, so a device cannot get a link to another thing's snapshot."""
-    return key.startswith(f"{SNAPSHOT_PREFIX}/{thing_name}/") and ".." not in key.split("/")
 
 
 def process_alert(

@@ -73,9 +73,9 @@ def test_severity_from_score_and_threshold(score, threshold, level):
 
 
 def test_snapshot_location_with_and_without_evidence_bucket():
-    snapshot = {"file": "cam0_1.jpg", "s3_key": "cam-01/cam0_1.jpg"}
+    snapshot = {"file": "cam0_1.jpg", "s3_key": "snapshots/cam-01/cam0_1.jpg"}
     with_bucket = notification(alert={"snapshot": snapshot}, evidence_bucket="vigil-evidence")
-    assert row(with_bucket, "Snapshot") == "cam0_1.jpg, s3://vigil-evidence/cam-01/cam0_1.jpg"
+    assert row(with_bucket, "Snapshot") == "cam0_1.jpg, s3://vigil-evidence/snapshots/cam-01/cam0_1.jpg"
     on_device = notification(alert={"snapshot": {"file": "cam0_1.jpg"}})
     assert row(on_device, "Snapshot") == "cam0_1.jpg (kept on the device)"
     assert row(notification(), "Snapshot") is None
