@@ -34,7 +34,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_DIR = REPO_ROOT / "lambda"
 ALERT_SCHEMA = REPO_ROOT / "edge_component" / "contracts" / "alert.schema.json"
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
-RULE_SQL = f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name FROM '{ALERT_TOPIC_FILTER}'"
+# timestamp(): when the rules engine received the message (ms since the epoch), the
+# reference the Lambda checks the device's clock against (lambda/vigil_alerts/receipt.py).
+RULE_SQL = (
+    f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name, timestamp() AS received_at_ms "
+    f"FROM '{ALERT_TOPIC_FILTER}'"
+)
 RULE_SQL_VERSION = "2016-03-23"
 # Pure-Python packages the alert Lambda imports that neither the runtime nor the
 # Powertools layer has; copied from this environment (pinned in pyproject.toml).

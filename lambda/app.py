@@ -1,5 +1,5 @@
 """Vigil alert Lambda: ``app.handler``, invoked by the IoT topic rule
-``SELECT *, topic(2) AS topic_thing_name FROM 'vigil/+/alerts'``.
+``SELECT *, topic(2) AS topic_thing_name, timestamp() AS received_at_ms FROM 'vigil/+/alerts'``.
 
 The handler is the Lambda-shaped shell: Powertools logging, metrics and tracing, the
 environment (:class:`vigil_alerts.config.Settings`) and lazily created boto3 clients.
@@ -11,7 +11,8 @@ instead of vanishing.
 
 Metrics (namespace ``POWERTOOLS_METRICS_NAMESPACE``, default "Vigil"): AlertsReceived,
 AlertsNotified, AlertsAcknowledged, AlertsDuplicate, AlertsThrottled, AlertsRejected,
-and AlertsRejectedByReason with a ``reason`` dimension (``InvalidAlertError.code``).
+AlertsRejectedByReason with a ``reason`` dimension (``InvalidAlertError.code``), and
+DeviceClockWrong (an alert whose times are far from IoT Core's receipt time).
 """
 
 from __future__ import annotations
@@ -177,12 +178,16 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             s3_client=clients.s3 if settings.evidence_bucket else None,
             deduplicator=deduplicator,
             throttle=throttle,
+            clock_skew_max_s=settings.clock_skew_max_s,
+            max_delivery_delay_s=settings.max_delivery_delay_s,
         )
     except InvalidAlertError as err:
         _count_rejection(err.code)
         logger.warning("alert rejected", extra={"code": err.code, "reason": err.reason})
         raise
     metrics.add_metric(name=STATUS_METRICS[result["status"]], unit=MetricUnit.Count, value=1)
+    if result.get("device_clock") == "wrong":
+        metrics.add_metric(name="DeviceClockWrong", unit=MetricUnit.Count, value=1)
     tracer.put_annotation(key="status", value=result["status"])
     logger.info("alert processed", extra=result)
     return result

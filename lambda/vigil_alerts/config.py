@@ -14,6 +14,10 @@ Variables (names fixed with the infrastructure):
 ``THROTTLE_WINDOW_S``      600       window length in seconds
 ``EVIDENCE_BUCKET``        unset     bucket the device uploads snapshots to; shown as
                                      ``s3://`` location in the body
+``CLOCK_SKEW_MAX_S``       300       an alert time later than IoT Core's receipt by
+                                     more is a wrong device clock
+``MAX_DELIVERY_DELAY_S``   604800    an alert time earlier than receipt by more (7 days)
+                                     is too (the outbox delays delivery legitimately)
 =========================  ========  ==================================================
 
 ``POWERTOOLS_SERVICE_NAME`` and ``POWERTOOLS_METRICS_NAMESPACE`` are read by Powertools.
@@ -55,6 +59,8 @@ class Settings:
     throttle_max_per_window: int | None = None
     throttle_window_s: int = 600
     evidence_bucket: str | None = None
+    clock_skew_max_s: int = 300
+    max_delivery_delay_s: int = 7 * 24 * 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -75,4 +81,6 @@ class Settings:
             throttle_max_per_window=_positive_int(env, "THROTTLE_MAX_PER_WINDOW", None) or None,
             throttle_window_s=window,
             evidence_bucket=env.get("EVIDENCE_BUCKET", "").strip() or None,
+            clock_skew_max_s=_positive_int(env, "CLOCK_SKEW_MAX_S", cls.clock_skew_max_s),
+            max_delivery_delay_s=_positive_int(env, "MAX_DELIVERY_DELAY_S", cls.max_delivery_delay_s),
         )

@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vigil_alerts.evidence import own_snapshot_key
+from vigil_alerts.receipt import ClockCheck
 from vigil_alerts.sms import compose_sms
 from vigil_alerts.subject import place
 from vigil_alerts.validation import parse_timestamp
@@ -117,12 +118,16 @@ def format_notification(
     snapshot_url: str | None = None,
     suppressed: Suppressed | None = None,
     now: datetime | None = None,
+    clock: ClockCheck | None = None,
 ) -> Notification:
     """The notification for a validated ``start`` alert (see ``alert.schema.json``).
 
     Times are shown in ``time_zone`` (IANA) and in UTC. ``snapshot_url`` (a presigned
     link, see :func:`snapshot_link`) is shown under the snapshot. ``now`` (aware,
-    default the current time) decides whether the alert is marked as delivered late.
+    default the current time) decides whether the alert is marked as delivered late,
+    unless ``clock`` (:func:`receipt.check_clock`) gives the receipt time. When
+    ``clock`` finds the device's clock wrong, the receipt time is shown as when it
+    happened, with what the device said and why it looks wrong.
     """
     zone = resolve_zone(time_zone)
     started = parse_timestamp(alert["started_at"], "started_at")
@@ -131,6 +136,10 @@ def format_notification(
     level = severity(score, threshold)
     camera, zone_name, thing = alert["camera"], alert["zone"], alert["thing_name"]
     where = f"{site_name} ({stage})" if stage else site_name
+    clock_wrong = bool(clock and clock.wrong)
+    shown_start = clock.received_at if clock_wrong else started
+    as_received = f", as received (the device said {alert['started_at']})" if clock_wrong else ""
+    delay = (clock.received_at if clock else now) - started
 
     subject = clean_subject(f"[{PRODUCT}] Intrusion: {camera}/{zone_name} at {place(site_name, stage, thing)}")
 
@@ -140,7 +149,8 @@ def format_notification(
         ("Thing", thing),
         ("Camera", camera),
         ("Zone", zone_name),
-        ("Started", f"{_local(started, zone)} ({zone.key}); {_local(started, ZoneInfo('UTC'))}"),
+        ("Started", f"{_local(shown_start, zone)} ({zone.key}); {_local(shown_start, ZoneInfo('UTC'))}{as_received}"),
+        *([("Clock", "the device clock looks wrong: " + "; ".join(clock.problems))] if clock_wrong else []),
         ("Score", f"{score:.2f} (threshold {threshold:.2f})"),
         ("Severity", level),
     ]
@@ -161,8 +171,8 @@ def format_notification(
     if alert.get("model_sha256"):
         rows.append(("Model", f"sha256 {alert['model_sha256'][:16]}"))
     rows.append(("Event ID", alert["event_id"]))
-    if now - started > LATE_AFTER:
-        rows.append(("Delivered", f"{_duration(now - started)} after the event started"))
+    if delay > LATE_AFTER and not clock_wrong:
+        rows.append(("Delivered", f"{_duration(delay)} after the event started"))
     if suppressed and suppressed.count:
         since = f" since {_local(suppressed.since, zone)}" if suppressed.since else ""
         rule = (
@@ -183,7 +193,7 @@ def format_notification(
     )
 
     held = f" +{suppressed.count} held" if suppressed and suppressed.count else ""
-    when = started.astimezone(zone).strftime("%H:%M %Z")
+    when = shown_start.astimezone(zone).strftime("%H:%M %Z") + (" rcvd, device clock wrong" if clock_wrong else "")
     extras = (f", score {score:.2f}", f". Event {alert['event_id'][:8]}")
 
     def render_sms(names: list[str], keys: list[str], kept: int) -> str:

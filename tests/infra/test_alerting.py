@@ -8,7 +8,9 @@ from infra_testlib import actions_of, lid, policy_statements, properties, ref, r
 from edge_component.contracts.topics import ALERT_TOPIC_FILTER, ALERT_TOPIC_THING_SEGMENT
 from infra.alerting import ALERT_SCHEMA
 
-EXPECTED_SQL = "SELECT *, topic(2) AS topic_thing_name FROM 'vigil/+/alerts'"
+# timestamp(): "the current timestamp in milliseconds ... as observed by the AWS IoT rules
+# engine" (https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-functions.html#iot-function-timestamp).
+EXPECTED_SQL = "SELECT *, topic(2) AS topic_thing_name, timestamp() AS received_at_ms FROM 'vigil/+/alerts'"
 
 
 def test_rule_selects_every_things_alerts_with_the_thing_name(stage):
@@ -16,7 +18,8 @@ def test_rule_selects_every_things_alerts_with_the_thing_name(stage):
     payload = properties(stage.template_json, alerting.rule)["TopicRulePayload"]
     assert payload["Sql"] == EXPECTED_SQL
     assert payload["Sql"] == (
-        f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name FROM '{ALERT_TOPIC_FILTER}'"
+        f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name, timestamp() AS received_at_ms "
+        f"FROM '{ALERT_TOPIC_FILTER}'"
     )
     assert payload["AwsIotSqlVersion"] == "2016-03-23"
     assert payload["RuleDisabled"] is False
@@ -24,6 +27,24 @@ def test_rule_selects_every_things_alerts_with_the_thing_name(stage):
     error = payload["ErrorAction"]["Sqs"]
     assert error["QueueUrl"] == {"Ref": lid(alerting.error_queue)}
     assert error["RoleArn"]["Fn::GetAtt"][0] in stage.template_json["Resources"]
+
+
+def test_the_local_demo_path_builds_what_the_rule_selects():
+    # lambda/vigil_alerts/local.py writes the rule's SELECT for runs without IoT Core.
+    import sys
+
+    from infra.alerting import LAMBDA_DIR, RULE_SQL
+
+    if str(LAMBDA_DIR) not in sys.path:
+        sys.path.append(str(LAMBDA_DIR))
+    from vigil_alerts import local
+
+    assert RULE_SQL == EXPECTED_SQL
+    assert f"topic({local.TOPIC_THING_SEGMENT}) AS {local.TOPIC_THING_KEY}" in RULE_SQL
+    assert f"timestamp() AS {local.RECEIVED_AT_KEY}" in RULE_SQL
+    assert RULE_SQL in (LAMBDA_DIR / "vigil_alerts" / "local.py").read_text()
+    event = local.rule_event({"thing_name": "cam-07"}, "vigil/cam-07/alerts")
+    assert set(event) == {"thing_name", local.TOPIC_THING_KEY, local.RECEIVED_AT_KEY}
 
 
 def test_iot_may_invoke_the_function_only_from_this_rule(stage):
