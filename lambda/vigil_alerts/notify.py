@@ -210,6 +210,49 @@ def format_notification(
     return Notification(subject=subject, body=body, sms=sms, attributes=attributes)
 
 
+def format_held_summary(
+    thing: str,
+    camera: str,
+    held: Suppressed,
+    *,
+    site_name: str = "Vigil",
+    time_zone: str = "UTC",
+    stage: str = "",
+    now: datetime | None = None,
+) -> Notification:
+    """The notification for start alerts of one camera that the throttle held back and
+    no later notification reported (sent by the flush schedule once the window closes)."""
+    zone = resolve_zone(time_zone)
+    now = now or datetime.now(timezone.utc)
+    where = f"{site_name} ({stage})" if stage else site_name
+    since = f" since {_local(held.since, zone)}" if held.since else ""
+    rule = (
+        f" (at most {held.max_per_window} per {_duration(timedelta(seconds=held.window_s))})"
+        if held.max_per_window and held.window_s
+        else ""
+    )
+    subject = clean_subject(f"[{PRODUCT}] {held.count} alerts held: {camera} at {place(site_name, stage, thing)}")
+    body = "\n".join(
+        [
+            f"{held.count} alert(s) from camera {camera} of thing {thing} were not sent{since}{rule}.",
+            "",
+            f"{'Site:':<{LABEL_WIDTH}}{where}",
+            f"{'Until:':<{LABEL_WIDTH}}{_local(now, zone)} ({zone.key})",
+            "",
+            "The camera may be watching a busy scene: check it, or its zone and schedule.",
+        ]
+    )
+
+    sms_since = f" since {held.since.astimezone(zone).strftime('%H:%M %Z')}" if held.since else ""
+
+    def render_sms(names: list[str], keys: list[str], _kept: int) -> str:
+        shown = " ".join(filter(None, [names[0], f"({names[1]})" if names[1] else ""]))
+        return f"{PRODUCT}{' ' + shown if shown else ''}: {held.count} more alerts held, camera {keys[0]}{sms_since}"
+
+    sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera])
+    return Notification(subject, body, sms, {"severity": "summary", "thing_name": thing, "camera": camera})
+
+
 def snapshot_link(s3_client: Any, bucket: str, key: str, expires_s: int = SNAPSHOT_LINK_S) -> str:
     """A presigned GET URL for the snapshot ``key`` in ``bucket``; computed locally by
     boto3, no request is sent."""
