@@ -218,3 +218,65 @@ def test_bundle_ships_the_lambdas_pure_python_dependencies(stage):
     )
     out = subprocess.run([sys.executable, "-I", "-B", "-c", probe, str(bundle)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['\U0001F1E9\U0001F1EA', '!'] Grossen"
+
+
+def test_held_alerts_are_flushed_every_minute_by_their_own_function(stage):
+    # Issue 16, item 9: the count of held alerts goes out when the window closes, not only
+    # with the camera's next alert. A scheduled rule invokes app.flush_handler from the
+    # same bundle every minute.
+    alerting = stage.stage.stack.alerting
+    flush = properties(stage.template_json, alerting.flush_function)
+    main = properties(stage.template_json, alerting.function)
+    assert flush["Handler"] == "app.flush_handler"
+    assert flush["Code"]["S3Key"] == main["Code"]["S3Key"]
+    assert flush["Runtime"] == main["Runtime"] and flush["Architectures"] == main["Architectures"]
+    assert flush["ReservedConcurrentExecutions"] == 1
+    env = render(flush["Environment"]["Variables"])
+    assert env == {k: v for k, v in render(main["Environment"]["Variables"]).items() if k != "EVIDENCE_BUCKET"}
+
+    rule = properties(stage.template_json, alerting.flush_schedule)
+    assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [lid(alerting.flush_function), "Arn"]}
+    permissions = [
+        p["Properties"]
+        for p in resources(stage.template_json, "AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [lid(alerting.flush_function), "Arn"]}
+    ]
+    assert permissions == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Fn::GetAtt": [lid(alerting.flush_function), "Arn"]},
+            "Principal": "events.amazonaws.com",
+            "SourceArn": {"Fn::GetAtt": [lid(alerting.flush_schedule), "Arn"]},
+        }
+    ]
+
+
+def test_flush_role_reads_and_updates_the_table_and_publishes_nothing_more(stage):
+    # Transactions need no action of their own: each write inside is authorised as its
+    # own action (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
+    alerting = stage.stage.stack.alerting
+    statements = policy_statements(stage.template_json, alerting.flush_function.role)
+    assert not properties(stage.template_json, alerting.flush_function.role).get("ManagedPolicyArns")
+    assert actions_of(statements) == {
+        "sns:Publish",
+        "kms:GenerateDataKey",
+        "kms:Decrypt",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    (publish,) = statements_allowing(statements, "sns:Publish")
+    assert publish["Resource"] == ref(alerting.topic)
+    (table,) = statements_allowing(statements, "dynamodb:UpdateItem")
+    assert "*" not in str(table["Resource"]).replace("<", "").split("Arn")[-1]
+    alarms = resources(stage.template_json, "AWS::CloudWatch::Alarm").values()
+    assert any(
+        a["Properties"].get("MetricName") == "Errors"
+        and {"Name": "FunctionName", "Value": ref(alerting.flush_function)} in [
+            {"Name": d["Name"], "Value": render(d["Value"])} for d in a["Properties"].get("Dimensions", [])
+        ]
+        for a in alarms
+    )

@@ -131,3 +131,11 @@ def test_the_scheduled_handler_publishes_the_summary(app, topic, table, context,
     attributes = {name: value["Value"] for name, value in envelope["MessageAttributes"].items()}
     assert attributes["thing_name"] == "cam-01" and attributes["camera"] == "cam0"
     assert app.flush_handler({}, context) == {"summaries": 0, "held_reported": 0}
+
+
+def test_the_limit_is_bounded_by_what_one_item_holds():
+    from vigil_alerts.config import ConfigError, Settings
+
+    assert Settings.from_env({"ALERT_TOPIC_ARN": "arn:x", "THROTTLE_MAX_PER_WINDOW": "1000"}).throttle_max_per_window == 1000
+    with pytest.raises(ConfigError, match="THROTTLE_MAX_PER_WINDOW"):
+        Settings.from_env({"ALERT_TOPIC_ARN": "arn:x", "THROTTLE_MAX_PER_WINDOW": "1001"})
