@@ -43,7 +43,7 @@ class CopyHandlerBundling:
         self._extra_file = extra_file
         self._packages = tuple(packages)
 
-    def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:  # noqa: ARG002 (interface)
+    def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:
         out = Path(output_dir)
         for path in sorted(self._source_dir.glob("*.py")):
             if not path.name.startswith("test_") and path.name != "conftest.py":

@@ -13,7 +13,6 @@ import boto3
 import pytest
 from alert_testlib import EVENT_ID, THING, start_event
 from botocore.config import Config
-
 from vigil_alerts.processing import own_snapshot_key, process_alert
 
 NOW = datetime(2024, 7, 1, 12, 3, 9, tzinfo=timezone.utc)
@@ -26,7 +25,7 @@ HOSTILE = [
     f"snapshots/{THING}/./cam0_1.jpg",
     f"snapshots/{THING}/",  # the prefix itself, no object
     f"snapshots/{THING}",
-    f"cam-01/cam0_1.jpg",  # no snapshots/ prefix
+    "cam-01/cam0_1.jpg",  # no snapshots/ prefix
 ]
 
 

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from alert_testlib import start_event
-
 from vigil_alerts.config import Settings
 from vigil_alerts.local import sample_event
 from vigil_alerts.processing import process_alert

@@ -12,11 +12,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from alert_testlib import start_event
-from wcwidth import iter_graphemes
-
 from vigil_alerts.notify import Suppressed, format_notification
 from vigil_alerts.sms import sms_length, without_symbols
 from vigil_alerts.validation import validate_alert
+from wcwidth import iter_graphemes
 
 STARTED = datetime(2024, 7, 1, 12, 3, 7, tzinfo=timezone.utc)
 WHEN = "14:03 CEST"  # 12:03 UTC in Berlin, summer time
@@ -119,7 +118,7 @@ def test_short_names_are_kept_whole_and_extras_stay():
 
 def test_names_shorten_before_the_score_and_event_go():
     # 160 GSM-7 characters leave room for the score and event id next to shortened names.
-    site, stage, camera, zone = CASES["long site and stage, GSM-7"]
+    site, stage, *_ = CASES["long site and stage, GSM-7"]
     sms = notification(site, stage, "cam0", "room").sms
     assert sms_length(sms) == ("GSM-7", len(sms), 160) and len(sms) <= 160
     assert "score 0.93" in sms and "Event 01234567" in sms

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from alert_testlib import THING, start_event
-
 from vigil_alerts.notify import SUBJECT_MAX, format_notification
 from vigil_alerts.processing import process_alert
 from vigil_alerts.validation import validate_alert

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 from alert_testlib import REGION, start_event
-
 from vigil_alerts.delivery import CameraThrottle
 from vigil_alerts.processing import process_alert
 
