@@ -115,7 +115,7 @@ def run_cloud(alerts_path: Path) -> list[dict]:
 
     banner("3/4 alert Lambda -> SNS (moto)")
     sys.path.insert(0, str(REPO / "lambda"))
-    from vigil_alerts.local import LocalContext, load_handler_module
+    from vigil_alerts.local import LocalContext, load_handler_module, rule_event
 
     for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(key, None)
@@ -135,8 +135,8 @@ def run_cloud(alerts_path: Path) -> list[dict]:
         with contextlib.redirect_stdout(emf):
             for line in alerts_path.read_text().splitlines():
                 record = json.loads(line)
-                # What the topic rule's SELECT *, topic(2) AS topic_thing_name delivers:
-                event = {**record["message"], "topic_thing_name": record["topic"].split("/")[1]}
+                # What the topic rule's SELECT delivers (thing from the topic, receipt time):
+                event = rule_event(record["message"], record["topic"])
                 app.handler(event, LocalContext())
         metrics_path = OUT / "lambda-metrics.jsonl"
         metrics_path.write_text(emf.getvalue())

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 import aws_cdk as cdk
-import jsii
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
 from aws_cdk import aws_kms as kms
@@ -22,20 +21,28 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from edge_component.contracts.alert_rules import RULES_FILE, SCHEMA_FILE
 from edge_component.contracts.topics import ALERT_TOPIC_FILTER, ALERT_TOPIC_THING_SEGMENT
 from infra.config import AlertsConfig
+from infra.lambda_bundle import (  # noqa: F401 (re-exported)
+    ALERT_CONTRACT,
+    ALERT_LAMBDA_PACKAGES,
+    ALERT_RULES,
+    ALERT_SCHEMA,
+    LAMBDA_DIR,
+    CopyHandlerBundling,
+    local_python_code,
+)  # noqa: F401 (re-exported)
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
 from infra.operations import alarm_on_any
 from infra.storage import EVIDENCE_SNAPSHOT_PREFIX
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-LAMBDA_DIR = REPO_ROOT / "lambda"
-ALERT_SCHEMA = REPO_ROOT / "edge_component" / "contracts" / SCHEMA_FILE
-ALERT_RULES = REPO_ROOT / "edge_component" / "contracts" / RULES_FILE
-ALERT_CONTRACT = (ALERT_SCHEMA, ALERT_RULES)  # what the alert Lambda reads from beside itself
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
-RULE_SQL = f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name FROM '{ALERT_TOPIC_FILTER}'"
+# timestamp(): when the rules engine received the message (ms since the epoch), the
+# reference the Lambda checks the device's clock against (lambda/vigil_alerts/receipt.py).
+RULE_SQL = (
+    f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name, timestamp() AS received_at_ms "
+    f"FROM '{ALERT_TOPIC_FILTER}'"
+)
 RULE_SQL_VERSION = "2016-03-23"
 
 
@@ -53,70 +60,20 @@ PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
 
-@jsii.implements(cdk.ILocalBundling)
-class CopyHandlerBundling:
-    """Bundles a Python function without Docker: its modules plus files from elsewhere.
-
-    Copies ``source_dir/*.py`` and packages (folders with ``__init__.py``, tests left out)
-    and ``extra_file`` (one file or several) to the bundle's root, so the handler reads
-    them from beside itself (the alert Lambda: ``alert.schema.json`` and ``alert_rules.py``
-    from ``edge_component/contracts/``; the provisioning hook: its generated rules).
-    Third-party code comes from layers or the runtime.
-    """
-
-    def __init__(self, source_dir: Path = LAMBDA_DIR, extra_file: Path | Sequence[Path] = ALERT_CONTRACT) -> None:
-        self._source_dir = source_dir
-        self._extra_files = (extra_file,) if isinstance(extra_file, Path) else tuple(extra_file)
-
-    def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:  # noqa: ARG002 (interface)
-        out = Path(output_dir)
-        for path in sorted(self._source_dir.glob("*.py")):
-            if not path.name.startswith("test_") and path.name != "conftest.py":
-                shutil.copy2(path, out / path.name)
-        for package in sorted(p for p in self._source_dir.iterdir() if (p / "__init__.py").is_file()):
-            if package.name not in ("tests", "test"):
-                shutil.copytree(
-                    package, out / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
-                )
-        for extra in self._extra_files:
-            shutil.copy2(extra, out / extra.name)
-        return True
-
-
-def local_python_code(source_dir: Path, extra_file: Path | Sequence[Path] = ALERT_CONTRACT) -> lambda_.Code:
-    """``source_dir`` plus ``extra_file`` (one file or several) as Lambda code, bundled
-    locally (no Docker).
-
-    The bundle is hashed, not the source, since the extra files live elsewhere. The
-    CDK reuses a bundle per source path and bundling options and leaves the local
-    bundler out of that key, so the extra files' digest goes in: two stages with
-    different extra files (the hook's rules) never share a bundle.
-    """
-    extras = (extra_file,) if isinstance(extra_file, Path) else tuple(extra_file)
-    digest = hashlib.sha256(b"".join(path.read_bytes() for path in extras)).hexdigest()
-    return lambda_.Code.from_asset(
-        str(source_dir),
-        asset_hash_type=cdk.AssetHashType.OUTPUT,
-        bundling=cdk.BundlingOptions(
-            image=cdk.DockerImage.from_registry("local-only"),
-            local=CopyHandlerBundling(source_dir=source_dir, extra_file=extra_file),
-            environment={"VIGIL_BUNDLED_FILE_SHA256": digest},
-        ),
-    )
-
-
 class Alerting(Construct):
     """From the alert topic to people's phones.
 
     Creates: a customer-managed KMS key; the alert SNS topic (encrypted with it, TLS only)
     with the stage's e-mail and SMS subscriptions; the DynamoDB idempotency table; the
     alert Lambda (python3.13, arm64, Powertools layer, log group with retention,
-    dead-letter queue, optional reserved concurrency, X-Ray); the IoT topic rule selecting
+    dead-letter queue, optional reserved concurrency, X-Ray); the flush function and its
+    one-minute schedule (held-alert counts when a throttle window closes); the IoT topic rule selecting
     every thing's alerts, its Lambda permission scoped to the rule's ARN and its error
     queue; and alarms on Lambda errors, queue depths and rule failures.
 
     Attributes:
-        key, topic, table, function, dead_letter_queue, rule, error_queue, rule_permission, alarms.
+        key, topic, table, function, flush_function, flush_schedule, dead_letter_queue, rule, error_queue,
+        rule_permission, alarms.
     """
 
     def __init__(
@@ -169,6 +126,9 @@ class Alerting(Construct):
             removal_policy=removal_policy,
             lambda_dir=lambda_dir,
         )
+        self.flush_function, self.flush_schedule = self._flush(
+            alerts=alerts, log_retention=log_retention, removal_policy=removal_policy, lambda_dir=lambda_dir
+        )
         self._rule()
         self.alarms = self._alarms(alarm_action)
 
@@ -192,6 +152,10 @@ class Alerting(Construct):
         )
         log_group.grant_write(role)
         self.dead_letter_queue = self._dead_letter_queue("DeadLetterQueue", "the alert Lambda's dead-letter queue")
+        self._layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "Powertools", powertools_layer_arn(alerts.powertools_layer_version)
+        )
+        self._env = self._environment(stage_name, site_name, time_zone, alerts, evidence_bucket)
         function = lambda_.Function(
             self,
             "Function",
@@ -199,12 +163,8 @@ class Alerting(Construct):
             runtime=PYTHON_RUNTIME,
             architecture=ARCHITECTURE,
             handler="app.handler",
-            code=local_python_code(lambda_dir),
-            layers=[
-                lambda_.LayerVersion.from_layer_version_arn(
-                    self, "Powertools", powertools_layer_arn(alerts.powertools_layer_version)
-                )
-            ],
+            code=local_python_code(lambda_dir, packages=ALERT_LAMBDA_PACKAGES),
+            layers=[self._layer],
             role=role,
             memory_size=alerts.memory_mb,
             timeout=cdk.Duration.seconds(alerts.timeout_s),
@@ -213,18 +173,7 @@ class Alerting(Construct):
             retry_attempts=2,
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
-            environment={
-                "ALERT_TOPIC_ARN": self.topic.topic_arn,
-                "SITE_NAME": site_name,
-                "TIME_ZONE": time_zone,
-                "STAGE": stage_name,
-                "POWERTOOLS_SERVICE_NAME": "vigil-alerts",
-                "POWERTOOLS_METRICS_NAMESPACE": "Vigil",
-                "IDEMPOTENCY_TABLE": self.table.table_name,
-                "THROTTLE_MAX_PER_WINDOW": str(alerts.throttle_max_per_window),
-                "THROTTLE_WINDOW_S": str(alerts.throttle_window_s),
-                "EVIDENCE_BUCKET": evidence_bucket.bucket_name,
-            },
+            environment=self._env,
         )
         cfn_lint_ignore(function, ROLE_DEPENDS_ON)
         function.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn]))
@@ -250,6 +199,72 @@ class Alerting(Construct):
              "that this stack pins; raise with the layer."},
         )
         return function
+
+    def _environment(
+        self, stage_name: str, site_name: str, time_zone: str, alerts: AlertsConfig, evidence_bucket: s3.IBucket
+    ) -> dict[str, str]:
+        return {
+            "ALERT_TOPIC_ARN": self.topic.topic_arn,
+            "SITE_NAME": site_name,
+            "TIME_ZONE": time_zone,
+            "STAGE": stage_name,
+            "POWERTOOLS_SERVICE_NAME": "vigil-alerts",
+            "POWERTOOLS_METRICS_NAMESPACE": "Vigil",
+            "IDEMPOTENCY_TABLE": self.table.table_name,
+            "THROTTLE_MAX_PER_WINDOW": str(alerts.throttle_max_per_window),
+            "THROTTLE_WINDOW_S": str(alerts.throttle_window_s),
+            "EVIDENCE_BUCKET": evidence_bucket.bucket_name,
+        }
+
+    def _flush(
+        self,
+        *,
+        alerts: AlertsConfig,
+        log_retention: logs.RetentionDays,
+        removal_policy: cdk.RemovalPolicy,
+        lambda_dir: Path,
+    ) -> tuple[lambda_.Function, events.Rule]:
+        """``app.flush_handler`` every minute: sends the count of alerts the throttle held
+        back once their window closes. Same bundle; a role that reads and updates the
+        table and publishes to the topic, nothing else."""
+        log_group = logs.LogGroup(self, "FlushLogs", retention=log_retention, removal_policy=removal_policy)
+        role = iam.Role(
+            self, "FlushRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description="Vigil held-alert flush"
+        )
+        log_group.grant_write(role)
+        function = lambda_.Function(
+            self,
+            "FlushFunction",
+            description="Sends the count of Vigil alerts held back by the throttle when the window closes",
+            runtime=PYTHON_RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="app.flush_handler",
+            code=local_python_code(lambda_dir, packages=ALERT_LAMBDA_PACKAGES),
+            layers=[self._layer],
+            role=role,
+            memory_size=alerts.memory_mb,
+            timeout=cdk.Duration.seconds(55),  # done before the next minute's run
+            reserved_concurrent_executions=1,  # one flush at a time
+            log_group=log_group,
+            environment={name: value for name, value in self._env.items() if name != "EVIDENCE_BUCKET"},
+        )
+        cfn_lint_ignore(function, ROLE_DEPENDS_ON)
+        function.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn]))
+        self.key.grant(function, "kms:GenerateDataKey", "kms:Decrypt")
+        self.table.grant(function, "dynamodb:GetItem", "dynamodb:UpdateItem")
+        acknowledge(
+            function,
+            {"AwsSolutions-L1": "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for "
+             "that this stack pins; raise with the layer."},
+        )
+        schedule = events.Rule(
+            self,
+            "FlushSchedule",
+            description="Vigil: send held-alert counts whose throttle window closed",
+            schedule=events.Schedule.rate(cdk.Duration.minutes(1)),
+            targets=[targets.LambdaFunction(function, retry_attempts=0)],  # the next minute retries
+        )
+        return function, schedule
 
     def _dead_letter_queue(self, id_: str, role: str) -> sqs.Queue:
         """A queue for what could not be delivered: SSE-SQS, TLS only, kept 14 days."""
@@ -320,6 +335,7 @@ class Alerting(Construct):
             ),
             "RuleActionFailures": iot_metric("Failure", ActionType="Lambda"),
             "RuleParseErrors": iot_metric("ParseError"),
+            "FlushErrors": self.flush_function.metric_errors(period=period, statistic="Sum"),
         }
         return [
             alarm_on_any(self, f"{name}Alarm", metric, description=f"Vigil alerting: {name}", action=action)

@@ -1,7 +1,8 @@
 """Vigil alert Lambda: ``app.handler``, invoked by the IoT topic rule
-``SELECT *, topic(2) AS topic_thing_name FROM 'vigil/+/alerts'``.
+``SELECT *, topic(2) AS topic_thing_name, timestamp() AS received_at_ms FROM 'vigil/+/alerts'``.
 
-The handler is the Lambda-shaped shell: Powertools logging, metrics and tracing, the
+``app.flush_handler``, run every minute by a schedule, sends the summary of alerts the
+throttle held back once their window closes. The handler is the Lambda-shaped shell: Powertools logging, metrics and tracing, the
 environment (:class:`vigil_alerts.config.Settings`) and lazily created boto3 clients.
 The work is :func:`vigil_alerts.processing.process_alert`.
 
@@ -11,7 +12,8 @@ instead of vanishing.
 
 Metrics (namespace ``POWERTOOLS_METRICS_NAMESPACE``, default "Vigil"): AlertsReceived,
 AlertsNotified, AlertsAcknowledged, AlertsDuplicate, AlertsThrottled, AlertsRejected,
-and AlertsRejectedByReason with a ``reason`` dimension (``InvalidAlertError.code``).
+AlertsRejectedByReason with a ``reason`` dimension (``InvalidAlertError.code``), and
+DeviceClockWrong (an alert whose times are far from IoT Core's receipt time).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from vigil_alerts.config import Settings
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
+from vigil_alerts.notify import format_held_summary, publish
 from vigil_alerts.processing import process_alert
 from vigil_alerts.validation import TOPIC_THING_KEY, InvalidAlertError
 
@@ -177,12 +180,42 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             s3_client=clients.s3 if settings.evidence_bucket else None,
             deduplicator=deduplicator,
             throttle=throttle,
+            clock_skew_max_s=settings.clock_skew_max_s,
+            max_delivery_delay_s=settings.max_delivery_delay_s,
         )
     except InvalidAlertError as err:
         _count_rejection(err.code)
         logger.warning("alert rejected", extra={"code": err.code, "reason": err.reason})
         raise
     metrics.add_metric(name=STATUS_METRICS[result["status"]], unit=MetricUnit.Count, value=1)
+    if result.get("device_clock") == "wrong":
+        metrics.add_metric(name="DeviceClockWrong", unit=MetricUnit.Count, value=1)
     tracer.put_annotation(key="status", value=result["status"])
     logger.info("alert processed", extra=result)
     return result
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def flush_handler(event: Any, context: Any) -> dict[str, int]:
+    """Scheduled entry point (every minute): one summary per camera whose held alerts
+    are due, i.e. its throttle window closed with no later notification to carry the
+    count. ``event`` (the schedule's) is not read. Returns ``summaries`` sent and
+    ``held_reported`` (alerts they counted); SNS and DynamoDB errors propagate."""
+    settings = Settings.from_env()
+    _, throttle = clients.guards(settings)
+    if throttle is None:
+        return {"summaries": 0, "held_reported": 0}
+
+    def send(thing: str, camera: str, held: Any) -> None:
+        note = format_held_summary(
+            thing, camera, held, site_name=settings.site_name, time_zone=settings.time_zone, stage=settings.stage
+        )
+        publish(clients.sns, settings.alert_topic_arn, note)
+
+    sent = throttle.flush_due(send)
+    reported = sum(count for _, _, count in sent)
+    metrics.add_metric(name="HeldSummariesSent", unit=MetricUnit.Count, value=len(sent))
+    if sent:
+        logger.info("held alerts summarised", extra={"cameras": [f"{t}/{c}" for t, c, _ in sent], "held": reported})
+    return {"summaries": len(sent), "held_reported": reported}

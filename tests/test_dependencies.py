@@ -157,8 +157,11 @@ def test_the_lambda_imports_only_what_its_group_installs():
 
 @pytest.mark.parametrize("folder, name", [("edge_component", "edge"), ("training", "training")])
 def test_each_part_imports_only_what_its_group_installs(folder, name):
-    # tflite_runtime: optional (the compatibility gate also runs it where it is installed).
-    assert _unprovided(folder, name, {"edge_component", "training", "infra", "tests"}, {"tflite_runtime"}) == []
+    # tflite_runtime: optional (the compatibility gate also runs it where it is installed);
+    # fastjsonschema: the alert contract's engine in the Lambda (Powertools layer), tried
+    # first and optional everywhere else (edge_component/contracts/alert_rules.py).
+    optional = {"tflite_runtime", "fastjsonschema"}
+    assert _unprovided(folder, name, {"edge_component", "training", "infra", "tests"}, optional) == []
 
 
 def test_training_container_pins_what_the_device_runs():

@@ -113,7 +113,7 @@ def test_the_graph_sees_the_imports_it_checks():
     graph = _graph()
     assert "edge_component.config" in graph["edge_component.analysis.motion"]  # relative, two dots
     assert "edge_component.delivery.outbox" in graph["edge_component.delivery.sender"]
-    assert "edge_component.config" in graph["infra.config"]
+    assert "edge_component.config" in graph["infra.edge_settings"]
     assert "vigil_alerts.validation" in graph["vigil_alerts.processing"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 

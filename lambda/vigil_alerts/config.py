@@ -9,11 +9,16 @@ Variables (names fixed with the infrastructure):
 ``STAGE``                  ""        shown in the subject, e.g. "dev"
 ``IDEMPOTENCY_TABLE``      unset     DynamoDB table (key ``id`` S, TTL ``expiration``);
                                      unset = no deduplication and no throttle
-``THROTTLE_MAX_PER_WINDOW`` unset    notifications per camera per window; unset or 0 =
-                                     no throttle (needs ``IDEMPOTENCY_TABLE``)
+``THROTTLE_MAX_PER_WINDOW`` unset    notifications per camera in any window (at most
+                                     1000); unset or 0 = no throttle (needs
+                                     ``IDEMPOTENCY_TABLE``)
 ``THROTTLE_WINDOW_S``      600       window length in seconds
 ``EVIDENCE_BUCKET``        unset     bucket the device uploads snapshots to; shown as
                                      ``s3://`` location in the body
+``CLOCK_SKEW_MAX_S``       300       an alert time later than IoT Core's receipt by
+                                     more is a wrong device clock
+``MAX_DELIVERY_DELAY_S``   604800    an alert time earlier than receipt by more (7 days)
+                                     is too (the outbox delays delivery legitimately)
 =========================  ========  ==================================================
 
 ``POWERTOOLS_SERVICE_NAME`` and ``POWERTOOLS_METRICS_NAMESPACE`` are read by Powertools.
@@ -24,6 +29,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+
+MAX_THROTTLE_LIMIT = 1000
 
 
 class ConfigError(RuntimeError):
@@ -55,6 +63,8 @@ class Settings:
     throttle_max_per_window: int | None = None
     throttle_window_s: int = 600
     evidence_bucket: str | None = None
+    clock_skew_max_s: int = 300
+    max_delivery_delay_s: int = 7 * 24 * 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +73,10 @@ class Settings:
         topic = env.get("ALERT_TOPIC_ARN", "").strip()
         if not topic:
             raise ConfigError("ALERT_TOPIC_ARN is not set")
+        limit = _positive_int(env, "THROTTLE_MAX_PER_WINDOW", None) or None
+        if limit and limit > MAX_THROTTLE_LIMIT:
+            # The throttle keeps one timestamp per slot in one DynamoDB item (400 KB at most).
+            raise ConfigError(f"THROTTLE_MAX_PER_WINDOW={limit} is more than {MAX_THROTTLE_LIMIT}")
         window = _positive_int(env, "THROTTLE_WINDOW_S", 600)
         if window == 0:
             raise ConfigError("THROTTLE_WINDOW_S must be at least 1")
@@ -72,7 +86,9 @@ class Settings:
             time_zone=env.get("TIME_ZONE", "").strip() or "UTC",
             stage=env.get("STAGE", "").strip(),
             idempotency_table=env.get("IDEMPOTENCY_TABLE", "").strip() or None,
-            throttle_max_per_window=_positive_int(env, "THROTTLE_MAX_PER_WINDOW", None) or None,
+            throttle_max_per_window=limit,
             throttle_window_s=window,
             evidence_bucket=env.get("EVIDENCE_BUCKET", "").strip() or None,
+            clock_skew_max_s=_positive_int(env, "CLOCK_SKEW_MAX_S", cls.clock_skew_max_s),
+            max_delivery_delay_s=_positive_int(env, "MAX_DELIVERY_DELAY_S", cls.max_delivery_delay_s),
         )

@@ -18,7 +18,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from vigil_alerts.sms import fit_sms
+from vigil_alerts.evidence import own_snapshot_key
+from vigil_alerts.receipt import ClockCheck
+from vigil_alerts.sms import compose_sms
+from vigil_alerts.subject import place
 from vigil_alerts.validation import parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -80,11 +83,17 @@ def severity(score: float, threshold: float) -> str:
 
 def clean_subject(text: str) -> str:
     """``text`` as a valid SNS subject: accents folded to ASCII, other non-ASCII and
-    control characters dropped, whitespace collapsed, at most 99 characters."""
+    control characters dropped, whitespace collapsed, at most 99 characters (cut at a
+    word where one ends in the last 20). Names go through :func:`subject.place` first,
+    which transliterates what this would drop."""
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     printable = "".join(ch if ch.isprintable() else " " for ch in folded)
     single = " ".join(printable.split())
-    return single if len(single) <= SUBJECT_MAX else single[: SUBJECT_MAX - 3].rstrip() + "..."
+    if len(single) <= SUBJECT_MAX:
+        return single
+    cut = single[: SUBJECT_MAX - 3]
+    word_end = cut.rfind(" ")
+    return (cut[:word_end] if word_end > len(cut) - 20 else cut).rstrip(" ,;:-") + "..."
 
 
 def _local(moment: datetime, zone: ZoneInfo) -> str:
@@ -109,12 +118,16 @@ def format_notification(
     snapshot_url: str | None = None,
     suppressed: Suppressed | None = None,
     now: datetime | None = None,
+    clock: ClockCheck | None = None,
 ) -> Notification:
     """The notification for a validated ``start`` alert (see ``alert.schema.json``).
 
     Times are shown in ``time_zone`` (IANA) and in UTC. ``snapshot_url`` (a presigned
     link, see :func:`snapshot_link`) is shown under the snapshot. ``now`` (aware,
-    default the current time) decides whether the alert is marked as delivered late.
+    default the current time) decides whether the alert is marked as delivered late,
+    unless ``clock`` (:func:`receipt.check_clock`) gives the receipt time. When
+    ``clock`` finds the device's clock wrong, the receipt time is shown as when it
+    happened, with what the device said and why it looks wrong.
     """
     zone = resolve_zone(time_zone)
     started = parse_timestamp(alert["started_at"], "started_at")
@@ -123,8 +136,12 @@ def format_notification(
     level = severity(score, threshold)
     camera, zone_name, thing = alert["camera"], alert["zone"], alert["thing_name"]
     where = f"{site_name} ({stage})" if stage else site_name
+    clock_wrong = bool(clock and clock.wrong)
+    shown_start = clock.received_at if clock_wrong else started
+    as_received = f", as received (the device said {alert['started_at']})" if clock_wrong else ""
+    delay = (clock.received_at if clock else now) - started
 
-    subject = clean_subject(f"[{PRODUCT}] Intrusion: {camera}/{zone_name} at {where}")
+    subject = clean_subject(f"[{PRODUCT}] Intrusion: {camera}/{zone_name} at {place(site_name, stage, thing)}")
 
     rows = [
         ("Site", site_name),
@@ -132,26 +149,30 @@ def format_notification(
         ("Thing", thing),
         ("Camera", camera),
         ("Zone", zone_name),
-        ("Started", f"{_local(started, zone)} ({zone.key}); {_local(started, ZoneInfo('UTC'))}"),
+        ("Started", f"{_local(shown_start, zone)} ({zone.key}); {_local(shown_start, ZoneInfo('UTC'))}{as_received}"),
+        *([("Clock", "the device clock looks wrong: " + "; ".join(clock.problems))] if clock_wrong else []),
         ("Score", f"{score:.2f} (threshold {threshold:.2f})"),
         ("Severity", level),
     ]
     snapshot = alert.get("snapshot")
-    uploaded = bool(snapshot and snapshot.get("s3_key"))
+    key = (snapshot or {}).get("s3_key")
+    uploaded = bool(key and own_snapshot_key(key, thing))
     if snapshot:
-        if snapshot.get("s3_key") and evidence_bucket:
+        if key and not uploaded:
+            rows.append(("Snapshot", f"{snapshot['file']} (uploaded under a key outside this thing's snapshot prefix; not shown)"))
+        elif snapshot.get("s3_key") and evidence_bucket:
             rows.append(("Snapshot", f"{snapshot['file']}, s3://{evidence_bucket}/{snapshot['s3_key']}"))
         elif snapshot.get("s3_key"):
             rows.append(("Snapshot", f"{snapshot['file']}, evidence bucket key {snapshot['s3_key']}"))
         else:
             rows.append(("Snapshot", f"{snapshot['file']} (kept on the device)"))
-        if snapshot_url:
+        if snapshot_url and uploaded:
             rows.append(("Link", f"{snapshot_url} (valid for up to {_duration(timedelta(seconds=SNAPSHOT_LINK_S))})"))
     if alert.get("model_sha256"):
         rows.append(("Model", f"sha256 {alert['model_sha256'][:16]}"))
     rows.append(("Event ID", alert["event_id"]))
-    if now - started > LATE_AFTER:
-        rows.append(("Delivered", f"{_duration(now - started)} after the event started"))
+    if delay > LATE_AFTER and not clock_wrong:
+        rows.append(("Delivered", f"{_duration(delay)} after the event started"))
     if suppressed and suppressed.count:
         since = f" since {_local(suppressed.since, zone)}" if suppressed.since else ""
         rule = (
@@ -172,13 +193,64 @@ def format_notification(
     )
 
     held = f" +{suppressed.count} held" if suppressed and suppressed.count else ""
-    sms = fit_sms(
-        f"{PRODUCT} {where}: intrusion {camera}/{zone_name} "
-        f"{started.astimezone(zone).strftime('%H:%M %Z')}, score {score:.2f}{held}. Event {alert['event_id'][:8]}"
-    )
+    when = shown_start.astimezone(zone).strftime("%H:%M %Z") + (" rcvd, device clock wrong" if clock_wrong else "")
+    extras = (f", score {score:.2f}", f". Event {alert['event_id'][:8]}")
+
+    def render_sms(names: list[str], keys: list[str], kept: int) -> str:
+        shown_site, shown_stage = names
+        place = " ".join(filter(None, [shown_site, f"({shown_stage})" if shown_stage else ""]))
+        return (
+            f"{PRODUCT}{' ' + place if place else ''}: intrusion {keys[0]}/{keys[1]} {when}"
+            f"{extras[0] if kept > 0 else ''}{held}{extras[1] if kept > 1 else ''}"
+        )
+
+    sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera, zone_name], extras=len(extras))
 
     attributes = {"severity": level, "thing_name": thing, "camera": camera, "zone": zone_name}
     return Notification(subject=subject, body=body, sms=sms, attributes=attributes)
+
+
+def format_held_summary(
+    thing: str,
+    camera: str,
+    held: Suppressed,
+    *,
+    site_name: str = "Vigil",
+    time_zone: str = "UTC",
+    stage: str = "",
+    now: datetime | None = None,
+) -> Notification:
+    """The notification for start alerts of one camera that the throttle held back and
+    no later notification reported (sent by the flush schedule once the window closes)."""
+    zone = resolve_zone(time_zone)
+    now = now or datetime.now(timezone.utc)
+    where = f"{site_name} ({stage})" if stage else site_name
+    since = f" since {_local(held.since, zone)}" if held.since else ""
+    rule = (
+        f" (at most {held.max_per_window} per {_duration(timedelta(seconds=held.window_s))})"
+        if held.max_per_window and held.window_s
+        else ""
+    )
+    subject = clean_subject(f"[{PRODUCT}] {held.count} alerts held: {camera} at {place(site_name, stage, thing)}")
+    body = "\n".join(
+        [
+            f"{held.count} alert(s) from camera {camera} of thing {thing} were not sent{since}{rule}.",
+            "",
+            f"{'Site:':<{LABEL_WIDTH}}{where}",
+            f"{'Until:':<{LABEL_WIDTH}}{_local(now, zone)} ({zone.key})",
+            "",
+            "The camera may be watching a busy scene: check it, or its zone and schedule.",
+        ]
+    )
+
+    sms_since = f" since {held.since.astimezone(zone).strftime('%H:%M %Z')}" if held.since else ""
+
+    def render_sms(names: list[str], keys: list[str], _kept: int) -> str:
+        shown = " ".join(filter(None, [names[0], f"({names[1]})" if names[1] else ""]))
+        return f"{PRODUCT}{' ' + shown if shown else ''}: {held.count} more alerts held, camera {keys[0]}{sms_since}"
+
+    sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera])
+    return Notification(subject, body, sms, {"severity": "summary", "thing_name": thing, "camera": camera})
 
 
 def snapshot_link(s3_client: Any, bucket: str, key: str, expires_s: int = SNAPSHOT_LINK_S) -> str:

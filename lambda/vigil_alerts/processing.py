@@ -8,24 +8,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
+from vigil_alerts.evidence import SNAPSHOT_PREFIX, own_snapshot_key  # noqa: F401 (re-exported)
 from vigil_alerts.notify import format_notification, publish, snapshot_link
-from vigil_alerts.validation import rules, validate_alert
-
-# Devices upload snapshots under snapshots/<thing>/ (the IoT credentials role pins them
-# there); the prefix is the alert contract's.
-SNAPSHOT_PREFIX = rules.SNAPSHOT_PREFIX
+from vigil_alerts.receipt import CLOCK_SKEW_MAX_S, MAX_DELIVERY_DELAY_S, check_clock, split_receipt
+from vigil_alerts.validation import validate_alert
 
 # process_alert's "status" values.
 NOTIFIED = "notified"
 ACKNOWLEDGED = "acknowledged"  # update / end: valid, nobody is told
 THROTTLED = "throttled"
 DUPLICATE = "duplicate"
-
-
-def own_snapshot_key(key: str, thing_name: str) -> bool:
-    """True if ``key`` is under the thing's own snapshot prefix: the Lambda signs links
-    only there, so a device cannot get a link to another thing's snapshot."""
-    return key.startswith(f"{SNAPSHOT_PREFIX}/{thing_name}/") and ".." not in key.split("/")
 
 
 def process_alert(
@@ -41,26 +33,39 @@ def process_alert(
     deduplicator: EventDeduplicator | None = None,
     throttle: CameraThrottle | None = None,
     now: datetime | None = None,
+    clock_skew_max_s: int = CLOCK_SKEW_MAX_S,
+    max_delivery_delay_s: int = MAX_DELIVERY_DELAY_S,
 ) -> dict[str, Any]:
     """Handle one topic-rule event: the alert dict plus ``topic_thing_name``.
 
     With ``evidence_bucket`` and ``s3_client`` a snapshot the device uploaded under
     ``snapshots/<thing>/`` (``snapshot.s3_key``) gets a presigned link in the body.
 
+    The event's ``received_at_ms`` (the rule's ``timestamp()``) is the reference for the
+    device's clock (:mod:`vigil_alerts.receipt`: ahead by more than
+    ``clock_skew_max_s``, or older than ``max_delivery_delay_s``, is a wrong clock, and
+    the notification says so); without it ``now`` is.
+
     Raises ``InvalidAlertError`` (nothing published) if the event is not a valid alert
     of the thing in its topic; SNS and DynamoDB errors propagate.
 
     Returns a JSON-serialisable dict: ``status`` (``"notified"``, ``"acknowledged"``
     for update/end, ``"throttled"``, or ``"duplicate"`` for a start already handled),
-    ``event_id``, ``event_type``, ``thing_name``, ``camera``, and for a notification
+    ``event_id``, ``event_type``, ``thing_name``, ``camera``, ``device_clock`` (``"ok"``
+    or ``"wrong"``), and for a notification
     ``message_id`` and ``held_reported`` (throttled alerts it summarised).
     ``now`` (aware datetime) defaults to the current time.
     """
+    event, received_at = split_receipt(event)
     alert = validate_alert(event)
+    moment = now or datetime.now(timezone.utc)
+    clock = check_clock(
+        alert, received_at, now=moment, max_ahead_s=clock_skew_max_s, max_age_s=max_delivery_delay_s
+    )
     summary = {key: alert[key] for key in ("event_id", "event_type", "thing_name", "camera")}
+    summary["device_clock"] = "wrong" if clock.wrong else "ok"
     if alert["event_type"] != "start":
         return {**summary, "status": ACKNOWLEDGED}
-    moment = now or datetime.now(timezone.utc)
 
     def notify_once(*, alert: dict[str, Any]) -> dict[str, Any]:
         admission = throttle.admit(alert["thing_name"], alert["camera"], moment) if throttle else None
@@ -78,6 +83,7 @@ def process_alert(
             snapshot_url=link,
             suppressed=admission.held if admission else None,
             now=moment,
+            clock=clock,
         )
         try:
             message_id = publish(sns_client, topic_arn, notification)

@@ -94,12 +94,15 @@ def validate_alert(event: Any, *, validator: Callable[[Any], None] | None = None
     """The alert in a topic-rule event, checked; raises :class:`InvalidAlertError`.
 
     ``event`` is what the rule delivers: the alert's fields plus ``topic_thing_name``.
-    Returns a new dict, the alert without ``topic_thing_name``; ``event`` is not changed.
+    Returns a new dict, the alert without ``topic_thing_name`` and ``received_at_ms``
+    (:func:`vigil_alerts.receipt.split_receipt` reads that); ``event`` is not changed.
     ``validator`` defaults to :func:`schema_validator` for the bundled schema.
     """
     if not isinstance(event, Mapping):
         raise InvalidAlertError("not_an_object", f"event is {type(event).__name__}, not a JSON object")
-    alert = dict(event)
+    from vigil_alerts.receipt import split_receipt  # here: receipt.py builds on this module
+
+    alert, _ = split_receipt(dict(event))  # the rule's received_at_ms: checked, then set aside
     if TOPIC_THING_KEY not in alert:
         raise InvalidAlertError("missing_topic_thing", f"{TOPIC_THING_KEY} missing: the topic rule's SELECT adds it")
     topic_thing = alert.pop(TOPIC_THING_KEY)

@@ -10,7 +10,9 @@ from edge_component.contracts.topics import (
 )
 from infra.alerting import ALERT_SCHEMA
 
-EXPECTED_SQL = "SELECT *, topic(2) AS topic_thing_name FROM 'vigil/+/alerts'"
+# timestamp(): "the current timestamp in milliseconds ... as observed by the AWS IoT rules
+# engine" (https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-functions.html#iot-function-timestamp).
+EXPECTED_SQL = "SELECT *, topic(2) AS topic_thing_name, timestamp() AS received_at_ms FROM 'vigil/+/alerts'"
 
 
 def test_rule_selects_every_things_alerts_with_the_thing_name(cfn, stage):
@@ -18,7 +20,8 @@ def test_rule_selects_every_things_alerts_with_the_thing_name(cfn, stage):
     payload = cfn.properties(stage.template_json, alerting.rule)["TopicRulePayload"]
     assert payload["Sql"] == EXPECTED_SQL
     assert payload["Sql"] == (
-        f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name FROM '{ALERT_TOPIC_FILTER}'"
+        f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name, timestamp() AS received_at_ms "
+        f"FROM '{ALERT_TOPIC_FILTER}'"
     )
     assert payload["AwsIotSqlVersion"] == "2016-03-23"
     assert payload["RuleDisabled"] is False
@@ -26,6 +29,24 @@ def test_rule_selects_every_things_alerts_with_the_thing_name(cfn, stage):
     error = payload["ErrorAction"]["Sqs"]
     assert error["QueueUrl"] == {"Ref": cfn.lid(alerting.error_queue)}
     assert error["RoleArn"]["Fn::GetAtt"][0] in stage.template_json["Resources"]
+
+
+def test_the_local_demo_path_builds_what_the_rule_selects():
+    # lambda/vigil_alerts/local.py writes the rule's SELECT for runs without IoT Core.
+    import sys
+
+    from infra.alerting import LAMBDA_DIR, RULE_SQL
+
+    if str(LAMBDA_DIR) not in sys.path:
+        sys.path.append(str(LAMBDA_DIR))
+    from vigil_alerts import local
+
+    assert RULE_SQL == EXPECTED_SQL
+    assert f"topic({local.TOPIC_THING_SEGMENT}) AS {local.TOPIC_THING_KEY}" in RULE_SQL
+    assert f"timestamp() AS {local.RECEIVED_AT_KEY}" in RULE_SQL
+    assert RULE_SQL in (LAMBDA_DIR / "vigil_alerts" / "local.py").read_text()
+    event = local.rule_event({"thing_name": "cam-07"}, "vigil/cam-07/alerts")
+    assert set(event) == {"thing_name", local.TOPIC_THING_KEY, local.RECEIVED_AT_KEY}
 
 
 def test_iot_may_invoke_the_function_only_from_this_rule(cfn, stage):
@@ -176,3 +197,88 @@ def test_bundle_carries_the_handler_and_a_byte_identical_schema(cfn, stage):
     assert (bundle / "app.py").is_file()
     assert (bundle / ALERT_SCHEMA.name).read_bytes() == ALERT_SCHEMA.read_bytes()
     assert not list(bundle.rglob("__pycache__")) and not list(bundle.rglob("test_*.py"))
+
+
+def test_bundle_ships_the_lambdas_pure_python_dependencies(cfn, stage):
+    # wcwidth (grapheme clusters for the SMS) and anyascii (ASCII subjects) are not in the
+    # runtime or the Powertools layer, so the bundle carries them: their Python code only
+    # (wcwidth's optional C extension is built for this machine, not for Lambda's arm64).
+    import subprocess
+    import sys
+
+    code = cfn.properties(stage.template_json, stage.stage.stack.alerting.function)["Code"]
+    bundle = stage.asset_path("asset." + code["S3Key"].removesuffix(".zip"))
+    for package in ("wcwidth", "anyascii"):
+        assert (bundle / package / "__init__.py").is_file(), package
+        assert list(bundle.glob(f"{package}-*.dist-info/METADATA")), f"{package}: licence and version travel along"
+    assert not [p for p in bundle.rglob("*") if p.suffix in (".so", ".pyd", ".dylib")]
+    probe = (
+        "import sys; sys.path[:0] = [sys.argv[1]];"
+        "import wcwidth, anyascii; from vigil_alerts.sms import without_symbols;"
+        "assert wcwidth.__file__.startswith(sys.argv[1]) and not wcwidth.HAS_C_EXTENSION;"
+        "print(list(wcwidth.iter_graphemes('\\U0001F1E9\\U0001F1EA!')), anyascii.anyascii('Gro\\u00dfen'))"
+    )
+    out = subprocess.run([sys.executable, "-I", "-B", "-c", probe, str(bundle)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['\U0001F1E9\U0001F1EA', '!'] Grossen"
+
+
+def test_held_alerts_are_flushed_every_minute_by_their_own_function(cfn, stage):
+    # Issue 16, item 9: the count of held alerts goes out when the window closes, not only
+    # with the camera's next alert. A scheduled rule invokes app.flush_handler from the
+    # same bundle every minute.
+    alerting = stage.stage.stack.alerting
+    flush = cfn.properties(stage.template_json, alerting.flush_function)
+    main = cfn.properties(stage.template_json, alerting.function)
+    assert flush["Handler"] == "app.flush_handler"
+    assert flush["Code"]["S3Key"] == main["Code"]["S3Key"]
+    assert flush["Runtime"] == main["Runtime"] and flush["Architectures"] == main["Architectures"]
+    assert flush["ReservedConcurrentExecutions"] == 1
+    env = cfn.render(flush["Environment"]["Variables"])
+    assert env == {k: v for k, v in cfn.render(main["Environment"]["Variables"]).items() if k != "EVIDENCE_BUCKET"}
+
+    rule = cfn.properties(stage.template_json, alerting.flush_schedule)
+    assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [cfn.lid(alerting.flush_function), "Arn"]}
+    permissions = [
+        p["Properties"]
+        for p in cfn.resources(stage.template_json, "AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [cfn.lid(alerting.flush_function), "Arn"]}
+    ]
+    assert permissions == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Fn::GetAtt": [cfn.lid(alerting.flush_function), "Arn"]},
+            "Principal": "events.amazonaws.com",
+            "SourceArn": {"Fn::GetAtt": [cfn.lid(alerting.flush_schedule), "Arn"]},
+        }
+    ]
+
+
+def test_flush_role_reads_and_updates_the_table_and_publishes_nothing_more(cfn, stage):
+    # Transactions need no action of their own: each write inside is authorised as its
+    # own action (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
+    alerting = stage.stage.stack.alerting
+    statements = cfn.policy_statements(stage.template_json, alerting.flush_function.role)
+    assert not cfn.properties(stage.template_json, alerting.flush_function.role).get("ManagedPolicyArns")
+    assert cfn.actions_of(statements) == {
+        "sns:Publish",
+        "kms:GenerateDataKey",
+        "kms:Decrypt",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    (publish,) = cfn.statements_allowing(statements, "sns:Publish")
+    assert publish["Resource"] == cfn.ref(alerting.topic)
+    (table,) = cfn.statements_allowing(statements, "dynamodb:UpdateItem")
+    assert "*" not in str(table["Resource"]).replace("<", "").split("Arn")[-1]
+    alarms = cfn.resources(stage.template_json, "AWS::CloudWatch::Alarm").values()
+    assert any(
+        a["Properties"].get("MetricName") == "Errors"
+        and {"Name": "FunctionName", "Value": cfn.ref(alerting.flush_function)} in [
+            {"Name": d["Name"], "Value": cfn.render(d["Value"])} for d in a["Properties"].get("Dimensions", [])
+        ]
+        for a in alarms
+    )

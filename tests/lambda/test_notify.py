@@ -73,9 +73,9 @@ def test_severity_from_score_and_threshold(score, threshold, level):
 
 
 def test_snapshot_location_with_and_without_evidence_bucket():
-    snapshot = {"file": "cam0_1.jpg", "s3_key": "cam-01/cam0_1.jpg"}
+    snapshot = {"file": "cam0_1.jpg", "s3_key": "snapshots/cam-01/cam0_1.jpg"}
     with_bucket = notification(alert={"snapshot": snapshot}, evidence_bucket="vigil-evidence")
-    assert row(with_bucket, "Snapshot") == "cam0_1.jpg, s3://vigil-evidence/cam-01/cam0_1.jpg"
+    assert row(with_bucket, "Snapshot") == "cam0_1.jpg, s3://vigil-evidence/snapshots/cam-01/cam0_1.jpg"
     on_device = notification(alert={"snapshot": {"file": "cam0_1.jpg"}})
     assert row(on_device, "Snapshot") == "cam0_1.jpg (kept on the device)"
     assert row(notification(), "Snapshot") is None
@@ -101,7 +101,9 @@ def test_sms_fits_one_message_in_gsm7():
     encoding, used, limit = sms_length(note.sms)
     assert (encoding, limit) == ("GSM-7", 160)
     assert used <= 160
-    assert note.sms.startswith("Vigil Lakeside Cottage North Gate (dev): intrusion ccc")
+    # Names shorten first (issue 16, item 7): here the site and stage make way for camera,
+    # zone and time, which stay whole (test_sms.py has the other cases).
+    assert note.sms == f"Vigil: intrusion {'c' * 64}/{'z' * 64} 14:03 CEST"
 
 
 def test_sms_with_non_gsm_site_uses_ucs2_limit():

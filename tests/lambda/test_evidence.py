@@ -1,0 +1,67 @@
+"""Snapshot keys a device reports: only those the Lambda would sign are shown (issue 16, item 10).
+
+The schema lets ``snapshot.s3_key`` be any of ``[a-zA-Z0-9_./-]{1,512}``; a device (or
+whoever holds its certificate) could name another thing's snapshot, a path with ``..``
+or an empty segment, and the body printed it as if it were this alert's evidence.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import boto3
+import pytest
+from alert_testlib import EVENT_ID, THING, start_event
+from botocore.config import Config
+from vigil_alerts.processing import own_snapshot_key, process_alert
+
+NOW = datetime(2024, 7, 1, 12, 3, 9, tzinfo=timezone.utc)
+OWN = f"snapshots/{THING}/{EVENT_ID}/cam0_1.jpg"
+HOSTILE = [
+    "snapshots/cam-02/x/cam0_1.jpg",  # another thing's prefix
+    f"snapshots/{THING}/../cam-02/cam0_1.jpg",  # climbs out
+    f"snapshots/{THING}//cam0_1.jpg",  # empty segment: S3 keeps it, so it is another key
+    f"/snapshots/{THING}/cam0_1.jpg",  # leading slash
+    f"snapshots/{THING}/./cam0_1.jpg",
+    f"snapshots/{THING}/",  # the prefix itself, no object
+    f"snapshots/{THING}",
+    "cam-01/cam0_1.jpg",  # no snapshots/ prefix
+]
+
+
+@pytest.mark.parametrize("key", HOSTILE)
+def test_hostile_keys_are_not_own(key):
+    assert own_snapshot_key(key, THING) is False
+
+
+@pytest.mark.parametrize("key", HOSTILE)
+def test_hostile_key_is_neither_printed_nor_linked(topic, key):
+    s3 = boto3.client("s3", region_name="us-east-1", config=Config(signature_version="s3v4"))
+    process_alert(
+        start_event(snapshot={"file": "cam0_1.jpg", "s3_key": key}),
+        sns_client=topic.sns,
+        topic_arn=topic.arn,
+        evidence_bucket="vigil-evidence",
+        s3_client=s3,
+        now=NOW,
+    )
+    [envelope] = topic.received()
+    body = envelope["Message"]
+    assert key not in body and "s3://" not in body and "Link:" not in body
+    [row] = [line for line in body.splitlines() if line.startswith("Snapshot:")]
+    assert "outside this thing's snapshot prefix" in row and "not shown" in row
+    assert "and its snapshot left it" not in body
+
+
+def test_own_key_is_shown_and_linked(topic):
+    s3 = boto3.client("s3", region_name="us-east-1", config=Config(signature_version="s3v4"))
+    process_alert(
+        start_event(snapshot={"file": "cam0_1.jpg", "s3_key": OWN}),
+        sns_client=topic.sns,
+        topic_arn=topic.arn,
+        evidence_bucket="vigil-evidence",
+        s3_client=s3,
+        now=NOW,
+    )
+    body = topic.received()[0]["Message"]
+    assert f"s3://vigil-evidence/{OWN}" in body and "Link:" in body and "and its snapshot left it" in body
