@@ -101,17 +101,35 @@ def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def _inside(box: Sequence[float], region: Sequence[float]) -> bool:
+    return box[0] >= region[0] and box[1] >= region[1] and box[2] <= region[2] and box[3] <= region[3]
+
+
 def regions_for(boxes: Sequence[Sequence[float]], frame_shape: tuple[int, int], min_size: int = 160,
-                multiplier: float = 1.5, max_growth: float = 1.25) -> list[Box]:
+                multiplier: float = 1.5, max_growth: float = 1.25,
+                object_boxes: Sequence[Sequence[float]] = ()) -> list[Box]:
     """Regions covering every motion box, merged where that costs little resolution.
 
-    Each box starts its own cluster; two clusters merge while their regions overlap and
-    the region of their union is no wider than ``max_growth`` times the larger of the
-    two (or no wider than ``min_size``), so nearby blobs of one person share one call
-    while distant objects keep crops that show them large. Returns one square region
-    per cluster (see :func:`region_around`), largest first; an empty list for no boxes.
+    ``boxes``: motion boxes (frame pixels); ``object_boxes``: boxes of objects already
+    being tracked (their last detected boxes). Object boxes get regions first, largest
+    first, then motion boxes; a box lying inside a region already made adds none, so
+    the parts of one person that motion splits (an occluding table leaves legs and
+    torso as two blobs) are looked at once, whole, around the person's tracked box.
+    Then two clusters merge while their regions overlap and the region of their union
+    is no wider than ``max_growth`` times the larger of the two (or no wider than
+    ``min_size``), so nearby blobs share one call while distant objects keep crops that
+    show them large. Returns one square region per cluster (see :func:`region_around`),
+    largest first; an empty list for no boxes.
     """
-    clusters: list[list[Sequence[float]]] = [[b] for b in boxes if b[2] > b[0] and b[3] > b[1]]
+    def by_area(bs: Sequence[Sequence[float]]) -> list[Sequence[float]]:
+        return sorted((b for b in bs if b[2] > b[0] and b[3] > b[1]), key=lambda b: -_area(b))
+
+    clusters: list[list[Sequence[float]]] = []
+    made: list[Box] = []
+    for b in by_area(object_boxes) + by_area(boxes):
+        if not any(_inside(b, r) for r in made):
+            clusters.append([b])
+            made.append(region_around(b, frame_shape, min_size, multiplier))
     merged = True
     while merged and len(clusters) > 1:
         merged = False

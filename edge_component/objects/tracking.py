@@ -140,6 +140,12 @@ class ObjectTracker:
         self._tracks = current
         return TrackUpdate(list(current.values()), started, ended)
 
+    def boxes(self) -> list[FloatBox]:
+        """Last detected boxes (frame px) of every object the tracker holds, tracks and
+        objects not yet confirmed by ``min_hits`` alike: where the next frame's detector
+        should look first (:func:`regions.regions_for`'s ``object_boxes``)."""
+        return [o.last_detection.data.box for o in self._tracker.tracked_objects if o.hit_counter_is_positive]
+
     def end_all(self) -> list[Track]:
         """End every track (the stream ended or restarted); returns them."""
         ended = list(self._tracks.values())
