@@ -115,7 +115,8 @@ class RegionSettings(_Leaf):
 
     min_size: int = Field(160, ge=32, le=4096, description="smallest region side (px of the source frame)")
     multiplier: float = Field(1.5, ge=1.0, le=4.0, description="region side = longer side of the motion box times this")
-    min_box_px: int = Field(64, ge=1, le=1_000_000, description="motion boxes smaller than this (px^2 of the source frame) are noise")
+    min_box_px: int = Field(64, ge=1, le=1_000_000,
+                            description="motion boxes smaller than this (px^2 of the source frame) are noise")
 
 
 class TrackingSettings(_Leaf):

@@ -19,7 +19,7 @@ the label's ``threshold``, and it stays confirmed.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -63,11 +63,15 @@ class Track:
     history: list[float] = field(default_factory=list, repr=False)
 
 
+def _snapshot(track: Track) -> Track:
+    return replace(track, history=list(track.history))
+
+
 @dataclass(frozen=True, slots=True)
 class TrackUpdate:
     """What one analysed frame changed: ``active`` tracks (after ``min_hits``, before
     they end), ``started`` the ones that became active in this frame, ``ended`` the ones
-    the tracker lost in this frame (each a final snapshot)."""
+    the tracker lost in this frame. Each is a snapshot as of this frame."""
 
     active: list[Track]
     started: list[Track]
@@ -88,14 +92,13 @@ class ObjectTracker:
     def __init__(self, settings: TrackingSettings | None = None, filters: Mapping[str, LabelFilter] | None = None):
         self.settings = settings or TrackingSettings()
         self.filters = dict(filters or {})
-        s = self.settings
-        # norfair: +1 per matched frame, -1 per missed one; initialised when the counter
-        # exceeds initialization_delay, dead when it falls below 0 from hit_counter_max.
         self._tracker = self._new_tracker()
         self._tracks: dict[int, Track] = {}
 
     def _new_tracker(self) -> Tracker:
         s = self.settings
+        # norfair: +1 per matched frame, -1 per missed one; initialised when the counter
+        # exceeds initialization_delay, dead when it falls below 0 from hit_counter_max.
         return Tracker(
             distance_function=box_distance,
             distance_threshold=s.distance_threshold,
@@ -138,7 +141,9 @@ class ObjectTracker:
             current[obj.id] = track
         ended = [t for tid, t in self._tracks.items() if tid not in current]
         self._tracks = current
-        return TrackUpdate(list(current.values()), started, ended)
+        # Snapshots: the tracks go on changing in later frames, what this frame said does not.
+        snap = {tid: _snapshot(t) for tid, t in current.items()}
+        return TrackUpdate(list(snap.values()), [snap[t.id] for t in started], [_snapshot(t) for t in ended])
 
     def boxes(self) -> list[FloatBox]:
         """Last detected boxes (frame px) of every object the tracker holds, tracks and
@@ -148,7 +153,7 @@ class ObjectTracker:
 
     def end_all(self) -> list[Track]:
         """End every track (the stream ended or restarted); returns them."""
-        ended = list(self._tracks.values())
+        ended = [_snapshot(t) for t in self._tracks.values()]
         self._tracks = {}
         self._tracker = self._new_tracker()
         return ended
