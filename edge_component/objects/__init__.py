@@ -1,0 +1,1 @@
+"""Object-aware detection: regions around motion, the COCO detector, tracks, zones."""
