@@ -71,7 +71,7 @@ def boxes_from_mask(mask: np.ndarray, min_area_px: int = 1, scale: tuple[float, 
 
 
 def boxes_from_xywh(boxes: Iterable[tuple[int, int, int, int]]) -> list[Box]:
-    """(x, y, w, h) boxes, as :class:`edge_component.motion.FrameStats` carries them,
+    """(x, y, w, h) boxes, as :class:`edge_component.analysis.motion.FrameStats` carries them,
     to (x0, y0, x1, y1)."""
     return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in boxes]
 

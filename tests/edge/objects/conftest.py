@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_component.config import MotionSettings, Polygon
-from edge_component.motion import MotionAnalyzer
+from edge_component.analysis.motion import MotionAnalyzer
 from edge_component.objects.detector import ObjectDetector
 from edge_component.objects.regions import FrameDetection, boxes_from_xywh, detect_in_regions, regions_for
 from edge_component.objects.tracking import ObjectTracker, TrackUpdate
