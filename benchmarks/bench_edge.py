@@ -31,12 +31,12 @@ sys.path.insert(0, str(REPO))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge_component.config import parse_config  # noqa: E402
-from edge_component.camera import CameraPipeline  # noqa: E402
 from edge_component.analysis.features import N_FEATURES  # noqa: E402
-from edge_component.model.litert import Scorer  # noqa: E402
-from edge_component.model.bundle import load_bundle  # noqa: E402
+from edge_component.camera import CameraPipeline  # noqa: E402
+from edge_component.config import parse_config  # noqa: E402
 from edge_component.events.snapshots import SnapshotStore  # noqa: E402
+from edge_component.model.bundle import load_bundle  # noqa: E402
+from edge_component.model.litert import Scorer  # noqa: E402
 
 CLIP = REPO / "examples" / "clips" / "one-by-one-person-detection.mp4"
 BUNDLE = REPO / "edge_component" / "models" / "seed"
@@ -100,8 +100,18 @@ def inference_ms(scorer: Scorer, rows: np.ndarray) -> float:
 
 
 def main() -> None:
-    config = parse_config({"detection_fps": 5, "cameras": [{"name": "bench", "source": str(CLIP),
-                           "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]})
+    config = parse_config(
+        {
+            "detection_fps": 5,
+            "cameras": [
+                {
+                    "name": "bench",
+                    "source": str(CLIP),
+                    "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
+                }
+            ],
+        }
+    )
     bundle = load_bundle(BUNDLE)
     detector = CameraPipeline(config, bundle, Discard(), thing_name="bench")
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,8 +127,10 @@ def main() -> None:
     def row(label: str, key: str, note: str = "") -> None:
         pairs = np.array(runs[key])
         fps, ratio = pairs[:, 1], pairs[:, 1] / pairs[:, 0]
-        print(f"  {label:38s} {np.median(fps):7.0f} frames/s   {np.median(ratio):.2f}"
-              f"  ({ratio.min():.2f}-{ratio.max():.2f}, {len(pairs)} pairs){note}")
+        print(
+            f"  {label:38s} {np.median(fps):7.0f} frames/s   {np.median(ratio):.2f}"
+            f"  ({ratio.min():.2f}-{ratio.max():.2f}, {len(pairs)} pairs){note}"
+        )
 
     print(f"clip: {CLIP.name} (768x432, 10 fps), 5 analyses/s; median ratio of back-to-back pairs (range)")
     print(f"  {'decode only (grab every frame)':38s} {np.median(dec):7.0f} frames/s   1.00")
@@ -146,8 +158,11 @@ def main() -> None:
     for _ in range(5):
         pipeline(detector, config.cameras[0])
         samples.append(rss_mib())
-    print("  " + "  ".join(f"{s:.1f}" for s in samples)
-          + f"   growth after the first replay: {samples[-1] - samples[1]:+.1f} MiB")
+    print(
+        "  "
+        + "  ".join(f"{s:.1f}" for s in samples)
+        + f"   growth after the first replay: {samples[-1] - samples[1]:+.1f} MiB"
+    )
 
 
 if __name__ == "__main__":

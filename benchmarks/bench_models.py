@@ -95,18 +95,24 @@ def main() -> None:
         bare = {name: interpreter_only_us(Path(tmp) / name) for name in (export.INT8_FILE, export.FLOAT_FILE)}
 
     f, i8, pc = (len(files[n]) for n in (export.FLOAT_FILE, export.INT8_FILE, "model_int8_per_channel.tflite"))
-    print(f"model: {model.count_params()} parameters, trained on {LABELS.name}; "
-          f"{len(rows)} held-out windows x {opts.rounds} rounds, one row per call, median")
+    print(
+        f"model: {model.count_params()} parameters, trained on {LABELS.name}; "
+        f"{len(rows)} held-out windows x {opts.rounds} rounds, one row per call, median"
+    )
     sizes = {"tflite_int8": i8, "tflite_float": f, "onnxruntime": len(files[export.ONNX_FILE])}
     print(latency_table(latency, sizes, "tflite_int8"))
-    print("LiteRT interpreter alone (set, invoke, get; no normalisation or quantization): "
-          + ", ".join(f"{n} {us:.1f} us" for n, us in bare.items()))
+    print(
+        "LiteRT interpreter alone (set, invoke, get; no normalisation or quantization): "
+        + ", ".join(f"{n} {us:.1f} us" for n, us in bare.items())
+    )
     print("sizes (bytes; gzip -9 in brackets):")
     for name, data in files.items():
         print(f"  {name:<30} {len(data):>7} ({export.gzip_size(data):>6})  {len(data) / f:5.2f} of float")
     print(f"  int8 per-tensor / per-channel: {i8 / pc:.2f} (per-channel scales and int64 zero points: {pc - i8} bytes)")
-    print(f"validation AUC: keras {roc_auc(val_ds.y, keras_val):.4f}, "
-          + ", ".join(f"{n} {a:.4f}" for n, a in aucs.items()))
+    print(
+        f"validation AUC: keras {roc_auc(val_ds.y, keras_val):.4f}, "
+        + ", ".join(f"{n} {a:.4f}" for n, a in aucs.items())
+    )
 
 
 if __name__ == "__main__":

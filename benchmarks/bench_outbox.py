@@ -24,10 +24,19 @@ sys.path.insert(0, str(REPO))
 from edge_component.delivery.outbox import Outbox  # noqa: E402
 
 ALERT = {  # the size and shape of a real alert message
-    "schema_version": "1.0", "event_id": "0" * 32, "event_type": "start", "sequence": 0,
-    "thing_name": "cam-bench-01", "camera": "porch", "zone": "door",
-    "started_at": "2026-01-01T00:00:00.000Z", "sent_at": "2026-01-01T00:00:00.400Z",
-    "score": 0.93, "threshold": 0.5, "model_sha256": "f" * 64, "snapshot": {"file": "porch-0001.jpg"},
+    "schema_version": "1.0",
+    "event_id": "0" * 32,
+    "event_type": "start",
+    "sequence": 0,
+    "thing_name": "cam-bench-01",
+    "camera": "porch",
+    "zone": "door",
+    "started_at": "2026-01-01T00:00:00.000Z",
+    "sent_at": "2026-01-01T00:00:00.400Z",
+    "score": 0.93,
+    "threshold": 0.5,
+    "model_sha256": "f" * 64,
+    "snapshot": {"file": "porch-0001.jpg"},
 }
 
 

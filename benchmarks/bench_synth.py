@@ -85,7 +85,9 @@ def main() -> None:
                 if not match:
                     raise
                 refused_after = time.perf_counter() - started
-                rows.append((cameras, mode, refused_after, int(match.group(1)), None, "refused by aws-cdk-lib: over 500"))
+                rows.append(
+                    (cameras, mode, refused_after, int(match.group(1)), None, "refused by aws-cdk-lib: over 500")
+                )
                 continue
             seconds = statistics.median(r[0] for r in runs)
             template = runs[0][1]

@@ -46,16 +46,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--alerts-out", help="JSON-lines file for alerts (default stdout) when the publisher is jsonl")
     run.add_argument("--snapshots", help="directory for evidence JPEGs (default <state-dir>/snapshots)")
     run.add_argument("--state-dir", default="build/edge-state", help="where snapshots and the outbox live")
-    run.add_argument("--greengrass", action="store_true",
-                     help="on a device: read the configuration and publish through Greengrass IPC")
+    run.add_argument(
+        "--greengrass",
+        action="store_true",
+        help="on a device: read the configuration and publish through Greengrass IPC",
+    )
     return p
 
 
 def _greengrass_client():
     # Created once and handed to the modules that need it (one IPC connection).
     if not os.environ.get("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"):
-        raise ConfigError("--greengrass: not running as a Greengrass component (no nucleus IPC socket in the "
-                          "environment); outside Greengrass use --config with publisher jsonl or mqtt")
+        raise ConfigError(
+            "--greengrass: not running as a Greengrass component (no nucleus IPC socket in the "
+            "environment); outside Greengrass use --config with publisher jsonl or mqtt"
+        )
     from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 
     return GreengrassCoreIPCClientV2()
@@ -82,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(args.config)
         elif args.config_json is None:
             if ipc is None:
-                raise ConfigError("give --config or --config-json (or --greengrass to read the component configuration)")
+                raise ConfigError(
+                    "give --config or --config-json (or --greengrass to read the component configuration)"
+                )
             config = parse_config(ipc.get_configuration(key_path=[]).value or {})
         else:
             config = parse_config(parse_json(args.config_json, "--config-json"))
@@ -99,13 +106,16 @@ def main(argv: list[str] | None = None) -> int:
             transport = GreengrassIpcPublisher(ipc or _greengrass_client())
         elif config.publisher == "mqtt":
             m = config.mqtt
-            transport = MqttPublisher(m.host, m.port, client_id=args.thing_name, ca_file=m.ca_file,
-                                      cert_file=m.cert_file, key_file=m.key_file)
+            transport = MqttPublisher(
+                m.host, m.port, client_id=args.thing_name, ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file
+            )
         else:
             try:
                 transport = JsonLinesPublisher(args.alerts_out)
             except OSError as exc:
-                raise ConfigError(f"--alerts-out {args.alerts_out}: cannot open for writing: {exc.strerror or exc}") from None
+                raise ConfigError(
+                    f"--alerts-out {args.alerts_out}: cannot open for writing: {exc.strerror or exc}"
+                ) from None
         # Every alert is stored on disk before it is sent and removed only once acknowledged.
         publisher = OutboxPublisher(Outbox(state / "outbox.sqlite", config.outbox_max_messages), transport)
         from .contracts.topics import alert_topic
@@ -115,18 +125,32 @@ def main(argv: list[str] | None = None) -> int:
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):  # Greengrass stops a component with SIGTERM
             signal.signal(sig, lambda *_: stop.set())
-        supervisor = Supervisor(config, model_dir=args.model_dir, thing_name=args.thing_name, publisher=publisher,
-                                snapshot_dir=snapshot_dir, telemetry_every_s=config.telemetry_every_s,
-                                delivery_stats=publisher.stats)
+        supervisor = Supervisor(
+            config,
+            model_dir=args.model_dir,
+            thing_name=args.thing_name,
+            publisher=publisher,
+            snapshot_dir=snapshot_dir,
+            telemetry_every_s=config.telemetry_every_s,
+            delivery_stats=publisher.stats,
+        )
         try:
             final = supervisor.run(stop)
         finally:
             publisher.close(drain_timeout_s=10.0)
         failed = [name for name, cam in final["cameras"].items() if cam["state"] == "failed"]
         for name, cam in final["cameras"].items():
-            log.info("camera %s: %s, %d frames, %d analysed, %d dropped, %d reconnects, %d crashes, %d events",
-                     name, cam["state"], cam["frames_in"], cam["analysed"], cam["dropped"], cam["reconnects"],
-                     cam["crashes"], cam["events"])
+            log.info(
+                "camera %s: %s, %d frames, %d analysed, %d dropped, %d reconnects, %d crashes, %d events",
+                name,
+                cam["state"],
+                cam["frames_in"],
+                cam["analysed"],
+                cam["dropped"],
+                cam["reconnects"],
+                cam["crashes"],
+                cam["events"],
+            )
         if failed:
             log.error("cameras that could not run: %s", ", ".join(failed))
             return 2

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from .capture.frames import CaptureStats
 from .capture.source import media_duration_s
 from .config import CameraConfig, ComponentConfig, is_live
 from .contracts.topics import alert_topic
-from .delivery.publisher import PublishError, Publisher
+from .delivery.publisher import Publisher, PublishError
 from .events.alerts import build_alert
 from .events.decision import EventTracker, Transition, random_event_id
 from .events.snapshots import SnapshotStore, annotate
@@ -107,7 +107,7 @@ class CameraPipeline:
         if is_live(camera.source):
             raise ValueError(f"camera {camera.name}: {camera.source!r} is a live source; replay takes files")
         if origin is None:
-            origin = datetime.now(timezone.utc) - timedelta(seconds=media_duration_s(camera.source))
+            origin = datetime.now(UTC) - timedelta(seconds=media_duration_s(camera.source))
         # A replay analyses luma only; a snapshot's frame is decoded in colour when needed.
         feed = open_replay(camera.source, self.config.detection_fps, colour=self.snapshots is not None)
         try:
@@ -118,12 +118,18 @@ class CameraPipeline:
     def run_live(self, camera: CameraConfig, stop: threading.Event) -> CameraReport:
         """Follow a live source until ``stop`` is set; a failing source is reopened with
         backoff (see capture.live), never raised."""
-        feed = open_live(camera.source, self.config.detection_fps, stop=stop, read_timeout_s=camera.read_timeout_s,
-                         backoff_max_s=camera.backoff_max_s)
+        feed = open_live(
+            camera.source,
+            self.config.detection_fps,
+            stop=stop,
+            read_timeout_s=camera.read_timeout_s,
+            backoff_max_s=camera.backoff_max_s,
+        )
         return self._run(camera, feed)
 
-    def _run(self, camera: CameraConfig, feed: Feed, *, origin: datetime | None = None,
-             replay_key: str | None = None) -> CameraReport:
+    def _run(
+        self, camera: CameraConfig, feed: Feed, *, origin: datetime | None = None, replay_key: str | None = None
+    ) -> CameraReport:
         report = CameraReport(camera.name, feed.stats)
         media_time = feed.media_time
         self.reports[camera.name] = report
@@ -135,7 +141,7 @@ class CameraPipeline:
 
         trackers = [EventTracker(self.config.decision, self.threshold, ids_for(z.name)) for z in camera.zones]
         best: list[_Best | None] = [None] * len(camera.zones)  # best window of the current run or event, per zone
-        origin = origin or datetime.now(timezone.utc)
+        origin = origin or datetime.now(UTC)
         started = time.perf_counter()
         last_t = 0.0
         analyzer = MotionAnalyzer(self.config.motion, camera.zones, camera.masks, self.config.detection_fps)
@@ -149,8 +155,12 @@ class CameraPipeline:
             if not 0.0 <= score <= 1.0:  # NaN included; load_bundle's probe makes this rare
                 report.invalid_scores += 1
                 if report.invalid_scores == 1 or report.invalid_scores % 1000 == 0:
-                    log.error("camera %s: model gave %r, not a probability (%d such windows); window skipped",
-                              camera.name, score, report.invalid_scores)
+                    log.error(
+                        "camera %s: model gave %r, not a probability (%d such windows); window skipped",
+                        camera.name,
+                        score,
+                        report.invalid_scores,
+                    )
                 continue
             if camera.armed is not None and not camera.armed.is_armed(origin + timedelta(seconds=window.frame.time_s)):
                 score = 0.0  # disarmed: no event starts, and one in progress ends as if quiet
@@ -174,8 +184,16 @@ class CameraPipeline:
         report.wall_s = time.perf_counter() - started
         return report
 
-    def _emit(self, tr: Transition, camera: CameraConfig, best: "_Best | None", origin: datetime,
-              report: CameraReport, media_time: bool, zone: str) -> None:
+    def _emit(
+        self,
+        tr: Transition,
+        camera: CameraConfig,
+        best: _Best | None,
+        origin: datetime,
+        report: CameraReport,
+        media_time: bool,
+        zone: str,
+    ) -> None:
         """Publish one transition. The snapshot is the best-scoring frame so far: the
         start carries the best of the windows that started the event; a later message
         carries a new snapshot only if a better frame came since. A frame analysed as
@@ -200,8 +218,15 @@ class CameraPipeline:
         if best is not None and best.saved_as:
             snapshot_file = best.saved_as
         msg = build_alert(
-            tr, thing_name=self.thing_name, camera=camera.name, zone=zone, threshold=self.threshold,
-            clock_origin=origin, media_time=media_time, model_sha256=self.bundle.sha256, snapshot_file=snapshot_file,
+            tr,
+            thing_name=self.thing_name,
+            camera=camera.name,
+            zone=zone,
+            threshold=self.threshold,
+            clock_origin=origin,
+            media_time=media_time,
+            model_sha256=self.bundle.sha256,
+            snapshot_file=snapshot_file,
         )
         try:
             self.publisher.publish(self.topic, msg)
@@ -209,4 +234,12 @@ class CameraPipeline:
         except PublishError as exc:
             log.error("alert %s/%s not published: %s", msg["event_id"], msg["event_type"], exc)
             report.failed.append(msg)
-        log.info("%s %s/%s event %s at %.1fs (score %.2f)", tr.kind, camera.name, zone, tr.event.event_id[:8], tr.time_s, msg["score"])
+        log.info(
+            "%s %s/%s event %s at %.1fs (score %.2f)",
+            tr.kind,
+            camera.name,
+            zone,
+            tr.event.event_id[:8],
+            tr.time_s,
+            msg["score"],
+        )

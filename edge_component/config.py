@@ -13,8 +13,9 @@ uses them: capture, analysis and events import the config, never the reverse.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -65,14 +66,29 @@ class Polygon(_Model):
 class MotionSettings(_Model):
     """Background model. Units: pixels of the analysis frame, per-analysis rates."""
 
-    analysis_width: int = Field(320, ge=64, le=1920, description="frames are resized to this width (px) before analysis")
+    analysis_width: int = Field(
+        320, ge=64, le=1920, description="frames are resized to this width (px) before analysis"
+    )
     blur_kernel: int = Field(5, ge=1, le=31)
     diff_threshold: int = Field(25, ge=1, le=255, description="grey-level difference (0..255) that counts as change")
-    background_alpha: float = Field(0.05, gt=0, le=1, description="learning rate of the background where the scene is still")
-    foreground_alpha: float = Field(0.001, ge=0, le=1, description="learning rate under foreground: how fast a parked object is absorbed")
-    min_blob_fraction: float = Field(0.0005, ge=0, le=1, description="blobs smaller than this fraction of the zone are noise")
-    recalibrate_fraction: float = Field(0.5, gt=0, le=1, description="a change over more than this fraction of the whole frame that matching brightness and contrast explains (lights, IR switch) resets the background")
-    scene_change_s: float = Field(10.0, gt=0, le=3600, description="most of the frame different for this long (camera moved): learn the new scene")
+    background_alpha: float = Field(
+        0.05, gt=0, le=1, description="learning rate of the background where the scene is still"
+    )
+    foreground_alpha: float = Field(
+        0.001, ge=0, le=1, description="learning rate under foreground: how fast a parked object is absorbed"
+    )
+    min_blob_fraction: float = Field(
+        0.0005, ge=0, le=1, description="blobs smaller than this fraction of the zone are noise"
+    )
+    recalibrate_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="a change over more than this fraction of the whole frame that matching brightness and contrast explains (lights, IR switch) resets the background",
+    )
+    scene_change_s: float = Field(
+        10.0, gt=0, le=3600, description="most of the frame different for this long (camera moved): learn the new scene"
+    )
 
 
 class CameraConfig(_Model):
@@ -82,25 +98,28 @@ class CameraConfig(_Model):
     masks: list[Polygon] = Field(default_factory=list, description="areas ignored for motion (trees, clocks, road)")
     armed: ArmedSchedule | None = Field(None, description="when this camera raises alerts; absent: always")
     mode: Literal["auto", "live", "replay"] = Field(
-        "auto", description="auto: live for cameras and URLs, replay (every frame, in order) for files")
-    read_timeout_s: float = Field(10.0, gt=0, le=600, description="live: no frame for this long means the stream stalled")
+        "auto", description="auto: live for cameras and URLs, replay (every frame, in order) for files"
+    )
+    read_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="live: no frame for this long means the stream stalled"
+    )
     backoff_max_s: float = Field(60.0, ge=0.1, le=3600, description="live: longest wait between reconnect attempts")
 
     @model_validator(mode="after")
-    def _unique_zone_names(self) -> "CameraConfig":
+    def _unique_zone_names(self) -> CameraConfig:
         names = [z.name for z in self.zones]
         if len(set(names)) != len(names):
             raise ValueError(f"zone names must be unique per camera, got {names}")
         return self
 
     @model_validator(mode="after")
-    def _replay_takes_files(self) -> "CameraConfig":
+    def _replay_takes_files(self) -> CameraConfig:
         if self.mode == "replay" and is_live(self.source):
             raise ValueError(f"mode 'replay' reads files; {self.source!r} is a live source (use mode 'live' or 'auto')")
         return self
 
     @model_validator(mode="after")
-    def _zones_not_masked_out(self) -> "CameraConfig":
+    def _zones_not_masked_out(self) -> CameraConfig:
         from .geometry import polygon_mask  # OpenCV, only for configurations with masks
 
         if self.masks:
@@ -131,12 +150,19 @@ class MqttSettings(_Model):
 
 class ComponentConfig(_Model):
     publisher: Literal["greengrass", "mqtt", "jsonl"] = "jsonl"
-    model_file: str | None = Field(None, pattern=r"^[a-zA-Z0-9_.-]{1,128}$",
-                                   description="which of the bundle's files to run, e.g. model.onnx for ONNX Runtime; default the manifest's int8 TFLite model")
+    model_file: str | None = Field(
+        None,
+        pattern=r"^[a-zA-Z0-9_.-]{1,128}$",
+        description="which of the bundle's files to run, e.g. model.onnx for ONNX Runtime; default the manifest's int8 TFLite model",
+    )
     mqtt: MqttSettings | None = Field(None, description="required when publisher is mqtt")
-    outbox_max_messages: int = Field(10_000, ge=10, le=10_000_000, description="alerts kept while offline; the oldest go first")
+    outbox_max_messages: int = Field(
+        10_000, ge=10, le=10_000_000, description="alerts kept while offline; the oldest go first"
+    )
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
-    detection_fps: float = Field(5.0, gt=0, le=30, description="analyses per second; other frames are grabbed, not decoded")
+    detection_fps: float = Field(
+        5.0, gt=0, le=30, description="analyses per second; other frames are grabbed, not decoded"
+    )
     window_s: float = Field(1.0, gt=0, le=10, description="length of the feature window (s)")
     motion: MotionSettings = Field(default_factory=MotionSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
@@ -144,13 +170,13 @@ class ComponentConfig(_Model):
     snapshot_max_files: int = Field(200, ge=1, le=100000, description="snapshots kept on disk; the oldest go first")
 
     @model_validator(mode="after")
-    def _mqtt_settings_present(self) -> "ComponentConfig":
+    def _mqtt_settings_present(self) -> ComponentConfig:
         if self.publisher == "mqtt" and self.mqtt is None:
             raise ValueError("publisher 'mqtt' needs the 'mqtt' settings (host, ca_file, cert_file, key_file)")
         return self
 
     @model_validator(mode="after")
-    def _unique_camera_names(self) -> "ComponentConfig":
+    def _unique_camera_names(self) -> ComponentConfig:
         names = [c.name for c in self.cameras]
         if len(set(names)) != len(names):
             raise ValueError(f"camera names must be unique, got {names}")

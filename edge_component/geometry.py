@@ -4,7 +4,8 @@ checks (a zone entirely under masks) and by motion analysis."""
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np

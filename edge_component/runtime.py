@@ -21,23 +21,35 @@ import multiprocessing as mp
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .backoff import Backoff
 from .capture.source import SourceError
 from .config import CameraConfig, ComponentConfig
 from .contracts.topics import telemetry_topic
-from .delivery.publisher import PublishError, Publisher
+from .delivery.publisher import Publisher, PublishError
 
 log = logging.getLogger(__name__)
 TELEMETRY_SCHEMA_VERSION = "1.0"
 # Per-camera counters a worker reports; a crashed worker's are carried into its successor's.
-COUNTERS = ("frames_in", "analysed", "dropped", "bad_frames", "reconnects", "windows", "events", "snapshot_errors",
-            "invalid_scores", "blank_frames", "recalibrations")
+COUNTERS = (
+    "frames_in",
+    "analysed",
+    "dropped",
+    "bad_frames",
+    "reconnects",
+    "windows",
+    "events",
+    "snapshot_errors",
+    "invalid_scores",
+    "blank_frames",
+    "recalibrations",
+)
 EXIT_SOURCE_ERROR = 3  # a file that cannot be replayed: restarting will not help
 
 
@@ -63,10 +75,19 @@ class _PipePublisher:
         pass
 
 
-def camera_worker(conn: Connection, camera_json: str, config_json: str, model_dir: str, thing_name: str,
-                  snapshot_dir: str, stats_every_s: float) -> None:
+def camera_worker(
+    conn: Connection,
+    camera_json: str,
+    config_json: str,
+    model_dir: str,
+    thing_name: str,
+    snapshot_dir: str,
+    stats_every_s: float,
+) -> None:
     """Entry point of a camera's worker process (spawned): run one camera's pipeline."""
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s camera-{os.getpid()} %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s camera-{os.getpid()} %(name)s: %(message)s"
+    )
     from .camera import CameraPipeline
     from .events.snapshots import SnapshotStore
     from .model.bundle import load_bundle
@@ -74,8 +95,13 @@ def camera_worker(conn: Connection, camera_json: str, config_json: str, model_di
     config = ComponentConfig.model_validate_json(config_json)
     camera = CameraConfig.model_validate_json(camera_json)
     pipe = _PipePublisher(conn)
-    detector = CameraPipeline(config, load_bundle(model_dir, config.model_file), pipe, thing_name=thing_name,
-                        snapshots=SnapshotStore(snapshot_dir, config.snapshot_max_files))
+    detector = CameraPipeline(
+        config,
+        load_bundle(model_dir, config.model_file),
+        pipe,
+        thing_name=thing_name,
+        snapshots=SnapshotStore(snapshot_dir, config.snapshot_max_files),
+    )
     stop = threading.Event()
     done = threading.Event()
 
@@ -149,10 +175,20 @@ class Supervisor:
     process entry point (a module-level function; tests pass one that crashes).
     """
 
-    def __init__(self, config: ComponentConfig, *, model_dir: str | Path, thing_name: str, publisher: Publisher,
-                 snapshot_dir: str | Path, telemetry_every_s: float = 60.0, restart_backoff_s: float = 1.0,
-                 restart_backoff_max_s: float = 60.0, worker: Callable[..., None] = camera_worker,
-                 delivery_stats: Callable[[], dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        config: ComponentConfig,
+        *,
+        model_dir: str | Path,
+        thing_name: str,
+        publisher: Publisher,
+        snapshot_dir: str | Path,
+        telemetry_every_s: float = 60.0,
+        restart_backoff_s: float = 1.0,
+        restart_backoff_max_s: float = 60.0,
+        worker: Callable[..., None] = camera_worker,
+        delivery_stats: Callable[[], dict[str, Any]] | None = None,
+    ):
         self.config = config
         self.model_dir = str(model_dir)
         self.thing_name = thing_name
@@ -164,8 +200,9 @@ class Supervisor:
         self.worker = worker
         self.delivery_stats = delivery_stats
         self.telemetry_topic = telemetry_topic(thing_name)
-        self.cameras = {c.name: CameraState(c, backoff=Backoff(restart_backoff_s, restart_backoff_max_s))
-                        for c in config.cameras}
+        self.cameras = {
+            c.name: CameraState(c, backoff=Backoff(restart_backoff_s, restart_backoff_max_s)) for c in config.cameras
+        }
         self.started = time.monotonic()
         self.alerts_forwarded = 0
         self._ctx = mp.get_context("spawn")  # no fork: the parent has threads
@@ -173,9 +210,18 @@ class Supervisor:
     def _start(self, cs: CameraState) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
         cs.process = self._ctx.Process(
-            target=self.worker, name=f"camera-{cs.camera.name}", daemon=True,
-            args=(child, cs.camera.model_dump_json(), self.config.model_dump_json(), self.model_dir,
-                  self.thing_name, self.snapshot_dir, min(self.telemetry_every_s, 5.0)),
+            target=self.worker,
+            name=f"camera-{cs.camera.name}",
+            daemon=True,
+            args=(
+                child,
+                cs.camera.model_dump_json(),
+                self.config.model_dump_json(),
+                self.model_dir,
+                self.thing_name,
+                self.snapshot_dir,
+                min(self.telemetry_every_s, 5.0),
+            ),
         )
         cs.process.start()
         child.close()
@@ -192,8 +238,12 @@ class Supervisor:
                         self.publisher.publish(topic, message)
                         self.alerts_forwarded += 1
                     except PublishError as exc:
-                        log.error("alert %s from camera %s not accepted by the publisher: %s",
-                                  message.get("event_id"), cs.camera.name, exc)
+                        log.error(
+                            "alert %s from camera %s not accepted by the publisher: %s",
+                            message.get("event_id"),
+                            cs.camera.name,
+                            exc,
+                        )
                 elif item[0] == "stats":
                     cs.stats = item[1]
         except (EOFError, OSError):
@@ -232,17 +282,20 @@ class Supervisor:
     def telemetry(self) -> dict[str, Any]:
         cams = {}
         for name, cs in self.cameras.items():
-            counters = {k: cs.totals.get(k, 0) + cs.stats.get(k, 0)
-                        for k in COUNTERS}
+            counters = {k: cs.totals.get(k, 0) + cs.stats.get(k, 0) for k in COUNTERS}
             cams[name] = {
-                "state": cs.state, "crashes": cs.crashes, "restarts": cs.restarts, "last_exit": cs.last_exit,
-                "inference_ms_mean": cs.stats.get("inference_ms_mean", 0.0), "last_error": cs.stats.get("last_error") or cs.last_error,
+                "state": cs.state,
+                "crashes": cs.crashes,
+                "restarts": cs.restarts,
+                "last_exit": cs.last_exit,
+                "inference_ms_mean": cs.stats.get("inference_ms_mean", 0.0),
+                "last_error": cs.stats.get("last_error") or cs.last_error,
                 **counters,
             }
         msg = {
             "schema_version": TELEMETRY_SCHEMA_VERSION,
             "thing_name": self.thing_name,
-            "sent_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "uptime_s": round(time.monotonic() - self.started, 1),
             "alerts_forwarded": self.alerts_forwarded,
             "cameras": cams,

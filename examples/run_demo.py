@@ -15,9 +15,9 @@ Run with `make demo`. Exit status 1 if the alerts do not match the ground truth.
 
 from __future__ import annotations
 
-import json
 import contextlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -31,12 +31,12 @@ sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
 
-from edge_component.config import parse_config  # noqa: E402
 from edge_component.camera import CameraPipeline  # noqa: E402
-from training.evaluate import match_alerts  # noqa: E402
-from edge_component.model.bundle import load_bundle  # noqa: E402
+from edge_component.config import parse_config  # noqa: E402
 from edge_component.delivery.jsonl import JsonLinesPublisher  # noqa: E402
 from edge_component.events.snapshots import SnapshotStore  # noqa: E402
+from edge_component.model.bundle import load_bundle  # noqa: E402
+from training.evaluate import match_alerts  # noqa: E402
 
 OUT = REPO / "build" / "demo"
 LABELS = REPO / "examples" / "labels" / "one-by-one-person-detection.json"
@@ -77,11 +77,23 @@ def train_model() -> tuple[Path, dict]:
     banner("1/4 training (SageMaker script mode, run locally)")
     model_dir = OUT / "model"
     with native_output_to(OUT / "training.log"):
-        report = train(parse_args(["--model-dir", str(model_dir), "--output-data-dir", str(OUT / "training-output"),
-                                   "--train", str(LABELS)]))
-    print(f"trained on {LABELS.relative_to(REPO)}: threshold {report['threshold']:.3f}, "
-          f"validation AUC keras {report['auc_keras']:.3f} / int8 {report['auc_int8']:.3f}, "
-          f"max |int8 - keras| {report['max_abs_drift_int8_vs_keras']:.4f}")
+        report = train(
+            parse_args(
+                [
+                    "--model-dir",
+                    str(model_dir),
+                    "--output-data-dir",
+                    str(OUT / "training-output"),
+                    "--train",
+                    str(LABELS),
+                ]
+            )
+        )
+    print(
+        f"trained on {LABELS.relative_to(REPO)}: threshold {report['threshold']:.3f}, "
+        f"validation AUC keras {report['auc_keras']:.3f} / int8 {report['auc_int8']:.3f}, "
+        f"max |int8 - keras| {report['max_abs_drift_int8_vs_keras']:.4f}"
+    )
     return model_dir, report
 
 
@@ -95,15 +107,18 @@ def run_edge(model_dir: Path):
     alerts_path.unlink(missing_ok=True)
     shutil.rmtree(OUT / "snapshots", ignore_errors=True)  # this run's evidence only
     publisher = JsonLinesPublisher(alerts_path)
-    detector = CameraPipeline(config, load_bundle(model_dir), publisher, thing_name=THING,
-                        snapshots=SnapshotStore(OUT / "snapshots"))
+    detector = CameraPipeline(
+        config, load_bundle(model_dir), publisher, thing_name=THING, snapshots=SnapshotStore(OUT / "snapshots")
+    )
     with native_output_to(OUT / "edge.log"):
         report = detector.run_replay(config.cameras[0])
     publisher.close()
     for m in report.alerts:
-        print(f"  {m['event_type']:<6} event {m['event_id'][:8]} {m['camera']}/{m['zone']} "
-              f"at {m['media_offset_s']:6.1f}s score {m['score']:.2f}"
-              + (f" snapshot {m['snapshot']['file']}" if "snapshot" in m else ""))
+        print(
+            f"  {m['event_type']:<6} event {m['event_id'][:8]} {m['camera']}/{m['zone']} "
+            f"at {m['media_offset_s']:6.1f}s score {m['score']:.2f}"
+            + (f" snapshot {m['snapshot']['file']}" if "snapshot" in m else "")
+        )
     return report, alerts_path
 
 
@@ -119,9 +134,16 @@ def run_cloud(alerts_path: Path) -> list[dict]:
 
     for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(key, None)
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="eu-west-1",
-                      AWS_REGION="eu-west-1", POWERTOOLS_METRICS_NAMESPACE="Vigil", POWERTOOLS_SERVICE_NAME="vigil-alerts",
-                      POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING")
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="eu-west-1",
+        AWS_REGION="eu-west-1",
+        POWERTOOLS_METRICS_NAMESPACE="Vigil",
+        POWERTOOLS_SERVICE_NAME="vigil-alerts",
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_LOG_LEVEL="WARNING",
+    )
     received = []
     with mock_aws():
         sns, sqs = boto3.client("sns"), boto3.client("sqs")
@@ -129,7 +151,9 @@ def run_cloud(alerts_path: Path) -> list[dict]:
         queue_url = sqs.create_queue(QueueName="vigil-demo-subscriber")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-        os.environ.update(ALERT_TOPIC_ARN=topic_arn, SITE_NAME="Vigil demo lab", TIME_ZONE="Europe/London", STAGE="demo")
+        os.environ.update(
+            ALERT_TOPIC_ARN=topic_arn, SITE_NAME="Vigil demo lab", TIME_ZONE="Europe/London", STAGE="demo"
+        )
         app = load_handler_module()
         emf = io.StringIO()  # Powertools writes CloudWatch metrics (EMF) to stdout, as in Lambda
         with contextlib.redirect_stdout(emf):
@@ -141,8 +165,10 @@ def run_cloud(alerts_path: Path) -> list[dict]:
         metrics_path = OUT / "lambda-metrics.jsonl"
         metrics_path.write_text(emf.getvalue())
         delivered = len(alerts_path.read_text().splitlines())
-        print(f"  {delivered} alert messages through the handler; its {len(emf.getvalue().splitlines())} CloudWatch "
-              f"metric records (EMF) are in {metrics_path.relative_to(REPO)}")
+        print(
+            f"  {delivered} alert messages through the handler; its {len(emf.getvalue().splitlines())} CloudWatch "
+            f"metric records (EMF) are in {metrics_path.relative_to(REPO)}"
+        )
         while True:
             batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
             if not batch:
@@ -186,32 +212,47 @@ def main() -> int:
     gt = [(iv["start_s"], iv["end_s"]) for iv in json.loads(LABELS.read_text())["abnormal"]]
     starts = edge.starts
     banner("summary")
-    result = match_alerts([s["media_offset_s"] for s in starts], gt, edge.stats.frames_in / edge.stats.fps,
-                          max_delay_s=MAX_DELAY_S)
+    result = match_alerts(
+        [s["media_offset_s"] for s in starts], gt, edge.stats.frames_in / edge.stats.fps, max_delay_s=MAX_DELAY_S
+    )
     for i, r in enumerate(result.intervals, 1):
         span = f"intrusion {i} ({r.start_s:>3}-{r.end_s:>3} s)"
         if len(r.alerts_at_s) == 1 and r.delay_s <= MAX_DELAY_S:
             print(f"  {span}: alert at {r.alerts_at_s[0]:.1f} s, {r.delay_s:.1f} s after it began")
         else:
-            print(f"  {span}: {len(r.alerts_at_s)} alerts " + ", ".join(f"{t:.1f} s" for t in r.alerts_at_s)
-                  + f"  <-- expected one within {MAX_DELAY_S:.0f} s")
+            print(
+                f"  {span}: {len(r.alerts_at_s)} alerts "
+                + ", ".join(f"{t:.1f} s" for t in r.alerts_at_s)
+                + f"  <-- expected one within {MAX_DELAY_S:.0f} s"
+            )
     ok = result.found == len(gt) and not result.duplicates and not result.false_alerts_at_s
     print(f"  alerts outside the intrusions: {len(result.false_alerts_at_s)}")
-    print(f"  notifications delivered by SNS: {len(notifications)} (one per event start; "
-          f"{len(edge.alerts) - len(starts)} update/end messages acknowledged without notifying)")
+    print(
+        f"  notifications delivered by SNS: {len(notifications)} (one per event start; "
+        f"{len(edge.alerts) - len(starts)} update/end messages acknowledged without notifying)"
+    )
     ok &= len(notifications) == len(starts)
     sizes = train_report["size_bytes"]
-    print(f"  model: int8 {sizes['int8']:,} bytes (float {sizes['float']:,}, {sizes['int8'] / sizes['float']:.0%}), "
-          f"threshold {train_report['threshold']:.3f}")
-    print(f"  edge: {edge.stats.frames_in} frames ({edge.stats.analysed} analysed) in {edge.wall_s:.1f} s = "
-          f"{edge.source_fps:.0f} frames/s, {1000 * edge.inference_s / max(edge.windows, 1):.2f} ms per window's "
-          f"inference while decoding runs beside it (the model alone: make bench)")
+    print(
+        f"  model: int8 {sizes['int8']:,} bytes (float {sizes['float']:,}, {sizes['int8'] / sizes['float']:.0%}), "
+        f"threshold {train_report['threshold']:.3f}"
+    )
+    print(
+        f"  edge: {edge.stats.frames_in} frames ({edge.stats.analysed} analysed) in {edge.wall_s:.1f} s = "
+        f"{edge.source_fps:.0f} frames/s, {1000 * edge.inference_s / max(edge.windows, 1):.2f} ms per window's "
+        f"inference while decoding runs beside it (the model alone: make bench)"
+    )
     print(f"  alerts:    {alerts_path.relative_to(REPO)}")
-    print(f"  snapshots: {(OUT / 'snapshots').relative_to(REPO)}/ ({len(list((OUT / 'snapshots').glob('*.jpg')))} JPEGs)")
+    print(
+        f"  snapshots: {(OUT / 'snapshots').relative_to(REPO)}/ ({len(list((OUT / 'snapshots').glob('*.jpg')))} JPEGs)"
+    )
     print(f"  model:     {model_dir.relative_to(REPO)}/ ({', '.join(sorted(p.name for p in model_dir.iterdir()))})")
-    print(f"  templates: " + ", ".join(str(t.relative_to(REPO)) for t in templates))
+    print("  templates: " + ", ".join(str(t.relative_to(REPO)) for t in templates))
     print(f"  logs:      {(OUT / 'training.log').relative_to(REPO)}, {(OUT / 'edge.log').relative_to(REPO)}")
-    print(f"  total {time.time() - started:.0f} s: " + ("OK, one alert per intrusion" if ok else "MISMATCH against the ground truth"))
+    print(
+        f"  total {time.time() - started:.0f} s: "
+        + ("OK, one alert per intrusion" if ok else "MISMATCH against the ground truth")
+    )
     return 0 if ok else 1
 
 

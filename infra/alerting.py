@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -148,7 +148,10 @@ class Alerting(Construct):
         # A role of our own, so no AWS-managed policy: logs, the DLQ, the table, the
         # topic and its key, each granted exactly.
         role = iam.Role(
-            self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description="Vigil alert Lambda"
+            self,
+            "FunctionRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Vigil alert Lambda",
         )
         log_group.grant_write(role)
         self.dead_letter_queue = self._dead_letter_queue("DeadLetterQueue", "the alert Lambda's dead-letter queue")
@@ -178,9 +181,7 @@ class Alerting(Construct):
         cfn_lint_ignore(function, ROLE_DEPENDS_ON)
         function.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn]))
         self.key.grant(function, "kms:GenerateDataKey", "kms:Decrypt")
-        self.table.grant(
-            function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
-        )
+        self.table.grant(function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
         # To link a snapshot in the notification (a presigned URL needs read).
         snapshots = evidence_bucket.arn_for_objects(f"{EVIDENCE_SNAPSHOT_PREFIX}/*")
         function.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[snapshots]))
@@ -195,8 +196,10 @@ class Alerting(Construct):
         )
         acknowledge(
             function,
-            {"AwsSolutions-L1": "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for "
-             "that this stack pins; raise with the layer."},
+            {
+                "AwsSolutions-L1": "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for "
+                "that this stack pins; raise with the layer."
+            },
         )
         return function
 
@@ -229,7 +232,10 @@ class Alerting(Construct):
         table and publishes to the topic, nothing else."""
         log_group = logs.LogGroup(self, "FlushLogs", retention=log_retention, removal_policy=removal_policy)
         role = iam.Role(
-            self, "FlushRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description="Vigil held-alert flush"
+            self,
+            "FlushRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Vigil held-alert flush",
         )
         log_group.grant_write(role)
         function = lambda_.Function(
@@ -254,8 +260,10 @@ class Alerting(Construct):
         self.table.grant(function, "dynamodb:GetItem", "dynamodb:UpdateItem")
         acknowledge(
             function,
-            {"AwsSolutions-L1": "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for "
-             "that this stack pins; raise with the layer."},
+            {
+                "AwsSolutions-L1": "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for "
+                "that this stack pins; raise with the layer."
+            },
         )
         schedule = events.Rule(
             self,

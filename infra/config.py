@@ -19,7 +19,8 @@ then be refused where it runs.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Mapping
+from collections.abc import Mapping
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -32,10 +33,27 @@ STAGES_CONTEXT_KEY = "vigil:stages"
 
 # Retention periods CloudWatch Logs accepts, in days, and their aws_logs.RetentionDays names.
 LOG_RETENTION_NAMES: dict[int, str] = {
-    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
-    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
-    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
-    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    2192: "SIX_YEARS",
+    2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS",
+    3288: "NINE_YEARS",
     3653: "TEN_YEARS",
 }
 
@@ -61,6 +79,7 @@ def provisioned_thing_pattern(prefix: str) -> str:
     """The regular expression (for ``re.fullmatch``) a thing name joining by claim must match:
     the literal ``prefix`` and 1-64 of ``[a-z0-9-]``."""
     return re.escape(prefix) + PROVISIONED_THING_SUFFIX
+
 
 class ConfigError(ValueError):
     """A stage's configuration is invalid; the message names the stage and the key."""
@@ -171,17 +190,21 @@ class StageConfig(Frozen):
 
     # Checks across keys: the message starts with the keys it is about (it has no location).
     @model_validator(mode="after")
-    def _someone_is_notified(self) -> "StageConfig":
+    def _someone_is_notified(self) -> StageConfig:
         if not self.alert_emails and not self.alert_sms:
-            raise ValueError("alert_emails, alert_sms: both empty: nobody would ever be notified of an alert; "
-                             "list at least one e-mail address or phone number")
+            raise ValueError(
+                "alert_emails, alert_sms: both empty: nobody would ever be notified of an alert; "
+                "list at least one e-mail address or phone number"
+            )
         return self
 
     @model_validator(mode="after")
-    def _a_device_can_join(self) -> "StageConfig":
+    def _a_device_can_join(self) -> StageConfig:
         if not self.things and not self.fleet_provisioning:
-            raise ValueError("things, fleet_provisioning: no listed things and fleet provisioning off: no device "
-                             "could ever join this stage; list things or set fleet_provisioning to true")
+            raise ValueError(
+                "things, fleet_provisioning: no listed things and fleet provisioning off: no device "
+                "could ever join this stage; list things or set fleet_provisioning to true"
+            )
         return self
 
     @property

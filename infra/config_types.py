@@ -14,7 +14,8 @@ ThingName = Annotated[str, StringConstraints(pattern=THING_NAME_PATTERN.pattern)
 # Deliberately simple: one @, no spaces, a dot in the domain. SNS confirms the address anyway.
 # No control characters either (\s covers only the whitespace ones).
 Email = Annotated[
-    str, StringConstraints(pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]+$", max_length=254)
+    str,
+    StringConstraints(pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]+$", max_length=254),
 ]
 # E.164: a plus, a non-zero country digit, at most 15 digits in all.
 E164Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import aws_cdk as cdk
 
@@ -65,7 +66,10 @@ def device_policy_document(*, role_alias_arn: str, component_names: Sequence[str
                 "Sid": "SubscribeGreengrassTopics",
                 "Effect": "Allow",
                 "Action": "iot:Subscribe",
-                "Resource": [iot_arn(f"topicfilter/{own_things}/jobs/*"), iot_arn(f"topicfilter/{own_things}/shadow/*")],
+                "Resource": [
+                    iot_arn(f"topicfilter/{own_things}/jobs/*"),
+                    iot_arn(f"topicfilter/{own_things}/shadow/*"),
+                ],
             },
             {
                 "Sid": "OwnShadow",

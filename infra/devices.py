@@ -3,7 +3,8 @@ alias; fleet provisioning (:mod:`infra.fleet_provisioning`) when the stage has i
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -182,8 +183,7 @@ class Devices(Construct):
             {
                 wildcard_resource(self, any_thing): "Membership changes are limited to this stage's thing group, "
                 "which the same statement names.",
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]":
-                "Lets the CDK-provided AwsCustomResource function write its own logs; nothing else.",
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]": "Lets the CDK-provided AwsCustomResource function write its own logs; nothing else.",
             },
         )
         if provider is not None:

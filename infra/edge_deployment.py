@@ -106,7 +106,9 @@ class EdgeDeployment(Construct):
         manifests = recipe.get("Manifests") or []
         artifacts = [a for m in manifests for a in m.get("Artifacts", [])]
         if len(artifacts) != 1:
-            raise ValueError(f"{recipe_path}: expected exactly one artifact (the {ARTIFACT_FILE}), found {len(artifacts)}")
+            raise ValueError(
+                f"{recipe_path}: expected exactly one artifact (the {ARTIFACT_FILE}), found {len(artifacts)}"
+            )
         # Version from everything that reaches the device: the recipe as the stage
         # sees it, the zip's digest and the asset hash that names its S3 object.
         versioned = copy.deepcopy(recipe)

@@ -45,7 +45,7 @@ class EdgeConfig(Frozen):
     detection_fps: _component_field(ComponentConfig, "detection_fps")
 
     @model_validator(mode="after")
-    def _component_accepts_it(self) -> "EdgeConfig":
+    def _component_accepts_it(self) -> EdgeConfig:
         # The field types above carry the component's limits; this also runs whatever
         # validators DecisionSettings has or gains.
         merge, _ = self.configuration_update()

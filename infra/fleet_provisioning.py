@@ -74,13 +74,17 @@ def add_provisioning_hook(
     cfn_lint_ignore(function, ROLE_DEPENDS_ON)
     acknowledge(
         function,
-        {"AwsSolutions-L1": "python3.13 like the alert Lambda, whose Powertools layer pins it: the stack's "
-         "functions share one tested Python; raise them together."},
+        {
+            "AwsSolutions-L1": "python3.13 like the alert Lambda, whose Powertools layer pins it: the stack's "
+            "functions share one tested Python; raise them together."
+        },
     )
     acknowledge(
         role,
-        {wildcard_resource(scope, stage_things): "DescribeThing (read-only) on the things this stage's claims may "
-         "register: the hook checks the requested name is not already a registered thing."},
+        {
+            wildcard_resource(scope, stage_things): "DescribeThing (read-only) on the things this stage's claims may "
+            "register: the hook checks the requested name is not already a registered thing."
+        },
     )
     return function
 
@@ -95,16 +99,13 @@ def add_fleet_provisioning(
         scope,
         "ProvisioningRole",
         assumed_by=iam.ServicePrincipal("iot.amazonaws.com"),
-        managed_policies=[
-            iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSIoTThingsRegistration")
-        ],
+        managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSIoTThingsRegistration")],
         description="Registers Vigil cameras that join by fleet provisioning",
     )
     acknowledge(
         provisioning_role,
         {
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSIoTThingsRegistration]":
-            "AWS's documented policy for fleet provisioning roles; IoT assumes it only while running "
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSIoTThingsRegistration]": "AWS's documented policy for fleet provisioning roles; IoT assumes it only while running "
             "this stack's template.",
         },
     )

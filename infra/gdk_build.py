@@ -26,7 +26,7 @@ from infra.packaging import ARTIFACT_FILE, artifact_bytes  # noqa: E402
 
 def main() -> int:
     config = json.loads((COMPONENT / "gdk-config.json").read_text(encoding="utf-8"))
-    (name, component), = config["component"].items()
+    ((name, component),) = config["component"].items()
     out = COMPONENT / "greengrass-build"
     shutil.rmtree(out, ignore_errors=True)
     (out / "recipes").mkdir(parents=True)

@@ -7,14 +7,14 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-from edge_component.contracts.alert_rules import RULES_FILE, SCHEMA_FILE
 
 import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_lambda as lambda_
+
+from edge_component.contracts.alert_rules import RULES_FILE, SCHEMA_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_DIR = REPO_ROOT / "lambda"

@@ -10,7 +10,8 @@ creates it.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import aws_cdk as cdk
 from constructs import IConstruct

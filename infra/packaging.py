@@ -14,10 +14,9 @@ import io
 import os
 import tarfile
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # no CDK (and so no Node) needed to build archives, e.g. from gdk_build.py
@@ -132,7 +131,7 @@ def write_content_addressed(data: bytes, build_dir: Path, file_name: str) -> Arc
     return Archive(path=path, sha256_hex=digest)
 
 
-def build_dir_for(scope: "IConstruct") -> Path:
+def build_dir_for(scope: IConstruct) -> Path:
     """Where synth-time archives go: beside the cloud assembly, never in the source tree."""
     import aws_cdk as cdk
 

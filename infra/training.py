@@ -32,6 +32,8 @@ TRAIN_PREFIX = "train/"
 TEST_PREFIX = "test/"
 MODEL_PREFIX = "models/"
 CHECKPOINT_PREFIX = "checkpoints/"
+
+
 class Training(Construct):
     """Retraining the model on SageMaker, started through Step Functions.
 
@@ -175,9 +177,7 @@ class Training(Construct):
             service="ecr", account="*", resource="repository", resource_name=DLC_REPOSITORY
         )
         statements = [
-            iam.PolicyStatement(
-                sid="ReadTrainingData", actions=["s3:GetObject"], resources=data_objects
-            ),
+            iam.PolicyStatement(sid="ReadTrainingData", actions=["s3:GetObject"], resources=data_objects),
             iam.PolicyStatement(
                 sid="ListTrainingData",
                 actions=["s3:ListBucket"],
@@ -187,7 +187,9 @@ class Training(Construct):
             iam.PolicyStatement(
                 sid="ReadCode",
                 actions=["s3:GetObject"],
-                resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{self.sourcedir.s3_bucket_name}/{self.sourcedir.s3_object_key}"],
+                resources=[
+                    f"arn:{cdk.Aws.PARTITION}:s3:::{self.sourcedir.s3_bucket_name}/{self.sourcedir.s3_object_key}"
+                ],
             ),
             iam.PolicyStatement(
                 sid="WriteModelsAndCheckpoints",
@@ -227,7 +229,9 @@ class Training(Construct):
                     wildcard_resource(self, objects): f"Training reads every object of the {prefix} channel prefix."
                     for prefix, objects in zip(self.channels.values(), data_objects)
                 },
-                wildcard_resource(self, model_objects): "Each job writes its model under a job-named key below models/.",
+                wildcard_resource(
+                    self, model_objects
+                ): "Each job writes its model under a job-named key below models/.",
                 wildcard_resource(self, checkpoint_objects): "Spot training writes and restores checkpoints below "
                 "checkpoints/.",
                 wildcard_resource(self, job_logs): "SageMaker writes one log stream per job in its fixed log group.",

@@ -26,10 +26,23 @@ DLC_REPOSITORY = "tensorflow-training"
 DLC_ACCOUNTS: dict[str, str] = {
     **dict.fromkeys(
         [
-            "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
-            "eu-central-1", "eu-north-1", "eu-west-1", "eu-west-2", "eu-west-3",
-            "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
-            "ap-southeast-1", "ap-southeast-2",
+            "us-east-1",
+            "us-east-2",
+            "us-west-1",
+            "us-west-2",
+            "ca-central-1",
+            "sa-east-1",
+            "eu-central-1",
+            "eu-north-1",
+            "eu-west-1",
+            "eu-west-2",
+            "eu-west-3",
+            "ap-northeast-1",
+            "ap-northeast-2",
+            "ap-northeast-3",
+            "ap-south-1",
+            "ap-southeast-1",
+            "ap-southeast-2",
         ],
         "763104351884",
     ),
@@ -51,22 +64,24 @@ DLC_ACCOUNTS: dict[str, str] = {
 def build_sourcedir(training_dir: Path, edge_package_dir: Path, build_dir: Path) -> Archive:
     """``sourcedir.tar.gz`` for script mode (deterministic), unpacked by SageMaker into /opt/ml/code::
 
-        train.py            the entry point (sagemaker_program), at the root as script mode requires
-        requirements.txt    installed by the container before train.py runs
-        training/...        the package train.py imports (``from training.dataset import ...``)
-        edge_component/...  the edge's feature code, which training shares
+    train.py            the entry point (sagemaker_program), at the root as script mode requires
+    requirements.txt    installed by the container before train.py runs
+    training/...        the package train.py imports (``from training.dataset import ...``)
+    edge_component/...  the edge's feature code, which training shares
     """
     entries = [
-        *(Entry(name, training_dir / name) for name in (ENTRY_POINT, "requirements.txt") if (training_dir / name).is_file()),
+        *(
+            Entry(name, training_dir / name)
+            for name in (ENTRY_POINT, "requirements.txt")
+            if (training_dir / name).is_file()
+        ),
         *tree_entries(training_dir, "training"),
         *tree_entries(edge_package_dir, EDGE_PACKAGE),
     ]
     return write_content_addressed(tar_gz_bytes(entries), build_dir, "sourcedir.tar.gz")
 
 
-def hyperparameters(
-    *, training: TrainingConfig, submit_directory: str, region: str
-) -> dict[str, str]:
+def hyperparameters(*, training: TrainingConfig, submit_directory: str, region: str) -> dict[str, str]:
     """Script-mode hyperparameters, JSON-encoded per value as the SageMaker Python SDK sends them."""
     values: dict[str, Any] = {
         "sagemaker_program": ENTRY_POINT,

@@ -23,9 +23,9 @@ import os
 from typing import Any
 
 import boto3
-from botocore.config import Config
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from botocore.config import Config
 
 from vigil_alerts.config import Settings
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator

@@ -29,11 +29,17 @@ def trained_bundle(tmp_path_factory) -> Path:
     from training.train import parse_args, train
 
     root = tmp_path_factory.mktemp("trained")
-    args = parse_args([
-        "--model-dir", str(root / "model"),
-        "--output-data-dir", str(root / "output"),
-        "--train", str(LABELS),
-        "--epochs", "40",
-    ])
+    args = parse_args(
+        [
+            "--model-dir",
+            str(root / "model"),
+            "--output-data-dir",
+            str(root / "output"),
+            "--train",
+            str(LABELS),
+            "--epochs",
+            "40",
+        ]
+    )
     train(args)
     return root / "model"

@@ -167,7 +167,8 @@ def test_each_part_imports_only_what_its_group_installs(folder, name):
 def test_training_container_pins_what_the_device_runs():
     """The job featurises with the edge's code and gates with the edge's runtime, so every
     package both install is pinned to the same version (edge_component/requirements.txt)."""
-    from training.gates import pinned_version, requirement_pins as pins
+    from training.gates import pinned_version
+    from training.gates import requirement_pins as pins
 
     training, edge = pins(REPO / "training" / "requirements.txt"), pins(REPO / "edge_component" / "requirements.txt")
     shared = set(training) & set(edge)

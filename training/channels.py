@@ -33,8 +33,10 @@ def load_channel(path: str | Path, channel: str = "training") -> Dataset:
         raise DatasetError(f"{channel} channel {path} does not exist")
     csvs, labels = sorted(path.glob("*.csv")), sorted(path.glob("*.json"))
     if csvs and labels:
-        raise DatasetError(f"{channel} channel {path} mixes feature CSVs ({_names(csvs)}) and label files "
-                           f"({_names(labels)}); a channel holds one kind: move the other to its own channel")
+        raise DatasetError(
+            f"{channel} channel {path} mixes feature CSVs ({_names(csvs)}) and label files "
+            f"({_names(labels)}); a channel holds one kind: move the other to its own channel"
+        )
     if csvs:
         parts = [read_dataset(c) for c in csvs]
         return Dataset(*(np.concatenate([getattr(d, f) for d in parts]) for f in ("X", "y", "clips", "times")))
@@ -68,7 +70,13 @@ def load_splits(args: argparse.Namespace) -> tuple[Dataset, Dataset, Dataset, Da
         train_ds, val_ds = split_blocks(data, args.validation_every)
     both_classes(training=train_ds, validation=val_ds)
     test_ds = load_channel(args.test, "test") if args.test and str(args.test).lower() != "none" else None
-    log.info("windows: %d train (%d abnormal), %d validation (%d abnormal), clips %s; test clips %s",
-             len(train_ds), int(train_ds.y.sum()), len(val_ds), int(val_ds.y.sum()), sorted(set(data.clips.tolist())),
-             sorted(set(test_ds.clips.tolist())) if test_ds is not None else "none")
+    log.info(
+        "windows: %d train (%d abnormal), %d validation (%d abnormal), clips %s; test clips %s",
+        len(train_ds),
+        int(train_ds.y.sum()),
+        len(val_ds),
+        int(val_ds.y.sum()),
+        sorted(set(data.clips.tolist())),
+        sorted(set(test_ds.clips.tolist())) if test_ds is not None else "none",
+    )
     return data, train_ds, val_ds, test_ds

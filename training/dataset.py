@@ -16,16 +16,16 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
-from edge_component.capture.source import SourceError
-from edge_component.config import CameraConfig, ComponentConfig
 from edge_component.analysis.features import FEATURE_NAMES
 from edge_component.analysis.windows import analyse_source
+from edge_component.capture.source import SourceError
+from edge_component.config import CameraConfig, ComponentConfig
 
 from .labels import LabelError, load_labels, not_utf8
 
@@ -50,7 +50,7 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, mask: np.ndarray) -> "Dataset":
+    def subset(self, mask: np.ndarray) -> Dataset:
         return Dataset(self.X[mask], self.y[mask], self.clips[mask], self.times[mask])
 
 
@@ -74,7 +74,9 @@ def featurize_labels(label_files: Iterable[str | Path], config: ComponentConfig 
     X, y, clips, times = [], [], [], []
     for lf in label_files:
         labels, clip = load_labels(lf)
-        camera = CameraConfig(name=labels.camera.name, source=str(clip), zones=labels.camera.zones, masks=labels.camera.masks)
+        camera = CameraConfig(
+            name=labels.camera.name, source=str(clip), zones=labels.camera.zones, masks=labels.camera.masks
+        )
         cfg = config or ComponentConfig(cameras=[camera])
         try:
             for w in analyse_source(camera, cfg):
@@ -145,7 +147,9 @@ def _read_rows(path: Path, reader) -> Dataset:
         missing = [c for c in FEATURE_NAMES if c not in features_in_file]
         extra = [c for c in features_in_file if c not in FEATURE_NAMES]
         detail = f"missing {missing}" if missing else f"unexpected {extra}" if extra else "columns out of order"
-        raise DatasetError(f"{path}: feature columns do not match the feature contract: {detail}; expected {list(FEATURE_NAMES)}")
+        raise DatasetError(
+            f"{path}: feature columns do not match the feature contract: {detail}; expected {list(FEATURE_NAMES)}"
+        )
     idx = {c: i for i, c in enumerate(header)}
     X, y, clips, times = [], [], [], []
     for row in reader:
@@ -164,8 +168,10 @@ def _read_rows(path: Path, reader) -> Dataset:
             if not math.isfinite(v):
                 raise DatasetError(f"{path}: row {rowno}, column {name!r}: {raw} is not finite")
             if abs(v) >= FLOAT32_OVERFLOW:
-                raise DatasetError(f"{path}: row {rowno}, column {name!r}: {raw} is beyond the float32 range "
-                                   f"(|x| <= {np.finfo(np.float32).max:.4g}) the model computes in")
+                raise DatasetError(
+                    f"{path}: row {rowno}, column {name!r}: {raw} is beyond the float32 range "
+                    f"(|x| <= {np.finfo(np.float32).max:.4g}) the model computes in"
+                )
             vals.append(v)
         label = row[idx[LABEL_COLUMN]].strip()
         if label not in ("0", "1"):

@@ -18,9 +18,10 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edge_component.camera import CameraPipeline
 from edge_component.config import CameraConfig, ComponentConfig
@@ -87,8 +88,13 @@ class ClipResult:
         }
 
 
-def match_alerts(alert_times_s: Sequence[float], intervals: Sequence[tuple[float, float]], duration_s: float,
-                 clip: str = "", max_delay_s: float = 2.0) -> ClipResult:
+def match_alerts(
+    alert_times_s: Sequence[float],
+    intervals: Sequence[tuple[float, float]],
+    duration_s: float,
+    clip: str = "",
+    max_delay_s: float = 2.0,
+) -> ClipResult:
     """Match 'start' alert media times (s) to labelled (start_s, end_s) intervals."""
     results = [IntervalResult(a, b, []) for a, b in intervals]
     false = []
@@ -102,11 +108,14 @@ def match_alerts(alert_times_s: Sequence[float], intervals: Sequence[tuple[float
     return ClipResult(clip, duration_s, results, false, max_delay_s)
 
 
-def evaluate_clip(label_file: str | Path, bundle_dir: str | Path, base: ComponentConfig | None = None,
-                  max_delay_s: float = 2.0) -> ClipResult:
+def evaluate_clip(
+    label_file: str | Path, bundle_dir: str | Path, base: ComponentConfig | None = None, max_delay_s: float = 2.0
+) -> ClipResult:
     """Replay one labelled clip through the detector and match its alerts."""
     labels, clip = load_labels(label_file)
-    camera = CameraConfig(name=labels.camera.name, source=str(clip), zones=labels.camera.zones, masks=labels.camera.masks)
+    camera = CameraConfig(
+        name=labels.camera.name, source=str(clip), zones=labels.camera.zones, masks=labels.camera.masks
+    )
     config = (base or ComponentConfig(cameras=[camera])).model_copy(update={"cameras": [camera]})
 
     class _Discard:
@@ -116,7 +125,9 @@ def evaluate_clip(label_file: str | Path, bundle_dir: str | Path, base: Componen
         def close(self):
             pass
 
-    report = CameraPipeline(config, load_bundle(bundle_dir, config.model_file), _Discard(), thing_name="evaluation").run_replay(camera)
+    report = CameraPipeline(
+        config, load_bundle(bundle_dir, config.model_file), _Discard(), thing_name="evaluation"
+    ).run_replay(camera)
     duration = report.stats.frames_in / report.stats.fps if report.stats.fps else 0.0
     starts = [a["media_offset_s"] for a in report.starts]
     return match_alerts(starts, [(iv.start_s, iv.end_s) for iv in labels.abnormal], duration, clip.name, max_delay_s)
@@ -128,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("labels", nargs="+", help="label files (JSON)")
     p.add_argument("--model-dir", required=True)
     p.add_argument("--config", help="component configuration whose detection/decision settings to use")
-    p.add_argument("--max-delay", type=float, default=2.0, help="an alert later than this after the start is 'late' (s)")
+    p.add_argument(
+        "--max-delay", type=float, default=2.0, help="an alert later than this after the start is 'late' (s)"
+    )
     p.add_argument("--json", help="also write the full report here")
     args = p.parse_args(argv)
     base = None
@@ -140,18 +153,27 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r.summary() for r in results]
     hours = sum(r.duration_s for r in results) / 3600.0
     total = {
-        "events": sum(r["events"] for r in rows), "found": sum(r["found"] for r in rows),
-        "late": sum(r["late"] for r in rows), "missed": sum(r["missed"] for r in rows),
-        "duplicates": sum(r["duplicates"] for r in rows), "false_alerts": sum(r["false_alerts"] for r in rows),
+        "events": sum(r["events"] for r in rows),
+        "found": sum(r["found"] for r in rows),
+        "late": sum(r["late"] for r in rows),
+        "missed": sum(r["missed"] for r in rows),
+        "duplicates": sum(r["duplicates"] for r in rows),
+        "false_alerts": sum(r["false_alerts"] for r in rows),
     }
     total["false_alerts_per_hour"] = round(total["false_alerts"] / hours, 2) if hours else 0.0
-    print(f"{'clip':<40} {'events':>6} {'found':>5} {'late':>4} {'missed':>6} {'dup':>3} {'false':>5} {'false/h':>7} {'delay mean/max s':>17}")
+    print(
+        f"{'clip':<40} {'events':>6} {'found':>5} {'late':>4} {'missed':>6} {'dup':>3} {'false':>5} {'false/h':>7} {'delay mean/max s':>17}"
+    )
     for r in rows:
         delay = f"{r['delay_s_mean']}/{r['delay_s_max']}" if r["delay_s_mean"] is not None else "-"
-        print(f"{r['clip']:<40} {r['events']:>6} {r['found']:>5} {r['late']:>4} {r['missed']:>6} {r['duplicates']:>3} "
-              f"{r['false_alerts']:>5} {r['false_alerts_per_hour']:>7} {delay:>17}")
-    print(f"{'total':<40} {total['events']:>6} {total['found']:>5} {total['late']:>4} {total['missed']:>6} "
-          f"{total['duplicates']:>3} {total['false_alerts']:>5} {total['false_alerts_per_hour']:>7}")
+        print(
+            f"{r['clip']:<40} {r['events']:>6} {r['found']:>5} {r['late']:>4} {r['missed']:>6} {r['duplicates']:>3} "
+            f"{r['false_alerts']:>5} {r['false_alerts_per_hour']:>7} {delay:>17}"
+        )
+    print(
+        f"{'total':<40} {total['events']:>6} {total['found']:>5} {total['late']:>4} {total['missed']:>6} "
+        f"{total['duplicates']:>3} {total['false_alerts']:>5} {total['false_alerts_per_hour']:>7}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"clips": rows, "total": total}, indent=2) + "\n")
     return 0

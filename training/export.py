@@ -22,9 +22,10 @@ import gzip
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -154,8 +155,19 @@ def runtime_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx", "tensorflow-model-optimization",
-                "tf-keras", "ai-edge-litert", "tflite-runtime", "onnxruntime", "numpy"):
+    for pkg in (
+        "tensorflow",
+        "tensorflow-cpu",
+        "keras",
+        "tf2onnx",
+        "onnx",
+        "tensorflow-model-optimization",
+        "tf-keras",
+        "ai-edge-litert",
+        "tflite-runtime",
+        "onnxruntime",
+        "numpy",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -191,7 +203,7 @@ def write_bundle(
         files[name] = sha256_file(out / name)
     manifest = Manifest(
         schema_version=MANIFEST_SCHEMA_VERSION,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         feature_version=FEATURE_VERSION,
         feature_names=list(FEATURE_NAMES),
         normalisation={

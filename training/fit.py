@@ -27,11 +27,17 @@ def fit(train_ds: Dataset, val_ds: Dataset, args: argparse.Namespace):
     Xt, Xv = scaler.transform(train_ds.X), scaler.transform(val_ds.X)
     model = build_model(Xt.shape[1], hidden_layers(args.hidden), args.learning_rate)
     model.fit(
-        Xt, train_ds.y.astype(np.float32),
+        Xt,
+        train_ds.y.astype(np.float32),
         validation_data=(Xv, val_ds.y.astype(np.float32)),
-        epochs=args.epochs, batch_size=args.batch_size, class_weight=class_weights(train_ds.y),
-        callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True)],
-        verbose=0, shuffle=True,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        class_weight=class_weights(train_ds.y),
+        callbacks=[
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True)
+        ],
+        verbose=0,
+        shuffle=True,
     )
     return scaler, model
 
@@ -56,9 +62,13 @@ def cross_clip(data: Dataset, args: argparse.Namespace) -> list[dict]:
     for held in clips:
         test, rest = data.subset(data.clips == held), data.subset(data.clips != held)
         tr, va = split_blocks(rest, args.validation_every)
-        entry = {"model": "retrained without the test clip", "test_clip": held,
-                 "train_clips": sorted(set(rest.clips.tolist())),
-                 "windows": len(test), "abnormal": int(test.y.sum())}
+        entry = {
+            "model": "retrained without the test clip",
+            "test_clip": held,
+            "train_clips": sorted(set(rest.clips.tolist())),
+            "windows": len(test),
+            "abnormal": int(test.y.sum()),
+        }
         try:
             both_classes(**{"held-out clip": test, "training": tr, "validation": va})
         except DatasetError as exc:
@@ -69,9 +79,22 @@ def cross_clip(data: Dataset, args: argparse.Namespace) -> list[dict]:
         threshold, _ = choose_threshold(va.y, val_scores, args.min_precision)
         scores = predict(model, scaler, test.X)
         p, r = precision_recall(test.y, scores, threshold)
-        out.append(entry | {"auc": roc_auc(test.y, scores), "threshold": threshold, "precision": p, "recall": r,
-                            "confusion": confusion(test.y, scores, threshold),
-                            "in_scene_validation_auc": roc_auc(va.y, val_scores)})
-        log.info("cross-clip: trained on %s, %s scores AUC %.3f (in-scene validation %.3f)",
-                 entry["train_clips"], held, out[-1]["auc"], out[-1]["in_scene_validation_auc"])
+        out.append(
+            entry
+            | {
+                "auc": roc_auc(test.y, scores),
+                "threshold": threshold,
+                "precision": p,
+                "recall": r,
+                "confusion": confusion(test.y, scores, threshold),
+                "in_scene_validation_auc": roc_auc(va.y, val_scores),
+            }
+        )
+        log.info(
+            "cross-clip: trained on %s, %s scores AUC %.3f (in-scene validation %.3f)",
+            entry["train_clips"],
+            held,
+            out[-1]["auc"],
+            out[-1]["in_scene_validation_auc"],
+        )
     return out

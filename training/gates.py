@@ -91,8 +91,8 @@ def compatibility(bundle_dir: str | Path, model_files: list[str]) -> tuple[GateR
     file cannot be loaded or run, scores outside 0..1, or the installed LiteRT is not
     the version the component pins.
     """
-    from edge_component.model.errors import ModelError
     from edge_component.model.bundle import load_bundle
+    from edge_component.model.errors import ModelError
 
     bundle_dir = Path(bundle_dir)
     failures, scorers, checked = [], {}, {}
@@ -118,7 +118,9 @@ def compatibility(bundle_dir: str | Path, model_files: list[str]) -> tuple[GateR
     pin = pinned_version("ai-edge-litert")
     if pin and checked.get("ai-edge-litert") != pin:
         failures.append(f"checked with ai-edge-litert {checked.get('ai-edge-litert')}, but the component pins {pin}")
-    return GateResult("compatibility", not failures, failures, {"checked_against": checked, "pinned_ai_edge_litert": pin}), scorers
+    return GateResult(
+        "compatibility", not failures, failures, {"checked_against": checked, "pinned_ai_edge_litert": pin}
+    ), scorers
 
 
 def parity(
@@ -143,27 +145,48 @@ def parity(
     for name, s in scores.items():
         diff = np.abs(np.asarray(s, np.float64) - keras_scores)
         worst = int(np.argmax(diff))
-        d = {"max_abs_drift": float(diff[worst]), "mean_abs_drift": float(diff.mean()), "worst_row": worst,
-             "auc": roc_auc(y, s)}
+        d = {
+            "max_abs_drift": float(diff[worst]),
+            "mean_abs_drift": float(diff.mean()),
+            "worst_row": worst,
+            "auc": roc_auc(y, s),
+        }
         if name in int8_files:
             d["max_drift_steps"] = float(diff[worst] / INT8_STEP)
             if d["max_drift_steps"] > max_int8_steps:
-                failures.append(f"{name} differs from Keras by {diff[worst]:.4f} ({d['max_drift_steps']:.1f} steps of 1/256) "
-                                f"on held-out row {worst} (Keras {keras_scores[worst]:.4f}, {name} {s[worst]:.4f}); "
-                                f"allowed {max_int8_steps} steps")
+                failures.append(
+                    f"{name} differs from Keras by {diff[worst]:.4f} ({d['max_drift_steps']:.1f} steps of 1/256) "
+                    f"on held-out row {worst} (Keras {keras_scores[worst]:.4f}, {name} {s[worst]:.4f}); "
+                    f"allowed {max_int8_steps} steps"
+                )
             if auc_keras - d["auc"] > max_auc_drop:
-                failures.append(f"{name} AUC {d['auc']:.4f} is {auc_keras - d['auc']:.4f} below Keras's {auc_keras:.4f}; "
-                                f"allowed {max_auc_drop}")
+                failures.append(
+                    f"{name} AUC {d['auc']:.4f} is {auc_keras - d['auc']:.4f} below Keras's {auc_keras:.4f}; "
+                    f"allowed {max_auc_drop}"
+                )
         elif diff[worst] > max_float_drift:
-            failures.append(f"{name} differs from Keras by {diff[worst]:.2e} on held-out row {worst}; allowed {max_float_drift:.0e}")
+            failures.append(
+                f"{name} differs from Keras by {diff[worst]:.2e} on held-out row {worst}; allowed {max_float_drift:.0e}"
+            )
         details["models"][name] = d
-    details["tolerances"] = {"int8_steps": max_int8_steps, "int8_step": INT8_STEP, "float": max_float_drift,
-                             "int8_auc_drop": max_auc_drop}
+    details["tolerances"] = {
+        "int8_steps": max_int8_steps,
+        "int8_step": INT8_STEP,
+        "float": max_float_drift,
+        "int8_auc_drop": max_auc_drop,
+    }
     return GateResult("parity", not failures, failures, details)
 
 
-def quality(y: np.ndarray, scores: np.ndarray, threshold: float, *, min_auc: float, min_recall: float,
-            model: str = "model.tflite") -> GateResult:
+def quality(
+    y: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    *,
+    min_auc: float,
+    min_recall: float,
+    model: str = "model.tflite",
+) -> GateResult:
     """AUC and recall at ``threshold`` of the shipped model's held-out scores against floors."""
     auc = roc_auc(y, scores)
     precision, recall = precision_recall(y, scores, threshold)
@@ -172,5 +195,9 @@ def quality(y: np.ndarray, scores: np.ndarray, threshold: float, *, min_auc: flo
         failures.append(f"{model} validation AUC {auc:.3f} < floor {min_auc}")
     if recall < min_recall:
         failures.append(f"{model} validation recall {recall:.3f} at threshold {threshold:.3f} < floor {min_recall}")
-    return GateResult("quality", not failures, failures, {
-        "auc": auc, "recall": recall, "precision": precision, "min_auc": min_auc, "min_recall": min_recall})
+    return GateResult(
+        "quality",
+        not failures,
+        failures,
+        {"auc": auc, "recall": recall, "precision": precision, "min_auc": min_auc, "min_recall": min_recall},
+    )

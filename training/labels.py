@@ -17,8 +17,9 @@ abnormal interval, else 0.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -35,7 +36,7 @@ class Interval(BaseModel):
     end_s: float = Field(gt=0)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Interval":
+    def _ordered(self) -> Interval:
         if self.end_s <= self.start_s:
             raise ValueError(f"end_s ({self.end_s}) must be after start_s ({self.start_s})")
         return self
@@ -57,14 +58,16 @@ class ClipLabels(BaseModel):
     attribution: str = ""
 
     @model_validator(mode="after")
-    def _intervals_apart(self) -> "ClipLabels":
+    def _intervals_apart(self) -> ClipLabels:
         # Two overlapping intervals are one event labelled twice, or a typo: the
         # evaluation would count one alert against two events.
         ordered = sorted(enumerate(self.abnormal), key=lambda p: p[1].start_s)
         for (i, a), (j, b) in zip(ordered, ordered[1:]):
             if b.start_s < a.end_s:
-                raise ValueError(f"abnormal intervals {i} ({a.start_s}-{a.end_s} s) and {j} "
-                                 f"({b.start_s}-{b.end_s} s) overlap; merge them into one event")
+                raise ValueError(
+                    f"abnormal intervals {i} ({a.start_s}-{a.end_s} s) and {j} "
+                    f"({b.start_s}-{b.end_s} s) overlap; merge them into one event"
+                )
         return self
 
     def is_abnormal(self, time_s: float) -> bool:
@@ -77,8 +80,10 @@ def not_utf8(lines: Iterable[bytes]) -> str:
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return (f"line {number} is not UTF-8 text (byte 0x{line[exc.start]:02x}, byte {exc.start + 1} of the line); "
-                    "save the file as UTF-8")
+            return (
+                f"line {number} is not UTF-8 text (byte 0x{line[exc.start]:02x}, byte {exc.start + 1} of the line); "
+                "save the file as UTF-8"
+            )
     return "not UTF-8 text; save the file as UTF-8"
 
 

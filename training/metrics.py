@@ -70,7 +70,6 @@ def choose_threshold(y: np.ndarray, scores: np.ndarray, min_precision: float) ->
     return best, f"highest recall at precision >= {min_precision}"
 
 
-
 def _counts_by_threshold(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
     """True and false positives with each distinct score as threshold (highest first),
     and the numbers of positives and negatives."""

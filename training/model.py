@@ -16,7 +16,7 @@ class Standardizer:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, X: np.ndarray) -> "Standardizer":
+    def fit(cls, X: np.ndarray) -> Standardizer:
         # In float64: float32's squares overflow for values above ~1.8e19, and every
         # value float32 can hold has a mean and a standard deviation float32 can hold.
         X64 = np.asarray(X, np.float64)

@@ -87,11 +87,24 @@ def prune_model(
 
     steps = math.ceil(len(X) / batch_size) * epochs
     schedule = tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=0.0, final_sparsity=target_sparsity, begin_step=0, end_step=max(1, int(steps * 0.7)), frequency=1)
+        initial_sparsity=0.0,
+        final_sparsity=target_sparsity,
+        begin_step=0,
+        end_step=max(1, int(steps * 0.7)),
+        frequency=1,
+    )
     pruned = tfmot.sparsity.keras.prune_low_magnitude(twin, pruning_schedule=schedule)
     pruned.compile(optimizer=tf_keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
-    pruned.fit(X, y.astype(np.float32), epochs=epochs, batch_size=batch_size, class_weight=class_weight,
-               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], verbose=0, shuffle=True)
+    pruned.fit(
+        X,
+        y.astype(np.float32),
+        epochs=epochs,
+        batch_size=batch_size,
+        class_weight=class_weight,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        verbose=0,
+        shuffle=True,
+    )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     model.set_weights(stripped.get_weights())
     return {"target": target_sparsity, "reached": kernel_sparsity(model), "epochs": epochs}

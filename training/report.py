@@ -10,8 +10,8 @@ against Keras row by row).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -20,8 +20,15 @@ from .metrics import confusion, pr_curve, roc_auc, roc_curve
 PLOTS = ("roc.png", "precision_recall.png", "confusion.png", "scores.png")
 
 
-def write_plots(out_dir: str | Path, y: np.ndarray, scores: dict[str, np.ndarray], threshold: float,
-                *, int8: str = "int8 TFLite", reference: str = "Keras") -> list[Path]:
+def write_plots(
+    out_dir: str | Path,
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    threshold: float,
+    *,
+    int8: str = "int8 TFLite",
+    reference: str = "Keras",
+) -> list[Path]:
     """Write :data:`PLOTS` into ``out_dir`` for held-out labels ``y`` and ``scores``
     (label -> scores, including ``int8`` and ``reference``); returns the paths."""
     import matplotlib
@@ -57,8 +64,13 @@ def write_plots(out_dir: str | Path, y: np.ndarray, scores: dict[str, np.ndarray
         ax.plot(recall, precision, drawstyle="steps-post", label=label, **style)
     c = confusion(y, scores[int8], threshold)
     if c["tp"] + c["fp"]:
-        ax.plot(c["tp"] / max(c["tp"] + c["fn"], 1), c["tp"] / (c["tp"] + c["fp"]), "o", color="black",
-                label=f"{int8} at threshold {threshold:.3f}")
+        ax.plot(
+            c["tp"] / max(c["tp"] + c["fn"], 1),
+            c["tp"] / (c["tp"] + c["fp"]),
+            "o",
+            color="black",
+            label=f"{int8} at threshold {threshold:.3f}",
+        )
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, validation windows", ylim=(0, 1.02))
     ax.legend(loc="lower left")
     save(fig, "precision_recall.png")
@@ -68,16 +80,29 @@ def write_plots(out_dir: str | Path, y: np.ndarray, scores: dict[str, np.ndarray
     ax.imshow(m, cmap="Blues")
     for (i, j), v in np.ndenumerate(m):
         ax.text(j, i, str(v), ha="center", va="center", color="white" if v > m.max() / 2 else "black", fontsize=14)
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["normal", "abnormal"], yticklabels=["normal", "abnormal"],
-           xlabel="predicted", ylabel="labelled", title=f"{int8} at threshold {threshold:.3f}")
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["normal", "abnormal"],
+        yticklabels=["normal", "abnormal"],
+        xlabel="predicted",
+        ylabel="labelled",
+        title=f"{int8} at threshold {threshold:.3f}",
+    )
     save(fig, "confusion.png")
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     bins = np.linspace(0, 1, 41)
     for label, s, style in ((reference, scores[reference], "step"), (int8, scores[int8], "stepfilled")):
         for cls, colour in ((0, "tab:blue"), (1, "tab:red")):
-            a1.hist(s[y == cls], bins=bins, histtype=style, alpha=0.35 if style == "stepfilled" else 1.0,
-                    color=colour, label=f"{label}, {'abnormal' if cls else 'normal'}")
+            a1.hist(
+                s[y == cls],
+                bins=bins,
+                histtype=style,
+                alpha=0.35 if style == "stepfilled" else 1.0,
+                color=colour,
+                label=f"{label}, {'abnormal' if cls else 'normal'}",
+            )
     a1.axvline(threshold, color="black", ls="--", label="threshold")
     a1.set(xlabel="score", ylabel="windows", title="Score distributions (float vs int8)")
     a1.legend(fontsize=7)
@@ -88,8 +113,9 @@ def write_plots(out_dir: str | Path, y: np.ndarray, scores: dict[str, np.ndarray
     return paths
 
 
-def measure_latency(calls: dict[str, Callable[[np.ndarray], object]], rows: np.ndarray,
-                    rounds: int = 3) -> dict[str, dict[str, float]]:
+def measure_latency(
+    calls: dict[str, Callable[[np.ndarray], object]], rows: np.ndarray, rounds: int = 3
+) -> dict[str, dict[str, float]]:
     """Per-inference latency of each ``calls[name](row)`` on one row at a time.
 
     ``rows``: raw feature rows ``(n, N_FEATURES)``. The calls run interleaved, ``rounds``
@@ -107,8 +133,9 @@ def measure_latency(calls: dict[str, Callable[[np.ndarray], object]], rows: np.n
             for row in rows:
                 fn(row)
             per_round[name].append(1e6 * (time.perf_counter() - t0) / len(rows))
-    return {name: {"us_median": float(np.median(v)), "us_p90": float(np.percentile(v, 90))}
-            for name, v in per_round.items()}
+    return {
+        name: {"us_median": float(np.median(v)), "us_p90": float(np.percentile(v, 90))} for name, v in per_round.items()
+    }
 
 
 def latency_table(latency: dict[str, dict[str, float]], sizes: dict[str, int], base: str) -> str:

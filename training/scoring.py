@@ -18,8 +18,9 @@ log = logging.getLogger("vigil.train")
 LATENCY_NAMES = {"tflite_int8": export.INT8_FILE, "tflite_float": export.FLOAT_FILE, "onnxruntime": export.ONNX_FILE}
 
 
-def score_test_clips(test: Dataset, train_clips: list[str], keras_scores: np.ndarray, int8_scores: np.ndarray,
-                     threshold: float) -> list[dict]:
+def score_test_clips(
+    test: Dataset, train_clips: list[str], keras_scores: np.ndarray, int8_scores: np.ndarray, threshold: float
+) -> list[dict]:
     """The shipped model on each clip of the test channel (never trained on): AUC of
     Keras and int8, and int8 precision, recall and confusion at the threshold."""
     from training.gates import INT8_STEP
@@ -28,16 +29,37 @@ def score_test_clips(test: Dataset, train_clips: list[str], keras_scores: np.nda
     for clip in sorted(set(test.clips.tolist())):
         m = test.clips == clip
         y, k, q = test.y[m], keras_scores[m], int8_scores[m]
-        entry = {"model": "shipped", "test_clip": clip, "train_clips": train_clips, "windows": int(m.sum()),
-                 "abnormal": int(y.sum()), "max_drift_steps_int8_vs_keras": float(np.max(np.abs(q - k)) / INT8_STEP)}
+        entry = {
+            "model": "shipped",
+            "test_clip": clip,
+            "train_clips": train_clips,
+            "windows": int(m.sum()),
+            "abnormal": int(y.sum()),
+            "max_drift_steps_int8_vs_keras": float(np.max(np.abs(q - k)) / INT8_STEP),
+        }
         if len(set(y.tolist())) < 2:
             out.append(entry | {"skipped": f"{clip} has a single class"})
             continue
         p, r = precision_recall(y, q, threshold)
-        out.append(entry | {"auc": roc_auc(y, q), "auc_keras": roc_auc(y, k), "threshold": threshold,
-                            "precision": p, "recall": r, "confusion": confusion(y, q, threshold)})
-        log.info("test clip %s (never trained on): int8 AUC %.3f, recall %.3f, precision %.3f at %.3f",
-                 clip, out[-1]["auc"], r, p, threshold)
+        out.append(
+            entry
+            | {
+                "auc": roc_auc(y, q),
+                "auc_keras": roc_auc(y, k),
+                "threshold": threshold,
+                "precision": p,
+                "recall": r,
+                "confusion": confusion(y, q, threshold),
+            }
+        )
+        log.info(
+            "test clip %s (never trained on): int8 AUC %.3f, recall %.3f, precision %.3f at %.3f",
+            clip,
+            out[-1]["auc"],
+            r,
+            p,
+            threshold,
+        )
     return out
 
 
@@ -57,8 +79,10 @@ def latency(model, scaler: Standardizer, scorers: dict, rows: np.ndarray, sizes:
     calls = {"keras": lambda r: model(scaler.transform(r.reshape(1, -1)), training=False)}
     calls |= {name: scorers[file].score for name, file in LATENCY_NAMES.items() if file in scorers}
     measured = measure_latency(calls, rows)
-    log.info("per-inference latency (one row, normalisation included):\n%s",
-             latency_table(measured, {n: sizes[f] for n, f in LATENCY_NAMES.items() if f in sizes}, "tflite_int8"))
+    log.info(
+        "per-inference latency (one row, normalisation included):\n%s",
+        latency_table(measured, {n: sizes[f] for n, f in LATENCY_NAMES.items() if f in sizes}, "tflite_int8"),
+    )
     return measured
 
 

@@ -90,15 +90,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     its hyperparameters (:mod:`training.hyperparameters`); exits with status 2
     (argparse's usage error) naming an unknown argument or a value out of range."""
     env = os.environ.get
-    p = argparse.ArgumentParser(description="Train the Vigil window classifier (SageMaker script mode).",
-                                allow_abbrev=False)  # a truncated name is a typo too
+    p = argparse.ArgumentParser(
+        description="Train the Vigil window classifier (SageMaker script mode).", allow_abbrev=False
+    )  # a truncated name is a typo too
     p.add_argument("--model-dir", default=env("SM_MODEL_DIR", "build/model"))
     p.add_argument("--output-data-dir", default=env("SM_OUTPUT_DATA_DIR", "build/output"))
     p.add_argument("--train", default=env("SM_CHANNEL_TRAIN", "examples/labels"))
     p.add_argument("--validation", default=env("SM_CHANNEL_VALIDATION"))
     local_test = str(LOCAL_TEST_CHANNEL) if LOCAL_TEST_CHANNEL.is_dir() else None
-    p.add_argument("--test", default=env("SM_CHANNEL_TEST", local_test),
-                   help="clips never trained on, scored by the shipped model ('none': skip)")
+    p.add_argument(
+        "--test",
+        default=env("SM_CHANNEL_TEST", local_test),
+        help="clips never trained on, scored by the shipped model ('none': skip)",
+    )
     add_arguments(p)
     # parse_known_args keeps the script-mode contract in view: SageMaker passes only the
     # job's own hyperparameters, so whatever is left over is a typo (_refuse_leftovers).
@@ -116,8 +120,9 @@ def export_models(model, Xt: np.ndarray, args: argparse.Namespace) -> dict[str, 
     ``Xt``, float TFLite, and ONNX."""
     with export.saved_model(model) as sm:
         models = {
-            export.INT8_FILE: export.to_tflite_int8(sm, export.representative_rows(Xt, args.representative_rows),
-                                                    per_channel=args.int8_per_channel),
+            export.INT8_FILE: export.to_tflite_int8(
+                sm, export.representative_rows(Xt, args.representative_rows), per_channel=args.int8_per_channel
+            ),
             export.FLOAT_FILE: export.to_tflite_float(sm),
         }
     models[export.ONNX_FILE] = export.to_onnx(model)
@@ -138,11 +143,22 @@ def train(args: argparse.Namespace) -> dict:
     if args.prune_sparsity > 0:
         from training.prune import prune_model
 
-        pruning = prune_model(model, Xt, train_ds.y, target_sparsity=args.prune_sparsity, epochs=args.prune_epochs,
-                              batch_size=args.batch_size, learning_rate=args.learning_rate,
-                              class_weight=class_weights(train_ds.y), seed=args.seed)
-        log.info("pruned to %.1f%% zero kernel weights (target %.0f%%)", 100 * pruning["reached"]["total"],
-                 100 * args.prune_sparsity)
+        pruning = prune_model(
+            model,
+            Xt,
+            train_ds.y,
+            target_sparsity=args.prune_sparsity,
+            epochs=args.prune_epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            class_weight=class_weights(train_ds.y),
+            seed=args.seed,
+        )
+        log.info(
+            "pruned to %.1f%% zero kernel weights (target %.0f%%)",
+            100 * pruning["reached"]["total"],
+            100 * args.prune_sparsity,
+        )
     keras_val = predict(model, scaler, val_ds.X)
     models = export_models(model, Xt, args)
     sizes = {name: len(b) for name, b in models.items()}
@@ -157,8 +173,14 @@ def train(args: argparse.Namespace) -> dict:
         compat, scorers = gates.compatibility(staging, list(models))
         gates.enforce(compat)
         scores = {name: scorer.score(val_ds.X) for name, scorer in scorers.items()}
-        parity = gates.parity(val_ds.y, keras_val, scores, max_int8_steps=args.max_int8_drift_steps,
-                              max_float_drift=args.max_float_drift, max_auc_drop=args.max_auc_drop)
+        parity = gates.parity(
+            val_ds.y,
+            keras_val,
+            scores,
+            max_int8_steps=args.max_int8_drift_steps,
+            max_float_drift=args.max_float_drift,
+            max_auc_drop=args.max_auc_drop,
+        )
         int8_val = scores[export.INT8_FILE]
         # On the shipped model's own scores: the edge compares these, in 1/256 steps.
         threshold, rule = choose_threshold(val_ds.y, int8_val, args.min_precision)
@@ -192,8 +214,12 @@ def train(args: argparse.Namespace) -> dict:
         }
         if test_ds is not None:
             metrics["cross_clip"] += score_test_clips(
-                test_ds, metrics["clips"], predict(model, scaler, test_ds.X), scorers[export.INT8_FILE].score(test_ds.X),
-                threshold)
+                test_ds,
+                metrics["clips"],
+                predict(model, scaler, test_ds.X),
+                scorers[export.INT8_FILE].score(test_ds.X),
+                threshold,
+            )
         report = {"threshold": threshold, **metrics}
         if args.latency_rows > 0:
             rows = val_ds.X[np.linspace(0, len(val_ds) - 1, args.latency_rows).astype(int)]
@@ -202,14 +228,23 @@ def train(args: argparse.Namespace) -> dict:
         if args.plots:
             from training.report import write_plots
 
-            paths = write_plots(out, val_ds.y, {"Keras": keras_val, "int8 TFLite": int8_val,
-                                                "ONNX Runtime": scores[export.ONNX_FILE]}, threshold)
+            paths = write_plots(
+                out,
+                val_ds.y,
+                {"Keras": keras_val, "int8 TFLite": int8_val, "ONNX Runtime": scores[export.ONNX_FILE]},
+                threshold,
+            )
             report["plots"] = [p.name for p in paths]
         (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         gates.enforce(parity, quality)
 
-        export.write_bundle(staging, threshold=threshold, metrics=metrics,
-                            checked_against=compat.details["checked_against"], **bundle_args)
+        export.write_bundle(
+            staging,
+            threshold=threshold,
+            metrics=metrics,
+            checked_against=compat.details["checked_against"],
+            **bundle_args,
+        )
         model_dir.mkdir(parents=True, exist_ok=True)
         for name in (*models, "manifest.json"):  # the manifest last: a bundle is complete once it is there
             os.replace(staging / name, model_dir / name)
@@ -226,9 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, LabelError, GateError) as exc:
         log.error("%s", exc)
         return 2
-    log.info("model bundle in %s: threshold %.3f, int8 AUC %.3f (Keras %.3f), int8 %d bytes = %.0f%% of float %d",
-             args.model_dir, report["threshold"], report["auc_int8"], report["auc_keras"],
-             report["size_bytes"]["int8"], 100 * report["int8_to_float_size"], report["size_bytes"]["float"])
+    log.info(
+        "model bundle in %s: threshold %.3f, int8 AUC %.3f (Keras %.3f), int8 %d bytes = %.0f%% of float %d",
+        args.model_dir,
+        report["threshold"],
+        report["auc_int8"],
+        report["auc_keras"],
+        report["size_bytes"]["int8"],
+        100 * report["int8_to_float_size"],
+        report["size_bytes"]["float"],
+    )
     return 0
 
 

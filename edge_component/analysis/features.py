@@ -11,8 +11,8 @@ order of :data:`FEATURE_NAMES`. The model bundle's manifest records these names 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 

@@ -20,7 +20,6 @@ from ..capture.luma import STUDIO_TO_FULL
 from ..config import MotionSettings, Polygon
 from ..geometry import polygon_mask
 
-
 # Standard deviation (grey levels, on the blurred analysis image) below which a frame is
 # one flat colour. Real scenes, even dark ones, have sensor noise and texture well above
 # it: the lowest over every frame of six CCTV-style test clips (the examples among them) is 9.6.
@@ -52,8 +51,13 @@ class MotionAnalyzer:
     background (all stats zero).
     """
 
-    def __init__(self, settings: MotionSettings, zones: list[Polygon], masks: list[Polygon] | None = None,
-                 analyses_per_s: float = 5.0):
+    def __init__(
+        self,
+        settings: MotionSettings,
+        zones: list[Polygon],
+        masks: list[Polygon] | None = None,
+        analyses_per_s: float = 5.0,
+    ):
         self.settings = settings
         self.zones = zones
         self.masks = masks or []
@@ -147,7 +151,9 @@ class MotionAnalyzer:
             left = cv2.countNonZero(fg_corrected) / fg.size
             # Most of the frame: lighting if it leaves no more than the fraction. Less of
             # it: lighting only if it explains at least half, which a person does not.
-            lighting = left <= s.recalibrate_fraction if global_change > s.recalibrate_fraction else left <= global_change / 2
+            lighting = (
+                left <= s.recalibrate_fraction if global_change > s.recalibrate_fraction else left <= global_change / 2
+            )
             if lighting:
                 self._background = corrected
                 fg = fg_corrected

@@ -7,8 +7,8 @@ camera pipeline (``edge_component/camera.py``) scores what it yields; training
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -30,8 +30,9 @@ class Window:
     stats: FrameStats  # the closing frame's stats (boxes for the snapshot)
 
 
-def analyse_frames(frames: Iterator[Frame], camera: CameraConfig, config: ComponentConfig,
-                   analyzer: MotionAnalyzer | None = None) -> Iterator[Window]:
+def analyse_frames(
+    frames: Iterator[Frame], camera: CameraConfig, config: ComponentConfig, analyzer: MotionAnalyzer | None = None
+) -> Iterator[Window]:
     """Turn analysed frames into windows, one per zone per frame. ``analyzer`` (made
     from the config when not given) is passed in by a caller that reads its counters."""
     analyzer = analyzer or MotionAnalyzer(config.motion, camera.zones, camera.masks, config.detection_fps)
@@ -42,7 +43,9 @@ def analyse_frames(frames: Iterator[Frame], camera: CameraConfig, config: Compon
             yield Window(frame, i, camera.zones[i].name, fz.push(stats), stats)
 
 
-def analyse_source(camera: CameraConfig, config: ComponentConfig, stats: CaptureStats | None = None) -> Iterator[Window]:
+def analyse_source(
+    camera: CameraConfig, config: ComponentConfig, stats: CaptureStats | None = None
+) -> Iterator[Window]:
     """Replay ``camera.source`` (a file) and yield its windows in media order.
 
     Raises capture.SourceError if the file cannot be read.

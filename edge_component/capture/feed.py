@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
@@ -58,8 +58,9 @@ def open_replay(source: str, detection_fps: float, *, colour: bool = False) -> F
     return Feed(source, frames, stats, True, identity, ColourFrames(source) if colour else None)
 
 
-def open_live(source: str, detection_fps: float, *, stop: threading.Event, read_timeout_s: float,
-              backoff_max_s: float) -> Feed:
+def open_live(
+    source: str, detection_fps: float, *, stop: threading.Event, read_timeout_s: float, backoff_max_s: float
+) -> Feed:
     """A live source followed until ``stop`` is set; a failing source is reopened with
     backoff (:func:`.live.live`), never raised."""
     stats = CaptureStats()

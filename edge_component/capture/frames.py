@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -33,7 +33,7 @@ class Frame:
     studio_range: bool = False
 
     @classmethod
-    def from_colour(cls, index: int, time_s: float, image: np.ndarray) -> "Frame":
+    def from_colour(cls, index: int, time_s: float, image: np.ndarray) -> Frame:
         """A frame decoded in colour (BGR uint8, H x W x 3); its luma is the image's grey."""
         return cls(index, time_s, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), image)
 
@@ -43,7 +43,6 @@ class Frame:
             return self.image
         luma = cv2.LUT(self.luma, STUDIO_TO_FULL) if self.studio_range else self.luma
         return cv2.cvtColor(luma, cv2.COLOR_GRAY2BGR)
-
 
 
 @dataclass(slots=True)
@@ -60,12 +59,11 @@ class CaptureStats:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
-
 def prefetch(frames: Iterator[Frame], depth: int = 8) -> Iterator[Frame]:
     """Run ``frames`` (a replay) in a reader thread, ``depth`` frames ahead, so decoding
     the next frames overlaps analysing this one (OpenCV releases the GIL in both).
     Order and content are unchanged; an exception in the reader is raised here."""
-    q: "queue.Queue[tuple[str, object]]" = queue.Queue(maxsize=depth)
+    q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def read() -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import cv2
 
@@ -54,7 +54,9 @@ def live(
     mailbox: list[Frame] = []
     t0 = time.monotonic()
     reader = threading.Thread(
-        target=_live_reader, name=f"capture-{source}", daemon=True,
+        target=_live_reader,
+        name=f"capture-{source}",
+        daemon=True,
         args=(source, detection_fps, stats, stop, settings, opener, cond, mailbox, t0),
     )
     reader.start()
@@ -128,8 +130,12 @@ def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mai
                 cap.release()
             if got_any:
                 backoff.reset()
-            log.warning("camera source %s: %s; reopening in %.1fs", source, stats.last_error,
-                        backoff.ceiling_s(backoff.failures + 1))
+            log.warning(
+                "camera source %s: %s; reopening in %.1fs",
+                source,
+                stats.last_error,
+                backoff.ceiling_s(backoff.failures + 1),
+            )
         if stop.is_set():
             break
         stats.reconnects += 1

@@ -30,10 +30,26 @@ STUDIO_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255
 # Pixel formats (as FFmpeg's raw-video tags, CAP_PROP_CODEC_PIXEL_FORMAT) whose first
 # plane is 8-bit luma: planar and semi-planar YUV at any chroma subsampling, and grey.
 # Anything else (RGB, palette, packed YUV, more than 8 bits) is decoded in colour.
-LUMA_PLANE_FORMATS = frozenset({
-    b"I420", b"IYUV", b"YV12", b"J420", b"NV12", b"NV21", b"Y42B", b"422P", b"444P", b"Y444",
-    b"Y41B", b"411P", b"440P", b"Y800", b"GREY", b"Y1\x00\x08",
-})
+LUMA_PLANE_FORMATS = frozenset(
+    {
+        b"I420",
+        b"IYUV",
+        b"YV12",
+        b"J420",
+        b"NV12",
+        b"NV21",
+        b"Y42B",
+        b"422P",
+        b"444P",
+        b"Y444",
+        b"Y41B",
+        b"411P",
+        b"440P",
+        b"Y800",
+        b"GREY",
+        b"Y1\x00\x08",
+    }
+)
 
 _QUIET = threading.Lock()
 
@@ -87,8 +103,11 @@ def luma_range(source: str, tolerance: float = 4.0, probe_frames: int = 100) -> 
                 if verdict is None:
                     log.info("%s: the luma plane does not match the colour image; decoding in colour", source)
                 return verdict
-        log.info("%s: no frame among the first %d has the contrast to tell studio from full range; decoding in colour",
-                 source, probe_frames)
+        log.info(
+            "%s: no frame among the first %d has the contrast to tell studio from full range; decoding in colour",
+            source,
+            probe_frames,
+        )
         return None
     finally:
         colour.release()

@@ -12,7 +12,7 @@ Sources: OpenCV ``VideoCapture`` with the FFmpeg backend (``grab``/``retrieve``,
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -91,8 +91,10 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
         if declared > 0 and stats.frames_in < 0.9 * declared and t + 1.0 / fps < 0.9 * duration:
             # Container counts may be off by a frame or two, and are estimates for a
             # variable frame rate: a tenth missing, in frames and in time, is a cut-off file.
-            stats.last_error = (f"ended at frame {stats.frames_in} of {int(declared)} declared, "
-                                f"{t:.1f} s of {duration:.1f} s (truncated file?)")
+            stats.last_error = (
+                f"ended at frame {stats.frames_in} of {int(declared)} declared, "
+                f"{t:.1f} s of {duration:.1f} s (truncated file?)"
+            )
             log.warning("%s: %s", source, stats.last_error)
     finally:
         cap.release()

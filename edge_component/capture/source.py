@@ -18,7 +18,6 @@ class SourceError(RuntimeError):
     """A video source cannot be opened or is not a video."""
 
 
-
 def open_capture(source: str, timeout_s: float = 10.0) -> cv2.VideoCapture:
     """Open a file, URL or camera index with OpenCV; SourceError if it cannot be read.
 
@@ -30,7 +29,9 @@ def open_capture(source: str, timeout_s: float = 10.0) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(int(source), cv2.CAP_ANY)
     else:
         ms = int(timeout_s * 1000)
-        cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        cap = cv2.VideoCapture(
+            source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        )
     if not cap.isOpened():
         cap.release()
         raise SourceError(f"cannot open video source {source!r} (not a video, unsupported codec, or unreachable)")
@@ -45,4 +46,3 @@ def media_duration_s(source: str) -> float:
         return frames / fps if fps and fps > 0 and frames and frames > 0 else 0.0
     finally:
         cap.release()
-

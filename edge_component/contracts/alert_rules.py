@@ -27,7 +27,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 SCHEMA_FILE = "alert.schema.json"
@@ -42,8 +42,8 @@ _TIMESTAMP_FIELDS = ("started_at", "sent_at", "ended_at")
 # datetime's range (years 1..9999) can be shown in every time zone without
 # OverflowError; one closer to either end cannot ("0001-01-01T00:30:00+01:00" is
 # before year 1 in UTC).
-_EARLIEST = datetime.min.replace(tzinfo=timezone.utc) + timedelta(days=1)
-_LATEST = datetime.max.replace(tzinfo=timezone.utc) - timedelta(days=1)
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
 _NUMBER_FIELDS = ("score", "threshold", "media_offset_s")
 
 
@@ -122,7 +122,7 @@ def parse_timestamp(value: Any, field: str) -> datetime:
         # Python 3.11 fromisoformat takes "Z" but at most 6 fraction digits.
         text = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("z", "Z").replace("t", "T"))
         moment = datetime.fromisoformat(text)
-        utc = moment.astimezone(timezone.utc)
+        utc = moment.astimezone(UTC)
     except (ValueError, OverflowError) as err:
         raise InvalidAlertError("timestamp", f"{field}: {value!r}: {err}") from None
     if not _EARLIEST <= utc <= _LATEST:
@@ -156,4 +156,6 @@ def check_semantics(alert: Mapping[str, Any]) -> None:
     if alert["event_type"] == "start" and alert["sequence"] != 0:
         raise InvalidAlertError("sequence", f"sequence: a start message has sequence 0, got {alert['sequence']!r}")
     if "ended_at" in alert and alert["event_type"] != "end":
-        raise InvalidAlertError("ended_at", f"ended_at: only an end message carries it, this is {alert['event_type']!r}")
+        raise InvalidAlertError(
+            "ended_at", f"ended_at: only an end message carries it, this is {alert['event_type']!r}"
+        )

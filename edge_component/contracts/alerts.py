@@ -8,9 +8,10 @@ validator; the Lambda bundle carries byte-identical copies of both, made at synt
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from collections.abc import Callable, Mapping
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .alert_rules import SCHEMA_FILE, InvalidAlertError, check_semantics, schema_check
 
@@ -26,13 +27,13 @@ class AlertValidationError(ValueError):
         self.reason = reason
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(path: str | None = None) -> dict[str, Any]:
     """The alert JSON schema as a dict (JSON Schema draft-07, so both jsonschema and fastjsonschema, which Powertools uses, read it)."""
     return json.loads(Path(path or SCHEMA_PATH).read_text(encoding="utf-8"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(path: str | None = None) -> Callable[[Any], None]:
     # jsonschema: the edge's requirements pin it; fastjsonschema is the Lambda's.
     return schema_check(load_schema(path), engine="jsonschema")

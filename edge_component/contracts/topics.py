@@ -19,9 +19,7 @@ THING_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
 
 def _check_thing(thing_name: str) -> str:
     if not THING_NAME_PATTERN.match(thing_name or ""):
-        raise ValueError(
-            f"invalid thing name {thing_name!r}: must be 1-128 characters of a-z A-Z 0-9 : _ -"
-        )
+        raise ValueError(f"invalid thing name {thing_name!r}: must be 1-128 characters of a-z A-Z 0-9 : _ -")
     return thing_name
 
 

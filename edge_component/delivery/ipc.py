@@ -22,6 +22,7 @@ class GreengrassIpcPublisher:
     def publish(self, topic: str, message: dict[str, Any]) -> None:
         try:
             from awsiot.greengrasscoreipc.model import QOS
+
             qos = QOS.AT_LEAST_ONCE
         except ImportError:  # the fake client in tests accepts the string value
             qos = "1"

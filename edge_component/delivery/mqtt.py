@@ -68,10 +68,17 @@ class MqttPublisher:
         self._pending: OrderedDict[tuple[str, bytes], mqtt.MQTTMessageInfo] = OrderedDict()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
         try:
-            client.tls_set(ca_certs=str(ca_file), certfile=str(cert_file), keyfile=str(key_file),
-                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_set(
+                ca_certs=str(ca_file),
+                certfile=str(cert_file),
+                keyfile=str(key_file),
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         except (OSError, ssl.SSLError) as exc:
-            raise ValueError(f"MQTT TLS files (ca {ca_file}, cert {cert_file}, key {key_file}) unusable: {exc}") from exc
+            raise ValueError(
+                f"MQTT TLS files (ca {ca_file}, cert {cert_file}, key {key_file}) unusable: {exc}"
+            ) from exc
         client.connect_timeout = connect_timeout_s
         client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]  # floats work
         client.on_connect = self._on_connect
@@ -90,8 +97,14 @@ class MqttPublisher:
         if self._ever_connected:
             self.reconnects += 1
         self._ever_connected = True
-        log.info("MQTT connected to %s:%s as %s (%d reconnects, %d failed attempts so far)",
-                 self.host, self.port, self.client_id, self.reconnects, self.connect_failures)
+        log.info(
+            "MQTT connected to %s:%s as %s (%d reconnects, %d failed attempts so far)",
+            self.host,
+            self.port,
+            self.client_id,
+            self.reconnects,
+            self.connect_failures,
+        )
         self.last_error = None
         self._connected.set()
 
@@ -117,8 +130,16 @@ class MqttPublisher:
         self.connect_failures += 1
         # Once, then rarely: a device may be offline for days.
         level = logging.WARNING if self.connect_failures == 1 or self.connect_failures % 50 == 0 else logging.DEBUG
-        log.log(level, "MQTT %s:%s as %s: %s (%d failed attempts; last error: %s)",
-                self.host, self.port, self.client_id, what, self.connect_failures, self.last_error)
+        log.log(
+            level,
+            "MQTT %s:%s as %s: %s (%d failed attempts; last error: %s)",
+            self.host,
+            self.port,
+            self.client_id,
+            what,
+            self.connect_failures,
+            self.last_error,
+        )
 
     @property
     def connected(self) -> bool:

@@ -110,8 +110,9 @@ class Outbox:
                 if on_corrupt == "raise":
                     raise
                 self.quarantined = quarantine(self.path, exc.kind)
-                log.error("%s; moved it to %s and started an empty outbox (its messages are not sent)",
-                          exc, self.quarantined)
+                log.error(
+                    "%s; moved it to %s and started an empty outbox (its messages are not sent)", exc, self.quarantined
+                )
                 self._conn = open_database(self.path, self.synchronous)
             self._depth, self._dropped, self._dead = self._read_counts()
         except BaseException:
@@ -158,8 +159,10 @@ class Outbox:
                     over = self._depth + 1 - self.max_messages  # exact: one owner, counted at open
                     victims: list[tuple[int, bytes]] = []
                     if over > 0:
-                        rows = conn.execute("SELECT id, CAST(payload AS BLOB) FROM outbox ORDER BY id LIMIT ?",
-                                            (over + len(self._pending),)).fetchall()
+                        rows = conn.execute(
+                            "SELECT id, CAST(payload AS BLOB) FROM outbox ORDER BY id LIMIT ?",
+                            (over + len(self._pending),),
+                        ).fetchall()
                         victims = [r for r in rows if r[0] not in self._pending][:over]
                         conn.executemany("DELETE FROM outbox WHERE id = ?", [(v[0],) for v in victims])
                         conn.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (len(victims),))
@@ -175,8 +178,14 @@ class Outbox:
             self._dropped += len(victims)
             dropped_total = self._dropped
         for victim_id, victim_payload in victims:
-            log.warning("outbox %s full (%d messages): dropped the oldest, id %d %s (%d dropped in all)",
-                        self.path, self.max_messages, victim_id, _describe(victim_payload), dropped_total)
+            log.warning(
+                "outbox %s full (%d messages): dropped the oldest, id %d %s (%d dropped in all)",
+                self.path,
+                self.max_messages,
+                victim_id,
+                _describe(victim_payload),
+                dropped_total,
+            )
         return int(new_id)
 
     def peek(self, n: int = 1) -> list[OutboxItem]:
@@ -191,7 +200,8 @@ class Outbox:
                 try:
                     rows = conn.execute(
                         "SELECT id, CAST(topic AS BLOB), CAST(payload AS BLOB), created_at, attempts FROM outbox"
-                        " WHERE id > ? ORDER BY id LIMIT ?", (after, n - len(out) + len(self._pending)),
+                        " WHERE id > ? ORDER BY id LIMIT ?",
+                        (after, n - len(out) + len(self._pending)),
                     ).fetchall()
                 except sqlite3.Error as exc:
                     raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
@@ -217,9 +227,16 @@ class Outbox:
         self._dead += 1
         self._depth -= 1
         moved = self._apply_pending(conn)
-        log.error("outbox %s: message id %d cannot be read (%s); %s (%d dead in all)", self.path, item_id, reason,
-                  "moved it to the dead_letters table of that file" if moved else
-                  "skipping it; it moves to the dead_letters table once the file can be written", self._dead)
+        log.error(
+            "outbox %s: message id %d cannot be read (%s); %s (%d dead in all)",
+            self.path,
+            item_id,
+            reason,
+            "moved it to the dead_letters table of that file"
+            if moved
+            else "skipping it; it moves to the dead_letters table once the file can be written",
+            self._dead,
+        )
 
     def _apply_pending(self, conn: sqlite3.Connection) -> bool:
         """Delete acknowledged rows and move dead ones that an earlier write failure left
@@ -235,7 +252,8 @@ class Outbox:
                         conn.execute(
                             "INSERT OR REPLACE INTO dead_letters (id, topic, payload, created_at, attempts, reason, moved_at)"
                             " SELECT id, topic, payload, created_at, attempts, ?, ? FROM outbox WHERE id = ?",
-                            (reason, now, item_id))
+                            (reason, now, item_id),
+                        )
                     conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
                 conn.execute("COMMIT")
             except BaseException:
@@ -243,14 +261,19 @@ class Outbox:
                 raise
         except sqlite3.Error as exc:
             if not self._write_failing:
-                log.warning("outbox %s cannot be written (%s): %d sent or unreadable messages stay in the file "
-                            "until it can (a restart before then sends the sent ones again)",
-                            self.path, exc, len(self._pending))
+                log.warning(
+                    "outbox %s cannot be written (%s): %d sent or unreadable messages stay in the file "
+                    "until it can (a restart before then sends the sent ones again)",
+                    self.path,
+                    exc,
+                    len(self._pending),
+                )
                 self._write_failing = True
             return False
         if self._write_failing:
-            log.info("outbox %s can be written again; removed %d sent or unreadable messages",
-                     self.path, len(self._pending))
+            log.info(
+                "outbox %s can be written again; removed %d sent or unreadable messages", self.path, len(self._pending)
+            )
             self._write_failing = False
         self._pending.clear()
         return True

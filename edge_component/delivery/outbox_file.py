@@ -22,7 +22,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from typing import IO
 
@@ -160,10 +160,15 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> bool:
     """True if the file needs the schema created or migrated; OutboxSchemaError if it
     is not an outbox of this or an earlier version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    names = [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!'")]
-    tables = {name: tuple(c[1] for c in conn.execute("PRAGMA table_info(\"%s\")" % name.replace('"', '""')))
-              for name in names}
+    names = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"
+        )
+    ]
+    tables = {
+        name: tuple(c[1] for c in conn.execute('PRAGMA table_info("%s")' % name.replace('"', '""'))) for name in names
+    }
     if version == SCHEMA_VERSION and tables == _TABLES:
         return False
     if version == 0 and tables in ({}, _V1_TABLES):  # new, or the first release's file
@@ -174,7 +179,7 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> bool:
 
 def quarantine(path: Path, kind: str) -> Path:
     """Move ``path`` (with its ``-wal`` and ``-shm``) aside to ``<name>.<kind>-<UTC time>``; returns the new path."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.name}.{kind}-{stamp}")
     n = 1
     while target.exists():  # never overwrite an earlier moved-aside file

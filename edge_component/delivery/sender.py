@@ -38,7 +38,7 @@ from typing import Any
 from ..backoff import Backoff
 from .outbox import Outbox
 from .outbox_file import OutboxError
-from .publisher import PublishError, Publisher
+from .publisher import Publisher, PublishError
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,9 @@ class OutboxPublisher:
         self.retry_max_s = retry_max_s
         self.overflow_max_messages = overflow_max_messages
         self._batch = batch
-        self._backoff = Backoff(retry_initial_s, retry_max_s, jitter_base=0.5, jitter_spread=0.5,
-                                rng=rng or random.Random())
+        self._backoff = Backoff(
+            retry_initial_s, retry_max_s, jitter_base=0.5, jitter_spread=0.5, rng=rng or random.Random()
+        )
         self._sent = 0
         self._retries = 0
         self._wake = threading.Event()
@@ -127,12 +128,19 @@ class OutboxPublisher:
                 self._overflow_dropped += 1
             held = len(self._overflow)
         if first:
-            log.error("%s; holding alerts in memory until they are sent (%d held, at most %d); "
-                      "they are lost if the process stops before that and the disk is still full",
-                      exc, held, self.overflow_max_messages)
+            log.error(
+                "%s; holding alerts in memory until they are sent (%d held, at most %d); "
+                "they are lost if the process stops before that and the disk is still full",
+                exc,
+                held,
+                self.overflow_max_messages,
+            )
         if lost is not None:
-            log.warning("alerts held in memory: %d, the most there is room for; dropped the oldest, %s",
-                        self.overflow_max_messages, _describe(lost[1]))
+            log.warning(
+                "alerts held in memory: %d, the most there is room for; dropped the oldest, %s",
+                self.overflow_max_messages,
+                _describe(lost[1]),
+            )
 
     def publish_latest(self, topic: str, message: dict[str, Any]) -> None:
         """Send ``message`` when the alert backlog is empty; not stored on disk.
@@ -237,9 +245,19 @@ class OutboxPublisher:
         delay = self.backoff_s(failures)
         expected = isinstance(exc, (PublishError, OutboxError))
         # An outage of hours would otherwise log every retry; a bug always logs, with its traceback.
-        level = (logging.WARNING if failures == 1 or failures % 20 == 0 else logging.DEBUG) if expected else logging.ERROR
-        log.log(level, "sending %s failed (%d in a row, %d queued), retrying in %.2f s: %s",
-                what, failures, self.outbox.depth, delay, exc, exc_info=exc if not expected else None)
+        level = (
+            (logging.WARNING if failures == 1 or failures % 20 == 0 else logging.DEBUG) if expected else logging.ERROR
+        )
+        log.log(
+            level,
+            "sending %s failed (%d in a row, %d queued), retrying in %.2f s: %s",
+            what,
+            failures,
+            self.outbox.depth,
+            delay,
+            exc,
+            exc_info=exc if not expected else None,
+        )
         self._stop.wait(delay)
         return failures
 
@@ -294,8 +312,11 @@ class OutboxPublisher:
             try:
                 self._store_held()
                 if self.outbox.depth > 0:
-                    log.warning("%d alerts still queued in %s; they will be sent on the next start",
-                                self.outbox.depth, self.outbox.path)
+                    log.warning(
+                        "%d alerts still queued in %s; they will be sent on the next start",
+                        self.outbox.depth,
+                        self.outbox.path,
+                    )
             finally:
                 self.outbox.close()
 
@@ -308,8 +329,13 @@ class OutboxPublisher:
                 self.outbox.put(topic, message)
             except OutboxError as exc:
                 lost = held[n:]
-                log.error("%d alerts held in memory could not be stored in %s and are lost (%s): %s",
-                          len(lost), self.outbox.path, exc, ", ".join(_describe(m) for _, m in lost))
+                log.error(
+                    "%d alerts held in memory could not be stored in %s and are lost (%s): %s",
+                    len(lost),
+                    self.outbox.path,
+                    exc,
+                    ", ".join(_describe(m) for _, m in lost),
+                )
                 return
 
     def __enter__(self) -> OutboxPublisher:

@@ -12,8 +12,9 @@ Times are seconds on one clock (media time for replays, monotonic time for live)
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 from ..config import DecisionSettings
 

@@ -8,11 +8,10 @@ means always armed. Local times follow the zone's daylight-saving rules (zoneinf
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta, timezone
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -41,7 +40,7 @@ class ArmedWindow(BaseModel):
         return time(int(hours), int(minutes))
 
     @model_validator(mode="after")
-    def _not_empty(self) -> "ArmedWindow":
+    def _not_empty(self) -> ArmedWindow:
         if self.start == self.end:
             raise ValueError(f"start and end are both {self.start:%H:%M}: the window would never be armed")
         return self

@@ -25,7 +25,9 @@ def annotate(image: np.ndarray, zones: list[Polygon], masks: list[Polygon], boxe
     for z in zones:
         cv2.polylines(out, [pts(z)], True, (0, 200, 0), 2)
         x0, y0 = pts(z)[0]
-        cv2.putText(out, z.name, (int(x0) + 4, int(y0) + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            out, z.name, (int(x0) + 4, int(y0) + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 0), 1, cv2.LINE_AA
+        )
     for x, y, bw, bh in boxes:
         cv2.rectangle(out, (x, y), (x + bw, y + bh), (0, 0, 255), 2)
     cv2.rectangle(out, (0, h - 24), (w, h), (0, 0, 0), -1)

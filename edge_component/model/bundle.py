@@ -90,11 +90,21 @@ def read_manifest(bundle_dir: str | Path) -> LoadedManifest:
         except OSError as exc:
             raise ModelError(f"model bundle {bundle_dir}: cannot read {name}: {exc.strerror or exc}") from None
         if actual != digest:
-            raise ModelError(f"model bundle {bundle_dir}: {name} SHA-256 is {actual[:12]}..., manifest says {str(digest)[:12]}... (corrupt or replaced)")
+            raise ModelError(
+                f"model bundle {bundle_dir}: {name} SHA-256 is {actual[:12]}..., manifest says {str(digest)[:12]}... (corrupt or replaced)"
+            )
     mean = np.asarray(manifest.normalisation.mean, np.float32)
     scale = np.asarray(manifest.normalisation.scale, np.float32)
-    return LoadedManifest(raw, manifest, tuple(manifest.feature_names), mean, scale, manifest.threshold,
-                          manifest.model_file, files[manifest.model_file])
+    return LoadedManifest(
+        raw,
+        manifest,
+        tuple(manifest.feature_names),
+        mean,
+        scale,
+        manifest.threshold,
+        manifest.model_file,
+        files[manifest.model_file],
+    )
 
 
 def make_scorer(model_path: str | Path, mean: np.ndarray, scale: np.ndarray) -> Scorer | OnnxScorer:
@@ -130,19 +140,29 @@ def load_bundle(bundle_dir: str | Path, model_file: str | None = None) -> ModelB
     if model_file is not None and model_file != manifest.model_file:
         files = manifest.raw["files"]
         if model_file not in files:
-            raise ModelError(f"model bundle {bundle_dir}: {model_file!r} is not listed in the manifest's files {sorted(files)}")
+            raise ModelError(
+                f"model bundle {bundle_dir}: {model_file!r} is not listed in the manifest's files {sorted(files)}"
+            )
         manifest = replace(manifest, model_file=model_file, model_sha256=files[model_file])
     scorer = make_scorer(Path(bundle_dir) / manifest.model_file, manifest.mean, manifest.scale)
     _probe(scorer, manifest, Path(bundle_dir) / manifest.model_file)
     return ModelBundle(Path(bundle_dir), manifest, scorer)
 
 
-def _probe(scorer: "Scorer | OnnxScorer", manifest: LoadedManifest, model_path: Path) -> None:
+def _probe(scorer: Scorer | OnnxScorer, manifest: LoadedManifest, model_path: Path) -> None:
     """Score typical and extreme rows once before the first frame: a model that gives
     anything but a probability (logits, NaN) is refused here, not discovered per window."""
-    rows = np.stack([manifest.mean, manifest.mean + 3 * manifest.scale, np.maximum(manifest.mean - 3 * manifest.scale, 0),
-                     np.zeros_like(manifest.mean)]).astype(np.float32)
+    rows = np.stack(
+        [
+            manifest.mean,
+            manifest.mean + 3 * manifest.scale,
+            np.maximum(manifest.mean - 3 * manifest.scale, 0),
+            np.zeros_like(manifest.mean),
+        ]
+    ).astype(np.float32)
     scores = scorer.score(rows)
     if not np.all(np.isfinite(scores)) or np.any(scores < 0) or np.any(scores > 1):
-        raise ModelError(f"{model_path}: outputs {np.round(scores, 3).tolist()} for typical rows, not probabilities "
-                         "in 0..1 (logits, or a broken model?)")
+        raise ModelError(
+            f"{model_path}: outputs {np.round(scores, 3).tolist()} for typical rows, not probabilities "
+            "in 0..1 (logits, or a broken model?)"
+        )

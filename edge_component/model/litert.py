@@ -54,8 +54,10 @@ class Scorer:
         if list(self._in["shape"][1:]) != [N_FEATURES]:
             raise ModelError(f"{model_path}: input shape {list(self._in['shape'])} does not take {N_FEATURES} features")
         if int(np.prod(self._out["shape"][1:])) != 1:
-            raise ModelError(f"{model_path}: output shape {list(self._out['shape'])} is not one score per row "
-                             "(a softmax over classes? export a single sigmoid output)")
+            raise ModelError(
+                f"{model_path}: output shape {list(self._out['shape'])} is not one score per row "
+                "(a softmax over classes? export a single sigmoid output)"
+            )
         self._mean = np.asarray(mean, np.float32)
         self._scale = np.asarray(scale, np.float32)
         self.input_dtype = np.dtype(self._in["dtype"])

@@ -86,8 +86,7 @@ class ObjectDetector:
     ``calls`` counts :meth:`detect` invocations (for the benchmarks).
     """
 
-    def __init__(self, model_path: str | Path = MODEL_PATH, expected_sha256: str = MODEL_SHA256,
-                 num_threads: int = 1):
+    def __init__(self, model_path: str | Path = MODEL_PATH, expected_sha256: str = MODEL_SHA256, num_threads: int = 1):
         path = Path(model_path)
         if not path.is_file():
             raise DetectorModelError(f"detector model {path} does not exist")
@@ -95,12 +94,14 @@ class ObjectDetector:
         if actual != expected_sha256.lower():
             raise DetectorModelError(
                 f"detector model {path} has SHA-256 {actual}, expected {expected_sha256}: "
-                "the file is corrupt or not the model this component was built for")
+                "the file is corrupt or not the model this component was built for"
+            )
         labels = read_label_map(path)
         if labels != COCO_LABELS:
             raise DetectorModelError(
                 f"detector model {path} embeds a label map of {len(labels)} names that differs from "
-                f"the {len(COCO_LABELS)} COCO names the configuration is validated against")
+                f"the {len(COCO_LABELS)} COCO names the configuration is validated against"
+            )
         self.path = path
         self.sha256 = actual
         self.labels = labels
@@ -108,11 +109,16 @@ class ObjectDetector:
         self._interp.allocate_tensors()
         inp = self._interp.get_input_details()
         out = self._interp.get_output_details()
-        if (len(inp) != 1 or tuple(inp[0]["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3)
-                or inp[0]["dtype"] != np.uint8 or len(out) != 4):
+        if (
+            len(inp) != 1
+            or tuple(inp[0]["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3)
+            or inp[0]["dtype"] != np.uint8
+            or len(out) != 4
+        ):
             raise DetectorModelError(
                 f"detector model {path} has input {[(tuple(d['shape']), d['dtype'].__name__) for d in inp]} "
-                f"and {len(out)} outputs; expected one 1x{INPUT_SIZE}x{INPUT_SIZE}x3 uint8 input and 4 outputs")
+                f"and {len(out)} outputs; expected one 1x{INPUT_SIZE}x{INPUT_SIZE}x3 uint8 input and 4 outputs"
+            )
         self._input = inp[0]["index"]
         self._boxes, self._classes, self._scores, self._count = (d["index"] for d in out)
         self.calls = 0
@@ -126,10 +132,15 @@ class ObjectDetector:
         and ids the model was not trained on (``???``) are dropped; at most 10 come back.
         Raises ValueError for an image of another dtype or shape.
         """
-        if image_bgr.dtype != np.uint8 or image_bgr.ndim not in (2, 3) or (
-                image_bgr.ndim == 3 and image_bgr.shape[2] != 3) or min(image_bgr.shape[:2]) < 1:
-            raise ValueError(f"detect() takes a uint8 H x W x 3 BGR or H x W grey image, "
-                             f"got {image_bgr.dtype} {image_bgr.shape}")
+        if (
+            image_bgr.dtype != np.uint8
+            or image_bgr.ndim not in (2, 3)
+            or (image_bgr.ndim == 3 and image_bgr.shape[2] != 3)
+            or min(image_bgr.shape[:2]) < 1
+        ):
+            raise ValueError(
+                f"detect() takes a uint8 H x W x 3 BGR or H x W grey image, got {image_bgr.dtype} {image_bgr.shape}"
+            )
         small = cv2.resize(image_bgr, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
         rgb = cv2.cvtColor(small, cv2.COLOR_GRAY2RGB if small.ndim == 2 else cv2.COLOR_BGR2RGB)
         self._interp.set_tensor(self._input, rgb[np.newaxis])

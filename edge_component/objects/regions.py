@@ -18,8 +18,8 @@ x1/y1 exclusive for integer regions). Reference read, not copied: Frigate's
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -76,8 +76,9 @@ def boxes_from_xywh(boxes: Iterable[tuple[int, int, int, int]]) -> list[Box]:
     return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in boxes]
 
 
-def region_around(box: Sequence[float], frame_shape: tuple[int, int], min_size: int = 160,
-                  multiplier: float = 1.5) -> Box:
+def region_around(
+    box: Sequence[float], frame_shape: tuple[int, int], min_size: int = 160, multiplier: float = 1.5
+) -> Box:
     """A square region around ``box`` (frame pixels) in a frame of ``frame_shape``
     (height, width): side = longer side of the box times ``multiplier``, at least
     ``min_size`` px, a multiple of 4, and no larger than the frame's longer side; centred
@@ -105,9 +106,14 @@ def _inside(box: Sequence[float], region: Sequence[float]) -> bool:
     return box[0] >= region[0] and box[1] >= region[1] and box[2] <= region[2] and box[3] <= region[3]
 
 
-def regions_for(boxes: Sequence[Sequence[float]], frame_shape: tuple[int, int], min_size: int = 160,
-                multiplier: float = 1.5, max_growth: float = 1.25,
-                object_boxes: Sequence[Sequence[float]] = ()) -> list[Box]:
+def regions_for(
+    boxes: Sequence[Sequence[float]],
+    frame_shape: tuple[int, int],
+    min_size: int = 160,
+    multiplier: float = 1.5,
+    max_growth: float = 1.25,
+    object_boxes: Sequence[Sequence[float]] = (),
+) -> list[Box]:
     """Regions covering every motion box, merged where that costs little resolution.
 
     ``boxes``: motion boxes (frame pixels); ``object_boxes``: boxes of objects already
@@ -121,6 +127,7 @@ def regions_for(boxes: Sequence[Sequence[float]], frame_shape: tuple[int, int], 
     show them large. Returns one square region per cluster (see :func:`region_around`),
     largest first; an empty list for no boxes.
     """
+
     def by_area(bs: Sequence[Sequence[float]]) -> list[Sequence[float]]:
         return sorted((b for b in bs if b[2] > b[0] and b[3] > b[1]), key=lambda b: -_area(b))
 
@@ -140,7 +147,9 @@ def regions_for(boxes: Sequence[Sequence[float]], frame_shape: tuple[int, int], 
                     continue
                 joint = region_around(_union(clusters[i] + clusters[j]), frame_shape, min_size, multiplier)
                 side = joint[2] - joint[0]
-                if side <= min_size or side <= max_growth * max(regions[i][2] - regions[i][0], regions[j][2] - regions[j][0]):
+                if side <= min_size or side <= max_growth * max(
+                    regions[i][2] - regions[i][0], regions[j][2] - regions[j][0]
+                ):
                     clusters[i] = clusters[i] + clusters.pop(j)
                     merged = True
                     break
@@ -156,11 +165,11 @@ def crop(frame: np.ndarray, region: Box) -> np.ndarray:
     the detector's normalised boxes map back linearly."""
     h, w = frame.shape[:2]
     x0, y0, x1, y1 = region
-    inside = frame[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
+    inside = frame[max(0, y0) : min(h, y1), max(0, x0) : min(w, x1)]
     if inside.shape[0] == y1 - y0 and inside.shape[1] == x1 - x0:
         return inside
     out = np.zeros((y1 - y0, x1 - x0) + frame.shape[2:], frame.dtype)
-    out[max(0, -y0):max(0, -y0) + inside.shape[0], max(0, -x0):max(0, -x0) + inside.shape[1]] = inside
+    out[max(0, -y0) : max(0, -y0) + inside.shape[0], max(0, -x0) : max(0, -x0) + inside.shape[1]] = inside
     return out
 
 
@@ -179,14 +188,19 @@ def to_frame(detections: Iterable[Detection], region: Box, frame_shape: tuple[in
         by1 = min(max(y0 + d.box[3] * sh, 0.0), float(h))
         if bx1 <= bx0 or by1 <= by0:
             continue  # entirely in the padding beyond the frame
-        clipped = ((x0 > EDGE_PX and bx0 - x0 <= EDGE_PX) or (y0 > EDGE_PX and by0 - y0 <= EDGE_PX)
-                   or (w - x1 > EDGE_PX and x1 - bx1 <= EDGE_PX) or (h - y1 > EDGE_PX and y1 - by1 <= EDGE_PX))
+        clipped = (
+            (x0 > EDGE_PX and bx0 - x0 <= EDGE_PX)
+            or (y0 > EDGE_PX and by0 - y0 <= EDGE_PX)
+            or (w - x1 > EDGE_PX and x1 - bx1 <= EDGE_PX)
+            or (h - y1 > EDGE_PX and y1 - by1 <= EDGE_PX)
+        )
         out.append(FrameDetection(d.label, d.score, (bx0, by0, bx1, by1), region, clipped))
     return out
 
 
-def suppress_duplicates(detections: Sequence[FrameDetection], iou_threshold: float = 0.4,
-                        contained: float = 0.9) -> list[FrameDetection]:
+def suppress_duplicates(
+    detections: Sequence[FrameDetection], iou_threshold: float = 0.4, contained: float = 0.9
+) -> list[FrameDetection]:
     """One detection per object when regions overlap: per label, non-maximum
     suppression at ``iou_threshold`` (cv2.dnn.NMSBoxes; clipped detections rank as at
     most :data:`CLIPPED_RANK`), then a box lying at least ``contained`` (0..1 of its
@@ -213,8 +227,9 @@ def _intersection(a: Sequence[float], b: Sequence[float]) -> float:
     return _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
 
 
-def detect_in_regions(detector: ObjectDetector, frame: np.ndarray, regions: Sequence[Box],
-                      min_score: float = 0.3) -> list[FrameDetection]:
+def detect_in_regions(
+    detector: ObjectDetector, frame: np.ndarray, regions: Sequence[Box], min_score: float = 0.3
+) -> list[FrameDetection]:
     """Run ``detector`` once per region of ``frame`` (H x W x 3 BGR or H x W grey) and
     return the de-duplicated detections (score >= ``min_score``) in frame pixels. No
     regions: no detector call and no detections."""

@@ -56,13 +56,17 @@ class LabelFilter(_Leaf):
     """Per-label scores (0..1). Frigate's defaults: 0.5 per frame, 0.7 on the median."""
 
     min_score: float = Field(0.5, ge=0, le=1, description="a detection scoring less in its frame is ignored")
-    threshold: float = Field(0.7, ge=0, le=1, description="a track counts once the median of its recent scores reaches this")
+    threshold: float = Field(
+        0.7, ge=0, le=1, description="a track counts once the median of its recent scores reaches this"
+    )
 
     @model_validator(mode="after")
-    def _threshold_reachable(self) -> "LabelFilter":
+    def _threshold_reachable(self) -> LabelFilter:
         if self.threshold < self.min_score:
-            raise ValueError(f"threshold ({self.threshold}) is below min_score ({self.min_score}): "
-                             "a track's median of scores that each reach min_score is at least min_score")
+            raise ValueError(
+                f"threshold ({self.threshold}) is below min_score ({self.min_score}): "
+                "a track's median of scores that each reach min_score is at least min_score"
+            )
         return self
 
 
@@ -73,7 +77,7 @@ class ObjectMask(_Leaf):
     polygon: list[Point] = Field(min_length=3, max_length=64)
 
     @model_validator(mode="after")
-    def _inside_unit_square(self) -> "ObjectMask":
+    def _inside_unit_square(self) -> ObjectMask:
         for x, y in self.polygon:
             if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
                 raise ValueError(f"polygon: point ({x}, {y}) is outside 0..1; coordinates are fractions of the frame")
@@ -83,14 +87,17 @@ class ObjectMask(_Leaf):
 class ZoneObjects(_Leaf):
     """What counts in one zone: labels, their scores, object masks, or motion only."""
 
-    objects: list[Label] = Field(default_factory=lambda: list(DEFAULT_OBJECTS), max_length=len(KNOWN_LABELS),
-                                 description="labels that count in this zone")
+    objects: list[Label] = Field(
+        default_factory=lambda: list(DEFAULT_OBJECTS),
+        max_length=len(KNOWN_LABELS),
+        description="labels that count in this zone",
+    )
     filters: dict[Label, LabelFilter] = Field(default_factory=dict, description="per-label min_score and threshold")
     masks: list[ObjectMask] = Field(default_factory=list, description="areas where objects are ignored")
     motion_only: bool = Field(False, description="events from motion alone, as before objects were detected")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ZoneObjects":
+    def _consistent(self) -> ZoneObjects:
         if self.motion_only:
             if "objects" in self.model_fields_set or self.filters:
                 raise ValueError("motion_only: a motion-only zone watches no labels; remove objects and filters")
@@ -101,8 +108,10 @@ class ZoneObjects(_Leaf):
             raise ValueError(f"objects: a label is listed twice in {self.objects}")
         unwatched = sorted(set(self.filters) - set(self.objects))
         if unwatched:
-            raise ValueError(f"filters: {unwatched} not in objects {self.objects}; a filter for a label "
-                             "the zone does not watch has no effect")
+            raise ValueError(
+                f"filters: {unwatched} not in objects {self.objects}; a filter for a label "
+                "the zone does not watch has no effect"
+            )
         return self
 
     def filter_for(self, label: str) -> LabelFilter:
@@ -115,21 +124,28 @@ class RegionSettings(_Leaf):
 
     min_size: int = Field(160, ge=32, le=4096, description="smallest region side (px of the source frame)")
     multiplier: float = Field(1.5, ge=1.0, le=4.0, description="region side = longer side of the motion box times this")
-    min_box_px: int = Field(64, ge=1, le=1_000_000,
-                            description="motion boxes smaller than this (px^2 of the source frame) are noise")
+    min_box_px: int = Field(
+        64, ge=1, le=1_000_000, description="motion boxes smaller than this (px^2 of the source frame) are noise"
+    )
 
 
 class TrackingSettings(_Leaf):
     """Tracks across analysed frames (5 per second by default)."""
 
     min_hits: int = Field(2, ge=1, le=100, description="consecutive detections before a track exists")
-    max_misses: int = Field(10, ge=2, le=1000, description="analysed frames without a detection after which a track ends")
-    distance_threshold: float = Field(2.5, gt=0, le=100, description="largest change of bottom centre and size "
-                                      "(relative to the box) still matched to the same track")
+    max_misses: int = Field(
+        10, ge=2, le=1000, description="analysed frames without a detection after which a track ends"
+    )
+    distance_threshold: float = Field(
+        2.5,
+        gt=0,
+        le=100,
+        description="largest change of bottom centre and size (relative to the box) still matched to the same track",
+    )
     score_history: int = Field(10, ge=1, le=100, description="recent frames whose median score decides a track")
 
     @model_validator(mode="after")
-    def _init_before_end(self) -> "TrackingSettings":
+    def _init_before_end(self) -> TrackingSettings:
         if self.min_hits >= self.max_misses:
             raise ValueError(f"min_hits ({self.min_hits}) must be below max_misses ({self.max_misses})")
         return self

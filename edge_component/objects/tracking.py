@@ -19,8 +19,8 @@ the label's ``threshold``, and it stays confirmed.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
 
 import numpy as np
 from norfair import Detection as NorfairDetection
@@ -114,8 +114,15 @@ class ObjectTracker:
     def update(self, detections: Sequence[FrameDetection], time_s: float) -> TrackUpdate:
         """Match ``detections`` (frame pixels) at ``time_s`` (seconds) to the tracks."""
         kept = [d for d in detections if d.score >= self.filter_for(d.label).min_score]
-        nd = [NorfairDetection(points=np.array([[d.box[0], d.box[1]], [d.box[2], d.box[3]]], float),
-                               scores=np.array([d.score, d.score]), label=d.label, data=d) for d in kept]
+        nd = [
+            NorfairDetection(
+                points=np.array([[d.box[0], d.box[1]], [d.box[2], d.box[3]]], float),
+                scores=np.array([d.score, d.score]),
+                label=d.label,
+                data=d,
+            )
+            for d in kept
+        ]
         seen = {id(d) for d in kept}  # norfair stores shallow copies; .data stays the same object
         alive = self._tracker.update(detections=nd)
         started = []
@@ -131,7 +138,7 @@ class ObjectTracker:
                 track.hits = len(track.history)
                 started.append(track)
             track.history.append(det.score if matched else 0.0)
-            del track.history[:-self.settings.score_history]
+            del track.history[: -self.settings.score_history]
             if matched:
                 track.box, track.last_seen_s = det.box, time_s
                 track.hits += 1

@@ -14,7 +14,7 @@ top-left), the convention of ``edge_component/config.py``'s zones and masks; box
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import cv2
 import numpy as np

@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable, Collection, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping
+from typing import Any
 
 RULES_FILE_NAME = "hook_rules.json"
 RULES_FILE = Path(__file__).with_name(RULES_FILE_NAME)
@@ -69,8 +70,10 @@ def decide(
         if thing_name in denied_thing_names:
             return REFUSE, f"thing name {thing_name!r} is denied"
         if thing_exists is not None and thing_exists(thing_name):
-            return REFUSE, (f"thing {thing_name!r} already exists: a claim cannot take over a registered thing "
-                            "(delete it first to re-provision that device)")
+            return REFUSE, (
+                f"thing {thing_name!r} already exists: a claim cannot take over a registered thing "
+                "(delete it first to re-provision that device)"
+            )
         return ALLOW, f"thing name {thing_name!r} allowed"
     except Exception as exc:  # noqa: BLE001 (a hook that raises is a refusal without a reason in the logs)
         return REFUSE, f"refused on {type(exc).__name__}: {exc}"
@@ -123,8 +126,9 @@ def handler(event: Any, context: Any) -> dict[str, bool]:  # noqa: ARG001 (Lambd
     except Exception as exc:  # noqa: BLE001 (fail closed, with the cause in the logs)
         response, reason = REFUSE, f"rules unreadable, refusing: {type(exc).__name__}: {exc}"
     else:
-        response, reason = decide(event, thing_name_pattern=pattern, denied_thing_names=denied,
-                                  thing_exists=thing_exists)
+        response, reason = decide(
+            event, thing_name_pattern=pattern, denied_thing_names=denied, thing_exists=thing_exists
+        )
     # Identifiers only: never the certificate PEM.
     fields = ("templateArn", "clientId", "certificateId", "claimCertificateId")
     ids = {k: event.get(k) for k in fields if isinstance(event, Mapping) and isinstance(event.get(k), str)}

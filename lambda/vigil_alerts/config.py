@@ -30,7 +30,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-
 MAX_THROTTLE_LIMIT = 1000
 
 

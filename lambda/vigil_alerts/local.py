@@ -15,7 +15,7 @@ import importlib.util
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,7 +33,7 @@ def rule_event(message: Mapping[str, Any], topic: str, *, received_at: datetime 
     """What the topic rule hands the Lambda for ``message`` published on ``topic``: the
     message's fields, the thing from the topic's 2nd segment, and the receipt time
     (``received_at``, default now) in milliseconds as IoT's ``timestamp()`` gives it."""
-    moment = received_at or datetime.now(timezone.utc)
+    moment = received_at or datetime.now(UTC)
     return {
         **message,
         TOPIC_THING_KEY: topic.split("/")[TOPIC_THING_SEGMENT - 1],

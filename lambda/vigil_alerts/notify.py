@@ -14,7 +14,7 @@ import logging
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -131,7 +131,7 @@ def format_notification(
     """
     zone = resolve_zone(time_zone)
     started = parse_timestamp(alert["started_at"], "started_at")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     score, threshold = float(alert["score"]), float(alert["threshold"])
     level = severity(score, threshold)
     camera, zone_name, thing = alert["camera"], alert["zone"], alert["thing_name"]
@@ -159,7 +159,12 @@ def format_notification(
     uploaded = bool(key and own_snapshot_key(key, thing))
     if snapshot:
         if key and not uploaded:
-            rows.append(("Snapshot", f"{snapshot['file']} (uploaded under a key outside this thing's snapshot prefix; not shown)"))
+            rows.append(
+                (
+                    "Snapshot",
+                    f"{snapshot['file']} (uploaded under a key outside this thing's snapshot prefix; not shown)",
+                )
+            )
         elif snapshot.get("s3_key") and evidence_bucket:
             rows.append(("Snapshot", f"{snapshot['file']}, s3://{evidence_bucket}/{snapshot['s3_key']}"))
         elif snapshot.get("s3_key"):
@@ -223,7 +228,7 @@ def format_held_summary(
     """The notification for start alerts of one camera that the throttle held back and
     no later notification reported (sent by the flush schedule once the window closes)."""
     zone = resolve_zone(time_zone)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     where = f"{site_name} ({stage})" if stage else site_name
     since = f" since {_local(held.since, zone)}" if held.since else ""
     rule = (
@@ -256,9 +261,7 @@ def format_held_summary(
 def snapshot_link(s3_client: Any, bucket: str, key: str, expires_s: int = SNAPSHOT_LINK_S) -> str:
     """A presigned GET URL for the snapshot ``key`` in ``bucket``; computed locally by
     boto3, no request is sent."""
-    return s3_client.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s
-    )
+    return s3_client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s)
 
 
 def publish(sns_client: Any, topic_arn: str, notification: Notification) -> str:

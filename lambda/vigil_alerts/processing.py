@@ -4,7 +4,7 @@ both call :func:`process_alert`."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any
 
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
@@ -58,10 +58,8 @@ def process_alert(
     """
     event, received_at = split_receipt(event)
     alert = validate_alert(event)
-    moment = now or datetime.now(timezone.utc)
-    clock = check_clock(
-        alert, received_at, now=moment, max_ahead_s=clock_skew_max_s, max_age_s=max_delivery_delay_s
-    )
+    moment = now or datetime.now(UTC)
+    clock = check_clock(alert, received_at, now=moment, max_ahead_s=clock_skew_max_s, max_age_s=max_delivery_delay_s)
     summary = {key: alert[key] for key in ("event_id", "event_type", "thing_name", "camera")}
     summary["device_clock"] = "wrong" if clock.wrong else "ok"
     if alert["event_type"] != "start":

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from vigil_alerts.validation import InvalidAlertError, parse_timestamp
@@ -57,7 +57,7 @@ def split_receipt(event: Any) -> tuple[Any, datetime | None]:
             "received_at", f"{RECEIVED_AT_KEY}: {str(raw)[:40]!r} is not the rule's timestamp() in milliseconds"
         )
     rest = {key: value for key, value in event.items() if key != RECEIVED_AT_KEY}
-    return rest, datetime.fromtimestamp(raw / 1000, timezone.utc)
+    return rest, datetime.fromtimestamp(raw / 1000, UTC)
 
 
 def describe_gap(delta: timedelta) -> str:
@@ -103,9 +103,11 @@ def check_clock(
     """Check a validated alert's ``started_at``, ``sent_at`` (and ``ended_at``) against
     ``received_at``, or against ``now`` (the Lambda's clock) when that is None."""
     reference = RULE_REFERENCE if received_at else LAMBDA_REFERENCE
-    base = received_at or now or datetime.now(timezone.utc)
+    base = received_at or now or datetime.now(UTC)
     ahead, age = timedelta(seconds=max_ahead_s), timedelta(seconds=max_age_s)
-    times = {field: parse_timestamp(alert[field], field) for field in ("started_at", "sent_at", "ended_at") if field in alert}
+    times = {
+        field: parse_timestamp(alert[field], field) for field in ("started_at", "sent_at", "ended_at") if field in alert
+    }
     problems = []
     for field, moment in times.items():
         if moment - base > ahead:

@@ -51,8 +51,9 @@ def to_gsm7(text: str) -> str:
     if is_gsm7(text):
         return text
     folded = "".join(
-        ch if ch in GSM7_BASIC or ch in GSM7_EXTENSION else
-        "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+        ch
+        if ch in GSM7_BASIC or ch in GSM7_EXTENSION
+        else "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
         for ch in text
     )
     return folded if is_gsm7(folded) else text

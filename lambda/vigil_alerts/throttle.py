@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any
 
 from vigil_alerts.notify import Suppressed
@@ -80,7 +80,7 @@ class CameraThrottle:
 
     def _suppressed(self, item: dict) -> Suppressed:
         count = _n(item, "held")
-        since = datetime.fromtimestamp(_n(item, "since"), timezone.utc) if count and "since" in item else None
+        since = datetime.fromtimestamp(_n(item, "since"), UTC) if count and "since" in item else None
         return Suppressed(count, since, self.max_per_window, self.window_s)
 
     def admit(self, thing: str, camera: str, now: datetime | None = None) -> Admission:
@@ -90,12 +90,14 @@ class CameraThrottle:
         :meth:`settle` after publishing, or :meth:`release` if publishing failed.
         Raises :class:`ThrottleContention` if the item kept changing.
         """
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         now_ms = int(now.timestamp() * 1000)
         item_id = self._id(thing, camera)
         for _ in range(MAX_ATTEMPTS):
             item = self._get(item_id)
-            live = sorted(t for t in (int(v["N"]) for v in item.get("sent", {}).get("L", [])) if t > now_ms - self.window_s * 1000)
+            live = sorted(
+                t for t in (int(v["N"]) for v in item.get("sent", {}).get("L", [])) if t > now_ms - self.window_s * 1000
+            )
             if len(live) >= self.max_per_window:
                 self._hold(thing, camera, now, due_s=math.ceil((live[0] + self.window_s * 1000) / 1000))
                 return Admission(False, item_id, Suppressed(0))
@@ -213,7 +215,7 @@ class CameraThrottle:
         meanwhile puts it back; if ``send`` raises, it goes back too and the error
         propagates (the schedule's next run tries again).
         """
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         epoch = int(now.timestamp())
         pending = self._get(REGISTRY_ID).get("cameras", {}).get("SS", [])
         sent = []

@@ -30,7 +30,7 @@ import importlib.util
 import json
 import sys
 from collections.abc import Callable, Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -74,13 +74,13 @@ InvalidAlertError = rules.InvalidAlertError
 parse_timestamp = rules.parse_timestamp
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(path: Path | None = None) -> dict[str, Any]:
     """The alert JSON schema as a dict, read once per path."""
     return json.loads((path or schema_path()).read_text(encoding="utf-8"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema_validator(path: Path | None = None, engine: str | None = None) -> Callable[[Any], None]:
     """A compiled check for the alert schema that raises :class:`InvalidAlertError`.
 
@@ -107,7 +107,9 @@ def validate_alert(event: Any, *, validator: Callable[[Any], None] | None = None
         raise InvalidAlertError("missing_topic_thing", f"{TOPIC_THING_KEY} missing: the topic rule's SELECT adds it")
     topic_thing = alert.pop(TOPIC_THING_KEY)
     if not isinstance(topic_thing, str):
-        raise InvalidAlertError("missing_topic_thing", f"{TOPIC_THING_KEY} is {type(topic_thing).__name__}, not a string")
+        raise InvalidAlertError(
+            "missing_topic_thing", f"{TOPIC_THING_KEY} is {type(topic_thing).__name__}, not a string"
+        )
     if alert.get("thing_name") != topic_thing:
         raise InvalidAlertError(
             "thing_mismatch",

@@ -5,6 +5,7 @@ stages' settings."""
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 
 import cv2
@@ -119,20 +120,40 @@ def test_a_later_message_carries_a_better_frame_only_when_one_came(clip_run):
 def test_the_armed_schedule_silences_a_camera_outside_its_hours(demo_config, trained_bundle):
     from datetime import datetime, timezone
 
-    armed = {"time_zone": "Europe/London", "windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "18:00", "end": "07:00"}]}
-    cam = demo_config.cameras[0].model_copy(update={"armed": parse_config(
-        {"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]]}], "armed": armed}]}
-    ).cameras[0].armed})
+    armed = {
+        "time_zone": "Europe/London",
+        "windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "18:00", "end": "07:00"}],
+    }
+    cam = demo_config.cameras[0].model_copy(
+        update={
+            "armed": parse_config(
+                {
+                    "cameras": [
+                        {
+                            "name": "c",
+                            "source": "x",
+                            "zones": [{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]]}],
+                            "armed": armed,
+                        }
+                    ]
+                }
+            )
+            .cameras[0]
+            .armed
+        }
+    )
     det = CameraPipeline(demo_config, load_bundle(trained_bundle), Recorder(), thing_name="t")
     # Recorded on a Wednesday at 12:00 in London (BST): disarmed for the whole clip.
-    noon = det.run_replay(cam, origin=datetime(2026, 6, 3, 11, 0, tzinfo=timezone.utc))
+    noon = det.run_replay(cam, origin=datetime(2026, 6, 3, 11, 0, tzinfo=UTC))
     assert noon.starts == []
     # The same footage at 23:00 on a Friday: armed (the window runs past midnight).
-    night = det.run_replay(cam, origin=datetime(2026, 6, 5, 22, 0, tzinfo=timezone.utc))
+    night = det.run_replay(cam, origin=datetime(2026, 6, 5, 22, 0, tzinfo=UTC))
     assert len(night.starts) == 6
     # Starting at 06:58:30 on a Saturday: Friday's window closes at 07:00, so only the intrusions in the first 90 s alert.
-    morning = det.run_replay(cam, origin=datetime(2026, 6, 6, 5, 58, 30, tzinfo=timezone.utc))
-    assert [round(a["media_offset_s"]) for a in morning.starts] == [round(a["media_offset_s"]) for a in night.starts[:4]]
+    morning = det.run_replay(cam, origin=datetime(2026, 6, 6, 5, 58, 30, tzinfo=UTC))
+    assert [round(a["media_offset_s"]) for a in morning.starts] == [
+        round(a["media_offset_s"]) for a in night.starts[:4]
+    ]
 
 
 def test_a_clip_that_brightens_sharply_raises_no_alert(demo_config, trained_bundle, tmp_path):
@@ -202,8 +223,18 @@ def test_model_file_onnx_runs_the_same_detections_in_onnx_runtime(tmp_path, grou
     from training.evaluate import match_alerts
 
     seed = REPO / "edge_component" / "models" / "seed"
-    config = parse_config({"model_file": "model.onnx", "cameras": [
-        {"name": "lab", "source": str(CLIP), "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]})
+    config = parse_config(
+        {
+            "model_file": "model.onnx",
+            "cameras": [
+                {
+                    "name": "lab",
+                    "source": str(CLIP),
+                    "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
+                }
+            ],
+        }
+    )
     bundle = load_bundle(seed, config.model_file)
     assert type(bundle.scorer).__name__ == "OnnxScorer"
     report = CameraPipeline(config, bundle, Recorder(), thing_name="t").run_replay(config.cameras[0])
@@ -215,8 +246,18 @@ def test_model_file_onnx_runs_the_same_detections_in_onnx_runtime(tmp_path, grou
 def test_stage_edge_settings_give_one_timely_alert_per_intrusion(stage, ground_truth):
     # Exactly what the deployment merges into the component configuration.
     merge, _reset = STAGES[stage].edge.configuration_update()
-    config = parse_config({**merge, "cameras": [{"name": "lab", "source": str(CLIP),
-                                                 "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]})
+    config = parse_config(
+        {
+            **merge,
+            "cameras": [
+                {
+                    "name": "lab",
+                    "source": str(CLIP),
+                    "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
+                }
+            ],
+        }
+    )
     bundle = load_bundle(REPO / "edge_component" / "models" / "seed")
     report = CameraPipeline(config, bundle, Discard(), thing_name="t").run_replay(config.cameras[0])
     result = match_alerts([a["media_offset_s"] for a in report.starts], ground_truth(), 139.4, max_delay_s=2.0)

@@ -49,11 +49,33 @@ def test_replay_mode_refuses_a_live_source():
 @pytest.mark.parametrize(
     "raw, key",
     [
-        ({"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}]}], "detecton_fps": 5}, "detecton_fps"),
-        ({"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": [[0, 0], [1.5, 0], [1, 1]]}]}]}, "cameras.0.zones.0.polygon"),
+        (
+            {"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}]}], "detecton_fps": 5},
+            "detecton_fps",
+        ),
+        (
+            {
+                "cameras": [
+                    {"name": "c", "source": "x", "zones": [{"name": "z", "polygon": [[0, 0], [1.5, 0], [1, 1]]}]}
+                ]
+            },
+            "cameras.0.zones.0.polygon",
+        ),
         ({"cameras": [{"name": "c", "source": "x", "zones": []}]}, "cameras.0.zones"),
-        ({"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}]}], "decision": {"cooldown_s": -1}}, "decision.cooldown_s"),
-        ({"cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}]}], "decision": {"threshold": 1.5}}, "decision.threshold"),
+        (
+            {
+                "cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}]}],
+                "decision": {"cooldown_s": -1},
+            },
+            "decision.cooldown_s",
+        ),
+        (
+            {
+                "cameras": [{"name": "c", "source": "x", "zones": [{"name": "z", "polygon": WHOLE}]}],
+                "decision": {"threshold": 1.5},
+            },
+            "decision.threshold",
+        ),
         ({"cameras": []}, "cameras"),
     ],
 )

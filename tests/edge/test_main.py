@@ -33,10 +33,35 @@ class FakeIpcClient:
 
 def test_cli_runs_on_the_clip_and_writes_json_lines(trained_bundle, tmp_path):
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"cameras": [{"name": "lab", "source": str(CLIP), "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "cameras": [
+                    {
+                        "name": "lab",
+                        "source": str(CLIP),
+                        "zones": [{"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
+                    }
+                ]
+            }
+        )
+    )
     out = tmp_path / "alerts.jsonl"
-    rc = edge_main(["run", "--config", str(cfg), "--model-dir", str(trained_bundle), "--thing-name", "cam-1",
-                    "--alerts-out", str(out), "--state-dir", str(tmp_path / "state")])
+    rc = edge_main(
+        [
+            "run",
+            "--config",
+            str(cfg),
+            "--model-dir",
+            str(trained_bundle),
+            "--thing-name",
+            "cam-1",
+            "--alerts-out",
+            str(out),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ]
+    )
     assert rc == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     alerts = [line["message"] for line in lines if line["topic"] == "vigil/cam-1/alerts"]
@@ -53,21 +78,52 @@ def test_cli_runs_on_the_clip_and_writes_json_lines(trained_bundle, tmp_path):
 @pytest.mark.parametrize(
     "cfg, message",
     [
-        ('{"cameras": [{"name": "c", "source": "x.mp4", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}], "fps": 3}', "fps"),
-        ('{"cameras": [{"name": "c", "source": "missing.mp4", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}]}', "not found"),
+        (
+            '{"cameras": [{"name": "c", "source": "x.mp4", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}], "fps": 3}',
+            "fps",
+        ),
+        (
+            '{"cameras": [{"name": "c", "source": "missing.mp4", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}]}',
+            "not found",
+        ),
         ("{oops", "not valid JSON"),
     ],
 )
 def test_cli_fails_with_a_message_naming_the_problem(trained_bundle, tmp_path, caplog, cfg, message):
-    rc = edge_main(["run", "--config-json", cfg, "--model-dir", str(trained_bundle), "--thing-name", "cam-1",
-                    "--alerts-out", str(tmp_path / "a.jsonl"), "--state-dir", str(tmp_path)])
+    rc = edge_main(
+        [
+            "run",
+            "--config-json",
+            cfg,
+            "--model-dir",
+            str(trained_bundle),
+            "--thing-name",
+            "cam-1",
+            "--alerts-out",
+            str(tmp_path / "a.jsonl"),
+            "--state-dir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 2
     assert message in caplog.text
 
 
 def test_cli_rejects_a_bad_thing_name(trained_bundle, tmp_path, caplog):
-    rc = edge_main(["run", "--config-json", '{"cameras": [{"name": "c", "source": "%s", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}]}' % CLIP,
-                    "--model-dir", str(trained_bundle), "--thing-name", "bad name/with#", "--state-dir", str(tmp_path)])
+    rc = edge_main(
+        [
+            "run",
+            "--config-json",
+            '{"cameras": [{"name": "c", "source": "%s", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}]}'
+            % CLIP,
+            "--model-dir",
+            str(trained_bundle),
+            "--thing-name",
+            "bad name/with#",
+            "--state-dir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 2 and "invalid thing name" in caplog.text
 
 
@@ -81,8 +137,18 @@ def test_greengrass_mode_reads_its_configuration_and_publishes_through_ipc(monke
     configuration["cameras"][0]["source"] = str(CLIP)
     fake = FakeIpcClient(configuration)
     monkeypatch.setattr(cli, "_greengrass_client", lambda: fake)
-    rc = cli.main(["run", "--greengrass", "--thing-name", "gg-cam", "--state-dir", str(tmp_path),
-                   "--model-dir", str(REPO / "edge_component" / "models" / "seed")])
+    rc = cli.main(
+        [
+            "run",
+            "--greengrass",
+            "--thing-name",
+            "gg-cam",
+            "--state-dir",
+            str(tmp_path),
+            "--model-dir",
+            str(REPO / "edge_component" / "models" / "seed"),
+        ]
+    )
     assert rc == 0
     starts = [m for topic, qos, m in fake.published if m.get("event_type") == "start"]
     assert len(starts) == 6
@@ -98,10 +164,20 @@ def test_greengrass_mode_reads_its_configuration_and_publishes_through_ipc(monke
         (["--alerts-out", "/"], "--alerts-out /: cannot open for writing"),
     ],
 )
-def test_cli_environment_problems_are_clear_errors_not_tracebacks(trained_bundle, tmp_path, caplog, monkeypatch, extra, message):
+def test_cli_environment_problems_are_clear_errors_not_tracebacks(
+    trained_bundle, tmp_path, caplog, monkeypatch, extra, message
+):
     monkeypatch.delenv("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", raising=False)
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"cameras": [{"name": "c", "source": str(CLIP), "zones": [{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]]}]}]}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "cameras": [
+                    {"name": "c", "source": str(CLIP), "zones": [{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]]}]}
+                ]
+            }
+        )
+    )
     args = ["run", "--config", str(cfg), "--model-dir", str(trained_bundle), "--thing-name", "cam-1"]
     if "--state-dir" not in extra:
         args += ["--state-dir", str(tmp_path / "state")]

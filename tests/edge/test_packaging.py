@@ -31,12 +31,14 @@ def test_recipe_default_configuration_is_a_valid_component_configuration():
 
 def test_gdk_build_writes_the_recipe_and_the_same_zip_as_the_cdk_app():
     config = json.loads((COMPONENT / "gdk-config.json").read_text())
-    (name, component), = config["component"].items()
+    ((name, component),) = config["component"].items()
     out = COMPONENT / "greengrass-build"
     try:
         command = component["build"]["custom_build_command"]  # as GDK runs it, from the component's folder
         assert command[0] == "python3"
-        proc = subprocess.run([sys.executable, *command[1:]], cwd=COMPONENT, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, *command[1:]], cwd=COMPONENT, capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 0, proc.stderr
         assert (out / "recipes" / "recipe.yaml").read_text() == (COMPONENT / "recipe.yaml").read_text()
         zipped = (out / "artifacts" / name / component["version"] / "vigil-edge.zip").read_bytes()

@@ -33,15 +33,28 @@ class Collect:
 
 @pytest.mark.parametrize("bad", ["segv-cam", "abort-cam"])
 def test_a_crashing_decoder_leaves_the_other_cameras_alerts_flowing(tmp_path, bad):
-    config = parse_config({"cameras": [
-        {"name": "good", "source": str(CLIP), "zones": [{"name": "room", "polygon": WHOLE}]},
-        {"name": bad, "source": str(CLIP), "zones": [{"name": "room", "polygon": WHOLE}]},
-    ]})
+    config = parse_config(
+        {
+            "cameras": [
+                {"name": "good", "source": str(CLIP), "zones": [{"name": "room", "polygon": WHOLE}]},
+                {"name": bad, "source": str(CLIP), "zones": [{"name": "room", "polygon": WHOLE}]},
+            ]
+        }
+    )
     out = Collect()
     from tests.edge.crashy import worker
 
-    sup = Supervisor(config, model_dir=SEED, thing_name="site-1", publisher=out, snapshot_dir=tmp_path,
-                     telemetry_every_s=1.0, restart_backoff_s=0.2, restart_backoff_max_s=0.4, worker=worker)
+    sup = Supervisor(
+        config,
+        model_dir=SEED,
+        thing_name="site-1",
+        publisher=out,
+        snapshot_dir=tmp_path,
+        telemetry_every_s=1.0,
+        restart_backoff_s=0.2,
+        restart_backoff_max_s=0.4,
+        worker=worker,
+    )
     stop = threading.Event()
     runner = threading.Thread(target=lambda: sup.run(stop))
     runner.start()

@@ -81,11 +81,7 @@ def test_queues_are_encrypted_and_tls_only(cfn, stage):
             "Queues": [{"Ref": cfn.lid(alerting.error_queue)}],
             "PolicyDocument": {
                 "Statement": Match.array_with(
-                    [
-                        Match.object_like(
-                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
-                        )
-                    ]
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
                 )
             },
         },
@@ -158,7 +154,12 @@ def test_function_role_grants_exactly_what_the_handler_uses(cfn, stage):
     assert set(kms["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
     assert kms["Resource"] == f"<{cfn.lid(alerting.key)}.Arn>"
     (table,) = cfn.statements_allowing(statements, "dynamodb:PutItem")
-    assert set(table["Action"]) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    assert set(table["Action"]) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
     for action in cfn.actions_of(statements):
         assert not action.endswith("*") or action.startswith("xray:"), action
 
@@ -218,8 +219,10 @@ def test_bundle_ships_the_lambdas_pure_python_dependencies(cfn, stage):
         "assert wcwidth.__file__.startswith(sys.argv[1]) and not wcwidth.HAS_C_EXTENSION;"
         "print(list(wcwidth.iter_graphemes('\\U0001F1E9\\U0001F1EA!')), anyascii.anyascii('Gro\\u00dfen'))"
     )
-    out = subprocess.run([sys.executable, "-I", "-B", "-c", probe, str(bundle)], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['\U0001F1E9\U0001F1EA', '!'] Grossen"
+    out = subprocess.run(
+        [sys.executable, "-I", "-B", "-c", probe, str(bundle)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "['\U0001f1e9\U0001f1ea', '!'] Grossen"
 
 
 def test_held_alerts_are_flushed_every_minute_by_their_own_function(cfn, stage):
@@ -277,8 +280,7 @@ def test_flush_role_reads_and_updates_the_table_and_publishes_nothing_more(cfn, 
     alarms = cfn.resources(stage.template_json, "AWS::CloudWatch::Alarm").values()
     assert any(
         a["Properties"].get("MetricName") == "Errors"
-        and {"Name": "FunctionName", "Value": cfn.ref(alerting.flush_function)} in [
-            {"Name": d["Name"], "Value": cfn.render(d["Value"])} for d in a["Properties"].get("Dimensions", [])
-        ]
+        and {"Name": "FunctionName", "Value": cfn.ref(alerting.flush_function)}
+        in [{"Name": d["Name"], "Value": cfn.render(d["Value"])} for d in a["Properties"].get("Dimensions", [])]
         for a in alarms
     )

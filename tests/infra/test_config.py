@@ -61,7 +61,11 @@ BAD = {
     "log retention not offered": ("log_retention_days", 10, "log_retention_days"),
     "spot wait shorter than runtime": ("training.max_wait_s", 60, "training.max_wait_s"),
     "bad region": ("region", "europe", "region"),
-    "missing key": ("edge", {"cooldown_s": 1, "end_after_quiet_s": 1, "detection_fps": 5}, "edge.min_consecutive_windows"),
+    "missing key": (
+        "edge",
+        {"cooldown_s": 1, "end_after_quiet_s": 1, "detection_fps": 5},
+        "edge.min_consecutive_windows",
+    ),
     "reserved hyperparameter": ("training.hyperparameters", {"sagemaker_program": "x.py"}, "training.hyperparameters"),
     # Text that ends up in notification subjects and bodies.
     "site name with newline": ("site_name", "Shop\nURGENT click http://evil", "site_name"),
@@ -80,7 +84,11 @@ BAD = {
     "throttle as float": ("alerts.throttle_max_per_window", 5.5, "alerts.throttle_max_per_window"),
     "threshold as string": ("edge.threshold", "0.5", "edge.threshold"),
     "threshold as boolean": ("edge.threshold", True, "edge.threshold"),
-    "manage_system_log_group as string": ("greengrass.manage_system_log_group", "false", "greengrass.manage_system_log_group"),
+    "manage_system_log_group as string": (
+        "greengrass.manage_system_log_group",
+        "false",
+        "greengrass.manage_system_log_group",
+    ),
     "rollout maximum below base": ("rollout.maximum_per_minute", 1, "rollout.maximum_per_minute"),
     # training.hyperparameters is the list of names; train.py refuses unknown ones.
     "unknown hyperparameter": ("training.hyperparameters", {"learnin-rate": 0.1}, "training.hyperparameters"),
@@ -88,10 +96,18 @@ BAD = {
     "hyperparameter set by SageMaker": ("training.hyperparameters", {"model-dir": "/tmp"}, "training.hyperparameters"),
     "epochs as hyperparameter": ("training.hyperparameters", {"epochs": 3}, "training.hyperparameters"),
     "integer hyperparameter as string": ("training.hyperparameters", {"batch-size": "64x"}, "training.hyperparameters"),
-    "number hyperparameter as boolean": ("training.hyperparameters", {"learning-rate": True}, "training.hyperparameters"),
+    "number hyperparameter as boolean": (
+        "training.hyperparameters",
+        {"learning-rate": True},
+        "training.hyperparameters",
+    ),
     # The edge component's own limits (edge_component/config.py), not looser ones.
     "detection_fps above the component's": ("edge.detection_fps", 60, "edge.detection_fps"),
-    "min_consecutive_windows above the component's": ("edge.min_consecutive_windows", 500, "edge.min_consecutive_windows"),
+    "min_consecutive_windows above the component's": (
+        "edge.min_consecutive_windows",
+        500,
+        "edge.min_consecutive_windows",
+    ),
     "cooldown_s above the component's": ("edge.cooldown_s", 1e6, "edge.cooldown_s"),
     "end_after_quiet_s above the component's": ("edge.end_after_quiet_s", 7200, "edge.end_after_quiet_s"),
     "cooldown_s infinite": ("edge.cooldown_s", float("inf"), "edge.cooldown_s"),
@@ -136,8 +152,11 @@ def test_same_thing_in_two_stages_is_refused(raw_stages):
 def test_cross_key_messages_say_why(raw_stages):
     raw = copy.deepcopy(raw_stages)
     raw["dev"].update(alert_emails=[], alert_sms=[])
-    with pytest.raises(ConfigError, match=r"^stage 'dev': alert_emails, alert_sms: both empty: nobody would ever be "
-                       r"notified of an alert; list at least one e-mail address or phone number$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^stage 'dev': alert_emails, alert_sms: both empty: nobody would ever be "
+        r"notified of an alert; list at least one e-mail address or phone number$",
+    ):
         load_stages(raw)
     raw = copy.deepcopy(raw_stages)
     raw["dev"].update(things=[], fleet_provisioning=False)
@@ -169,7 +188,9 @@ def test_thing_name_prefix_defaults_to_the_stage(raw_stages):
 def test_claims_cannot_take_over_another_stages_listed_thing(raw_stages):
     raw = copy.deepcopy(raw_stages)
     raw["prod"]["thing_name_prefix"] = "vigil-"  # overlaps dev's vigil-dev-cam-01
-    with pytest.raises(ConfigError, match=r"stage 'prod': thing_name_prefix: .*'vigil-dev-cam-01', which stage 'dev' lists"):
+    with pytest.raises(
+        ConfigError, match=r"stage 'prod': thing_name_prefix: .*'vigil-dev-cam-01', which stage 'dev' lists"
+    ):
         load_stages(raw)
     raw["prod"]["denied_thing_names"] = ["vigil-dev-cam-01"]
     assert load_stages(raw)["prod"].thing_name_prefix == "vigil-"
@@ -210,7 +231,11 @@ def test_good_values_still_load(raw_stages):
     raw = copy.deepcopy(raw_stages)
     raw["dev"]["site_name"] = "Café Müller – Hof 2"
     raw["dev"]["training"]["hyperparameters"] = {
-        "learning-rate": 0.01, "batch-size": 32, "hidden": "32,16", "plots": False, "min-auc": 1,
+        "learning-rate": 0.01,
+        "batch-size": 32,
+        "hidden": "32,16",
+        "plots": False,
+        "min-auc": 1,
     }
     raw["dev"]["rollout"].update(base_rate_per_minute=10, maximum_per_minute=10)
     raw["dev"]["edge"].update(threshold=1, detection_fps=30, min_consecutive_windows=100, cooldown_s=86400)
@@ -237,5 +262,9 @@ def test_cdk_json_runs_the_venv_app_with_current_feature_flags(context):
     cdk_json = json.loads((REPO_ROOT / "cdk.json").read_text())
     assert cdk_json["app"] == ".venv/bin/python app.py"
     # A few of the flags `cdk init` sets for a new v2 app; all are in cdk.json.
-    for flag in ("@aws-cdk/core:checkSecretUsage", "@aws-cdk/aws-iam:minimizePolicies", "@aws-cdk/core:enablePartitionLiterals"):
+    for flag in (
+        "@aws-cdk/core:checkSecretUsage",
+        "@aws-cdk/aws-iam:minimizePolicies",
+        "@aws-cdk/core:enablePartitionLiterals",
+    ):
         assert context[flag] is True

@@ -22,10 +22,17 @@ def test_role_alias_and_token_exchange_role(cfn, stage):
     ]
     statements = cfn.policy_statements(stage.template_json, devices.token_exchange_role)
     assert cfn.actions_of(statements) == {
-        "s3:GetObject", "s3:PutObject", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams",
+        "s3:GetObject",
+        "s3:PutObject",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "logs:DescribeLogStreams",
     }
     (put,) = cfn.statements_allowing(statements, "s3:PutObject")
-    assert put["Resource"] == f"{cfn.att(stage.stage.stack.storage.evidence, 'Arn')}/snapshots/${{credentials-iot:ThingName}}/*"
+    assert (
+        put["Resource"]
+        == f"{cfn.att(stage.stage.stack.storage.evidence, 'Arn')}/snapshots/${{credentials-iot:ThingName}}/*"
+    )
     (read,) = cfn.statements_allowing(statements, "s3:GetObject")
     edge_asset = stage.stage.stack.edge.asset
     assert read["Resource"].endswith(f"/{edge_asset.asset_hash}.zip"), "reads exactly the component's artifact"
@@ -37,10 +44,15 @@ def test_listed_things_join_the_group(cfn, stage):
     assert sorted(t["Properties"]["ThingName"] for t in things.values()) == sorted(stage.config.things)
     memberships = cfn.resources(stage.template_json, "Custom::AWS").values()
     calls = {
-        event: [cfn.rendered_json(m["Properties"][event]) for m in memberships] for event in ("Create", "Update", "Delete")
+        event: [cfn.rendered_json(m["Properties"][event]) for m in memberships]
+        for event in ("Create", "Update", "Delete")
     }
     assert sorted(c["parameters"]["thingName"] for c in calls["Create"]) == sorted(stage.config.things)
-    for event, action in (("Create", "AddThingToThingGroup"), ("Update", "AddThingToThingGroup"), ("Delete", "RemoveThingFromThingGroup")):
+    for event, action in (
+        ("Create", "AddThingToThingGroup"),
+        ("Update", "AddThingToThingGroup"),
+        ("Delete", "RemoveThingFromThingGroup"),
+    ):
         for call in calls[event]:
             assert (call["service"], call["action"]) == ("IoT", action)
             assert call["parameters"]["thingGroupName"] == cfn.ref(devices.thing_group)

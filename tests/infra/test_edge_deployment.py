@@ -47,14 +47,20 @@ def test_recipe_is_the_source_recipe_with_stage_name_version_and_artifact(cfn, s
         assert recipe[key] == SOURCE_RECIPE[key]
     # The lifecycle is the source's, with only the artifact folder renamed (see the next test).
     folder = "{artifacts:decompressedPath}/" + stage.stage.stack.edge.asset.asset_hash + "/"
-    source = json.dumps(SOURCE_RECIPE["Manifests"][0]["Lifecycle"]).replace("{artifacts:decompressedPath}/vigil-edge/", folder)
+    source = json.dumps(SOURCE_RECIPE["Manifests"][0]["Lifecycle"]).replace(
+        "{artifacts:decompressedPath}/vigil-edge/", folder
+    )
     assert recipe["Manifests"][0]["Lifecycle"] == json.loads(source)
 
 
 def test_recipe_access_control_uses_the_topic_contract(cfn, stage):
-    policies = _recipe(cfn, stage)["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]["aws.greengrass.ipc.mqttproxy"]
+    policies = _recipe(cfn, stage)["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"][
+        "aws.greengrass.ipc.mqttproxy"
+    ]
     resources_ = [r for p in policies.values() for r in p["resources"]]
-    assert sorted(resources_) == sorted(topic_template("{iot:thingName}", c) for c in (ALERT_CHANNEL, TELEMETRY_CHANNEL))
+    assert sorted(resources_) == sorted(
+        topic_template("{iot:thingName}", c) for c in (ALERT_CHANNEL, TELEMETRY_CHANNEL)
+    )
 
 
 def test_artifact_uri_and_digest_match_the_uploaded_zip(cfn, stage):
@@ -173,8 +179,13 @@ def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path) -> EdgeDeploymen
         token_exchange_role=role,
         edge=EdgeConfig(min_consecutive_windows=2, cooldown_s=1, end_after_quiet_s=2, detection_fps=5),
         rollout=RolloutConfig(
-            base_rate_per_minute=1, increment_factor=2, rate_increase_after_succeeded=1, maximum_per_minute=10,
-            abort_threshold_percentage=10, abort_min_executed_things=1, in_progress_timeout_minutes=10,
+            base_rate_per_minute=1,
+            increment_factor=2,
+            rate_increase_after_succeeded=1,
+            maximum_per_minute=10,
+            abort_threshold_percentage=10,
+            abort_min_executed_things=1,
+            in_progress_timeout_minutes=10,
         ),
         greengrass_config=GreengrassConfig(),
         log_retention=logs.RetentionDays.ONE_WEEK,

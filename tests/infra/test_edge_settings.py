@@ -113,7 +113,10 @@ def _extremes() -> dict[str, dict[str, Any]]:
         "threshold 0": {"threshold": 0.0},
         "threshold 1": {"threshold": 1},
         "all at their lowest": {
-            "min_consecutive_windows": 1, "cooldown_s": 0, "end_after_quiet_s": 0, "detection_fps": 0.1,
+            "min_consecutive_windows": 1,
+            "cooldown_s": 0,
+            "end_after_quiet_s": 0,
+            "detection_fps": 0.1,
         },
         "all at the component's highest": {
             **decision_max,
@@ -158,8 +161,32 @@ def test_a_device_left_with_the_old_top_level_threshold_is_repaired(threshold):
     assert parse_config(repaired).decision.threshold == threshold
 
 
-CANDIDATES = [-1, 0, 0.05, 0.5, 1, 1.5, 2, 29.9, 30, 31, 60, 99, 100, 101, 1000, 3600, 3601, 86400, 86401,
-              math.inf, math.nan, None, True, "5"]
+CANDIDATES = [
+    -1,
+    0,
+    0.05,
+    0.5,
+    1,
+    1.5,
+    2,
+    29.9,
+    30,
+    31,
+    60,
+    99,
+    100,
+    101,
+    1000,
+    3600,
+    3601,
+    86400,
+    86401,
+    math.inf,
+    math.nan,
+    None,
+    True,
+    "5",
+]
 
 
 @pytest.mark.parametrize("key", EDGE_KEYS)
@@ -174,7 +201,7 @@ def test_synth_accepts_exactly_what_the_device_accepts(raw_stages, key):
         try:
             settings = load_stages(raw)["dev"].edge
         except ConfigError as exc:
-            assert f"stage 'dev': edge.{key}:" in str(exc) or f"stage 'dev': edge:" in str(exc), str(exc)
+            assert f"stage 'dev': edge.{key}:" in str(exc) or "stage 'dev': edge:" in str(exc), str(exc)
             synth_ok = False
         else:
             synth_ok = True

@@ -31,7 +31,9 @@ def test_fleet_provisioning_pins_group_and_policy(cfn, stage):
     assert body["Resources"]["policy"]["Properties"]["PolicyName"] == cfn.ref(devices.policy)
     assert set(body["Parameters"]) == {"ThingName", "AWS::IoT::Certificate::Id"}, "the device picks nothing else"
 
-    role_lid = cfn.properties(stage.template_json, devices.provisioning_template)["ProvisioningRoleArn"]["Fn::GetAtt"][0]
+    role_lid = cfn.properties(stage.template_json, devices.provisioning_template)["ProvisioningRoleArn"]["Fn::GetAtt"][
+        0
+    ]
     role = stage.template_json["Resources"][role_lid]["Properties"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "iot.amazonaws.com"}
     assert "AWSIoTThingsRegistration" in str(role["ManagedPolicyArns"])
@@ -41,7 +43,10 @@ def test_fleet_provisioning_pins_group_and_policy(cfn, stage):
     for statement in claim:
         if statement["Action"] != "iot:Connect":
             for resource in cfn.as_list(statement["Resource"]):
-                assert "$aws/certificates/create/" in resource or f"$aws/provisioning-templates/{cfn.ref(devices.provisioning_template)}/provision/" in resource
+                assert (
+                    "$aws/certificates/create/" in resource
+                    or f"$aws/provisioning-templates/{cfn.ref(devices.provisioning_template)}/provision/" in resource
+                )
 
 
 def payload(thing_name: object = "vigil-dev-cam-02", **extra: object) -> dict:
@@ -71,7 +76,9 @@ def test_template_calls_the_hook_function(cfn, stage):
     )
     function = cfn.properties(stage.template_json, devices.hook_function)
     assert (function["Runtime"], function["Architectures"], function["Handler"]) == (
-        "python3.13", ["arm64"], "hook.handler"
+        "python3.13",
+        ["arm64"],
+        "hook.handler",
     )
 
 
@@ -79,7 +86,8 @@ def test_only_iot_may_invoke_the_hook_and_only_for_this_template(cfn, stage):
     devices = stage.stage.stack.devices
     function_arn = {"Fn::GetAtt": [cfn.lid(devices.hook_function), "Arn"]}
     permissions = [
-        p["Properties"] for p in cfn.resources(stage.template_json, "AWS::Lambda::Permission").values()
+        p["Properties"]
+        for p in cfn.resources(stage.template_json, "AWS::Lambda::Permission").values()
         if p["Properties"]["FunctionName"] == function_arn
     ]
     assert permissions == [
@@ -164,7 +172,10 @@ def _devices(stack: cdk.Stack, **kwargs: object) -> Devices:
 def test_prefix_and_deny_list_reach_the_hook():
     stack = cdk.Stack(cdk.App(), "Probe", env=cdk.Environment(region="eu-west-1"))
     devices = _devices(
-        stack, fleet_provisioning=True, thing_name_prefix="acme-site7-", denied_thing_names=["acme-site7-old"],
+        stack,
+        fleet_provisioning=True,
+        thing_name_prefix="acme-site7-",
+        denied_thing_names=["acme-site7-old"],
         thing_names=["acme-site7-listed"],
     )
     assert devices.hook_rules == {
@@ -180,7 +191,8 @@ def test_no_fleet_provisioning_no_hook():
     template = Template.from_stack(stack)
     template.resource_count_is("AWS::IoT::ProvisioningTemplate", 0)
     assert not [
-        p for p in template.find_resources("AWS::Lambda::Permission").values()
+        p
+        for p in template.find_resources("AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "iot.amazonaws.com"
     ]
 

@@ -128,7 +128,9 @@ def test_an_existing_thing_cannot_be_taken_over_by_a_claim():
     def unreachable(name):
         raise ConnectionError("endpoint unreachable")
 
-    response, reason = decide(payload(), thing_name_pattern=PATTERN, denied_thing_names=DENIED, thing_exists=unreachable)
+    response, reason = decide(
+        payload(), thing_name_pattern=PATTERN, denied_thing_names=DENIED, thing_exists=unreachable
+    )
     assert response == {"allowProvisioning": False} and "ConnectionError" in reason  # fails closed
 
 
@@ -138,8 +140,11 @@ def test_handler_asks_iot_whether_the_thing_exists(tmp_path, monkeypatch):
 
     path = _rules_file(tmp_path, {"thing_name_pattern": PATTERN, "denied_thing_names": []})
     monkeypatch.setattr(hook, "load_rules", lambda: load_rules.__wrapped__(path))
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
         monkeypatch.setenv(key, value)
     with mock_aws():
         monkeypatch.setattr(hook, "_iot_client", None)  # created inside the mock, as in Lambda on first use
@@ -151,8 +156,14 @@ def test_handler_asks_iot_whether_the_thing_exists(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "rules",
-    [None, {}, {"thing_name_pattern": PATTERN}, {"thing_name_pattern": "(", "denied_thing_names": []},
-     {"thing_name_pattern": PATTERN, "denied_thing_names": "vigil-dev-stolen"}, "missing"],
+    [
+        None,
+        {},
+        {"thing_name_pattern": PATTERN},
+        {"thing_name_pattern": "(", "denied_thing_names": []},
+        {"thing_name_pattern": PATTERN, "denied_thing_names": "vigil-dev-stolen"},
+        "missing",
+    ],
     ids=repr,
 )
 def test_handler_refuses_when_the_rules_are_unreadable(tmp_path, monkeypatch, rules):

@@ -7,10 +7,23 @@ def test_outputs_tell_an_installer_what_it_needs(cfn, stage):
     stack = stage.stage.stack
     outputs = stage.template_json["Outputs"]
     expected = {
-        "ThingGroupName", "RoleAliasName", "TokenExchangeRoleName", "DevicePolicyName", "ComponentName",
-        "ComponentVersion", "AlertTopicArn", "OperationsTopicArn", "EvidenceBucketName", "TrainingDataBucketName",
-        "ModelBucketName", "TrainingStateMachineArn", "InstallerCommand", "AlertTopicPattern",
-        "TelemetryTopicPattern", "ProvisioningTemplateName", "ClaimPolicyName",
+        "ThingGroupName",
+        "RoleAliasName",
+        "TokenExchangeRoleName",
+        "DevicePolicyName",
+        "ComponentName",
+        "ComponentVersion",
+        "AlertTopicArn",
+        "OperationsTopicArn",
+        "EvidenceBucketName",
+        "TrainingDataBucketName",
+        "ModelBucketName",
+        "TrainingStateMachineArn",
+        "InstallerCommand",
+        "AlertTopicPattern",
+        "TelemetryTopicPattern",
+        "ProvisioningTemplateName",
+        "ClaimPolicyName",
     }
     assert expected <= set(outputs)
     command = cfn.render(outputs["InstallerCommand"]["Value"])

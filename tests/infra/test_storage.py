@@ -12,7 +12,10 @@ def test_every_bucket_is_encrypted_versioned_private_and_logged(cfn, stage):
         assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"], logical_id
         assert props["VersioningConfiguration"] == {"Status": "Enabled"}, logical_id
         assert props["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
         }, logical_id
         if logical_id != cfn.lid(storage.access_logs):
             assert props["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": cfn.lid(storage.access_logs)}

@@ -49,7 +49,9 @@ def test_training_job_task(cfn, stage):
     assert params["InputDataConfig"] == [
         {
             "ChannelName": "train",
-            "DataSource": {"S3DataSource": {"S3Uri": f"s3://{cfn.ref(training.data_bucket)}/train/", "S3DataType": "S3Prefix"}},
+            "DataSource": {
+                "S3DataSource": {"S3Uri": f"s3://{cfn.ref(training.data_bucket)}/train/", "S3DataType": "S3Prefix"}
+            },
         }
     ]
     assert params["OutputDataConfig"] == {"S3OutputPath": f"s3://{cfn.ref(training.model_bucket)}/models/"}
@@ -70,15 +72,21 @@ def test_optional_test_channel_reads_the_test_prefix(cfn, with_test_channel):
     assert channels == [
         {
             "ChannelName": name,
-            "DataSource": {"S3DataSource": {"S3Uri": f"s3://{cfn.ref(training.data_bucket)}/{name}/", "S3DataType": "S3Prefix"}},
+            "DataSource": {
+                "S3DataSource": {"S3Uri": f"s3://{cfn.ref(training.data_bucket)}/{name}/", "S3DataType": "S3Prefix"}
+            },
         }
         for name in ("train", "test")  # SageMaker sets SM_CHANNEL_TRAIN and SM_CHANNEL_TEST, which train.py reads
     ]
     statements = cfn.policy_statements(with_test_channel.template_json, training.role)
-    (read_data,) = [s for s in cfn.statements_allowing(statements, "s3:GetObject") if s.get("Sid") == "ReadTrainingData"]
+    (read_data,) = [
+        s for s in cfn.statements_allowing(statements, "s3:GetObject") if s.get("Sid") == "ReadTrainingData"
+    ]
     bucket = f"<{cfn.lid(training.data_bucket)}.Arn>"
     assert sorted(cfn.as_list(read_data["Resource"])) == [f"{bucket}/test/*", f"{bucket}/train/*"]
-    (list_data,) = [s for s in cfn.statements_allowing(statements, "s3:ListBucket") if s.get("Sid") == "ListTrainingData"]
+    (list_data,) = [
+        s for s in cfn.statements_allowing(statements, "s3:ListBucket") if s.get("Sid") == "ListTrainingData"
+    ]
     assert list_data["Resource"] == bucket
     assert list_data["Condition"] == {"StringLike": {"s3:prefix": ["train/*", "test/*"]}}
     for statement in cfn.statements_allowing(statements, "s3:PutObject"):
@@ -95,7 +103,9 @@ def test_execution_role_is_least_privilege(cfn, stage):
     for statement in cfn.statements_allowing(statements, "s3:PutObject"):
         for resource in cfn.as_list(statement["Resource"]):
             assert resource.startswith(f"<{cfn.lid(training.model_bucket)}.Arn>/"), resource
-    (read_data,) = [s for s in cfn.statements_allowing(statements, "s3:GetObject") if s.get("Sid") == "ReadTrainingData"]
+    (read_data,) = [
+        s for s in cfn.statements_allowing(statements, "s3:GetObject") if s.get("Sid") == "ReadTrainingData"
+    ]
     assert read_data["Resource"] == f"<{cfn.lid(training.data_bucket)}.Arn>/train/*"
 
 

@@ -51,7 +51,11 @@ def test_sourcedir_is_runnable_script_mode_code(stage, tmp_path):
     assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")]
     # As SageMaker runs it: `python train.py` in /opt/ml/code, nothing else on the path.
     done = subprocess.run(
-        [sys.executable, "train.py", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [sys.executable, "train.py", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stderr

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from alert_testlib import REGION, start_event
+from botocore.exceptions import ClientError
 
 from vigil_alerts.config import Settings
 from vigil_alerts.delivery import IDEMPOTENCY_TTL_S, CameraThrottle, EventDeduplicator
 from vigil_alerts.local import LocalContext
 from vigil_alerts.processing import process_alert
 
-WINDOW_START = datetime(2024, 7, 1, 12, 0, 0, tzinfo=timezone.utc)  # a multiple of 600 s
+WINDOW_START = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)  # a multiple of 600 s
 
 
 @pytest.fixture

@@ -7,15 +7,16 @@ or an empty segment, and the body printed it as if it were this alert's evidence
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import boto3
 import pytest
 from alert_testlib import EVENT_ID, THING, start_event
 from botocore.config import Config
+
 from vigil_alerts.processing import own_snapshot_key, process_alert
 
-NOW = datetime(2024, 7, 1, 12, 3, 9, tzinfo=timezone.utc)
+NOW = datetime(2024, 7, 1, 12, 3, 9, tzinfo=UTC)
 OWN = f"snapshots/{THING}/{EVENT_ID}/cam0_1.jpg"
 HOSTILE = [
     "snapshots/cam-02/x/cam0_1.jpg",  # another thing's prefix

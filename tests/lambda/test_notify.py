@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alert_testlib import start_event
@@ -11,7 +11,7 @@ from vigil_alerts.notify import SUBJECT_MAX, Suppressed, clean_subject, format_n
 from vigil_alerts.sms import fit_sms, sms_length, to_gsm7
 from vigil_alerts.validation import validate_alert
 
-STARTED = datetime(2024, 7, 1, 12, 3, 7, tzinfo=timezone.utc)
+STARTED = datetime(2024, 7, 1, 12, 3, 7, tzinfo=UTC)
 
 
 def row(note, label: str) -> str | None:
@@ -50,7 +50,9 @@ def test_unknown_time_zone_falls_back_to_utc(caplog):
 
 
 def test_subject_is_one_ascii_line_under_100_characters():
-    note = notification(site_name="Ferienhaus Zürich\nBcc: x", stage="prod", alert={"camera": "c" * 64, "zone": "z" * 64})
+    note = notification(
+        site_name="Ferienhaus Zürich\nBcc: x", stage="prod", alert={"camera": "c" * 64, "zone": "z" * 64}
+    )
     assert len(note.subject) <= SUBJECT_MAX
     assert note.subject.isascii() and "\n" not in note.subject
     assert note.subject.startswith("[Vigil] Intrusion: ccc")

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import boto3
 import pytest
+from alert_testlib import EVENT_ID, THING, start_event
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from alert_testlib import EVENT_ID, THING, start_event
 
 from vigil_alerts.processing import own_snapshot_key, process_alert
 from vigil_alerts.validation import InvalidAlertError
 
-NOW = datetime(2024, 7, 1, 12, 3, 9, tzinfo=timezone.utc)
+NOW = datetime(2024, 7, 1, 12, 3, 9, tzinfo=UTC)
 
 
 def run(topic, event, **kwargs):

@@ -13,16 +13,17 @@ receipt is normal: the outbox holds alerts while the device is offline.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alert_testlib import start_event
+
 from vigil_alerts.config import Settings
 from vigil_alerts.local import sample_event
 from vigil_alerts.processing import process_alert
 from vigil_alerts.validation import InvalidAlertError
 
-RECEIVED = datetime(2024, 7, 1, 12, 3, 9, tzinfo=timezone.utc)
+RECEIVED = datetime(2024, 7, 1, 12, 3, 9, tzinfo=UTC)
 RECEIVED_MS = int(RECEIVED.timestamp() * 1000)
 
 
@@ -38,14 +39,18 @@ def run(topic, **fields):
     return result, envelopes[0] if envelopes else None
 
 
-
-
 ABSURD = {
     "year 9998": {"started_at": "9998-01-01T00:00:00Z", "sent_at": "9998-01-01T00:00:01Z"},
     "year 2": {"started_at": "0002-01-01T00:00:00Z", "sent_at": "0002-01-01T00:00:01Z"},
     "start after sent": {"started_at": iso(RECEIVED + timedelta(hours=1)), "sent_at": iso(RECEIVED)},
-    "ten minutes ahead": {"started_at": iso(RECEIVED + timedelta(minutes=10)), "sent_at": iso(RECEIVED + timedelta(minutes=10))},
-    "older than delivery is kept": {"started_at": iso(RECEIVED - timedelta(days=30)), "sent_at": iso(RECEIVED - timedelta(days=30))},
+    "ten minutes ahead": {
+        "started_at": iso(RECEIVED + timedelta(minutes=10)),
+        "sent_at": iso(RECEIVED + timedelta(minutes=10)),
+    },
+    "older than delivery is kept": {
+        "started_at": iso(RECEIVED - timedelta(days=30)),
+        "sent_at": iso(RECEIVED - timedelta(days=30)),
+    },
     "clock never set (1970)": {"started_at": "1970-01-01T00:05:00Z", "sent_at": "1970-01-01T00:05:01Z"},
 }
 
@@ -108,9 +113,7 @@ def test_the_bound_comes_from_the_environment(topic):
 @pytest.mark.parametrize("value", ["1719835389000", True, -5, 1.5e300, None, 10**20])
 def test_a_receipt_time_that_is_not_the_rules_is_rejected(topic, value):
     with pytest.raises(InvalidAlertError) as caught:
-        process_alert(
-            start_event(received_at_ms=value), sns_client=topic.sns, topic_arn=topic.arn, now=RECEIVED
-        )
+        process_alert(start_event(received_at_ms=value), sns_client=topic.sns, topic_arn=topic.arn, now=RECEIVED)
     assert caught.value.code == "received_at"
     assert topic.received() == []
 

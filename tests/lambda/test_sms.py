@@ -8,16 +8,17 @@ boundaries (UAX #29 clusters from wcwidth), and the camera, zone and time stay w
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alert_testlib import start_event
+from wcwidth import iter_graphemes
+
 from vigil_alerts.notify import Suppressed, format_notification
 from vigil_alerts.sms import sms_length, without_symbols
 from vigil_alerts.validation import validate_alert
-from wcwidth import iter_graphemes
 
-STARTED = datetime(2024, 7, 1, 12, 3, 7, tzinfo=timezone.utc)
+STARTED = datetime(2024, 7, 1, 12, 3, 7, tzinfo=UTC)
 WHEN = "14:03 CEST"  # 12:03 UTC in Berlin, summer time
 
 FLAGS = "🇩🇪🇫🇷🇮🇹🇪🇸🇵🇱🇨🇿🇦🇹🇨🇭🇳🇱🇧🇪"  # ten flags: two regional indicators each
@@ -108,7 +109,10 @@ def test_emoji_are_dropped_before_letters_to_stay_in_gsm7():
     assert sms.startswith("Vigil Lakeside Cottage (dev): intrusion garage-door-left/driveway_north 14:03 CEST")
     assert sms_length(sms)[0] == "GSM-7"
     # Where the text is UCS-2 anyway (a CJK stage), the emoji stays.
-    assert notification("Home 🏠", "本番", "cam0", "room").sms == "Vigil Home 🏠 (本番): intrusion cam0/room 14:03 CEST, score 0.93"
+    assert (
+        notification("Home 🏠", "本番", "cam0", "room").sms
+        == "Vigil Home 🏠 (本番): intrusion cam0/room 14:03 CEST, score 0.93"
+    )
 
 
 def test_short_names_are_kept_whole_and_extras_stay():

@@ -12,15 +12,16 @@ with NFKD alone dropped letters without a decomposition ("Großen" -> "Groen",
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alert_testlib import THING, start_event
+
 from vigil_alerts.notify import SUBJECT_MAX, format_notification
 from vigil_alerts.processing import process_alert
 from vigil_alerts.validation import validate_alert
 
-STARTED = datetime(2024, 7, 1, 12, 3, 7, tzinfo=timezone.utc)
+STARTED = datetime(2024, 7, 1, 12, 3, 7, tzinfo=UTC)
 PREFIX = "[Vigil] Intrusion: cam0/room at "
 
 CASES = [

@@ -9,15 +9,16 @@ camera, so a burst followed by silence was never summarised.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import boto3
 import pytest
 from alert_testlib import REGION, start_event
+
 from vigil_alerts.delivery import CameraThrottle
 from vigil_alerts.processing import process_alert
 
-T0 = datetime(2024, 7, 1, 12, 0, 0, tzinfo=timezone.utc)  # a multiple of 600 s: a fixed-window boundary
+T0 = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)  # a multiple of 600 s: a fixed-window boundary
 
 
 @pytest.fixture
@@ -74,7 +75,11 @@ def test_held_alerts_are_summarised_when_the_window_closes_without_another_alert
     assert summaries(topic, throttle, 662) == []  # once
     # The next alert has nothing left to report.
     result = process_alert(
-        start_event(event_id=uuid.uuid4().hex), sns_client=topic.sns, topic_arn=topic.arn, throttle=throttle, now=at(700)
+        start_event(event_id=uuid.uuid4().hex),
+        sns_client=topic.sns,
+        topic_arn=topic.arn,
+        throttle=throttle,
+        now=at(700),
     )
     assert result["status"] == "notified" and result["held_reported"] == 0
 
@@ -83,7 +88,11 @@ def test_an_admitted_alert_that_reported_the_count_leaves_nothing_to_flush(topic
     throttle = CameraThrottle(table, dynamodb_client=dynamodb, max_per_window=1, window_s=600)
     [alert(topic, throttle, s) for s in (0, 10)]
     result = process_alert(
-        start_event(event_id=uuid.uuid4().hex), sns_client=topic.sns, topic_arn=topic.arn, throttle=throttle, now=at(600)
+        start_event(event_id=uuid.uuid4().hex),
+        sns_client=topic.sns,
+        topic_arn=topic.arn,
+        throttle=throttle,
+        now=at(600),
     )
     assert result["held_reported"] == 1
     assert summaries(topic, throttle, 700) == []
@@ -114,11 +123,13 @@ def test_the_scheduled_handler_publishes_the_summary(app, topic, table, context,
     monkeypatch.setenv("IDEMPOTENCY_TABLE", table)
     monkeypatch.setenv("THROTTLE_MAX_PER_WINDOW", "1")
     monkeypatch.setenv("THROTTLE_WINDOW_S", "60")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     throttle = app.clients.guards(app.Settings.from_env())[1]
     for seconds in (-100, -99, -98):  # one sent, two held; the window closed 40 s ago
         event = start_event(event_id=uuid.uuid4().hex, started_at=(now + timedelta(seconds=seconds)).isoformat())
-        process_alert(event, sns_client=topic.sns, topic_arn=topic.arn, throttle=throttle, now=now + timedelta(seconds=seconds))
+        process_alert(
+            event, sns_client=topic.sns, topic_arn=topic.arn, throttle=throttle, now=now + timedelta(seconds=seconds)
+        )
     topic.received()
 
     result = app.flush_handler({"source": "aws.events", "detail-type": "Scheduled Event"}, context)
@@ -135,6 +146,9 @@ def test_the_scheduled_handler_publishes_the_summary(app, topic, table, context,
 def test_the_limit_is_bounded_by_what_one_item_holds():
     from vigil_alerts.config import ConfigError, Settings
 
-    assert Settings.from_env({"ALERT_TOPIC_ARN": "arn:x", "THROTTLE_MAX_PER_WINDOW": "1000"}).throttle_max_per_window == 1000
+    assert (
+        Settings.from_env({"ALERT_TOPIC_ARN": "arn:x", "THROTTLE_MAX_PER_WINDOW": "1000"}).throttle_max_per_window
+        == 1000
+    )
     with pytest.raises(ConfigError, match="THROTTLE_MAX_PER_WINDOW"):
         Settings.from_env({"ALERT_TOPIC_ARN": "arn:x", "THROTTLE_MAX_PER_WINDOW": "1001"})

@@ -29,8 +29,9 @@ def csv_path(dataset, tmp_path):
 @pytest.fixture(scope="session")
 def rows() -> list[list[str]]:
     """Twenty CSV rows of both classes (values need not come from a clip here)."""
-    return [["a.mp4", f"{i * 0.2:.1f}", "", *(f"{(i % 7) * 0.01:g}" for _ in FEATURE_NAMES), str(i % 2)]
-            for i in range(20)]
+    return [
+        ["a.mp4", f"{i * 0.2:.1f}", "", *(f"{(i % 7) * 0.01:g}" for _ in FEATURE_NAMES), str(i % 2)] for i in range(20)
+    ]
 
 
 def _edit(flatbuffer: bytes, fn) -> bytes:

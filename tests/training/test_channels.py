@@ -33,8 +33,11 @@ def test_a_channel_mixing_csvs_and_label_files_is_refused_naming_both(tmp_path, 
     channel = tmp_path / "train"
     _csv(channel / "features.csv", HEADER, rows)
     _labels_file(channel / "other.json", tmp_path / "missing.mp4")  # would fail on its own, must not be skipped
-    with pytest.raises(DatasetError, match=r"training channel .* mixes feature CSVs \(features\.csv\) and label "
-                                           r"files \(other\.json\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"training channel .* mixes feature CSVs \(features\.csv\) and label "
+        r"files \(other\.json\)",
+    ):
         load_channel(channel)
     with pytest.raises(DatasetError, match="^validation channel"):
         load_channel(channel, "validation")

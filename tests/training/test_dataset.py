@@ -44,9 +44,18 @@ def _rewrite(path, fn):
     "edit, message",
     [
         (lambda ls: [",".join(l.split(",")[:-1]) for l in ls], "no 'label' column"),
-        (lambda ls: [ls[0], _set(ls[1], "fg_ratio_mean", "nan"), *ls[2:]], "row 2, column 'fg_ratio_mean': nan is not finite"),
-        (lambda ls: [ls[0], ls[1], _set(ls[2], "motion_ratio_max", "inf"), *ls[3:]], "row 3, column 'motion_ratio_max': inf is not finite"),
-        (lambda ls: [ls[0], _set(ls[1], "blob_count_mean", "abc"), *ls[2:]], "column 'blob_count_mean': not a number: 'abc'"),
+        (
+            lambda ls: [ls[0], _set(ls[1], "fg_ratio_mean", "nan"), *ls[2:]],
+            "row 2, column 'fg_ratio_mean': nan is not finite",
+        ),
+        (
+            lambda ls: [ls[0], ls[1], _set(ls[2], "motion_ratio_max", "inf"), *ls[3:]],
+            "row 3, column 'motion_ratio_max': inf is not finite",
+        ),
+        (
+            lambda ls: [ls[0], _set(ls[1], "blob_count_mean", "abc"), *ls[2:]],
+            "column 'blob_count_mean': not a number: 'abc'",
+        ),
         (lambda ls: [ls[0], _set(ls[1], "time_s", "soon"), *ls[2:]], "column 'time_s': not a number"),
         (lambda ls: [ls[0].replace("fg_ratio_mean", "fg_mean")] + ls[1:], "do not match the feature contract"),
         (lambda ls: [ls[0]] + [l[:-1] + "0" for l in ls[1:]], "training needs both classes"),
@@ -122,7 +131,9 @@ def test_a_feature_beyond_float32_fails_naming_row_and_column(tmp_path, rows):
     big = [list(r) for r in rows]
     big[4][HEADER.index("motion_ratio_max")] = "1e39"  # finite in float64, inf in float32
     path = _csv(tmp_path / "big.csv", HEADER, big)
-    with pytest.raises(DatasetError, match=r"big\.csv: row 6, column 'motion_ratio_max': 1e39 is beyond the float32 range"):
+    with pytest.raises(
+        DatasetError, match=r"big\.csv: row 6, column 'motion_ratio_max': 1e39 is beyond the float32 range"
+    ):
         read_dataset(path)
     big[4][HEADER.index("motion_ratio_max")] = "3.4e38"  # the largest float32 is ~3.4028e38
     assert np.isfinite(read_dataset(_csv(tmp_path / "big.csv", HEADER, big)).X).all()
@@ -135,13 +146,19 @@ def test_a_non_finite_time_fails_naming_row_and_column(tmp_path, rows):
         read_dataset(_csv(tmp_path / "t.csv", HEADER, bad))
 
 
-@pytest.mark.parametrize("variant", ["bom", "bom_crlf", "trailing_blank_lines", "empty_rows", "blank_line_before_header"])
+@pytest.mark.parametrize(
+    "variant", ["bom", "bom_crlf", "trailing_blank_lines", "empty_rows", "blank_line_before_header"]
+)
 def test_common_csv_exports_read_like_the_plain_file(tmp_path, rows, variant):
     plain = read_dataset(_csv(tmp_path / "plain.csv", HEADER, rows))
     body = [*rows[:5], [""] * len(HEADER), *rows[5:]] if variant == "empty_rows" else rows
-    path = _csv(tmp_path / f"{variant}.csv", HEADER, body, prefix={"bom": "\ufeff", "bom_crlf": "\ufeff",
-                                                                   "blank_line_before_header": "\n"}.get(variant, ""),
-                end="\r\n" if variant == "bom_crlf" else "\n")
+    path = _csv(
+        tmp_path / f"{variant}.csv",
+        HEADER,
+        body,
+        prefix={"bom": "\ufeff", "bom_crlf": "\ufeff", "blank_line_before_header": "\n"}.get(variant, ""),
+        end="\r\n" if variant == "bom_crlf" else "\n",
+    )
     if variant == "trailing_blank_lines":
         path.write_bytes(path.read_bytes() + b"\n\n")
     back = read_dataset(path)

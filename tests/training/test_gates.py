@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from edge_component.analysis.features import N_FEATURES
-from edge_component.model.errors import ModelError
-from edge_component.model.onnx_runtime import OnnxScorer
-from edge_component.model.litert import Scorer
 from edge_component.model.bundle import load_bundle, make_scorer, sha256_file
+from edge_component.model.errors import ModelError
+from edge_component.model.litert import Scorer
+from edge_component.model.onnx_runtime import OnnxScorer
 from training import gates
 from training.export import tflite_ops
 
@@ -21,7 +21,9 @@ from training.export import tflite_ops
 def _rows(manifest, n=200, seed=0):
     """Raw feature rows around the training distribution (non-negative, like the features)."""
     rng = np.random.default_rng(seed)
-    return np.abs(manifest.mean + rng.normal(size=(n, N_FEATURES)).astype(np.float32) * manifest.scale).astype(np.float32)
+    return np.abs(manifest.mean + rng.normal(size=(n, N_FEATURES)).astype(np.float32) * manifest.scale).astype(
+        np.float32
+    )
 
 
 @pytest.fixture()
@@ -105,7 +107,11 @@ def test_compatibility_gate_fails_on_a_file_that_does_not_match_its_digest(bundl
 def test_parity_gate_fails_on_a_tampered_int8_model(bundle_copy, trained_bundle, tflite_edits):
     """An int8 model whose output zero point was moved by 12 steps: loads and runs,
     every score is 12/256 off; only parity catches it."""
-    _replace_file(bundle_copy, "model.tflite", tflite_edits.with_output_zero_point_moved((bundle_copy / "model.tflite").read_bytes(), 12))
+    _replace_file(
+        bundle_copy,
+        "model.tflite",
+        tflite_edits.with_output_zero_point_moved((bundle_copy / "model.tflite").read_bytes(), 12),
+    )
 
     m = load_bundle(trained_bundle).manifest
     rows = _rows(m)
@@ -154,5 +160,6 @@ def test_compatibility_gate_also_runs_tflite_runtime_where_it_is_installed(train
     monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", mod)
     result, scorers = gates.compatibility(trained_bundle, ["model.tflite", "model.onnx"])
     assert not result.passed and set(scorers) == {"model.tflite", "model.onnx"}  # LiteRT and ONNX Runtime load them
-    assert result.failures == ["tflite-runtime cannot load model.tflite: Didn't find op for builtin opcode "
-                               "'FULLY_CONNECTED' version '12'"]
+    assert result.failures == [
+        "tflite-runtime cannot load model.tflite: Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'"
+    ]

@@ -42,10 +42,13 @@ def test_a_label_file_that_is_not_utf8_fails_naming_the_file_and_line(tmp_path):
         load_labels(path)
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"clip": "a.mp4", "clip": "b.mp4"}', r"duplicate keys \['clip'\]"),
-    ("[]", r"\(top level\): Input should be a valid dictionary"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"clip": "a.mp4", "clip": "b.mp4"}', r"duplicate keys \['clip'\]"),
+        ("[]", r"\(top level\): Input should be a valid dictionary"),
+    ],
+)
 def test_a_label_file_with_a_duplicate_key_or_no_object_is_refused(tmp_path, text, message):
     path = tmp_path / "bad.json"
     path.write_text(text)

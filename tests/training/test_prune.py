@@ -7,9 +7,29 @@ from training.train import parse_args
 
 def _job_args(tmp_path, csv_path, *extra):
     """Arguments for a quick job on the example clip's features (few epochs, no extras)."""
-    return ["--model-dir", str(tmp_path / "model"), "--output-data-dir", str(tmp_path / "out"),
-            "--train", str(csv_path), "--test", "none", "--epochs", "3", "--cross-clip", "false",
-            "--latency-rows", "0", "--plots", "false", "--min-auc", "0.5", "--min-recall", "0", *extra]
+    return [
+        "--model-dir",
+        str(tmp_path / "model"),
+        "--output-data-dir",
+        str(tmp_path / "out"),
+        "--train",
+        str(csv_path),
+        "--test",
+        "none",
+        "--epochs",
+        "3",
+        "--cross-clip",
+        "false",
+        "--latency-rows",
+        "0",
+        "--plots",
+        "false",
+        "--min-auc",
+        "0.5",
+        "--min-recall",
+        "0",
+        *extra,
+    ]
 
 
 def test_pruning_reaches_its_sparsity_and_shrinks_the_gzip_size(tmp_path, csv_path):

@@ -36,9 +36,29 @@ def test_trained_bundle_meets_size_and_accuracy_targets(trained_bundle):
 
 def _job_args(tmp_path, csv_path, *extra):
     """Arguments for a quick job on the example clip's features (few epochs, no extras)."""
-    return ["--model-dir", str(tmp_path / "model"), "--output-data-dir", str(tmp_path / "out"),
-            "--train", str(csv_path), "--test", "none", "--epochs", "3", "--cross-clip", "false",
-            "--latency-rows", "0", "--plots", "false", "--min-auc", "0.5", "--min-recall", "0", *extra]
+    return [
+        "--model-dir",
+        str(tmp_path / "model"),
+        "--output-data-dir",
+        str(tmp_path / "out"),
+        "--train",
+        str(csv_path),
+        "--test",
+        "none",
+        "--epochs",
+        "3",
+        "--cross-clip",
+        "false",
+        "--latency-rows",
+        "0",
+        "--plots",
+        "false",
+        "--min-auc",
+        "0.5",
+        "--min-recall",
+        "0",
+        *extra,
+    ]
 
 
 def _run_failing_job(tmp_path, csv_path, caplog, *extra) -> str:
@@ -50,13 +70,15 @@ def _run_failing_job(tmp_path, csv_path, caplog, *extra) -> str:
     return caplog.text
 
 
-def test_job_fails_the_compatibility_gate_on_a_model_the_runtime_cannot_load(tmp_path, csv_path, caplog, monkeypatch,
-                                                                            tflite_edits):
+def test_job_fails_the_compatibility_gate_on_a_model_the_runtime_cannot_load(
+    tmp_path, csv_path, caplog, monkeypatch, tflite_edits
+):
     from training import export
 
     real = export.to_tflite_int8
-    monkeypatch.setattr(export, "to_tflite_int8",
-                        lambda *a, **k: tflite_edits.with_op_version(real(*a, **k), "FULLY_CONNECTED", 99))
+    monkeypatch.setattr(
+        export, "to_tflite_int8", lambda *a, **k: tflite_edits.with_op_version(real(*a, **k), "FULLY_CONNECTED", 99)
+    )
     log = _run_failing_job(tmp_path, csv_path, caplog)
     assert "compatibility gate: the edge runtime cannot load model.tflite" in log
     assert "FULLY_CONNECTED" in log
@@ -75,14 +97,40 @@ def test_job_fails_the_parity_gate_on_a_wrong_representative_dataset(tmp_path, c
 
 
 def test_script_mode_with_sagemaker_environment(tmp_path, csv_path):
-    env = dict(os.environ, SM_MODEL_DIR=str(tmp_path / "model"), SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
-               SM_CHANNEL_TRAIN=str(csv_path.parent))
-    proc = subprocess.run([sys.executable, str(REPO / "training" / "train.py"), "--epochs", "5", "--min-auc", "0.5",
-                           "--min-recall", "0", "--test", "none", "--latency-rows", "20"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ,
+        SM_MODEL_DIR=str(tmp_path / "model"),
+        SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
+        SM_CHANNEL_TRAIN=str(csv_path.parent),
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "training" / "train.py"),
+            "--epochs",
+            "5",
+            "--min-auc",
+            "0.5",
+            "--min-recall",
+            "0",
+            "--test",
+            "none",
+            "--latency-rows",
+            "20",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert {p.name for p in (tmp_path / "model").iterdir()} == {"manifest.json", "model.tflite", "model_float.tflite",
-                                                                "model.onnx"}
+    assert {p.name for p in (tmp_path / "model").iterdir()} == {
+        "manifest.json",
+        "model.tflite",
+        "model_float.tflite",
+        "model.onnx",
+    }
     assert {"evaluation.json", "roc.png", "scores.png"} <= {p.name for p in (tmp_path / "out").iterdir()}
     from edge_component.model.bundle import load_bundle
 
@@ -90,11 +138,35 @@ def test_script_mode_with_sagemaker_environment(tmp_path, csv_path):
 
 
 def test_script_mode_fails_loudly_on_an_impossible_quality_gate(tmp_path, csv_path):
-    env = dict(os.environ, SM_MODEL_DIR=str(tmp_path / "model"), SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
-               SM_CHANNEL_TRAIN=str(csv_path.parent))
-    proc = subprocess.run([sys.executable, str(REPO / "training" / "train.py"), "--epochs", "1", "--min-auc", "1.01",
-                           "--test", "none", "--cross-clip", "false", "--latency-rows", "0", "--plots", "false"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ,
+        SM_MODEL_DIR=str(tmp_path / "model"),
+        SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
+        SM_CHANNEL_TRAIN=str(csv_path.parent),
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "training" / "train.py"),
+            "--epochs",
+            "1",
+            "--min-auc",
+            "1.01",
+            "--test",
+            "none",
+            "--cross-clip",
+            "false",
+            "--latency-rows",
+            "0",
+            "--plots",
+            "false",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "quality gate: model.tflite validation AUC" in proc.stderr and "< floor 1.01" in proc.stderr
     assert not (tmp_path / "model" / "manifest.json").exists()
@@ -117,12 +189,15 @@ def _labels_file(path: Path, clip: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("argv, named, hint", [
-    (["--learnin-rate", "5"], "--learnin-rate", "did you mean --learning-rate?"),
-    (["--learning_rate", "5"], "--learning_rate", "did you mean --learning-rate?"),
-    (["--learn", "5"], "--learn", "did you mean --learning-rate?"),  # no silent abbreviations either
-    (["--epochs", "3", "--unknown-hyperparameter", "1"], "--unknown-hyperparameter", ""),
-])
+@pytest.mark.parametrize(
+    "argv, named, hint",
+    [
+        (["--learnin-rate", "5"], "--learnin-rate", "did you mean --learning-rate?"),
+        (["--learning_rate", "5"], "--learning_rate", "did you mean --learning-rate?"),
+        (["--learn", "5"], "--learn", "did you mean --learning-rate?"),  # no silent abbreviations either
+        (["--epochs", "3", "--unknown-hyperparameter", "1"], "--unknown-hyperparameter", ""),
+    ],
+)
 def test_an_unknown_hyperparameter_fails_naming_it_and_the_known_ones(capsys, argv, named, hint):
     with pytest.raises(SystemExit) as exit_:
         parse_args(argv)
@@ -148,10 +223,20 @@ def test_script_exits_2_with_a_clear_message_and_no_traceback(tmp_path, rows, ca
     else:
         _csv(channel / "features.csv", HEADER, rows)
         args, expected = ["--learnin-rate", "5"], "unknown hyperparameters: --learnin-rate"
-    env = dict(os.environ, SM_MODEL_DIR=str(tmp_path / "model"), SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
-               SM_CHANNEL_TRAIN=str(channel))
-    proc = subprocess.run([sys.executable, str(REPO / "training" / "train.py"), "--test", "none", *args], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    env = dict(
+        os.environ,
+        SM_MODEL_DIR=str(tmp_path / "model"),
+        SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
+        SM_CHANNEL_TRAIN=str(channel),
+    )
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "training" / "train.py"), "--test", "none", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -25,9 +25,6 @@ def _config(**camera) -> ComponentConfig:
     return parse_config({"cameras": [cam]})
 
 
-
-
-
 def test_features_separate_presence_from_an_empty_room(windows):
     ws, _ = windows
     fg = FEATURE_NAMES.index("fg_ratio_mean")

@@ -62,8 +62,13 @@ def test_a_stream_that_ends_is_reopened_with_backoff(short_clip):
 
 def test_a_dead_camera_is_retried_and_never_raises():
     stop, stats = threading.Event(), CaptureStats()
-    gen = live("rtsp://127.0.0.1:9/nothing-listens-here", 5.0, stats, stop=stop,
-               settings=LiveSettings(read_timeout_s=1.0, backoff_initial_s=0.05, backoff_max_s=0.2))
+    gen = live(
+        "rtsp://127.0.0.1:9/nothing-listens-here",
+        5.0,
+        stats,
+        stop=stop,
+        settings=LiveSettings(read_timeout_s=1.0, backoff_initial_s=0.05, backoff_max_s=0.2),
+    )
     timer = threading.Timer(2.0, stop.set)
     timer.start()
     assert list(gen) == []

@@ -74,7 +74,9 @@ def test_reading_the_luma_plane_prints_no_opencv_warning(capfd):
     assert "unsupported picture format" not in err.lower()
 
 
-@pytest.mark.parametrize("fourcc, ext, expected", [("mp4v", "mp4", "studio"), ("MJPG", "avi", "full"), ("PNG ", "avi", "colour")])
+@pytest.mark.parametrize(
+    "fourcc, ext, expected", [("mp4v", "mp4", "studio"), ("MJPG", "avi", "full"), ("PNG ", "avi", "colour")]
+)
 def test_a_black_first_frame_does_not_fool_the_luma_check(tmp_path, fourcc, ext, expected):
     """A flat frame matches any plane in any range: the check waits for a frame with contrast."""
     import cv2

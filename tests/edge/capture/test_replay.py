@@ -23,9 +23,6 @@ def _config(**camera) -> ComponentConfig:
     return parse_config({"cameras": [cam]})
 
 
-
-
-
 def test_replay_reads_every_frame_and_analyses_at_the_detection_rate(windows):
     ws, stats = windows
     assert stats.fps == pytest.approx(10.0)
@@ -76,7 +73,7 @@ def test_a_variable_frame_rate_file_is_timed_by_its_timestamps(tmp_path):
     images = []
     for i in range(len(durations_ms)):
         frame = rng.integers(60, 140, (120, 160), dtype=np.uint8)  # texture, so not a blank frame
-        frame[40:80, 5 * i: 5 * i + 30] = 250  # something moving
+        frame[40:80, 5 * i : 5 * i + 30] = 250  # something moving
         images.append(Image.fromarray(frame).convert("P"))
     path = tmp_path / "vfr.gif"
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations_ms, loop=0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -23,8 +23,15 @@ def _alert(kind: str = "start") -> dict:
     ev = Event(event_id="0" * 32, started_s=1.0, peak_score=0.9)
     if kind == "end":
         ev.sequence, ev.ended_s = 1, 2.0
-    return build_alert(Transition(kind, ev, 2.0, 0.9), thing_name="cam-01", camera="porch", zone="door",
-                       threshold=0.5, clock_origin=datetime(2026, 1, 1, tzinfo=timezone.utc), media_time=True)
+    return build_alert(
+        Transition(kind, ev, 2.0, 0.9),
+        thing_name="cam-01",
+        camera="porch",
+        zone="door",
+        threshold=0.5,
+        clock_origin=datetime(2026, 1, 1, tzinfo=UTC),
+        media_time=True,
+    )
 
 
 @pytest.mark.parametrize(

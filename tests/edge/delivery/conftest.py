@@ -28,10 +28,11 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -77,17 +78,27 @@ class _CertificateAuthority:
         self._cert = (
             self._builder(subject, self._key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .sign(self._key, hashes.SHA256())
         )
         self.cert_file = self.dir / f"{name}-ca.pem"
         self.cert_file.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
     def _builder(self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -113,15 +124,21 @@ class _CertificateAuthority:
         stem = self.dir / f"{self.name}-{common_name}"
         pair = KeyPair(stem.with_suffix(".crt.pem"), stem.with_suffix(".key.pem"))
         pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        pair.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        pair.key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         pair.key.chmod(0o600)
         return pair
 
     def server(self) -> KeyPair:
         """A server certificate for ``localhost`` and 127.0.0.1."""
-        return self._issue("localhost", ExtendedKeyUsageOID.SERVER_AUTH,
-                           [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))])
+        return self._issue(
+            "localhost",
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))],
+        )
 
     def client(self, common_name: str) -> KeyPair:
         """A client certificate whose CN is ``common_name`` (the thing name)."""
@@ -137,7 +154,8 @@ def free_port() -> int:
 
 def mosquitto_path() -> str | None:
     return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
 
 
 class Mosquitto:
@@ -157,28 +175,32 @@ class Mosquitto:
         server = ca.server()
         self.log_file = self.dir / "mosquitto.log"
         self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text("\n".join([
-            # Run as whoever runs the tests: as root, mosquitto would otherwise switch to
-            # the user "mosquitto", which cannot read the keys in a private tmp dir.
-            f"user {getpass.getuser()}",
-            "persistence false",
-            f"log_dest file {self.log_file}",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "log_type information",
-            "connection_messages true",
-            "per_listener_settings false",
-            "allow_anonymous false",
-            f"listener {self.port} {LOOPBACK}",
-            f"cafile {ca.cert_file}",
-            f"certfile {server.cert}",
-            f"keyfile {server.key}",
-            "tls_version tlsv1.2",
-            "require_certificate true",
-            "use_identity_as_username true",
-            "",
-        ]))
+        self.conf.write_text(
+            "\n".join(
+                [
+                    # Run as whoever runs the tests: as root, mosquitto would otherwise switch to
+                    # the user "mosquitto", which cannot read the keys in a private tmp dir.
+                    f"user {getpass.getuser()}",
+                    "persistence false",
+                    f"log_dest file {self.log_file}",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "log_type information",
+                    "connection_messages true",
+                    "per_listener_settings false",
+                    "allow_anonymous false",
+                    f"listener {self.port} {LOOPBACK}",
+                    f"cafile {ca.cert_file}",
+                    f"certfile {server.cert}",
+                    f"keyfile {server.key}",
+                    "tls_version tlsv1.2",
+                    "require_certificate true",
+                    "use_identity_as_username true",
+                    "",
+                ]
+            )
+        )
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -189,8 +211,12 @@ class Mosquitto:
         """Start the broker and wait until its port accepts connections."""
         if self.running:
             return
-        self._proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(
+            [self.exe, "-c", str(self.conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -292,15 +318,24 @@ class Subscriber:
 
 def _make_alerts(events: int) -> list[dict]:
     """``events`` events of start, update, end: 3 * events schema-valid alerts, in order."""
-    origin = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    origin = datetime(2026, 1, 1, tzinfo=dt.UTC)
     out = []
     for k in range(events):
         ev = Event(event_id=uuid.uuid4().hex, started_s=10.0 * k, peak_score=0.9)
         for kind, after_s in (("start", 0.0), ("update", 1.0), ("end", 2.0)):
             if kind == "end":
                 ev.ended_s = ev.started_s + after_s
-            out.append(build_alert(Transition(kind, ev, ev.started_s + after_s, 0.9), thing_name=THING, camera="porch",
-                                   zone="door", threshold=0.5, clock_origin=origin, media_time=False))
+            out.append(
+                build_alert(
+                    Transition(kind, ev, ev.started_s + after_s, 0.9),
+                    thing_name=THING,
+                    camera="porch",
+                    zone="door",
+                    threshold=0.5,
+                    clock_origin=origin,
+                    media_time=False,
+                )
+            )
             ev.sequence += 1
     for msg in out:
         validate_alert(msg)
@@ -315,8 +350,16 @@ def make_alerts():
 
 def _healthy(**counts) -> dict:
     """``stats()`` of a running publisher with nothing held in memory, dropped or dead."""
-    return {"depth": 0, "unstored": 0, "sent": 0, "retries": 0, "dropped": 0, "dead": 0, "reconnects": 0,
-            "sender_alive": True} | counts
+    return {
+        "depth": 0,
+        "unstored": 0,
+        "sent": 0,
+        "retries": 0,
+        "dropped": 0,
+        "dead": 0,
+        "reconnects": 0,
+        "sender_alive": True,
+    } | counts
 
 
 @pytest.fixture
@@ -471,13 +514,16 @@ def disk(request, tmp_path):
     mount = tmp_path / "tiny"
     mount.mkdir()
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)],
-                              capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         pytest.skip(f"cannot mount a 400 KiB tmpfs for a real full disk ({exc}); max_page_count covers it")
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a 400 KiB tmpfs for a real full disk (needs root): {done.stderr.strip()}; "
-                    "the max_page_count variant covers the same code")
+        pytest.skip(
+            f"cannot mount a 400 KiB tmpfs for a real full disk (needs root): {done.stderr.strip()}; "
+            "the max_page_count variant covers the same code"
+        )
     try:
         yield RealFullDisk(mount)
     finally:

@@ -21,8 +21,9 @@ FAST = {"retry_initial_s": 0.02, "retry_max_s": 0.2}  # backoff for tests; defau
 def mqtt_transport(broker, ca, keys=None, **kw):
     keys = keys or ca.client(THING)
     kw = {"connect_timeout_s": 2, "publish_timeout_s": 2, "reconnect_min_s": 0.05, "reconnect_max_s": 0.2} | kw
-    return MqttPublisher("127.0.0.1", broker.port, client_id=THING, ca_file=ca.cert_file, cert_file=keys.cert,
-                         key_file=keys.key, **kw)
+    return MqttPublisher(
+        "127.0.0.1", broker.port, client_id=THING, ca_file=ca.cert_file, cert_file=keys.cert, key_file=keys.key, **kw
+    )
 
 
 class RuleStandIn:
@@ -128,5 +129,11 @@ def test_client_certificate_from_another_ca_is_refused(tmp_path, broker, ca, Cer
 
 def test_unusable_certificate_files_fail_at_construction(tmp_path, ca):
     with pytest.raises(ValueError, match="missing.pem"):
-        MqttPublisher("127.0.0.1", 8883, client_id=THING, ca_file=ca.cert_file,
-                      cert_file=tmp_path / "missing.pem", key_file=tmp_path / "missing.key")
+        MqttPublisher(
+            "127.0.0.1",
+            8883,
+            client_id=THING,
+            ca_file=ca.cert_file,
+            cert_file=tmp_path / "missing.pem",
+            key_file=tmp_path / "missing.key",
+        )

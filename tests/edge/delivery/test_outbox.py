@@ -110,7 +110,7 @@ def test_undecodable_rows_go_to_dead_letters_and_never_block_the_rest(tmp_path, 
     raw = sqlite3.connect(path)  # kept on disk, bytes as they were
     kept = raw.execute("SELECT id, CAST(payload AS BLOB) FROM dead_letters ORDER BY id").fetchall()
     raw.close()
-    assert [k[0] for k in kept] == bad_ids and kept[0][1] == b"{not json" and kept[1][1] == b"{\xff\""
+    assert [k[0] for k in kept] == bad_ids and kept[0][1] == b"{not json" and kept[1][1] == b'{\xff"'
     with Outbox(path) as box:
         assert box.dead == 3  # counted over the file's life
 

@@ -50,8 +50,9 @@ def test_closed_outbox_refusal_reaches_the_detector_as_publish_error(tmp_path, R
 
 
 def test_backoff_doubles_with_jitter_and_is_bounded(tmp_path, Down):
-    pub = OutboxPublisher(Outbox(tmp_path / "o.sqlite"), Down(), retry_initial_s=0.5, retry_max_s=30,
-                          rng=random.Random(7))
+    pub = OutboxPublisher(
+        Outbox(tmp_path / "o.sqlite"), Down(), retry_initial_s=0.5, retry_max_s=30, rng=random.Random(7)
+    )
     delays = [pub.backoff_s(n) for n in range(1, 40)]
     for n, d in enumerate(delays, start=1):
         ceiling = min(30.0, 0.5 * 2 ** (n - 1))

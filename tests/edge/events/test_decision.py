@@ -13,7 +13,30 @@ def _tracker(**kw):
 def test_decision_needs_consecutive_windows_then_ends_after_quiet_then_cools_down():
     tr = _tracker(min_consecutive_windows=3, end_after_quiet_s=1.0, cooldown_s=2.0)
     kinds = []
-    scores = [0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+    scores = [
+        0.9,
+        0.9,
+        0.1,
+        0.9,
+        0.9,
+        0.9,
+        0.2,
+        0.2,
+        0.2,
+        0.2,
+        0.2,
+        0.2,
+        0.9,
+        0.9,
+        0.9,
+        0.9,
+        0.9,
+        0.9,
+        0.9,
+        0.9,
+        0.9,
+        0.9,
+    ]
     for i, s in enumerate(scores):
         for t in tr.update(i * 0.2, s):
             kinds.append((t.kind, round(t.time_s, 1)))

@@ -96,7 +96,9 @@ def test_a_corrupt_model_file_is_refused_by_digest(bundle_copy):
 
 def test_a_model_the_runtime_cannot_load_is_a_clear_error(bundle_copy):
     (bundle_copy / "model.tflite").write_bytes(b"\x00" * 64)
-    _edit_manifest(bundle_copy, lambda m: m["files"].update({"model.tflite": sha256_file(bundle_copy / "model.tflite")}))
+    _edit_manifest(
+        bundle_copy, lambda m: m["files"].update({"model.tflite": sha256_file(bundle_copy / "model.tflite")})
+    )
     with pytest.raises(ModelError, match="cannot load"):
         load_bundle(bundle_copy)
 
@@ -156,7 +158,10 @@ def test_a_model_that_does_not_output_one_probability_is_refused_at_load(bundle_
         (lambda m: m.update(files=["model.tflite"]), "files must map file names"),
         (lambda m: m.update(model_file=["model.tflite"]), "model_file must be a file name"),
         (lambda m: m["normalisation"].update(kind="minmax"), "kind 'standard'"),
-        (lambda m: m.update(model_file="../model.tflite", files={"../model.tflite": "0" * 64}), "not a file inside the bundle"),
+        (
+            lambda m: m.update(model_file="../model.tflite", files={"../model.tflite": "0" * 64}),
+            "not a file inside the bundle",
+        ),
     ],
 )
 def test_manifest_values_of_the_wrong_kind_are_refused(bundle_copy, edit, message):

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_component.config import MotionSettings, Polygon
 from edge_component.analysis.motion import MotionAnalyzer
+from edge_component.config import MotionSettings, Polygon
 from edge_component.objects.detector import ObjectDetector
 from edge_component.objects.regions import FrameDetection, boxes_from_xywh, detect_in_regions, regions_for
 from edge_component.objects.tracking import ObjectTracker, TrackUpdate
@@ -55,8 +55,13 @@ class Step:
     update: TrackUpdate
 
 
-def run_objects(clip: Path, detector: ObjectDetector, tracker: ObjectTracker | None = None,
-                until_s: float | None = None, keep_frame_at: float | None = None):
+def run_objects(
+    clip: Path,
+    detector: ObjectDetector,
+    tracker: ObjectTracker | None = None,
+    until_s: float | None = None,
+    keep_frame_at: float | None = None,
+):
     """Replay ``clip`` through motion (the repo's MotionAnalyzer, whole-frame zone),
     regions, the detector and the tracker; the steps, and the frame nearest
     ``keep_frame_at`` seconds."""

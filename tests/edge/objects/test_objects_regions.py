@@ -61,7 +61,8 @@ def test_nearby_motion_boxes_share_a_region_and_distant_ones_do_not():
     assert len(regions_for([(20, 20, 60, 100), (650, 300, 700, 400)], shape)) == 2
     # A box inside a tracked object's region adds no region of its own.
     assert regions_for([(400, 260, 480, 380)], shape, object_boxes=[(380, 10, 520, 340)]) == [
-        region_around((380, 10, 520, 340), shape)]
+        region_around((380, 10, 520, 340), shape)
+    ]
     assert regions_for([], shape) == []
 
 

@@ -33,8 +33,13 @@ def test_a_detected_person_stands_in_the_zone_drawn_round_the_table(detector):
     h, w = frame.shape[:2]
     person = next(d for d in detector.detect(frame, 0.5) if d.label == "person")
     box = (person.box[0] * w, person.box[1] * h, person.box[2] * w, person.box[3] * h)
-    geometry = ZoneGeometry([[(0.35, 0.7), (0.9, 0.7), (0.9, 1.0), (0.35, 1.0)],  # floor by the table
-                             [(0.0, 0.0), (0.3, 0.0), (0.3, 1.0), (0.0, 1.0)]], (h, w))  # left wall
+    geometry = ZoneGeometry(
+        [
+            [(0.35, 0.7), (0.9, 0.7), (0.9, 1.0), (0.35, 1.0)],  # floor by the table
+            [(0.0, 0.0), (0.3, 0.0), (0.3, 1.0), (0.0, 1.0)],
+        ],
+        (h, w),
+    )  # left wall
     assert geometry.containing(box) == [0]
     # The same floor as an object mask hides the person; a mask on the wall does not.
     assert masked(box, ZoneGeometry([[(0.35, 0.7), (0.9, 0.7), (0.9, 1.0), (0.35, 1.0)]], (h, w)))
