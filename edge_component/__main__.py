@@ -10,7 +10,6 @@ message naming the problem).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal

@@ -84,7 +84,8 @@ class MotionSettings(_Model):
         0.5,
         gt=0,
         le=1,
-        description="a change over more than this fraction of the whole frame that matching brightness and contrast explains (lights, IR switch) resets the background",
+        description="a change over more than this fraction of the whole frame that matching brightness and contrast"
+        " explains (lights, IR switch) resets the background",
     )
     scene_change_s: float = Field(
         10.0, gt=0, le=3600, description="most of the frame different for this long (camera moved): learn the new scene"
@@ -153,7 +154,8 @@ class ComponentConfig(_Model):
     model_file: str | None = Field(
         None,
         pattern=r"^[a-zA-Z0-9_.-]{1,128}$",
-        description="which of the bundle's files to run, e.g. model.onnx for ONNX Runtime; default the manifest's int8 TFLite model",
+        description="which of the bundle's files to run, e.g. model.onnx for ONNX Runtime;"
+        " default the manifest's int8 TFLite model",
     )
     mqtt: MqttSettings | None = Field(None, description="required when publisher is mqtt")
     outbox_max_messages: int = Field(

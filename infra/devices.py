@@ -183,7 +183,10 @@ class Devices(Construct):
             {
                 wildcard_resource(self, any_thing): "Membership changes are limited to this stage's thing group, "
                 "which the same statement names.",
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]": "Lets the CDK-provided AwsCustomResource function write its own logs; nothing else.",
+                (
+                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AWSLambdaBasicExecutionRole]"
+                ): "Lets the CDK-provided AwsCustomResource function write its own logs; nothing else.",
             },
         )
         if provider is not None:

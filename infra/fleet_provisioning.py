@@ -105,7 +105,9 @@ def add_fleet_provisioning(
     acknowledge(
         provisioning_role,
         {
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSIoTThingsRegistration]": "AWS's documented policy for fleet provisioning roles; IoT assumes it only while running "
+            (
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSIoTThingsRegistration]"
+            ): "AWS's documented policy for fleet provisioning roles; IoT assumes it only while running "
             "this stack's template.",
         },
     )

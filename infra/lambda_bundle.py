@@ -35,9 +35,10 @@ class CopyHandlerBundling:
     Copies ``source_dir/*.py`` and packages (folders with ``__init__.py``, tests left out)
     and ``extra_file`` (one file or several) to the bundle's root, so the handler reads
     them from beside itself (the alert Lambda: ``alert.schema.json`` and ``alert_rules.py``
-    from ``edge_component/contracts/``; the provisioning hook: its generated rules). Third-party code comes from layers or the runtime, except
-    ``packages``: installed pure-Python distributions copied with their ``.dist-info``
-    (licence, version), compiled extensions left out (they must have a Python fallback).
+    from ``edge_component/contracts/``; the provisioning hook: its generated rules).
+    Third-party code comes from layers or the runtime, except ``packages``: installed
+    pure-Python distributions copied with their ``.dist-info`` (licence, version),
+    compiled extensions left out (they must have a Python fallback).
     """
 
     def __init__(

@@ -227,7 +227,7 @@ class Training(Construct):
             {
                 **{
                     wildcard_resource(self, objects): f"Training reads every object of the {prefix} channel prefix."
-                    for prefix, objects in zip(self.channels.values(), data_objects)
+                    for prefix, objects in zip(self.channels.values(), data_objects, strict=True)
                 },
                 wildcard_resource(
                     self, model_objects

@@ -2,8 +2,9 @@
 ``SELECT *, topic(2) AS topic_thing_name, timestamp() AS received_at_ms FROM 'vigil/+/alerts'``.
 
 ``app.flush_handler``, run every minute by a schedule, sends the summary of alerts the
-throttle held back once their window closes. The handler is the Lambda-shaped shell: Powertools logging, metrics and tracing, the
-environment (:class:`vigil_alerts.config.Settings`) and lazily created boto3 clients.
+throttle held back once their window closes. The handler is the Lambda-shaped shell:
+Powertools logging, metrics and tracing, the environment
+(:class:`vigil_alerts.config.Settings`) and lazily created boto3 clients.
 The work is :func:`vigil_alerts.processing.process_alert`.
 
 An invalid alert raises ``InvalidAlertError`` after it is logged and counted, so the

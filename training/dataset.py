@@ -98,7 +98,7 @@ def write_dataset(ds: Dataset, path: str | Path, zone: str = "") -> Path:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(COLUMNS)
-        for x, label, clip, t in zip(ds.X, ds.y, ds.clips, ds.times):
+        for x, label, clip, t in zip(ds.X, ds.y, ds.clips, ds.times, strict=True):
             w.writerow([clip, f"{t:.3f}", zone, *(f"{v:.6g}" for v in x), int(label)])
     return path
 

@@ -19,7 +19,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     total["false_alerts_per_hour"] = round(total["false_alerts"] / hours, 2) if hours else 0.0
     print(
-        f"{'clip':<40} {'events':>6} {'found':>5} {'late':>4} {'missed':>6} {'dup':>3} {'false':>5} {'false/h':>7} {'delay mean/max s':>17}"
+        f"{'clip':<40} {'events':>6} {'found':>5} {'late':>4} {'missed':>6} {'dup':>3}"
+        f" {'false':>5} {'false/h':>7} {'delay mean/max s':>17}"
     )
     for r in rows:
         delay = f"{r['delay_s_mean']}/{r['delay_s_max']}" if r["delay_s_mean"] is not None else "-"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ class ClipLabels(BaseModel):
         # Two overlapping intervals are one event labelled twice, or a typo: the
         # evaluation would count one alert against two events.
         ordered = sorted(enumerate(self.abnormal), key=lambda p: p[1].start_s)
-        for (i, a), (j, b) in zip(ordered, ordered[1:]):
+        for (i, a), (j, b) in pairwise(ordered):
             if b.start_s < a.end_s:
                 raise ValueError(
                     f"abnormal intervals {i} ({a.start_s}-{a.end_s} s) and {j} "

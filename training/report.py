@@ -50,7 +50,7 @@ def write_plots(
     styles = [dict(ls=ls, lw=lw) for ls, lw in (("-", 3.0), ("--", 2.0), (":", 2.0), ("-.", 1.0))]  # curves overlap
 
     fig, ax = plt.subplots(figsize=(5, 5))
-    for (label, s), style in zip(scores.items(), styles):
+    for (label, s), style in zip(scores.items(), styles, strict=False):
         fpr, tpr = roc_curve(y, s)
         ax.plot(fpr, tpr, drawstyle="steps-post", label=f"{label} (AUC {roc_auc(y, s):.3f})", **style)
     ax.plot([0, 1], [0, 1], ":", color="grey")
@@ -59,7 +59,7 @@ def write_plots(
     save(fig, "roc.png")
 
     fig, ax = plt.subplots(figsize=(5, 5))
-    for (label, s), style in zip(scores.items(), styles):
+    for (label, s), style in zip(scores.items(), styles, strict=False):
         recall, precision = pr_curve(y, s)
         ax.plot(recall, precision, drawstyle="steps-post", label=label, **style)
     c = confusion(y, scores[int8], threshold)

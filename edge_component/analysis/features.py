@@ -11,7 +11,6 @@ order of :data:`FEATURE_NAMES`. The model bundle's manifest records these names 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,7 +85,7 @@ def check_feature_contract(names: list[str] | tuple[str, ...], version: str) -> 
         raise ValueError(f"model expects feature version {version!r}, this edge computes {FEATURE_VERSION!r}")
     names = list(names)
     if names != list(FEATURE_NAMES):
-        for i, (got, want) in enumerate(zip(names, FEATURE_NAMES)):
+        for i, (got, want) in enumerate(zip(names, FEATURE_NAMES, strict=False)):
             if got != want:
                 raise ValueError(f"feature {i} is {got!r} in the model but {want!r} here (order or name differs)")
         raise ValueError(f"model has {len(names)} features, this edge computes {N_FEATURES}")

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..capture.luma import STUDIO_TO_FULL
-from ..config import MotionSettings, Polygon
-from ..geometry import polygon_mask
+from edge_component.capture.luma import STUDIO_TO_FULL
+from edge_component.config import MotionSettings, Polygon
+from edge_component.geometry import polygon_mask
 
 # Standard deviation (grey levels, on the blurred analysis image) below which a frame is
 # one flat colour. Real scenes, even dark ones, have sensor noise and texture well above
@@ -182,7 +182,7 @@ class MotionAnalyzer:
 
         out = []
         sx, sy = self._scale
-        for zmask, area in zip(self._zone_masks, self._zone_areas):
+        for zmask, area in zip(self._zone_masks, self._zone_areas, strict=True):
             zfg = cv2.bitwise_and(fg, zmask)
             fg_pixels = int(cv2.countNonZero(zfg))
             blobs: list[tuple[float, tuple[int, int, int, int]]] = []

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..capture.frames import CaptureStats, Frame
-from ..capture.replay import replay
-from ..config import CameraConfig, ComponentConfig
+from edge_component.capture.frames import CaptureStats, Frame
+from edge_component.capture.replay import replay
+from edge_component.config import CameraConfig, ComponentConfig
+
 from .features import WindowFeaturizer, window_length
 from .motion import FrameStats, MotionAnalyzer
 
@@ -39,7 +40,9 @@ def analyse_frames(
     length = window_length(config.window_s, config.detection_fps)
     featurizers = [WindowFeaturizer(length) for _ in camera.zones]
     for frame in frames:
-        for i, (stats, fz) in enumerate(zip(analyzer.analyse(frame.luma, frame.studio_range), featurizers)):
+        for i, (stats, fz) in enumerate(
+            zip(analyzer.analyse(frame.luma, frame.studio_range), featurizers, strict=True)
+        ):
             yield Window(frame, i, camera.zones[i].name, fz.push(stats), stats)
 
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import cv2
 
-from ..backoff import Backoff
-from ..config import is_live
+from edge_component.backoff import Backoff
+from edge_component.config import is_live
+
 from .frames import CaptureStats, Frame
 from .source import SourceError, open_capture
 

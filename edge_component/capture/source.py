@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 
-from ..config import is_live
+from edge_component.config import is_live
 
 
 class SourceError(RuntimeError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ class AlertValidationError(ValueError):
 
 @cache
 def load_schema(path: str | None = None) -> dict[str, Any]:
-    """The alert JSON schema as a dict (JSON Schema draft-07, so both jsonschema and fastjsonschema, which Powertools uses, read it)."""
+    """The alert JSON schema as a dict (JSON Schema draft-07, so both jsonschema and
+    fastjsonschema, which Powertools uses, read it)."""
     return json.loads(Path(path or SCHEMA_PATH).read_text(encoding="utf-8"))
 
 

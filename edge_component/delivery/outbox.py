@@ -250,7 +250,8 @@ class Outbox:
                 for item_id, reason in self._pending.items():
                     if reason is not None:
                         conn.execute(
-                            "INSERT OR REPLACE INTO dead_letters (id, topic, payload, created_at, attempts, reason, moved_at)"
+                            "INSERT OR REPLACE INTO dead_letters"
+                            " (id, topic, payload, created_at, attempts, reason, moved_at)"
                             " SELECT id, topic, payload, created_at, attempts, ?, ? FROM outbox WHERE id = ?",
                             (reason, now, item_id),
                         )

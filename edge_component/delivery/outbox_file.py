@@ -22,7 +22,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -167,7 +167,8 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> bool:
         )
     ]
     tables = {
-        name: tuple(c[1] for c in conn.execute('PRAGMA table_info("%s")' % name.replace('"', '""'))) for name in names
+        name: tuple(c[1] for c in conn.execute('PRAGMA table_info("{}")'.format(name.replace('"', '""'))))
+        for name in names
     }
     if version == SCHEMA_VERSION and tables == _TABLES:
         return False

@@ -35,7 +35,8 @@ import time
 from collections import deque
 from typing import Any
 
-from ..backoff import Backoff
+from edge_component.backoff import Backoff
+
 from .outbox import Outbox
 from .outbox_file import OutboxError
 from .publisher import Publisher, PublishError

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..contracts.alerts import SCHEMA_VERSION, validate_alert
+from edge_component.contracts.alerts import SCHEMA_VERSION, validate_alert
+
 from .decision import Transition
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import DecisionSettings
+from edge_component.config import DecisionSettings
 
 Kind = Literal["start", "update", "end"]
 

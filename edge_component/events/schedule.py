@@ -9,7 +9,7 @@ means always armed. Local times follow the zone's daylight-saving rules (zoneinf
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, time
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..config import Polygon
+from edge_component.config import Polygon
 
 
 def annotate(image: np.ndarray, zones: list[Polygon], masks: list[Polygon], boxes, label: str) -> np.ndarray:

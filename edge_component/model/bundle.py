@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from ..analysis.features import check_feature_contract
-from ..contracts.manifest import MANIFEST_FILE, Manifest, manifest_problem
+from edge_component.analysis.features import check_feature_contract
+from edge_component.contracts.manifest import MANIFEST_FILE, Manifest, manifest_problem
+
 from .errors import ModelError
 from .litert import Scorer
 from .onnx_runtime import OnnxScorer
@@ -91,7 +92,8 @@ def read_manifest(bundle_dir: str | Path) -> LoadedManifest:
             raise ModelError(f"model bundle {bundle_dir}: cannot read {name}: {exc.strerror or exc}") from None
         if actual != digest:
             raise ModelError(
-                f"model bundle {bundle_dir}: {name} SHA-256 is {actual[:12]}..., manifest says {str(digest)[:12]}... (corrupt or replaced)"
+                f"model bundle {bundle_dir}: {name} SHA-256 is {actual[:12]}...,"
+                f" manifest says {str(digest)[:12]}... (corrupt or replaced)"
             )
     mean = np.asarray(manifest.normalisation.mean, np.float32)
     scale = np.asarray(manifest.normalisation.scale, np.float32)

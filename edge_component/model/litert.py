@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.features import N_FEATURES
+from edge_component.analysis.features import N_FEATURES
+
 from .errors import ModelError
 
 

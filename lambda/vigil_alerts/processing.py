@@ -4,7 +4,7 @@ both call :func:`process_alert`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator

@@ -67,7 +67,7 @@ def test_one_alert_per_intrusion_each_within_two_seconds(clip_run, ground_truth)
     starts = [m for _, m in rec.sent if m["event_type"] == "start"]
     gt = ground_truth()
     assert len(starts) == len(gt) == 6
-    for (t0, t1), alert in zip(gt, starts):
+    for (t0, _t1), alert in zip(gt, starts, strict=True):
         assert t0 <= alert["media_offset_s"] <= t0 + 2.0, (t0, alert["media_offset_s"])
 
 
@@ -118,7 +118,7 @@ def test_a_later_message_carries_a_better_frame_only_when_one_came(clip_run):
 
 
 def test_the_armed_schedule_silences_a_camera_outside_its_hours(demo_config, trained_bundle):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     armed = {
         "time_zone": "Europe/London",
@@ -149,7 +149,8 @@ def test_the_armed_schedule_silences_a_camera_outside_its_hours(demo_config, tra
     # The same footage at 23:00 on a Friday: armed (the window runs past midnight).
     night = det.run_replay(cam, origin=datetime(2026, 6, 5, 22, 0, tzinfo=UTC))
     assert len(night.starts) == 6
-    # Starting at 06:58:30 on a Saturday: Friday's window closes at 07:00, so only the intrusions in the first 90 s alert.
+    # Starting at 06:58:30 on a Saturday: Friday's window closes at 07:00, so only the
+    # intrusions in the first 90 s alert.
     morning = det.run_replay(cam, origin=datetime(2026, 6, 6, 5, 58, 30, tzinfo=UTC))
     assert [round(a["media_offset_s"]) for a in morning.starts] == [
         round(a["media_offset_s"]) for a in night.starts[:4]
@@ -187,7 +188,7 @@ def test_blank_frames_and_a_fade_to_black_and_back_change_no_alert(demo_config, 
     # The lights fade out over 1.5 s in the empty stretch after the second intrusion, stay
     # off for a moment and fade back in: the background must follow, not be left half dark.
     gain = np.interp(np.arange(600) / 10.0, [45.5, 47.0, 47.5, 49.0], [1.0, 0.0, 0.0, 1.0])
-    faded = [(f * g).astype(np.uint8) for f, g in zip(frames, gain)]
+    faded = [(f * g).astype(np.uint8) for f, g in zip(frames, gain, strict=True)]
     starts = {}
     variants = {"plain": frames, "blanks": [black] + frames[:250] + [black, black] + frames[252:], "fade": faded}
     for name, sequence in variants.items():

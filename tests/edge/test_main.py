@@ -79,11 +79,13 @@ def test_cli_runs_on_the_clip_and_writes_json_lines(trained_bundle, tmp_path):
     "cfg, message",
     [
         (
-            '{"cameras": [{"name": "c", "source": "x.mp4", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}], "fps": 3}',
+            '{"cameras": [{"name": "c", "source": "x.mp4", '
+            '"zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}], "fps": 3}',
             "fps",
         ),
         (
-            '{"cameras": [{"name": "c", "source": "missing.mp4", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}]}',
+            '{"cameras": [{"name": "c", "source": "missing.mp4", '
+            '"zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}]}',
             "not found",
         ),
         ("{oops", "not valid JSON"),
@@ -114,8 +116,17 @@ def test_cli_rejects_a_bad_thing_name(trained_bundle, tmp_path, caplog):
         [
             "run",
             "--config-json",
-            '{"cameras": [{"name": "c", "source": "%s", "zones": [{"name": "z", "polygon": [[0,0],[1,0],[1,1]]}]}]}'
-            % CLIP,
+            json.dumps(
+                {
+                    "cameras": [
+                        {
+                            "name": "c",
+                            "source": str(CLIP),
+                            "zones": [{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]]}],
+                        }
+                    ]
+                }
+            ),
             "--model-dir",
             str(trained_bundle),
             "--thing-name",

@@ -1,4 +1,5 @@
-"""infra/devices.py: token exchange, role alias, listed things and their group, and what a fleet adds to the template."""
+"""infra/devices.py: token exchange, role alias, listed things and their group, and what a
+fleet adds to the template."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ or an empty segment, and the body printed it as if it were this alert's evidence
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import pytest

@@ -13,7 +13,7 @@ receipt is normal: the outbox holds alerts while the device is offline.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alert_testlib import start_event

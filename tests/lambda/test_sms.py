@@ -8,7 +8,7 @@ boundaries (UAX #29 clusters from wcwidth), and the camera, zone and time stay w
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alert_testlib import start_event

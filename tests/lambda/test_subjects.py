@@ -12,7 +12,7 @@ with NFKD alone dropped letters without a decomposition ("Großen" -> "Groen",
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alert_testlib import THING, start_event

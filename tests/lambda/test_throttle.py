@@ -9,7 +9,7 @@ camera, so a burst followed by silence was never summarised.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from edge_component.analysis.features import FEATURE_NAMES
+from training.dataset import featurize_labels, write_dataset
 
 LABELS = Path(__file__).resolve().parents[2] / "examples" / "labels" / "one-by-one-person-detection.json"
-from training.dataset import featurize_labels, write_dataset
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ def _rewrite(path, fn):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda ls: [",".join(l.split(",")[:-1]) for l in ls], "no 'label' column"),
+        (lambda ls: [",".join(line.split(",")[:-1]) for line in ls], "no 'label' column"),
         (
             lambda ls: [ls[0], _set(ls[1], "fg_ratio_mean", "nan"), *ls[2:]],
             "row 2, column 'fg_ratio_mean': nan is not finite",
@@ -58,8 +58,8 @@ def _rewrite(path, fn):
         ),
         (lambda ls: [ls[0], _set(ls[1], "time_s", "soon"), *ls[2:]], "column 'time_s': not a number"),
         (lambda ls: [ls[0].replace("fg_ratio_mean", "fg_mean")] + ls[1:], "do not match the feature contract"),
-        (lambda ls: [ls[0]] + [l[:-1] + "0" for l in ls[1:]], "training needs both classes"),
-        (lambda ls: [ls[0]] + [l[:-1] + "2" for l in ls[1:2]] + ls[2:], "must be 0 or 1"),
+        (lambda ls: [ls[0]] + [line[:-1] + "0" for line in ls[1:]], "training needs both classes"),
+        (lambda ls: [ls[0]] + [line[:-1] + "2" for line in ls[1:2]] + ls[2:], "must be 0 or 1"),
         (lambda ls: [], "empty file"),
     ],
 )
@@ -72,8 +72,8 @@ def test_bad_datasets_fail_naming_the_problem(csv_path, edit, message):
 def test_swapped_feature_columns_are_refused(csv_path):
     def swap(ls):
         out = []
-        for l in ls:
-            f = l.split(",")
+        for line in ls:
+            f = line.split(",")
             f[3], f[4] = f[4], f[3]
             out.append(",".join(f))
         return out
@@ -84,7 +84,7 @@ def test_swapped_feature_columns_are_refused(csv_path):
 
 
 def test_a_semicolon_separated_file_says_what_is_wrong(csv_path):
-    _rewrite(csv_path, lambda ls: [l.replace(",", ";") for l in ls])
+    _rewrite(csv_path, lambda ls: [line.replace(",", ";") for line in ls])
     with pytest.raises(DatasetError, match="separated by something other than commas"):
         read_dataset(csv_path)
 

@@ -14,5 +14,5 @@ def test_training_is_repeatable_with_a_fixed_seed(dataset):
     args = parse_args(["--epochs", "2"])
     tr, va = split_blocks(dataset, args.validation_every)
     weights = [fit(tr, va, args)[1].get_weights() for _ in range(2)]
-    for a, b in zip(*weights):
+    for a, b in zip(*weights, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -26,7 +26,7 @@ def _config(**camera) -> ComponentConfig:
 
 def test_a_sudden_brightening_of_the_whole_frame_recalibrates_instead_of_detecting():
     cfg = _config()
-    frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(25))]  # first 5 s: empty room
+    frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(25), strict=False)]  # first 5 s: empty room
     for f in frames[12:]:  # lights switched on at frame 12 and stay on
         f.luma = np.clip(f.luma.astype(np.int16) + 70, 0, 255).astype(np.uint8)
     out = list(analyse_frames(iter(frames), cfg.cameras[0], cfg))
@@ -36,7 +36,7 @@ def test_a_sudden_brightening_of_the_whole_frame_recalibrates_instead_of_detecti
 
 
 def test_a_mask_over_the_zone_hides_the_person():
-    frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(60))]  # 0..12 s, a person from 6 s
+    frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(60), strict=False)]  # 0..12 s, a person from 6 s
     left = [[0, 0], [0.9, 0], [0.9, 1], [0, 1]]  # where the person walks in the first 12 s
     unmasked, masked = _config(), _config(masks=[{"name": "left", "polygon": left}])
     seen = [w.features[0] for w in analyse_frames(iter(frames), unmasked.cameras[0], unmasked)]
@@ -49,7 +49,7 @@ def test_zones_are_normalised_so_one_config_fits_any_resolution():
     import cv2
 
     cfg = _config(zones=[{"name": "right-half", "polygon": [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]}])
-    frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(60))]
+    frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(60), strict=False)]
     small = [type(f)(f.index, f.time_s, cv2.resize(f.luma, (384, 216)), None, f.studio_range) for f in frames]
     big = [w.features for w in analyse_frames(iter(frames), cfg.cameras[0], cfg)]
     little = [w.features for w in analyse_frames(iter(small), cfg.cameras[0], cfg)]

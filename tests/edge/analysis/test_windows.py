@@ -35,7 +35,7 @@ def test_the_luma_and_colour_paths_give_the_same_features():
     from edge_component.capture.frames import Frame
 
     cfg = _config()
-    frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(100))]  # 0..20 s: empty, then a person
+    frames = [f for f, _ in zip(replay(str(CLIP), 5.0), range(100), strict=False)]  # 0..20 s: empty, then a person
     colour = _colour_frames(CLIP, frames[-1].index + 1)
     as_colour = [Frame.from_colour(f.index, f.time_s, colour[f.index]) for f in frames]
     luma = np.array([w.features for w in analyse_frames(iter(frames), cfg.cameras[0], cfg)])

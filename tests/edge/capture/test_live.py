@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -49,7 +50,7 @@ def test_live_analyses_only_the_newest_frame_and_counts_the_stale_ones(short_cli
     got = _consume(gen, stop, 1.6, per_frame_s=0.4)  # analysis slower than the camera
     assert stats.dropped >= 2
     assert stats.analysed == len(got)
-    assert all(b.index > a.index for a, b in zip(got, got[1:]))  # always forward, never a backlog
+    assert all(b.index > a.index for a, b in pairwise(got))  # always forward, never a backlog
 
 
 def test_a_stream_that_ends_is_reopened_with_backoff(short_clip):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest

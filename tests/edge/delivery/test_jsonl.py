@@ -12,4 +12,4 @@ def test_json_lines_publisher_appends_topic_and_message(tmp_path):
     p.publish("vigil/x/alerts", {"a": 1})
     p.publish("vigil/x/alerts", {"a": 2})
     p.close()
-    assert [json.loads(l)["message"]["a"] for l in (tmp_path / "a.jsonl").read_text().splitlines()] == [1, 2]
+    assert [json.loads(line)["message"]["a"] for line in (tmp_path / "a.jsonl").read_text().splitlines()] == [1, 2]

@@ -40,7 +40,8 @@ def test_decision_needs_consecutive_windows_then_ends_after_quiet_then_cools_dow
     for i, s in enumerate(scores):
         for t in tr.update(i * 0.2, s):
             kinds.append((t.kind, round(t.time_s, 1)))
-    # start after 3 in a row (t=1.0, run began at 0.6); end 1 s after the last high window (0.8 + 1.0 = 1.8 -> first quiet window at >= 2.0);
+    # start after 3 in a row (t=1.0, run began at 0.6); end 1 s after the last high window
+    # (0.8 + 1.0 = 1.8 -> first quiet window at >= 2.0);
     # cooldown until 2.0 + 2.0 = 4.0: the run starting at 2.4 may only start an event at 4.0
     assert kinds == [("start", 1.0), ("end", 2.0), ("start", 4.0)]
 

@@ -12,7 +12,7 @@ WHOLE = [[0, 0], [1, 0], [1, 1], [0, 1]]
 
 
 def test_armed_schedule_windows_follow_days_midnight_and_daylight_saving():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from edge_component.events.schedule import ArmedSchedule
 
