@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # TensorFlow's C++ start-up chatter hides the output that matters.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test synth bench seed-model clean setup
+.PHONY: demo test lint synth bench seed-model clean setup
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -32,6 +32,12 @@ demo: setup
 test: setup
 	bash tests/install-services.sh
 	$(PY) -m pytest
+
+# The quality gate (configuration in pyproject.toml): lint, formatting, types.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 synth: setup
 	npx cdk synth --quiet

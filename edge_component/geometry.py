@@ -12,7 +12,8 @@ import numpy as np
 
 
 class HasPolygon(Protocol):
-    polygon: Sequence[tuple[float, float]]
+    @property
+    def polygon(self) -> Sequence[tuple[float, float]]: ...
 
 
 def polygon_mask(polygons: Iterable[HasPolygon], width: int, height: int) -> np.ndarray:

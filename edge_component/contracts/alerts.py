@@ -31,7 +31,8 @@ class AlertValidationError(ValueError):
 def load_schema(path: str | None = None) -> dict[str, Any]:
     """The alert JSON schema as a dict (JSON Schema draft-07, so both jsonschema and
     fastjsonschema, which Powertools uses, read it)."""
-    return json.loads(Path(path or SCHEMA_PATH).read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(Path(path or SCHEMA_PATH).read_text(encoding="utf-8"))
+    return schema
 
 
 @cache
