@@ -7,7 +7,7 @@ batch of one; ``TFLITE_BUILTINS_INT8`` only; int8 input and output tensors.
 
 Weights are quantized per tensor, not per output channel: for this model per-channel
 scales and zero points cost more than the weights they describe (measurements in
-docs/decisions-infra-training.md); ``--int8-per-channel`` turns them on.
+docs/decisions.md); ``--int8-per-channel`` turns them on.
 
 ONNX export goes through ``tf2onnx.convert.from_function`` on a ``tf.function`` with an
 explicit float32 input signature ``(batch, N_FEATURES)`` named ``features`` and one output

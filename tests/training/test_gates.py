@@ -87,7 +87,8 @@ def test_manifest_lists_every_file_with_versions_and_runtimes(trained_bundle):
 
 
 def test_compatibility_gate_fails_on_an_operator_version_the_runtime_lacks(bundle_copy, tflite_edits):
-    # The failure a model from a newer converter meets on an older runtime (DESIGN.md, decision 1).
+    # The failure a model from a newer converter meets on an older runtime: tflite-runtime 2.14
+    # refuses current TensorFlow's FULLY_CONNECTED version 12 ("Didn't find op for builtin opcode").
     newer = tflite_edits.with_op_version((bundle_copy / "model.tflite").read_bytes(), "FULLY_CONNECTED", 99)
     assert tflite_ops(newer)["ops"]["FULLY_CONNECTED"] == 99
     _replace_file(bundle_copy, "model.tflite", newer)
