@@ -43,6 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO line
 
 import numpy as np
 
+from edge_component.contracts.manifest import MANIFEST_FILE
 from training import export, gates
 from training.channels import load_splits
 from training.dataset import DatasetError, window_settings
@@ -246,7 +247,7 @@ def train(args: argparse.Namespace) -> dict:
             **bundle_args,
         )
         model_dir.mkdir(parents=True, exist_ok=True)
-        for name in (*models, "manifest.json"):  # the manifest last: a bundle is complete once it is there
+        for name in (*models, MANIFEST_FILE):  # the manifest last: a bundle is complete once it is there
             os.replace(staging / name, model_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
