@@ -56,6 +56,13 @@ def content_version(recipe: dict[str, Any], artifact_digests: list[str]) -> str:
     return f"1.0.{int(hashlib.sha256(material.encode()).hexdigest()[:7], 16)}"
 
 
+def log_group_arn(scope: Construct, name: str) -> str:
+    """``arn:<partition>:logs:<region>:<account>:log-group:<name>`` (no ``:*``)."""
+    return cdk.Stack.of(scope).format_arn(
+        service="logs", resource="log-group", resource_name=name, arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME
+    )
+
+
 def build_artifact(package_dir: Path, build_dir: Path) -> Archive:
     """Write the component zip into ``build_dir`` (content-addressed)."""
     return write_content_addressed(artifact_bytes(package_dir), build_dir, ARTIFACT_FILE)
@@ -154,15 +161,21 @@ class EdgeDeployment(Construct):
         greengrass_config: GreengrassConfig,
     ) -> None:
         # Exactly the artifact object: no bucket-wide read.
+        bucket_arn = f"arn:{cdk.Aws.PARTITION}:s3:::{self.asset.s3_bucket_name}"
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="ReadComponentArtifact",
                 actions=["s3:GetObject"],
-                resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{self.asset.s3_bucket_name}/{self.asset.s3_object_key}"],
+                resources=[f"{bucket_arn}/{self.asset.s3_object_key}"],
             )
         )
+        # The nucleus's S3Downloader asks the bucket's region before every download and
+        # fails the deployment on a 403 (S3_GET_BUCKET_LOCATION_ACCESS_DENIED).
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="LocateArtifactBucket", actions=["s3:GetBucketLocation"], resources=[bucket_arn])
+        )
         # LogManager writes to /aws/greengrass/<type>/<region>/<name>. Creating the groups
-        # here gives them a retention and lets the device skip logs:CreateLogGroup.
+        # here gives them a retention.
         region = cdk.Stack.of(self).region
         self.log_group = logs.LogGroup(
             self,
@@ -171,35 +184,38 @@ class EdgeDeployment(Construct):
             retention=log_retention,
             removal_policy=removal_policy,
         )
-        log_groups = [self.log_group.log_group_arn]
+        group_names = [f"/aws/greengrass/UserComponent/{region}/{self.component_name}"]
         system_log_group_name = f"/aws/greengrass/GreengrassSystemComponent/{region}/System"
+        group_names.append(system_log_group_name)
         if greengrass_config.manage_system_log_group:
-            system = logs.LogGroup(
+            logs.LogGroup(
                 self,
                 "SystemLogs",
                 log_group_name=system_log_group_name,
                 retention=log_retention,
                 removal_policy=removal_policy,
             )
-            log_groups.append(system.log_group_arn)
-        else:
-            # Shared with another stage in this account and region, which owns it.
-            system_arn = cdk.Stack.of(self).format_arn(
-                service="logs",
-                resource="log-group",
-                resource_name=f"{system_log_group_name}:*",
-                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-            )
-            log_groups.append(system_arn)
+        # CreateLogGroup is checked against ...:log-group:<name>, the stream actions against
+        # ...:log-group:<name>:*; LogManager creates the group before each day's new stream
+        # and gives up on any error but "already exists" (aws-greengrass-log-manager
+        # CloudWatchLogsUploader.java), so both forms are needed.
+        resources = []
+        for name in group_names:
+            group_arn = log_group_arn(self, name)
+            resources += [group_arn, f"{group_arn}:*"]
             acknowledge(
                 role,
-                {wildcard_resource(self, system_arn): "The :* covers the log streams of the one system log group."},
+                {
+                    wildcard_resource(
+                        self, f"{group_arn}:*"
+                    ): "The :* covers the log streams of one Greengrass log group."
+                },
             )
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="WriteGreengrassLogs",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=log_groups,
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=resources,
             )
         )
 

@@ -251,3 +251,46 @@ def test_deployment_follows_the_component_version(cfn, tmp_path, sources):
     assert deployment["Components"][edge.component_name]["ComponentVersion"] == {
         "Fn::GetAtt": [cfn.lid(edge.component), "ComponentVersion"]
     }
+
+
+# --- what the token exchange role must allow for the nucleus and LogManager -------------
+
+
+def test_token_exchange_role_may_locate_the_artifact_bucket(cfn, stage):
+    """The nucleus's S3 downloader calls GetBucketLocation on the artifact's bucket before
+    HeadObject/GetObject, and a 403 there fails the deployment
+    (aws-greengrass/aws-greengrass-nucleus
+    src/main/java/com/aws/greengrass/componentmanager/builtins/S3Downloader.java, getRegionClientForBucket;
+    the installer's own TES policy grants it too: easysetup/DeviceProvisioningHelper.java)."""
+    edge = stage.stage.stack.edge
+    statements = cfn.policy_statements(stage.template_json, stage.stage.stack.devices.token_exchange_role)
+    (locate,) = cfn.statements_allowing(statements, "s3:GetBucketLocation")
+    bucket = cfn.render(cdk.Stack.of(edge).resolve(edge.asset.s3_bucket_name))
+    # The bucket itself, not its objects: GetBucketLocation's resource type is the bucket.
+    assert locate["Resource"] == f"arn:<AWS::Partition>:s3:::{bucket}"
+
+
+def test_token_exchange_role_may_create_the_log_groups_logmanager_writes(cfn, stage):
+    """LogManager creates the group before each new stream (one a day per thing) and
+    rethrows anything but ResourceAlreadyExists, so without logs:CreateLogGroup nothing
+    uploads even where the group exists (aws-greengrass/aws-greengrass-log-manager
+    src/main/java/com/aws/greengrass/logmanager/CloudWatchLogsUploader.java; the required
+    actions: https://docs.aws.amazon.com/greengrass/v2/developerguide/log-manager-component.html).
+    IAM checks CreateLogGroup against ``log-group:<name>`` and the stream actions against
+    ``log-group:<name>:*`` (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatchlogs.html)."""
+    statements = cfn.policy_statements(stage.template_json, stage.stage.stack.devices.token_exchange_role)
+    region = stage.config.region
+    prefix = f"arn:aws:logs:{region}:<AWS::AccountId>:log-group:"
+    groups = [
+        f"/aws/greengrass/UserComponent/{region}/{component_name(stage.config.name)}",
+        f"/aws/greengrass/GreengrassSystemComponent/{region}/System",
+    ]
+    required = {
+        "logs:CreateLogGroup": [prefix + g for g in groups],
+        "logs:CreateLogStream": [prefix + g + ":*" for g in groups],
+        "logs:PutLogEvents": [prefix + g + ":*" for g in groups],
+        "logs:DescribeLogStreams": [prefix + g + ":*" for g in groups],
+    }
+    for action, arns in required.items():
+        granted = {r for s in cfn.statements_allowing(statements, action) for r in cfn.as_list(s["Resource"])}
+        assert set(arns) <= granted, (action, granted)
