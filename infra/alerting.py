@@ -23,6 +23,7 @@ from constructs import Construct
 
 from edge_component.contracts.topics import ALERT_TOPIC_FILTER, ALERT_TOPIC_THING_SEGMENT
 from infra.config import AlertsConfig
+from infra.device_policy import iot_service_principal
 from infra.lambda_bundle import (  # noqa: F401 (re-exported)
     ALERT_CONTRACT,
     ALERT_LAMBDA_PACKAGES,
@@ -288,7 +289,7 @@ class Alerting(Construct):
 
     def _rule(self) -> None:
         self.error_queue = self._dead_letter_queue("RuleErrors", "the topic rule's error destination")
-        rule_role = iam.Role(self, "RuleRole", assumed_by=iam.ServicePrincipal("iot.amazonaws.com"))
+        rule_role = iam.Role(self, "RuleRole", assumed_by=iot_service_principal("rule"))
         self.error_queue.grant_send_messages(rule_role)
         self.rule = iot.CfnTopicRule(
             self,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 
 from edge_component.contracts.topics import ALERT_CHANNEL, TELEMETRY_CHANNEL, topic_template
 
@@ -19,6 +20,20 @@ CREDENTIALS_THING = "${credentials-iot:ThingName}"
 def iot_arn(resource: str) -> str:
     """``arn:<partition>:iot:<region>:<account>:<resource>``."""
     return f"arn:{cdk.Aws.PARTITION}:iot:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:{resource}"
+
+
+def iot_service_principal(resource_type: str) -> iam.ServicePrincipal:
+    """``iot.amazonaws.com``, only on behalf of this account's ``resource_type`` (``rule``,
+    ``provisioningtemplate``): the confused-deputy keys AWS IoT documents for service roles
+    (https://docs.aws.amazon.com/iot/latest/developerguide/cross-service-confused-deputy-prevention.html).
+    A wildcard name, since the rule or template itself names the role."""
+    return iam.ServicePrincipal(
+        "iot.amazonaws.com",
+        conditions={
+            "StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID},
+            "ArnLike": {"aws:SourceArn": iot_arn(f"{resource_type}/*")},
+        },
+    )
 
 
 def greengrass_arn(resource: str, account: str = cdk.Aws.ACCOUNT_ID) -> str:

@@ -40,3 +40,25 @@ def test_every_log_group_has_a_retention_and_every_function_logs_to_one(cfn, sta
         assert group["Properties"]["RetentionInDays"] == stage.config.log_retention_days, logical_id
     for logical_id, function in cfn.resources(stage.template_json, "AWS::Lambda::Function").items():
         assert function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] in groups, logical_id
+
+
+def test_roles_iot_assumes_are_bound_to_this_account_and_its_rules_or_templates(cfn, stage):
+    """AWS IoT's confused-deputy guidance: a role IoT assumes (topic rule actions, fleet
+    provisioning) should carry aws:SourceAccount and aws:SourceArn
+    (https://docs.aws.amazon.com/iot/latest/developerguide/cross-service-confused-deputy-prevention.html)."""
+    roles = cfn.resources(stage.template_json, "AWS::IAM::Role")
+    iot_roles = {}
+    for logical_id, role in roles.items():
+        for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+            if statement["Principal"].get("Service") == "iot.amazonaws.com":
+                iot_roles[logical_id] = cfn.render(statement.get("Condition", {}))
+    expected = {cfn.lid(stage.stage.stack.alerting.rule.node.scope.node.find_child("RuleRole")): "rule"}
+    if stage.config.fleet_provisioning:
+        expected[cfn.lid(stage.stage.stack.devices.node.find_child("ProvisioningRole"))] = "provisioningtemplate"
+    assert set(iot_roles) == set(expected)
+    for logical_id, resource_type in expected.items():
+        condition = iot_roles[logical_id]
+        assert condition["StringEquals"] == {"aws:SourceAccount": "<AWS::AccountId>"}, logical_id
+        assert condition["ArnLike"] == {
+            "aws:SourceArn": f"arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:{resource_type}/*"
+        }, logical_id
