@@ -175,6 +175,7 @@ class Alerting(Construct):
             reserved_concurrent_executions=alerts.reserved_concurrency,
             dead_letter_queue=self.dead_letter_queue,
             retry_attempts=2,
+            max_event_age=cdk.Duration.seconds(alerts.max_event_age_s),
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
             environment=self._env,
@@ -251,7 +252,10 @@ class Alerting(Construct):
             role=role,
             memory_size=alerts.memory_mb,
             timeout=cdk.Duration.seconds(55),  # done before the next minute's run
-            reserved_concurrent_executions=1,  # one flush at a time
+            # No reservation (a new account has none to spare): a run that Lambda could not
+            # start within a minute is dropped, not overlapped with the next one.
+            retry_attempts=0,
+            max_event_age=cdk.Duration.seconds(60),
             log_group=log_group,
             environment={name: value for name, value in self._env.items() if name != "EVIDENCE_BUCKET"},
         )

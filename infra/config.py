@@ -92,8 +92,18 @@ class AlertsConfig(Frozen):
         default=None,
         ge=1,
         le=1000,
-        description="Reserved concurrency of the alert Lambda; None leaves it unreserved "
-        "(new accounts have too little concurrency to reserve any).",
+        description="Reserved concurrency of the alert Lambda; None (the default) leaves it unreserved. "
+        "Lambda refuses a reservation that leaves less than the account's minimum unreserved (100 by its "
+        "documentation; a new account's limit of 10 allows none): set it only once "
+        "`aws lambda get-account-settings` shows UnreservedConcurrentExecutions >= 100 + N.",
+    )
+    max_event_age_s: int = Field(
+        default=900,
+        ge=60,
+        le=21600,
+        description="How long Lambda keeps retrying an alert (IoT invokes asynchronously) before it goes to "
+        "the dead-letter queue; bounds from API_FunctionEventInvokeConfig. Default 15 min: a later "
+        "notification is of no use to anyone.",
     )
     powertools_layer_version: int = Field(default=27, ge=1)
     memory_mb: int = Field(default=256, ge=128, le=10240)
