@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -79,6 +80,24 @@ def provisioned_thing_pattern(prefix: str) -> str:
     """The regular expression (for ``re.fullmatch``) a thing name joining by claim must match:
     the literal ``prefix`` and 1-64 of ``[a-z0-9-]``."""
     return re.escape(prefix) + PROVISIONED_THING_SUFFIX
+
+
+@dataclass(frozen=True)
+class StageThings:
+    """The things that belong to a stage: every name starting with ``prefix`` (its claim
+    certificates' namespace, when fleet provisioning is on) and the listed ``names`` the
+    prefix does not cover. What the stage's device policy, topic rule and alert Lambda
+    accept, so that stages sharing an account never see each other's cameras."""
+
+    prefix: str | None
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, things: tuple[str, ...], prefix: str | None) -> StageThings:
+        return cls(prefix, tuple(t for t in things if prefix is None or not t.startswith(prefix)))
+
+    def covers(self, thing_name: str) -> bool:
+        return thing_name in self.names or (self.prefix is not None and thing_name.startswith(self.prefix))
 
 
 class ConfigError(ValueError):
@@ -222,6 +241,11 @@ class StageConfig(Frozen):
         """``thing_name_prefix``, or ``vigil-<stage>-`` when it is not set."""
         return self.thing_name_prefix or default_thing_name_prefix(self.name)
 
+    @property
+    def stage_things(self) -> StageThings:
+        """The stage's things: the listed ones and, with fleet provisioning, ``<prefix>*``."""
+        return StageThings.of(self.things, self.provisioning_thing_name_prefix if self.fleet_provisioning else None)
+
     def may_provision(self, thing_name: str) -> bool:
         """Whether this stage's claim certificates could register ``thing_name`` (fleet
         provisioning on, name matching the pattern, not denied)."""
@@ -291,5 +315,19 @@ def load_stages(raw: Any) -> dict[str, StageConfig]:
                 raise ConfigError(
                     f"stage {stage.name!r}: thing_name_prefix: its claim certificates could register {thing!r}, "
                     f"which stage {owner!r} lists; choose prefixes that do not overlap, or add it to denied_thing_names"
+                )
+    # Each stage's rule and device policy select <prefix>*: no other stage's thing may fall in it.
+    for stage in stages.values():
+        prefix = stage.stage_things.prefix
+        for other in stages.values():
+            if prefix is None or other is stage:
+                continue
+            theirs = [other.stage_things.prefix or "", *other.things]
+            overlap = [t for t in theirs if t.startswith(prefix)]
+            if overlap:
+                raise ConfigError(
+                    f"stage {stage.name!r}: thing_name_prefix: {prefix!r} overlaps stage {other.name!r}'s things "
+                    f"{sorted(set(overlap))}: its topic rule and device policy would take their alerts; "
+                    "choose prefixes neither of which starts with the other"
                 )
     return stages

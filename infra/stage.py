@@ -73,6 +73,7 @@ class VigilStack(cdk.Stack):
             alert_emails=config.alert_emails,
             alert_sms=config.alert_sms,
             alerts=config.alerts,
+            stage_things=self.devices.stage_things,
             evidence_bucket=self.storage.evidence,
             log_retention=retention,
             removal_policy=removal,

@@ -11,7 +11,8 @@ asynchronous invocation fails and ends on the function's failure destination / D
 instead of vanishing.
 
 Metrics (namespace ``POWERTOOLS_METRICS_NAMESPACE``, default "Vigil"): AlertsReceived,
-AlertsNotified, AlertsAcknowledged, AlertsDuplicate, AlertsThrottled, AlertsRejected,
+AlertsNotified, AlertsAcknowledged, AlertsDuplicate, AlertsThrottled, AlertsRefused (another
+stage's thing), AlertsRejected,
 AlertsRejectedByReason with a ``reason`` dimension (``InvalidAlertError.code``), and
 DeviceClockWrong (an alert whose times are far from IoT Core's receipt time).
 """
@@ -40,6 +41,7 @@ STATUS_METRICS = {
     "acknowledged": "AlertsAcknowledged",
     "duplicate": "AlertsDuplicate",
     "throttled": "AlertsThrottled",
+    "refused": "AlertsRefused",
 }
 
 logger = Logger(service=SERVICE)
@@ -182,6 +184,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             throttle=throttle,
             clock_skew_max_s=settings.clock_skew_max_s,
             max_delivery_delay_s=settings.max_delivery_delay_s,
+            owns_thing=settings.owns_thing,
         )
     except InvalidAlertError as err:
         _count_rejection(err.code)

@@ -148,3 +148,29 @@ def test_overflowing_date_is_rejected_and_counted_as_a_timestamp(app, topic, con
     assert metrics == {"AlertsReceived": 1, "AlertsRejected": 1, "AlertsRejectedByReason": 1}
     [rejected] = [log for log in logs if log["message"] == "alert rejected"]
     assert rejected["code"] == "timestamp"
+
+
+def test_another_stages_thing_is_refused_and_counted_and_nothing_is_sent(
+    app, topic, context, capsys, log_lines, monkeypatch
+):
+    # Stages share an account: prod's function must never notify about a dev camera, even
+    # if a rule selected it (issue 12, item 9; the rule's own WHERE: infra/alert_rule.py).
+    monkeypatch.setenv("STAGE_THING_PREFIX", "vigil-prod-")
+    monkeypatch.setenv("STAGE_THINGS", "porch, garage")
+    result = app.handler(start_event(thing_name="vigil-dev-cam-01", topic_thing_name="vigil-dev-cam-01"), context)
+    assert result == {"status": "refused", "thing_name": "vigil-dev-cam-01"}
+    assert topic.received() == []
+    metrics, _ = emitted(capsys, log_lines)
+    assert metrics == {"AlertsReceived": 1, "AlertsRefused": 1}
+    for thing in ("vigil-prod-cam-01", "garage"):
+        assert (
+            app.handler(
+                start_event(
+                    thing_name=thing, topic_thing_name=thing, event_id=thing.encode().hex().ljust(32, "0")[:32]
+                ),
+                context,
+            )["status"]
+            == "notified"
+        )
+    assert len(topic.received()) == 2
+    assert Settings.from_env({"ALERT_TOPIC_ARN": "a", "STAGE_THINGS": " porch, ,garage "}).things == {"porch", "garage"}
