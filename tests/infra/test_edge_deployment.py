@@ -29,6 +29,7 @@ from infra.edge_deployment import (
     component_name,
 )
 from infra.edge_settings import EdgeConfig
+from infra.housekeeping import Housekeeping
 
 SOURCE_RECIPE = yaml.safe_load(RECIPE_PATH.read_text())
 
@@ -146,8 +147,7 @@ def test_deployment_components_and_configuration(cfn, stage):
 def test_component_log_groups_have_retention(cfn, stage):
     groups = {
         g["Properties"]["LogGroupName"]: g["Properties"].get("RetentionInDays")
-        for g in cfn.resources(stage.template_json, "AWS::Logs::LogGroup").values()
-        if isinstance(g["Properties"].get("LogGroupName"), str)
+        for g in cfn.resources(stage.template_json, "Custom::VigilLogGroup").values()
     }
     region = stage.config.region
     user = f"/aws/greengrass/UserComponent/{region}/{component_name(stage.config.name)}"
@@ -171,6 +171,7 @@ def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path) -> EdgeDeploymen
     app = cdk.App(outdir=str(tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"))
     stack = cdk.Stack(app, "Edge", env=cdk.Environment(region="eu-west-1"))
     role = iam.Role(stack, "Tes", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com"))
+    housekeeping = Housekeeping(stack, "Housekeeping", log_retention=logs.RetentionDays.ONE_WEEK)
     edge = EdgeDeployment(
         stack,
         "Edge",
@@ -190,6 +191,7 @@ def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path) -> EdgeDeploymen
         greengrass_config=GreengrassConfig(),
         log_retention=logs.RetentionDays.ONE_WEEK,
         removal_policy=cdk.RemovalPolicy.DESTROY,
+        housekeeping=housekeeping,
         package_dir=package_dir,
         recipe_path=recipe_path,
     )
