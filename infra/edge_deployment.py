@@ -17,8 +17,8 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from infra.config import LOG_RETENTION_NAMES, GreengrassConfig, RolloutConfig
-from infra.housekeeping import Housekeeping
 from infra.edge_settings import EdgeConfig
+from infra.housekeeping import Housekeeping
 from infra.nag import acknowledge, wildcard_resource
 from infra.packaging import (
     ARTIFACT_FILE,

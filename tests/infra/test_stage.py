@@ -6,7 +6,6 @@ import json
 
 
 def test_outputs_tell_an_installer_what_it_needs(cfn, stage):
-    stack = stage.stage.stack
     outputs = stage.template_json["Outputs"]
     expected = {
         "ThingGroupName",
@@ -22,6 +21,8 @@ def test_outputs_tell_an_installer_what_it_needs(cfn, stage):
         "ModelBucketName",
         "TrainingStateMachineArn",
         "InstallerCommand",
+        "InstallerUrl",
+        "InitConfig",
         "AlertTopicPattern",
         "TelemetryTopicPattern",
         "ProvisioningTemplateName",
