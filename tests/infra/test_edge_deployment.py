@@ -296,3 +296,21 @@ def test_token_exchange_role_may_create_the_log_groups_logmanager_writes(cfn, st
     for action, arns in required.items():
         granted = {r for s in cfn.statements_allowing(statements, action) for r in cfn.as_list(s["Resource"])}
         assert set(arns) <= granted, (action, granted)
+
+
+def test_no_disk_spooler_is_deployed_while_none_accepts_the_pinned_nucleus(cfn, stage):
+    """aws.greengrass.DiskSpooler has a Hard dependency on the nucleus: 1.0.6 on >=2.11.0
+    <2.16.0, 1.0.5 on <2.15.0 (https://docs.aws.amazon.com/greengrass/v2/developerguide/disk-spooler-component.html),
+    so next to nucleus 2.16.x it cannot resolve and would fail every deployment. The stack
+    keeps the nucleus pin and deploys no spooler; the outbox holds alerts instead. When a
+    DiskSpooler accepts the pin, this test fails: deploy it then (and add the nucleus's
+    mqtt.spooler storageType Disk)."""
+    from infra.config import disk_spoolers_for
+
+    pin = stage.config.greengrass.nucleus_version
+    assert disk_spoolers_for(pin) == [], f"a DiskSpooler accepts nucleus {pin}: deploy it"
+    assert disk_spoolers_for("2.15.1") == ["1.0.6"] and disk_spoolers_for("2.14.0") == ["1.0.5", "1.0.6"]
+    components = cfn.properties(stage.template_json, stage.stage.stack.edge.deployment)["Components"]
+    assert "aws.greengrass.DiskSpooler" not in components
+    nucleus = json.loads(components["aws.greengrass.Nucleus"]["ConfigurationUpdate"]["Merge"])
+    assert "spooler" not in nucleus.get("mqtt", {}), "no disk spooler without its plugin component"
