@@ -69,6 +69,51 @@ def cold(runs: int) -> dict[str, float]:
     return {key: statistics.median(s[key] for s in samples) for key in samples[0]}
 
 
+# `import app` in a fresh interpreter with Lambda's environment: LAMBDA_TASK_ROOT set
+# makes X-Ray take its LocalSampler and the Tracer trace (and patch) as it does in Lambda.
+IMPORT_SCRIPT = """
+import sys, time
+if sys.argv[2] == "no-crt":
+    sys.modules["awscrt"] = None  # botocore as installed without the [crt] extra
+sys.path.insert(0, sys.argv[1])
+t0 = time.perf_counter()
+import app
+print("BENCH", time.perf_counter() - t0, "boto3" in sys.modules, "botocore.client" in sys.modules)
+"""
+COLD_IMPORT_TARGET_S = 0.300
+
+
+def cold_import_as_lambda(runs: int, variant: str) -> dict[str, float]:
+    """Median ``import app`` seconds (and of a bare ``import sys`` for scale) with
+    LAMBDA_TASK_ROOT set; also whether boto3 / botocore.client were loaded."""
+    env = {**os.environ, "LAMBDA_TASK_ROOT": str(LAMBDA_DIR), "AWS_LAMBDA_FUNCTION_NAME": "vigil-alerts"}
+    env.setdefault("AWS_DEFAULT_REGION", REGION)
+    imports, loaded = [], set()
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", IMPORT_SCRIPT, str(LAMBDA_DIR), variant],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        _, seconds, boto3_loaded, client_loaded = out.stdout.split()[-4:]
+        imports.append(float(seconds))
+        loaded |= {
+            name for name, flag in (("boto3", boto3_loaded), ("botocore.client", client_loaded)) if flag == "True"
+        }
+    bare = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-S", "-c", "pass"], check=True)
+        bare.append(time.perf_counter() - start)
+    return {
+        "import_s": statistics.median(imports),
+        "bare_interpreter_s": statistics.median(bare),
+        "loaded": sorted(loaded),
+    }
+
+
 def per_alert(count: int) -> dict[str, float]:
     import boto3
     from moto import mock_aws
@@ -144,10 +189,19 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=200)
     args = parser.parse_args()
 
+    print(f"cold import as Lambda runs it (LAMBDA_TASK_ROOT set), median of {args.cold_runs}")
+    for variant in ("venv", "no-crt"):
+        r = cold_import_as_lambda(args.cold_runs, variant)
+        print(
+            f"  import app [{variant:6}] {r['import_s'] * 1000:8.1f} ms  "
+            f"= {r['import_s'] / COLD_IMPORT_TARGET_S:4.2f} x the 300 ms target, "
+            f"{r['import_s'] / r['bare_interpreter_s']:4.1f} x a bare interpreter start; "
+            f"loaded at import: {', '.join(r['loaded']) or 'neither boto3 nor botocore.client'}"
+        )
     cold_times = cold(args.cold_runs)
     print(f"cold, median of {args.cold_runs} fresh interpreters")
-    print(f"  import app (Powertools, boto3, schema module)  {cold_times['import_s'] * 1000:8.1f} ms")
-    print(f"  first invocation (clients, schema compile)     {cold_times['first_invocation_s'] * 1000:8.1f} ms")
+    print(f"  import app (tracing off, no LAMBDA_TASK_ROOT)   {cold_times['import_s'] * 1000:8.1f} ms")
+    print(f"  first invocation (boto3, clients, schema)       {cold_times['first_invocation_s'] * 1000:8.1f} ms")
     print(f"warm, mean per alert over {args.alerts} alerts")
     for name, seconds in per_alert(args.alerts).items():
         print(f"  {name:<46} {seconds * 1000:8.3f} ms")

@@ -11,7 +11,6 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_iot as iot
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -21,8 +20,8 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from edge_component.contracts.topics import ALERT_TOPIC_FILTER, ALERT_TOPIC_THING_SEGMENT
-from infra.config import AlertsConfig
+from infra.alert_rule import RULE_SQL, add_alert_rule  # noqa: F401 (RULE_SQL re-exported)
+from infra.config import AlertsConfig, StageThings
 from infra.lambda_bundle import (  # noqa: F401 (re-exported)
     ALERT_CONTRACT,
     ALERT_LAMBDA_PACKAGES,
@@ -37,13 +36,6 @@ from infra.operations import alarm_on_any
 from infra.storage import EVIDENCE_SNAPSHOT_PREFIX
 
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
-# timestamp(): when the rules engine received the message (ms since the epoch), the
-# reference the Lambda checks the device's clock against (lambda/vigil_alerts/receipt.py).
-RULE_SQL = (
-    f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name, timestamp() AS received_at_ms "
-    f"FROM '{ALERT_TOPIC_FILTER}'"
-)
-RULE_SQL_VERSION = "2016-03-23"
 
 
 def powertools_layer_arn(version: int) -> str:
@@ -68,12 +60,12 @@ class Alerting(Construct):
     alert Lambda (python3.13, arm64, Powertools layer, log group with retention,
     dead-letter queue, optional reserved concurrency, X-Ray); the flush function and its
     one-minute schedule (held-alert counts when a throttle window closes); the IoT topic rule selecting
-    every thing's alerts, its Lambda permission scoped to the rule's ARN and its error
+    the stage's things' alerts (:mod:`infra.alert_rule`), its Lambda permission scoped to the rule's ARN and its error
     queue; and alarms on Lambda errors, queue depths and rule failures.
 
     Attributes:
-        key, topic, table, function, flush_function, flush_schedule, dead_letter_queue, rule, error_queue,
-        rule_permission, alarms.
+        key, topic, table, function, flush_function, flush_schedule, dead_letter_queue, rule, rule_role,
+        error_queue, rule_permission, alarms.
     """
 
     def __init__(
@@ -87,6 +79,7 @@ class Alerting(Construct):
         alert_emails: Sequence[str],
         alert_sms: Sequence[str],
         alerts: AlertsConfig,
+        stage_things: StageThings,
         evidence_bucket: s3.IBucket,
         log_retention: logs.RetentionDays,
         removal_policy: cdk.RemovalPolicy,
@@ -121,6 +114,7 @@ class Alerting(Construct):
             site_name=site_name,
             time_zone=time_zone,
             alerts=alerts,
+            stage_things=stage_things,
             evidence_bucket=evidence_bucket,
             log_retention=log_retention,
             removal_policy=removal_policy,
@@ -129,7 +123,7 @@ class Alerting(Construct):
         self.flush_function, self.flush_schedule = self._flush(
             alerts=alerts, log_retention=log_retention, removal_policy=removal_policy, lambda_dir=lambda_dir
         )
-        self._rule()
+        self._rule(stage_things)
         self.alarms = self._alarms(alarm_action)
 
     def _function(
@@ -139,6 +133,7 @@ class Alerting(Construct):
         site_name: str,
         time_zone: str,
         alerts: AlertsConfig,
+        stage_things: StageThings,
         evidence_bucket: s3.IBucket,
         log_retention: logs.RetentionDays,
         removal_policy: cdk.RemovalPolicy,
@@ -158,7 +153,7 @@ class Alerting(Construct):
         self._layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", powertools_layer_arn(alerts.powertools_layer_version)
         )
-        self._env = self._environment(stage_name, site_name, time_zone, alerts, evidence_bucket)
+        self._env = self._environment(stage_name, site_name, time_zone, alerts, stage_things, evidence_bucket)
         function = lambda_.Function(
             self,
             "Function",
@@ -174,6 +169,7 @@ class Alerting(Construct):
             reserved_concurrent_executions=alerts.reserved_concurrency,
             dead_letter_queue=self.dead_letter_queue,
             retry_attempts=2,
+            max_event_age=cdk.Duration.seconds(alerts.max_event_age_s),
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
             environment=self._env,
@@ -204,9 +200,18 @@ class Alerting(Construct):
         return function
 
     def _environment(
-        self, stage_name: str, site_name: str, time_zone: str, alerts: AlertsConfig, evidence_bucket: s3.IBucket
+        self,
+        stage_name: str,
+        site_name: str,
+        time_zone: str,
+        alerts: AlertsConfig,
+        things: StageThings,
+        evidence_bucket: s3.IBucket,
     ) -> dict[str, str]:
         return {
+            # The Lambda refuses any other thing's alert (lambda/vigil_alerts/config.py).
+            "STAGE_THING_PREFIX": things.prefix or "",
+            "STAGE_THINGS": ",".join(things.names),
             "ALERT_TOPIC_ARN": self.topic.topic_arn,
             "SITE_NAME": site_name,
             "TIME_ZONE": time_zone,
@@ -250,7 +255,10 @@ class Alerting(Construct):
             role=role,
             memory_size=alerts.memory_mb,
             timeout=cdk.Duration.seconds(55),  # done before the next minute's run
-            reserved_concurrent_executions=1,  # one flush at a time
+            # No reservation (a new account has none to spare): a run that Lambda could not
+            # start within a minute is dropped, not overlapped with the next one.
+            retry_attempts=0,
+            max_event_age=cdk.Duration.seconds(60),
             log_group=log_group,
             environment={name: value for name, value in self._env.items() if name != "EVIDENCE_BUCKET"},
         )
@@ -286,39 +294,10 @@ class Alerting(Construct):
         acknowledge(queue, {"AwsSolutions-SQS3": f"This queue is itself {role}: nothing redrives from it."})
         return queue
 
-    def _rule(self) -> None:
+    def _rule(self, things: StageThings) -> None:
         self.error_queue = self._dead_letter_queue("RuleErrors", "the topic rule's error destination")
-        rule_role = iam.Role(self, "RuleRole", assumed_by=iam.ServicePrincipal("iot.amazonaws.com"))
-        self.error_queue.grant_send_messages(rule_role)
-        self.rule = iot.CfnTopicRule(
-            self,
-            "Rule",
-            topic_rule_payload=iot.CfnTopicRule.TopicRulePayloadProperty(
-                description="Vigil alerts of every thing in the stage, with the thing name from the topic",
-                sql=RULE_SQL,
-                aws_iot_sql_version=RULE_SQL_VERSION,
-                rule_disabled=False,
-                actions=[
-                    iot.CfnTopicRule.ActionProperty(
-                        lambda_=iot.CfnTopicRule.LambdaActionProperty(function_arn=self.function.function_arn)
-                    )
-                ],
-                error_action=iot.CfnTopicRule.ActionProperty(
-                    sqs=iot.CfnTopicRule.SqsActionProperty(
-                        queue_url=self.error_queue.queue_url, role_arn=rule_role.role_arn, use_base64=False
-                    )
-                ),
-            ),
-        )
-        self.rule_permission = lambda_.CfnPermission(
-            self,
-            "RuleInvokePermission",
-            action="lambda:InvokeFunction",
-            function_name=self.function.function_arn,
-            principal="iot.amazonaws.com",
-            source_arn=self.rule.attr_arn,
-            source_account=cdk.Aws.ACCOUNT_ID,
-        )
+        made = add_alert_rule(self, function=self.function, error_queue=self.error_queue, things=things)
+        self.rule, self.rule_role, self.rule_permission = made
 
     def _alarms(self, action: cloudwatch.IAlarmAction) -> list[cloudwatch.Alarm]:
         rule_name = self.rule.ref

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -81,6 +82,24 @@ def provisioned_thing_pattern(prefix: str) -> str:
     return re.escape(prefix) + PROVISIONED_THING_SUFFIX
 
 
+@dataclass(frozen=True)
+class StageThings:
+    """The things that belong to a stage: every name starting with ``prefix`` (its claim
+    certificates' namespace, when fleet provisioning is on) and the listed ``names`` the
+    prefix does not cover. What the stage's device policy, topic rule and alert Lambda
+    accept, so that stages sharing an account never see each other's cameras."""
+
+    prefix: str | None
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, things: tuple[str, ...], prefix: str | None) -> StageThings:
+        return cls(prefix, tuple(t for t in things if prefix is None or not t.startswith(prefix)))
+
+    def covers(self, thing_name: str) -> bool:
+        return thing_name in self.names or (self.prefix is not None and thing_name.startswith(self.prefix))
+
+
 class ConfigError(ValueError):
     """A stage's configuration is invalid; the message names the stage and the key."""
 
@@ -92,8 +111,18 @@ class AlertsConfig(Frozen):
         default=None,
         ge=1,
         le=1000,
-        description="Reserved concurrency of the alert Lambda; None leaves it unreserved "
-        "(new accounts have too little concurrency to reserve any).",
+        description="Reserved concurrency of the alert Lambda; None (the default) leaves it unreserved. "
+        "Lambda refuses a reservation that leaves less than the account's minimum unreserved (100 by its "
+        "documentation; a new account's limit of 10 allows none): set it only once "
+        "`aws lambda get-account-settings` shows UnreservedConcurrentExecutions >= 100 + N.",
+    )
+    max_event_age_s: int = Field(
+        default=900,
+        ge=60,
+        le=21600,
+        description="How long Lambda keeps retrying an alert (IoT invokes asynchronously) before it goes to "
+        "the dead-letter queue; bounds from API_FunctionEventInvokeConfig. Default 15 min: a later "
+        "notification is of no use to anyone.",
     )
     powertools_layer_version: int = Field(default=27, ge=1)
     memory_mb: int = Field(default=256, ge=128, le=10240)
@@ -119,6 +148,26 @@ class RolloutConfig(Frozen):
         if base is not None and value < base:
             raise ValueError(f"must be >= base_rate_per_minute ({base}): the rollout starts at the base rate")
         return value
+
+
+# aws.greengrass.DiskSpooler versions and the nucleus versions each accepts (a Hard
+# dependency), from https://docs.aws.amazon.com/greengrass/v2/developerguide/disk-spooler-component.html.
+# None accepts the nucleus pinned below, so the stack deploys no DiskSpooler: the nucleus
+# spools in memory, and the component's outbox is the durability layer (README).
+DISK_SPOOLER_NUCLEUS_RANGES: dict[str, tuple[str, str]] = {
+    "1.0.5": ("2.11.0", "2.15.0"),  # >=, <
+    "1.0.6": ("2.11.0", "2.16.0"),
+}
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("-")[0].split("."))
+
+
+def disk_spoolers_for(nucleus_version: str) -> list[str]:
+    """The documented DiskSpooler versions whose nucleus range holds ``nucleus_version``."""
+    v = version_tuple(nucleus_version)
+    return [s for s, (lo, hi) in DISK_SPOOLER_NUCLEUS_RANGES.items() if version_tuple(lo) <= v < version_tuple(hi)]
 
 
 class GreengrassConfig(Frozen):
@@ -212,6 +261,11 @@ class StageConfig(Frozen):
         """``thing_name_prefix``, or ``vigil-<stage>-`` when it is not set."""
         return self.thing_name_prefix or default_thing_name_prefix(self.name)
 
+    @property
+    def stage_things(self) -> StageThings:
+        """The stage's things: the listed ones and, with fleet provisioning, ``<prefix>*``."""
+        return StageThings.of(self.things, self.provisioning_thing_name_prefix if self.fleet_provisioning else None)
+
     def may_provision(self, thing_name: str) -> bool:
         """Whether this stage's claim certificates could register ``thing_name`` (fleet
         provisioning on, name matching the pattern, not denied)."""
@@ -281,5 +335,19 @@ def load_stages(raw: Any) -> dict[str, StageConfig]:
                 raise ConfigError(
                     f"stage {stage.name!r}: thing_name_prefix: its claim certificates could register {thing!r}, "
                     f"which stage {owner!r} lists; choose prefixes that do not overlap, or add it to denied_thing_names"
+                )
+    # Each stage's rule and device policy select <prefix>*: no other stage's thing may fall in it.
+    for stage in stages.values():
+        prefix = stage.stage_things.prefix
+        for other in stages.values():
+            if prefix is None or other is stage:
+                continue
+            theirs = [other.stage_things.prefix or "", *other.things]
+            overlap = [t for t in theirs if t.startswith(prefix)]
+            if overlap:
+                raise ConfigError(
+                    f"stage {stage.name!r}: thing_name_prefix: {prefix!r} overlaps stage {other.name!r}'s things "
+                    f"{sorted(set(overlap))}: its topic rule and device policy would take their alerts; "
+                    "choose prefixes neither of which starts with the other"
                 )
     return stages

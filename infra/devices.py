@@ -15,7 +15,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from infra.config import default_thing_name_prefix, provisioned_thing_pattern
+from infra.config import StageThings, default_thing_name_prefix, provisioned_thing_pattern
 from infra.device_policy import CREDENTIALS_THING, device_policy_document, iot_arn
 from infra.fleet_provisioning import add_fleet_provisioning, add_provisioning_hook
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
@@ -41,6 +41,7 @@ class Devices(Construct):
         thing_group: the ``iot.CfnThingGroup``; ``thing_group_name``/``thing_group_arn``.
         things: the listed ``iot.CfnThing``s, by name.
         policy: the device ``iot.CfnPolicy``; ``policy_name``.
+        stage_things: the names the policy (and the stage's alert rule) admit.
         token_exchange_role: what components get through the token exchange service.
         role_alias: the ``iot.CfnRoleAlias``; ``role_alias_name``.
         provisioning_template / claim_policy: fleet provisioning, or None.
@@ -99,11 +100,15 @@ class Devices(Construct):
         )
         self.role_alias_name: str = self.role_alias.ref
 
+        prefix = thing_name_prefix or default_thing_name_prefix(stage_name)
+        self.stage_things = StageThings.of(tuple(thing_names), prefix if fleet_provisioning else None)
         self.policy = iot.CfnPolicy(
             self,
             "DevicePolicy",
             policy_document=device_policy_document(
-                role_alias_arn=self.role_alias.attr_role_alias_arn, component_names=component_names
+                role_alias_arn=self.role_alias.attr_role_alias_arn,
+                component_names=component_names,
+                things=self.stage_things,
             ),
         )
         self.policy_name: str = self.policy.ref

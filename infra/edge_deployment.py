@@ -16,8 +16,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from infra.config import GreengrassConfig, RolloutConfig
+from infra.config import LOG_RETENTION_NAMES, GreengrassConfig, RolloutConfig
 from infra.edge_settings import EdgeConfig
+from infra.housekeeping import Housekeeping
 from infra.nag import acknowledge, wildcard_resource
 from infra.packaging import (
     ARTIFACT_FILE,
@@ -56,6 +57,13 @@ def content_version(recipe: dict[str, Any], artifact_digests: list[str]) -> str:
     return f"1.0.{int(hashlib.sha256(material.encode()).hexdigest()[:7], 16)}"
 
 
+def log_group_arn(scope: Construct, name: str) -> str:
+    """``arn:<partition>:logs:<region>:<account>:log-group:<name>`` (no ``:*``)."""
+    return cdk.Stack.of(scope).format_arn(
+        service="logs", resource="log-group", resource_name=name, arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME
+    )
+
+
 def build_artifact(package_dir: Path, build_dir: Path) -> Archive:
     """Write the component zip into ``build_dir`` (content-addressed)."""
     return write_content_addressed(artifact_bytes(package_dir), build_dir, ARTIFACT_FILE)
@@ -69,7 +77,8 @@ class EdgeDeployment(Construct):
     the component version from the content. Deploys the component with the Nucleus
     and LogManager to ``thing_group_arn``: rollback on failure, an IoT job rollout with
     abort criteria and a timeout, and the stage's edge settings merged over the
-    recipe's defaults. Creates the component's log group (with retention) and grants
+    recipe's defaults. Adopts the component's log group (with retention, through
+    ``housekeeping``) and grants
     the token exchange role the artifact and log access the device needs.
 
     Attributes:
@@ -77,7 +86,7 @@ class EdgeDeployment(Construct):
         artifact: the zip on disk and its digest; ``asset``: the uploaded ``s3_assets.Asset``.
         recipe: the final recipe dict (with CDK tokens in the artifact URI).
         component: the ``greengrassv2.CfnComponentVersion``; ``deployment``: the ``CfnDeployment``.
-        log_group: the component's CloudWatch log group.
+        log_group_names: the Greengrass log groups the device writes (component, system).
     """
 
     def __init__(
@@ -93,6 +102,7 @@ class EdgeDeployment(Construct):
         greengrass_config: GreengrassConfig,
         log_retention: logs.RetentionDays,
         removal_policy: cdk.RemovalPolicy,
+        housekeeping: Housekeeping,
         package_dir: Path = EDGE_PACKAGE_DIR,
         recipe_path: Path = RECIPE_PATH,
     ) -> None:
@@ -137,7 +147,7 @@ class EdgeDeployment(Construct):
             self, "Component", inline_recipe=cdk.Stack.of(self).to_json_string(recipe)
         )
 
-        self._grant_device_access(token_exchange_role, log_retention, removal_policy, greengrass_config)
+        self._grant_device_access(token_exchange_role, log_retention, removal_policy, greengrass_config, housekeeping)
         self.deployment = self._deployment(
             stage_name=stage_name,
             thing_group_arn=thing_group_arn,
@@ -152,54 +162,60 @@ class EdgeDeployment(Construct):
         log_retention: logs.RetentionDays,
         removal_policy: cdk.RemovalPolicy,
         greengrass_config: GreengrassConfig,
+        housekeeping: Housekeeping,
     ) -> None:
         # Exactly the artifact object: no bucket-wide read.
+        bucket_arn = f"arn:{cdk.Aws.PARTITION}:s3:::{self.asset.s3_bucket_name}"
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="ReadComponentArtifact",
                 actions=["s3:GetObject"],
-                resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{self.asset.s3_bucket_name}/{self.asset.s3_object_key}"],
+                resources=[f"{bucket_arn}/{self.asset.s3_object_key}"],
             )
         )
-        # LogManager writes to /aws/greengrass/<type>/<region>/<name>. Creating the groups
-        # here gives them a retention and lets the device skip logs:CreateLogGroup.
+        # The nucleus's S3Downloader asks the bucket's region before every download and
+        # fails the deployment on a 403 (S3_GET_BUCKET_LOCATION_ACCESS_DENIED).
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="LocateArtifactBucket", actions=["s3:GetBucketLocation"], resources=[bucket_arn])
+        )
+        # LogManager writes to /aws/greengrass/<type>/<region>/<name>. The stack adopts the
+        # groups rather than owning them: a retained group, or one a device created first,
+        # would fail an AWS::Logs::LogGroup with "already exists" (infra/housekeeping.py).
         region = cdk.Stack.of(self).region
-        self.log_group = logs.LogGroup(
-            self,
-            "ComponentLogs",
-            log_group_name=f"/aws/greengrass/UserComponent/{region}/{self.component_name}",
-            retention=log_retention,
-            removal_policy=removal_policy,
+        retention_days = {name: days for days, name in LOG_RETENTION_NAMES.items()}[log_retention.name]
+        delete = removal_policy == cdk.RemovalPolicy.DESTROY
+        group_names = [f"/aws/greengrass/UserComponent/{region}/{self.component_name}"]
+        housekeeping.log_group(
+            "ComponentLogs", name=group_names[0], retention_days=retention_days, delete_on_destroy=delete
         )
-        log_groups = [self.log_group.log_group_arn]
         system_log_group_name = f"/aws/greengrass/GreengrassSystemComponent/{region}/System"
+        group_names.append(system_log_group_name)
         if greengrass_config.manage_system_log_group:
-            system = logs.LogGroup(
-                self,
-                "SystemLogs",
-                log_group_name=system_log_group_name,
-                retention=log_retention,
-                removal_policy=removal_policy,
+            housekeeping.log_group(
+                "SystemLogs", name=system_log_group_name, retention_days=retention_days, delete_on_destroy=delete
             )
-            log_groups.append(system.log_group_arn)
-        else:
-            # Shared with another stage in this account and region, which owns it.
-            system_arn = cdk.Stack.of(self).format_arn(
-                service="logs",
-                resource="log-group",
-                resource_name=f"{system_log_group_name}:*",
-                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-            )
-            log_groups.append(system_arn)
+        self.log_group_names = group_names
+        # CreateLogGroup is checked against ...:log-group:<name>, the stream actions against
+        # ...:log-group:<name>:*; LogManager creates the group before each day's new stream
+        # and gives up on any error but "already exists" (aws-greengrass-log-manager
+        # CloudWatchLogsUploader.java), so both forms are needed.
+        resources = []
+        for name in group_names:
+            group_arn = log_group_arn(self, name)
+            resources += [group_arn, f"{group_arn}:*"]
             acknowledge(
                 role,
-                {wildcard_resource(self, system_arn): "The :* covers the log streams of the one system log group."},
+                {
+                    wildcard_resource(
+                        self, f"{group_arn}:*"
+                    ): "The :* covers the log streams of one Greengrass log group."
+                },
             )
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="WriteGreengrassLogs",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=log_groups,
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=resources,
             )
         )
 

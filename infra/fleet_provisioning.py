@@ -16,7 +16,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.alerting import ARCHITECTURE, PYTHON_RUNTIME, local_python_code
-from infra.device_policy import iot_arn
+from infra.device_policy import iot_arn, iot_service_principal
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
 from infra.packaging import build_dir_for, write_content_addressed
 from infra.provisioning_hook.hook import RULES_FILE_NAME, THING_NAME_PARAMETER
@@ -98,7 +98,7 @@ def add_fleet_provisioning(
     provisioning_role = iam.Role(
         scope,
         "ProvisioningRole",
-        assumed_by=iam.ServicePrincipal("iot.amazonaws.com"),
+        assumed_by=iot_service_principal("provisioningtemplate"),
         managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSIoTThingsRegistration")],
         description="Registers Vigil cameras that join by fleet provisioning",
     )

@@ -14,6 +14,7 @@ from infra.alerting import Alerting
 from infra.config import LOG_RETENTION_NAMES, StageConfig
 from infra.devices import Devices
 from infra.edge_deployment import EdgeDeployment, component_name
+from infra.housekeeping import Housekeeping
 from infra.operations import Operations
 from infra.storage import Storage
 from infra.training import Training
@@ -24,8 +25,8 @@ STACK_ID = "Vigil"
 class VigilStack(cdk.Stack):
     """Everything one stage runs: creates the capability constructs and wires them.
 
-    Attributes: ``config``, ``storage``, ``operations``, ``devices``, ``edge``,
-    ``alerting``, ``training``.
+    Attributes: ``config``, ``storage``, ``operations``, ``housekeeping``, ``devices``,
+    ``edge``, ``alerting``, ``training``.
     """
 
     def __init__(self, scope: Construct, id_: str, *, config: StageConfig, **kwargs: object) -> None:
@@ -41,6 +42,7 @@ class VigilStack(cdk.Stack):
         self.operations = Operations(self, "Operations", emails=config.ops_emails, removal_policy=removal)
         alarm_action = self.operations.alarm_action()
 
+        self.housekeeping = Housekeeping(self, "Housekeeping", log_retention=retention)
         self.devices = Devices(
             self,
             "Devices",
@@ -63,7 +65,10 @@ class VigilStack(cdk.Stack):
             greengrass_config=config.greengrass,
             log_retention=retention,
             removal_policy=removal,
+            housekeeping=self.housekeeping,
         )
+        policies = [p for p in (self.devices.policy, self.devices.claim_policy) if p is not None]
+        self.housekeeping.clean_up(policies, list(self.devices.things.values()))
         self.alerting = Alerting(
             self,
             "Alerting",
@@ -73,6 +78,7 @@ class VigilStack(cdk.Stack):
             alert_emails=config.alert_emails,
             alert_sms=config.alert_sms,
             alerts=config.alerts,
+            stage_things=self.devices.stage_things,
             evidence_bucket=self.storage.evidence,
             log_retention=retention,
             removal_policy=removal,
@@ -94,6 +100,7 @@ class VigilStack(cdk.Stack):
 
     def _outputs(self) -> None:
         devices = self.devices
+        nucleus = self.config.greengrass.nucleus_version
         outputs = {
             "ThingGroupName": (devices.thing_group_name, "Thing group every camera of the stage joins"),
             "DevicePolicyName": (devices.policy_name, "IoT policy for camera certificates"),
@@ -109,15 +116,24 @@ class VigilStack(cdk.Stack):
             "TrainingDataBucketName": (self.training.data_bucket.bucket_name, "Labelled training data (train/)"),
             "ModelBucketName": (self.training.model_bucket.bucket_name, "Trained model bundles (models/)"),
             "TrainingStateMachineArn": (self.training.state_machine.state_machine_arn, "Starts a training run"),
+            # A versioned installer: one newer than the deployment's nucleus pin would be
+            # moved back to the pin (and restarted) by the first deployment.
+            "InstallerUrl": (
+                installer_url(nucleus),
+                f"Greengrass installer matching the deployment's nucleus {nucleus}",
+            ),
+            "InitConfig": (
+                cdk.Stack.of(self).to_json_string(init_config(self.region, nucleus, devices.role_alias_name)),
+                "Save as config.yaml (JSON is YAML); fill in the thing name and the two endpoints",
+            ),
+            # --provision false: the stack owns the thing, group, policy and roles; the
+            # installer's provisioning would attach its own IAM policy to the role and
+            # block the stack's delete.
             "InstallerCommand": (
                 "sudo -E java -Droot=/greengrass/v2 -Dlog.store=FILE "
-                "-jar ./GreengrassInstaller/lib/Greengrass.jar "
-                f"--aws-region {self.region} --thing-name <THING_NAME> "
-                f"--thing-group-name {devices.thing_group_name} --thing-policy-name {devices.policy_name} "
-                f"--tes-role-name {devices.token_exchange_role.role_name} "
-                f"--tes-role-alias-name {devices.role_alias_name} "
-                "--component-default-user ggc_user:ggc_group --provision true --setup-system-service true",
-                "Install Greengrass on a camera with admin credentials (listed things, small stages)",
+                "-jar ./GreengrassInstaller/lib/Greengrass.jar --provision false --init-config ./config.yaml "
+                "--component-default-user ggc_user:ggc_group --setup-system-service true",
+                "Install Greengrass on a camera whose certificate is in place (README: Deploying a stage)",
             ),
         }
         if devices.provisioning_template is not None and devices.claim_policy is not None:
@@ -128,6 +144,43 @@ class VigilStack(cdk.Stack):
             outputs["ClaimPolicyName"] = (devices.claim_policy.ref, "Attach to the claim certificate")
         for name, (value, description) in outputs.items():
             cdk.CfnOutput(self, name, value=value, description=description)
+
+
+GREENGRASS_ROOT = "/greengrass/v2"
+
+
+def installer_url(nucleus_version: str) -> str:
+    """The Greengrass Core software release of exactly ``nucleus_version``
+    (https://docs.aws.amazon.com/greengrass/v2/developerguide/manual-installation.html)."""
+    return f"https://d2s8p88vqu9w66.cloudfront.net/releases/greengrass-{nucleus_version}.zip"
+
+
+def init_config(region: str, nucleus_version: str, role_alias_name: str) -> dict:
+    """The installer's ``--init-config`` for a device whose certificate, key and Amazon
+    root CA are in the Greengrass root (manual-installation.html, "Install the AWS IoT
+    Greengrass Core software"); ``<THING_NAME>``, ``<DATA_ENDPOINT>`` and
+    ``<CRED_ENDPOINT>`` are left for the installer to fill in."""
+    return {
+        "system": {
+            "certificateFilePath": f"{GREENGRASS_ROOT}/device.pem.crt",
+            "privateKeyPath": f"{GREENGRASS_ROOT}/private.pem.key",
+            "rootCaPath": f"{GREENGRASS_ROOT}/AmazonRootCA1.pem",
+            "rootpath": GREENGRASS_ROOT,
+            "thingName": "<THING_NAME>",
+        },
+        "services": {
+            "aws.greengrass.Nucleus": {
+                "componentType": "NUCLEUS",
+                "version": nucleus_version,
+                "configuration": {
+                    "awsRegion": region,
+                    "iotRoleAlias": role_alias_name,
+                    "iotDataEndpoint": "<DATA_ENDPOINT>",
+                    "iotCredEndpoint": "<CRED_ENDPOINT>",
+                },
+            }
+        },
+    }
 
 
 def _retention(days: int) -> logs.RetentionDays:

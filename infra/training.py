@@ -34,6 +34,11 @@ MODEL_PREFIX = "models/"
 CHECKPOINT_PREFIX = "checkpoints/"
 
 
+def stack_uuid(scope: Construct) -> str:
+    """The last part of the stack's ARN: a UUID CloudFormation draws each time the stack is created."""
+    return cdk.Fn.select(2, cdk.Fn.split("/", cdk.Stack.of(scope).stack_id))
+
+
 class Training(Construct):
     """Retraining the model on SageMaker, started through Step Functions.
 
@@ -127,8 +132,9 @@ class Training(Construct):
         log_group = logs.LogGroup(
             self,
             "StateMachineLogs",
-            # The vendedlogs prefix keeps CloudWatch's resource policy small.
-            log_group_name=f"/aws/vendedlogs/states/vigil-{stage_name}-training",
+            # The vendedlogs prefix keeps CloudWatch's resource policy small; the stack's
+            # id (new on every create) keeps a retained group from blocking a redeploy.
+            log_group_name=f"/aws/vendedlogs/states/vigil-{stage_name}-training-{stack_uuid(self)}",
             retention=log_retention,
             removal_policy=removal_policy,
         )

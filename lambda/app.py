@@ -1,10 +1,12 @@
 """Vigil alert Lambda: ``app.handler``, invoked by the IoT topic rule
-``SELECT *, topic(2) AS topic_thing_name, timestamp() AS received_at_ms FROM 'vigil/+/alerts'``.
+``SELECT *, topic(2) AS topic_thing_name, timestamp() AS received_at_ms FROM 'vigil/+/alerts'``
+(``WHERE`` the stage's things).
 
 ``app.flush_handler``, run every minute by a schedule, sends the summary of alerts the
 throttle held back once their window closes. The handler is the Lambda-shaped shell:
 Powertools logging, metrics and tracing, the environment
-(:class:`vigil_alerts.config.Settings`) and lazily created boto3 clients.
+(:class:`vigil_alerts.config.Settings`) and lazily created boto3 clients (boto3 and
+X-Ray's botocore patch load with the first client, not at cold start).
 The work is :func:`vigil_alerts.processing.process_alert`.
 
 An invalid alert raises ``InvalidAlertError`` after it is logged and counted, so the
@@ -12,7 +14,8 @@ asynchronous invocation fails and ends on the function's failure destination / D
 instead of vanishing.
 
 Metrics (namespace ``POWERTOOLS_METRICS_NAMESPACE``, default "Vigil"): AlertsReceived,
-AlertsNotified, AlertsAcknowledged, AlertsDuplicate, AlertsThrottled, AlertsRejected,
+AlertsNotified, AlertsAcknowledged, AlertsDuplicate, AlertsThrottled, AlertsRefused (another
+stage's thing), AlertsRejected,
 AlertsRejectedByReason with a ``reason`` dimension (``InvalidAlertError.code``), and
 DeviceClockWrong (an alert whose times are far from IoT Core's receipt time).
 """
@@ -23,10 +26,8 @@ import logging
 import os
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from botocore.config import Config
 
 from vigil_alerts.config import Settings
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
@@ -41,6 +42,7 @@ STATUS_METRICS = {
     "acknowledged": "AlertsAcknowledged",
     "duplicate": "AlertsDuplicate",
     "throttled": "AlertsThrottled",
+    "refused": "AlertsRefused",
 }
 
 logger = Logger(service=SERVICE)
@@ -57,10 +59,16 @@ class _Untraced:
     def put_annotation(self, key: str, value: Any) -> None:
         pass
 
+    def patch(self, modules: Any = None) -> None:
+        pass
+
 
 def _make_tracer() -> Tracer | _Untraced:
     try:
-        return Tracer(service=SERVICE)
+        # No patching at import: the default patches every module X-Ray knows, importing
+        # each (botocore.client alone is most of the cold start). _client patches botocore
+        # before the first client exists.
+        return Tracer(service=SERVICE, auto_patch=False)
     except ModuleNotFoundError as err:
         if (err.name or "").split(".")[0] != "aws_xray_sdk":
             raise
@@ -69,6 +77,22 @@ def _make_tracer() -> Tracer | _Untraced:
 
 
 tracer = _make_tracer()
+
+
+_patched = False
+
+
+def _client(service: str, **config: Any) -> Any:
+    # boto3 (and s3transfer under it) is imported by the first client, not at cold start;
+    # X-Ray instruments botocore before that client is made.
+    global _patched
+    if not _patched:
+        tracer.patch(modules=("botocore",))
+        _patched = True
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(service, config=Config(**config) if config else None)
 
 
 class AwsClients:
@@ -85,20 +109,20 @@ class AwsClients:
     @property
     def sns(self) -> Any:
         if self._sns is None:
-            self._sns = boto3.client("sns")
+            self._sns = _client("sns")
         return self._sns
 
     @property
     def dynamodb(self) -> Any:
         if self._dynamodb is None:
-            self._dynamodb = boto3.client("dynamodb")
+            self._dynamodb = _client("dynamodb")
         return self._dynamodb
 
     @property
     def s3(self) -> Any:
         if self._s3 is None:
             # SigV4 with the regional endpoint, so presigned links work in every region.
-            self._s3 = boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+            self._s3 = _client("s3", signature_version="s3v4", s3={"addressing_style": "virtual"})
         return self._s3
 
     def guards(self, settings: Settings) -> tuple[EventDeduplicator | None, CameraThrottle | None]:
@@ -183,6 +207,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             throttle=throttle,
             clock_skew_max_s=settings.clock_skew_max_s,
             max_delivery_delay_s=settings.max_delivery_delay_s,
+            owns_thing=settings.owns_thing,
         )
     except InvalidAlertError as err:
         _count_rejection(err.code)

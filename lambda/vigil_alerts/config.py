@@ -19,6 +19,10 @@ Variables (names fixed with the infrastructure):
                                      more is a wrong device clock
 ``MAX_DELIVERY_DELAY_S``   604800    an alert time earlier than receipt by more (7 days)
                                      is too (the outbox delays delivery legitimately)
+``STAGE_THING_PREFIX``     unset     the stage's things: names starting with it ...
+``STAGE_THINGS``           unset     ... and these (comma-separated); an alert of any
+                                     other thing is refused (another stage's camera).
+                                     Both unset = every thing (the local demo)
 =========================  ========  ==================================================
 
 ``POWERTOOLS_SERVICE_NAME`` and ``POWERTOOLS_METRICS_NAMESPACE`` are read by Powertools.
@@ -64,6 +68,14 @@ class Settings:
     evidence_bucket: str | None = None
     clock_skew_max_s: int = 300
     max_delivery_delay_s: int = 7 * 24 * 3600
+    thing_prefix: str | None = None
+    things: frozenset[str] = frozenset()
+
+    def owns_thing(self, thing_name: str) -> bool:
+        """Whether ``thing_name`` is one of this stage's things (always, when neither is set)."""
+        if self.thing_prefix is None and not self.things:
+            return True
+        return thing_name in self.things or (self.thing_prefix is not None and thing_name.startswith(self.thing_prefix))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,4 +102,6 @@ class Settings:
             evidence_bucket=env.get("EVIDENCE_BUCKET", "").strip() or None,
             clock_skew_max_s=_positive_int(env, "CLOCK_SKEW_MAX_S", cls.clock_skew_max_s),
             max_delivery_delay_s=_positive_int(env, "MAX_DELIVERY_DELAY_S", cls.max_delivery_delay_s),
+            thing_prefix=env.get("STAGE_THING_PREFIX", "").strip() or None,
+            things=frozenset(t.strip() for t in env.get("STAGE_THINGS", "").split(",") if t.strip()),
         )

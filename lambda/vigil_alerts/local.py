@@ -22,7 +22,7 @@ from typing import Any
 from uuid import uuid4
 
 APP_PATH = Path(__file__).resolve().parent.parent / "app.py"
-# The alert topic rule's SELECT (infra/alerting.py RULE_SQL; a test checks they agree):
+# The alert topic rule's SELECT (infra/alert_rule.py RULE_SQL; a test checks they agree):
 # SELECT *, topic(2) AS topic_thing_name, timestamp() AS received_at_ms FROM 'vigil/+/alerts'
 TOPIC_THING_KEY = "topic_thing_name"
 RECEIVED_AT_KEY = "received_at_ms"

@@ -4,6 +4,7 @@ both call :func:`process_alert`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,13 +12,14 @@ from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
 from vigil_alerts.evidence import SNAPSHOT_PREFIX, own_snapshot_key  # noqa: F401 (re-exported)
 from vigil_alerts.notify import format_notification, publish, snapshot_link
 from vigil_alerts.receipt import CLOCK_SKEW_MAX_S, MAX_DELIVERY_DELAY_S, check_clock, split_receipt
-from vigil_alerts.validation import validate_alert
+from vigil_alerts.validation import TOPIC_THING_KEY, validate_alert
 
 # process_alert's "status" values.
 NOTIFIED = "notified"
 ACKNOWLEDGED = "acknowledged"  # update / end: valid, nobody is told
 THROTTLED = "throttled"
 DUPLICATE = "duplicate"
+REFUSED = "refused"  # another stage's thing: not this stage's to notify about
 
 
 def process_alert(
@@ -35,6 +37,7 @@ def process_alert(
     now: datetime | None = None,
     clock_skew_max_s: int = CLOCK_SKEW_MAX_S,
     max_delivery_delay_s: int = MAX_DELIVERY_DELAY_S,
+    owns_thing: Callable[[str], bool] | None = None,
 ) -> dict[str, Any]:
     """Handle one topic-rule event: the alert dict plus ``topic_thing_name``.
 
@@ -46,16 +49,24 @@ def process_alert(
     ``clock_skew_max_s``, or older than ``max_delivery_delay_s``, is a wrong clock, and
     the notification says so); without it ``now`` is.
 
+    With ``owns_thing``, an event whose topic thing it rejects is ``"refused"`` before
+    validation, and nothing is published: stages sharing an account never notify about
+    each other's cameras (the topic rule filters them too; this holds if it did not).
+
     Raises ``InvalidAlertError`` (nothing published) if the event is not a valid alert
     of the thing in its topic; SNS and DynamoDB errors propagate.
 
     Returns a JSON-serialisable dict: ``status`` (``"notified"``, ``"acknowledged"``
-    for update/end, ``"throttled"``, or ``"duplicate"`` for a start already handled),
+    for update/end, ``"throttled"``, ``"duplicate"`` for a start already handled, or
+    ``"refused"``, then with ``thing_name`` only),
     ``event_id``, ``event_type``, ``thing_name``, ``camera``, ``device_clock`` (``"ok"``
     or ``"wrong"``), and for a notification
     ``message_id`` and ``held_reported`` (throttled alerts it summarised).
     ``now`` (aware datetime) defaults to the current time.
     """
+    topic_thing = event.get(TOPIC_THING_KEY) if isinstance(event, dict) else None
+    if owns_thing is not None and isinstance(topic_thing, str) and not owns_thing(topic_thing):
+        return {"status": REFUSED, "thing_name": topic_thing[:128]}
     event, received_at = split_receipt(event)
     alert = validate_alert(event)
     moment = now or datetime.now(UTC)

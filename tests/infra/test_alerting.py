@@ -15,11 +15,12 @@ from infra.alerting import ALERT_SCHEMA
 EXPECTED_SQL = "SELECT *, topic(2) AS topic_thing_name, timestamp() AS received_at_ms FROM 'vigil/+/alerts'"
 
 
-def test_rule_selects_every_things_alerts_with_the_thing_name(cfn, stage):
+def test_rule_selects_the_stages_alerts_with_the_thing_name(cfn, stage):
     alerting = stage.stage.stack.alerting
     payload = cfn.properties(stage.template_json, alerting.rule)["TopicRulePayload"]
-    assert payload["Sql"] == EXPECTED_SQL
-    assert payload["Sql"] == (
+    # Only the stage's things (tests/infra/test_alert_rule.py checks two stages apart).
+    assert payload["Sql"].startswith(EXPECTED_SQL + " WHERE ")
+    assert EXPECTED_SQL == (
         f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name, timestamp() AS received_at_ms "
         f"FROM '{ALERT_TOPIC_FILTER}'"
     )
@@ -135,6 +136,8 @@ def test_function_runtime_layer_and_environment(cfn, stage):
         "THROTTLE_MAX_PER_WINDOW": str(config.alerts.throttle_max_per_window),
         "THROTTLE_WINDOW_S": str(config.alerts.throttle_window_s),
         "EVIDENCE_BUCKET": cfn.ref(stage.stage.stack.storage.evidence),
+        "STAGE_THING_PREFIX": config.stage_things.prefix,
+        "STAGE_THINGS": ",".join(config.stage_things.names),
     }
     assert function["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [cfn.lid(alerting.dead_letter_queue), "Arn"]}}
     assert function.get("ReservedConcurrentExecutions") == config.alerts.reserved_concurrency
@@ -235,7 +238,7 @@ def test_held_alerts_are_flushed_every_minute_by_their_own_function(cfn, stage):
     assert flush["Handler"] == "app.flush_handler"
     assert flush["Code"]["S3Key"] == main["Code"]["S3Key"]
     assert flush["Runtime"] == main["Runtime"] and flush["Architectures"] == main["Architectures"]
-    assert flush["ReservedConcurrentExecutions"] == 1
+    assert "ReservedConcurrentExecutions" not in flush
     env = cfn.render(flush["Environment"]["Variables"])
     assert env == {k: v for k, v in cfn.render(main["Environment"]["Variables"]).items() if k != "EVIDENCE_BUCKET"}
 
@@ -284,3 +287,39 @@ def test_flush_role_reads_and_updates_the_table_and_publishes_nothing_more(cfn, 
         in [{"Name": d["Name"], "Value": cfn.render(d["Value"])} for d in a["Properties"].get("Dimensions", [])]
         for a in alarms
     )
+
+
+def test_no_stage_reserves_concurrency_a_new_account_cannot_spare(raw_stages, cfn, stage):
+    """Lambda keeps a minimum of unreserved concurrency per account (100 by
+    https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html; a new
+    account's limit of 10 allows no reservation at all), so any reservation in the
+    shipped stages would fail a first deploy. Neither function reserves any."""
+    for name, raw in raw_stages.items():
+        assert raw["alerts"].get("reserved_concurrency") is None, name
+    alerting = stage.stage.stack.alerting
+    for function in (alerting.function, alerting.flush_function):
+        assert "ReservedConcurrentExecutions" not in cfn.properties(stage.template_json, function)
+
+
+def test_async_invocations_give_up_before_a_notification_is_useless(cfn, stage):
+    """IoT invokes the Lambda asynchronously
+    (https://docs.aws.amazon.com/iot/latest/developerguide/lambda-rule-action.html), and
+    Lambda retries an event for up to 6 hours by default. The event invoke config bounds
+    that; its limits are the Lambda service model's (botocore validates them client-side,
+    https://docs.aws.amazon.com/lambda/latest/api/API_FunctionEventInvokeConfig.html)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("lambda")
+    age_limits = model.shape_for("MaximumEventAgeInSeconds").metadata
+    retry_limits = model.shape_for("MaximumRetryAttempts").metadata
+    alerting = stage.stage.stack.alerting
+    configs = {
+        cfn.render(c["Properties"]["FunctionName"]): c["Properties"]
+        for c in cfn.resources(stage.template_json, "AWS::Lambda::EventInvokeConfig").values()
+    }
+    alert = configs[cfn.ref(alerting.function)]
+    assert age_limits["min"] <= alert["MaximumEventAgeInSeconds"] <= 900
+    assert alert["MaximumEventAgeInSeconds"] == stage.config.alerts.max_event_age_s
+    assert alert["MaximumRetryAttempts"] == 2 <= retry_limits["max"]
+    flush = configs[cfn.ref(alerting.flush_function)]
+    assert flush == {**flush, "MaximumEventAgeInSeconds": age_limits["min"], "MaximumRetryAttempts": 0}

@@ -193,7 +193,11 @@ def test_claims_cannot_take_over_another_stages_listed_thing(raw_stages):
     ):
         load_stages(raw)
     raw["prod"]["denied_thing_names"] = ["vigil-dev-cam-01"]
-    assert load_stages(raw)["prod"].thing_name_prefix == "vigil-"
+    # Denying the claim is not enough: prod's rule and policy would still select vigil-dev-*.
+    with pytest.raises(ConfigError, match=r"stage 'prod': thing_name_prefix: 'vigil-' overlaps stage 'dev'"):
+        load_stages(raw)
+    raw["prod"]["thing_name_prefix"] = "shop7-"
+    assert load_stages(raw)["prod"].stage_things.prefix == "shop7-"
     raw["prod"].update(denied_thing_names=[], fleet_provisioning=False, things=["vigil-prod-cam-01"])
     load_stages(raw)  # without fleet provisioning a prefix claims nothing
 

@@ -24,7 +24,9 @@ def test_role_alias_and_token_exchange_role(cfn, stage):
     statements = cfn.policy_statements(stage.template_json, devices.token_exchange_role)
     assert cfn.actions_of(statements) == {
         "s3:GetObject",
+        "s3:GetBucketLocation",
         "s3:PutObject",
+        "logs:CreateLogGroup",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "logs:DescribeLogStreams",

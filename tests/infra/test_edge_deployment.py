@@ -29,6 +29,7 @@ from infra.edge_deployment import (
     component_name,
 )
 from infra.edge_settings import EdgeConfig
+from infra.housekeeping import Housekeeping
 
 SOURCE_RECIPE = yaml.safe_load(RECIPE_PATH.read_text())
 
@@ -146,8 +147,7 @@ def test_deployment_components_and_configuration(cfn, stage):
 def test_component_log_groups_have_retention(cfn, stage):
     groups = {
         g["Properties"]["LogGroupName"]: g["Properties"].get("RetentionInDays")
-        for g in cfn.resources(stage.template_json, "AWS::Logs::LogGroup").values()
-        if isinstance(g["Properties"].get("LogGroupName"), str)
+        for g in cfn.resources(stage.template_json, "Custom::VigilLogGroup").values()
     }
     region = stage.config.region
     user = f"/aws/greengrass/UserComponent/{region}/{component_name(stage.config.name)}"
@@ -171,6 +171,7 @@ def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path) -> EdgeDeploymen
     app = cdk.App(outdir=str(tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"))
     stack = cdk.Stack(app, "Edge", env=cdk.Environment(region="eu-west-1"))
     role = iam.Role(stack, "Tes", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com"))
+    housekeeping = Housekeeping(stack, "Housekeeping", log_retention=logs.RetentionDays.ONE_WEEK)
     edge = EdgeDeployment(
         stack,
         "Edge",
@@ -190,6 +191,7 @@ def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path) -> EdgeDeploymen
         greengrass_config=GreengrassConfig(),
         log_retention=logs.RetentionDays.ONE_WEEK,
         removal_policy=cdk.RemovalPolicy.DESTROY,
+        housekeeping=housekeeping,
         package_dir=package_dir,
         recipe_path=recipe_path,
     )
@@ -251,3 +253,64 @@ def test_deployment_follows_the_component_version(cfn, tmp_path, sources):
     assert deployment["Components"][edge.component_name]["ComponentVersion"] == {
         "Fn::GetAtt": [cfn.lid(edge.component), "ComponentVersion"]
     }
+
+
+# --- what the token exchange role must allow for the nucleus and LogManager -------------
+
+
+def test_token_exchange_role_may_locate_the_artifact_bucket(cfn, stage):
+    """The nucleus's S3 downloader calls GetBucketLocation on the artifact's bucket before
+    HeadObject/GetObject, and a 403 there fails the deployment
+    (aws-greengrass/aws-greengrass-nucleus
+    src/main/java/com/aws/greengrass/componentmanager/builtins/S3Downloader.java, getRegionClientForBucket;
+    the installer's own TES policy grants it too: easysetup/DeviceProvisioningHelper.java)."""
+    edge = stage.stage.stack.edge
+    statements = cfn.policy_statements(stage.template_json, stage.stage.stack.devices.token_exchange_role)
+    (locate,) = cfn.statements_allowing(statements, "s3:GetBucketLocation")
+    bucket = cfn.render(cdk.Stack.of(edge).resolve(edge.asset.s3_bucket_name))
+    # The bucket itself, not its objects: GetBucketLocation's resource type is the bucket.
+    assert locate["Resource"] == f"arn:<AWS::Partition>:s3:::{bucket}"
+
+
+def test_token_exchange_role_may_create_the_log_groups_logmanager_writes(cfn, stage):
+    """LogManager creates the group before each new stream (one a day per thing) and
+    rethrows anything but ResourceAlreadyExists, so without logs:CreateLogGroup nothing
+    uploads even where the group exists (aws-greengrass/aws-greengrass-log-manager
+    src/main/java/com/aws/greengrass/logmanager/CloudWatchLogsUploader.java; the required
+    actions: https://docs.aws.amazon.com/greengrass/v2/developerguide/log-manager-component.html).
+    IAM checks CreateLogGroup against ``log-group:<name>`` and the stream actions against
+    ``log-group:<name>:*`` (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatchlogs.html)."""
+    statements = cfn.policy_statements(stage.template_json, stage.stage.stack.devices.token_exchange_role)
+    region = stage.config.region
+    prefix = f"arn:aws:logs:{region}:<AWS::AccountId>:log-group:"
+    groups = [
+        f"/aws/greengrass/UserComponent/{region}/{component_name(stage.config.name)}",
+        f"/aws/greengrass/GreengrassSystemComponent/{region}/System",
+    ]
+    required = {
+        "logs:CreateLogGroup": [prefix + g for g in groups],
+        "logs:CreateLogStream": [prefix + g + ":*" for g in groups],
+        "logs:PutLogEvents": [prefix + g + ":*" for g in groups],
+        "logs:DescribeLogStreams": [prefix + g + ":*" for g in groups],
+    }
+    for action, arns in required.items():
+        granted = {r for s in cfn.statements_allowing(statements, action) for r in cfn.as_list(s["Resource"])}
+        assert set(arns) <= granted, (action, granted)
+
+
+def test_no_disk_spooler_is_deployed_while_none_accepts_the_pinned_nucleus(cfn, stage):
+    """aws.greengrass.DiskSpooler has a Hard dependency on the nucleus: 1.0.6 on >=2.11.0
+    <2.16.0, 1.0.5 on <2.15.0 (https://docs.aws.amazon.com/greengrass/v2/developerguide/disk-spooler-component.html),
+    so next to nucleus 2.16.x it cannot resolve and would fail every deployment. The stack
+    keeps the nucleus pin and deploys no spooler; the outbox holds alerts instead. When a
+    DiskSpooler accepts the pin, this test fails: deploy it then (and add the nucleus's
+    mqtt.spooler storageType Disk)."""
+    from infra.config import disk_spoolers_for
+
+    pin = stage.config.greengrass.nucleus_version
+    assert disk_spoolers_for(pin) == [], f"a DiskSpooler accepts nucleus {pin}: deploy it"
+    assert disk_spoolers_for("2.15.1") == ["1.0.6"] and disk_spoolers_for("2.14.0") == ["1.0.5", "1.0.6"]
+    components = cfn.properties(stage.template_json, stage.stage.stack.edge.deployment)["Components"]
+    assert "aws.greengrass.DiskSpooler" not in components
+    nucleus = json.loads(components["aws.greengrass.Nucleus"]["ConfigurationUpdate"]["Merge"])
+    assert "spooler" not in nucleus.get("mqtt", {}), "no disk spooler without its plugin component"

@@ -54,7 +54,14 @@ def app(topic, monkeypatch):
     monkeypatch.setenv("SITE_NAME", "Lakeside")
     monkeypatch.setenv("TIME_ZONE", "Europe/Berlin")
     monkeypatch.setenv("STAGE", "dev")
-    for name in ("IDEMPOTENCY_TABLE", "THROTTLE_MAX_PER_WINDOW", "THROTTLE_WINDOW_S", "EVIDENCE_BUCKET"):
+    for name in (
+        "IDEMPOTENCY_TABLE",
+        "THROTTLE_MAX_PER_WINDOW",
+        "THROTTLE_WINDOW_S",
+        "EVIDENCE_BUCKET",
+        "STAGE_THING_PREFIX",
+        "STAGE_THINGS",
+    ):
         monkeypatch.delenv(name, raising=False)
     module = load_handler_module()
     module.use_clients()

@@ -148,3 +148,65 @@ def test_overflowing_date_is_rejected_and_counted_as_a_timestamp(app, topic, con
     assert metrics == {"AlertsReceived": 1, "AlertsRejected": 1, "AlertsRejectedByReason": 1}
     [rejected] = [log for log in logs if log["message"] == "alert rejected"]
     assert rejected["code"] == "timestamp"
+
+
+def test_another_stages_thing_is_refused_and_counted_and_nothing_is_sent(
+    app, topic, context, capsys, log_lines, monkeypatch
+):
+    # Stages share an account: prod's function must never notify about a dev camera, even
+    # if a rule selected it (issue 12, item 9; the rule's own WHERE: infra/alert_rule.py).
+    monkeypatch.setenv("STAGE_THING_PREFIX", "vigil-prod-")
+    monkeypatch.setenv("STAGE_THINGS", "porch, garage")
+    result = app.handler(start_event(thing_name="vigil-dev-cam-01", topic_thing_name="vigil-dev-cam-01"), context)
+    assert result == {"status": "refused", "thing_name": "vigil-dev-cam-01"}
+    assert topic.received() == []
+    metrics, _ = emitted(capsys, log_lines)
+    assert metrics == {"AlertsReceived": 1, "AlertsRefused": 1}
+    for thing in ("vigil-prod-cam-01", "garage"):
+        assert (
+            app.handler(
+                start_event(
+                    thing_name=thing, topic_thing_name=thing, event_id=thing.encode().hex().ljust(32, "0")[:32]
+                ),
+                context,
+            )["status"]
+            == "notified"
+        )
+    assert len(topic.received()) == 2
+    assert Settings.from_env({"ALERT_TOPIC_ARN": "a", "STAGE_THINGS": " porch, ,garage "}).things == {"porch", "garage"}
+
+
+def test_cold_import_as_lambda_runs_it_builds_no_client_and_patches_botocore_on_first_use(tmp_path):
+    """With LAMBDA_TASK_ROOT set (as in Lambda), X-Ray's recorder takes a LocalSampler
+    and builds no botocore client (aws_xray_sdk/core/recorder.py, sampling/connector.py),
+    the Tracer patches nothing at import, and boto3/botocore.client load with the first
+    client, which X-Ray instruments. Timings: benchmarks/bench_lambda.py."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    lambda_dir = Path(__file__).resolve().parents[2] / "lambda"
+    script = (
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(lambda_dir)!r})\n"
+        "import app\n"
+        "from aws_xray_sdk.core import xray_recorder\n"
+        "before = {m: m in sys.modules for m in ('boto3', 'botocore.client', 's3transfer')}\n"
+        "app.clients.sns\n"
+        "import botocore.client\n"
+        "print(json.dumps({'before': before, 'sampler': type(xray_recorder.sampler).__name__,\n"
+        "    'patched': hasattr(botocore.client.BaseClient._make_api_call, '__wrapped__')}))\n"
+    )
+    env = {
+        **os.environ,
+        "LAMBDA_TASK_ROOT": str(tmp_path),
+        "AWS_LAMBDA_FUNCTION_NAME": "vigil-alerts",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+    }
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["before"] == {"boto3": False, "botocore.client": False, "s3transfer": False}
+    assert result["sampler"] == "LocalSampler"
+    assert result["patched"], "botocore is instrumented before the first client"
