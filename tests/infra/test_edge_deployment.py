@@ -251,3 +251,15 @@ def test_deployment_follows_the_component_version(cfn, tmp_path, sources):
     assert deployment["Components"][edge.component_name]["ComponentVersion"] == {
         "Fn::GetAtt": [cfn.lid(edge.component), "ComponentVersion"]
     }
+
+
+def test_synthesized_install_step_keeps_its_timeout_and_skipif(cfn, stage):
+    """The app rewrites only artifact paths: the install Timeout (default 120 s) and the
+    Skipif on the pinned venv reach the device as the recipe has them
+    (https://docs.aws.amazon.com/greengrass/v2/developerguide/component-recipe-reference.html)."""
+    source = yaml.safe_load((Path(__file__).resolve().parents[2] / "edge_component" / "recipe.yaml").read_text())[
+        "Manifests"
+    ][0]["Lifecycle"]
+    install = _recipe(cfn, stage)["Manifests"][0]["Lifecycle"]["install"]
+    assert install["Timeout"] == source["install"]["Timeout"] >= 900
+    assert install["Skipif"] == source["install"]["Skipif"]
