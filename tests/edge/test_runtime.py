@@ -215,3 +215,19 @@ def test_a_configuration_update_restarts_only_the_cameras_it_changes(tmp_path, l
     finally:
         stop.set()
         runner.join(timeout=30)
+
+
+def test_a_live_camera_that_keeps_crashing_shows_failed_and_is_still_retried(tmp_path, live_clip):
+    config = parse_config({"cameras": [_live("segv-cam", live_clip)]})
+    sup = _supervisor(tmp_path, config, Collect(), max_crashes_without_progress=2)
+    stop = threading.Event()
+    runner = threading.Thread(target=lambda: sup.run(stop), daemon=True)
+    runner.start()
+    try:
+        assert _wait(lambda: sup.cameras["segv-cam"].crashes >= 3)  # retried past the limit
+        cam = sup.telemetry()["cameras"]["segv-cam"]
+        assert cam["state"] == "failed" and "SIGSEGV" in cam["last_error"]
+        assert runner.is_alive()  # a live camera may come back: the run goes on
+    finally:
+        stop.set()
+        runner.join(timeout=30)
