@@ -3,8 +3,13 @@
     python -m edge_component run --config examples/demo-config.yaml \\
         --model-dir build/model --thing-name vigil-demo-cam --alerts-out build/alerts.jsonl
 
-Exit status: 0 on success, 2 on a configuration, model or source error (with a
-message naming the problem).
+With ``--greengrass`` the component follows configuration updates over IPC
+(edge_component/config_updates.py) and restarts only the cameras they change.
+
+Exit status: 0 when every camera finished (every replay reached its end; live cameras
+stopped on request), 1 when stopped (SIGTERM, SIGINT) before every replay finished,
+2 when a camera failed, or on a configuration, model or source error (with a message
+naming the problem).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import threading
 from pathlib import Path
 
 from .capture.source import SourceError
-from .config import ConfigError, is_live, load_config, parse_config, parse_json
+from .config import ComponentConfig, ConfigError, is_live, load_config, parse_config, parse_json
 from .contracts.alerts import AlertValidationError
 from .delivery.ipc import GreengrassIpcPublisher
 from .delivery.jsonl import JsonLinesPublisher
@@ -75,6 +80,23 @@ def _writable_dir(path: Path, what: str) -> Path:
     return path
 
 
+def _check_sources(config: ComponentConfig) -> ComponentConfig:
+    for camera in config.cameras:
+        if camera.mode != "live" and not is_live(camera.source) and not Path(camera.source).is_file():
+            raise SourceError(f"camera {camera.name}: video file not found: {camera.source}")
+    return config
+
+
+def _device_config(raw, model_dir: str) -> ComponentConfig:
+    """A configuration update from Greengrass, checked as at start: keys, files, model."""
+    try:
+        config = _check_sources(parse_config(raw))
+        load_bundle(model_dir, config.model_file)
+    except (SourceError, ModelError) as exc:
+        raise ConfigError(str(exc)) from None
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
@@ -96,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             first = config.cameras[0].model_copy(update={"source": args.source})
             config = config.model_copy(update={"cameras": [first, *config.cameras[1:]]})
         load_bundle(args.model_dir, config.model_file)  # fail here, with the reason, before any camera starts
-        for camera in config.cameras:
-            if camera.mode != "live" and not is_live(camera.source) and not Path(camera.source).is_file():
-                raise SourceError(f"camera {camera.name}: video file not found: {camera.source}")
+        _check_sources(config)
         state = _writable_dir(Path(args.state_dir), "--state-dir")
         snapshot_dir = _writable_dir(Path(args.snapshots or state / "snapshots"), "snapshot directory")
         if config.publisher == "greengrass" or ipc is not None:
@@ -122,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
 
         alert_topic(args.thing_name)  # a bad thing name is a configuration error, not a crash loop
         stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):  # Greengrass stops a component with SIGTERM
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        for sig in previous:  # Greengrass stops a component with SIGTERM
             signal.signal(sig, lambda *_: stop.set())
         supervisor = Supervisor(
             config,
@@ -133,29 +154,51 @@ def main(argv: list[str] | None = None) -> int:
             telemetry_every_s=config.telemetry_every_s,
             delivery_stats=publisher.stats,
         )
+        follower = None
+        if ipc is not None and args.config is None and args.config_json is None:
+            from .config_updates import ConfigurationFollower
+
+            follower = ConfigurationFollower(
+                ipc, lambda raw: _device_config(raw, args.model_dir), supervisor.update_config
+            )
+            follower.start()
         try:
             final = supervisor.run(stop)
         finally:
+            if follower is not None:
+                follower.close()
             publisher.close(drain_timeout_s=10.0)
-        failed = [name for name, cam in final["cameras"].items() if cam["state"] == "failed"]
-        for name, cam in final["cameras"].items():
-            log.info(
-                "camera %s: %s, %d frames, %d analysed, %d dropped, %d reconnects, %d crashes, %d events",
-                name,
-                cam["state"],
-                cam["frames_in"],
-                cam["analysed"],
-                cam["dropped"],
-                cam["reconnects"],
-                cam["crashes"],
-                cam["events"],
-            )
-        if failed:
-            log.error("cameras that could not run: %s", ", ".join(failed))
-            return 2
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return _summary(final["cameras"], {name: cs.replay for name, cs in supervisor.cameras.items()})
     except (ConfigError, ModelError, SourceError, AlertValidationError, OutboxError, ValueError) as exc:
         log.error("%s", exc)
         return 2
+
+
+def _summary(cameras: dict, replay: dict[str, bool]) -> int:
+    """Log each camera's end and return the exit status (see the module docstring)."""
+    for name, cam in cameras.items():
+        log.info(
+            "camera %s: %s, %d frames, %d analysed, %d dropped, %d reconnects, %d crashes, %d events%s",
+            name,
+            cam["state"],
+            cam["frames_in"],
+            cam["analysed"],
+            cam["dropped"],
+            cam["reconnects"],
+            cam["crashes"],
+            cam["events"],
+            f"; last error: {cam['last_error']}" if cam["last_error"] else "",
+        )
+    failed = [name for name, cam in cameras.items() if cam["state"] == "failed"]
+    if failed:
+        log.error("cameras that failed: %s", ", ".join(failed))
+        return 2
+    unfinished = [name for name, cam in cameras.items() if cam["state"] != "done" and replay.get(name)]
+    if unfinished:
+        log.warning("stopped before these replays finished: %s", ", ".join(unfinished))
+        return 1
     return 0
 
 

@@ -9,169 +9,51 @@ supervisor over a pipe with a synchronous send, so an alert the worker sent befo
 crashing is not lost; the supervisor hands it to the publisher (normally the durable
 outbox).
 
+A worker that crashes ``max_crashes_without_progress`` times in a row without getting
+further than before (a replay: more frames than any earlier attempt; live: any frame)
+marks its camera ``failed`` with its last error; a replay then ends, a live camera goes
+on retrying at the longest backoff. A worker stopped by SIGTERM/SIGINT is stopped, not
+crashed. A configuration update (:meth:`Supervisor.update_config`) restarts only the
+cameras it changes.
+
 Telemetry (``vigil/<thing>/telemetry``, every ``telemetry_every_s``): per camera
 frames in, analysed, dropped, bad frames, reconnects, crashes, restarts, inference
-time, state; and the publisher's delivery stats (outbox depth, sent, dropped).
+time, ``state`` (connecting, running, reconnecting, restarting, failed, done, stopped),
+``last_frame_at`` (UTC) and ``last_error`` (empty once frames flow again); and the
+publisher's delivery stats (outbox depth, sent, dropped).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import os
+import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
 from .backoff import Backoff
-from .capture.source import SourceError
+from .camera_state import CameraState
 from .config import CameraConfig, ComponentConfig
+from .config_updates import plan_update
 from .contracts.topics import telemetry_topic
 from .delivery.publisher import Publisher, PublishError
+from .worker import EXIT_SOURCE_ERROR, EXIT_STOPPED, camera_worker
 
 log = logging.getLogger(__name__)
 TELEMETRY_SCHEMA_VERSION = "1.0"
-# Per-camera counters a worker reports; a crashed worker's are carried into its successor's.
-COUNTERS = (
-    "frames_in",
-    "analysed",
-    "dropped",
-    "bad_frames",
-    "reconnects",
-    "windows",
-    "events",
-    "snapshot_errors",
-    "invalid_scores",
-    "blank_frames",
-    "recalibrations",
-)
-EXIT_SOURCE_ERROR = 3  # a file that cannot be replayed: restarting will not help
-
-
-class _PipePublisher:
-    """The worker's publisher: sends each message to the supervisor, synchronously."""
-
-    def __init__(self, conn: Connection):
-        self._conn = conn
-        self._lock = threading.Lock()
-
-    def publish(self, topic: str, message: dict[str, Any]) -> None:
-        with self._lock:
-            try:
-                self._conn.send(("alert", topic, message))
-            except (OSError, ValueError) as exc:
-                raise PublishError(f"supervisor pipe closed: {exc}") from exc
-
-    def send_stats(self, stats: dict[str, Any]) -> None:
-        with self._lock:
-            self._conn.send(("stats", stats))
-
-    def close(self) -> None:
-        pass
-
-
-def camera_worker(
-    conn: Connection,
-    camera_json: str,
-    config_json: str,
-    model_dir: str,
-    thing_name: str,
-    snapshot_dir: str,
-    stats_every_s: float,
-) -> None:
-    """Entry point of a camera's worker process (spawned): run one camera's pipeline."""
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s %(levelname)s camera-{os.getpid()} %(name)s: %(message)s"
-    )
-    from .camera import CameraPipeline
-    from .events.snapshots import SnapshotStore
-    from .model.bundle import load_bundle
-
-    config = ComponentConfig.model_validate_json(config_json)
-    camera = CameraConfig.model_validate_json(camera_json)
-    pipe = _PipePublisher(conn)
-    detector = CameraPipeline(
-        config,
-        load_bundle(model_dir, config.model_file),
-        pipe,
-        thing_name=thing_name,
-        snapshots=SnapshotStore(snapshot_dir, config.snapshot_max_files),
-    )
-    stop = threading.Event()
-    done = threading.Event()
-
-    def report_stats() -> None:
-        while not done.wait(stats_every_s):
-            _send_stats(pipe, detector, camera.name)
-
-    threading.Thread(target=report_stats, daemon=True).start()
-
-    def watch_parent() -> None:  # the supervisor closed the pipe or died: stop cleanly
-        try:
-            while not stop.is_set():
-                if conn.poll(0.5):
-                    if conn.recv() == "stop":
-                        stop.set()
-        except (EOFError, OSError):
-            stop.set()
-
-    threading.Thread(target=watch_parent, daemon=True).start()
-    try:
-        detector.run(camera, stop)
-    except SourceError as exc:
-        logging.getLogger(__name__).error("camera %s: %s", camera.name, exc)
-        pipe.send_stats({"last_error": str(exc)})
-        done.set()
-        os._exit(EXIT_SOURCE_ERROR)
-    finally:
-        done.set()
-        _send_stats(pipe, detector, camera.name)
-
-
-def _send_stats(pipe: _PipePublisher, detector, camera: str) -> None:
-    report = detector.reports.get(camera)
-    if report is None:
-        return
-    stats = report.stats.as_dict()
-    stats["windows"] = report.windows
-    stats["inference_ms_mean"] = round(1000 * report.inference_s / report.windows, 4) if report.windows else 0.0
-    stats["events"] = len(report.starts)
-    stats["snapshot_errors"] = report.snapshot_errors
-    stats["invalid_scores"] = report.invalid_scores
-    stats["blank_frames"] = report.blank_frames
-    stats["recalibrations"] = report.recalibrations
-    try:
-        pipe.send_stats(stats)
-    except (OSError, ValueError):
-        pass
-
-
-@dataclass
-class CameraState:
-    camera: CameraConfig
-    process: Any = None
-    conn: Connection | None = None
-    state: str = "starting"  # running | restarting | done | failed | stopped
-    crashes: int = 0
-    restarts: int = 0
-    last_exit: int | None = None
-    last_error: str = ""
-    restart_at: float = 0.0
-    backoff: Backoff = field(default_factory=lambda: Backoff(1.0, 60.0))  # restarts after crashes
-    stats: dict[str, Any] = field(default_factory=dict)
-    totals: dict[str, float] = field(default_factory=dict)  # counters of earlier, crashed processes
+STOP_CODES = (EXIT_STOPPED, -signal.SIGTERM, -signal.SIGINT)  # a stop, not a crash
 
 
 class Supervisor:
     """Runs every camera of ``config`` in its own process and publishes what they send.
 
-    ``run(stop)`` returns when ``stop`` is set or every camera's source has ended
-    (files in replay mode), with the final telemetry message. ``worker`` is the
+    ``run(stop)`` returns when ``stop`` is set or every camera has ended (files in
+    replay mode) or failed, with the final telemetry message. ``worker`` is the
     process entry point (a module-level function; tests pass one that crashes).
     """
 
@@ -186,6 +68,7 @@ class Supervisor:
         telemetry_every_s: float = 60.0,
         restart_backoff_s: float = 1.0,
         restart_backoff_max_s: float = 60.0,
+        max_crashes_without_progress: int = 5,
         worker: Callable[..., None] = camera_worker,
         delivery_stats: Callable[[], dict[str, Any]] | None = None,
     ):
@@ -197,15 +80,24 @@ class Supervisor:
         self.telemetry_every_s = telemetry_every_s
         self.restart_backoff_s = restart_backoff_s
         self.restart_backoff_max_s = restart_backoff_max_s
+        self.max_crashes_without_progress = max_crashes_without_progress
         self.worker = worker
         self.delivery_stats = delivery_stats
         self.telemetry_topic = telemetry_topic(thing_name)
-        self.cameras = {
-            c.name: CameraState(c, backoff=Backoff(restart_backoff_s, restart_backoff_max_s)) for c in config.cameras
-        }
+        self.cameras = {c.name: self._state(c) for c in config.cameras}
         self.started = time.monotonic()
         self.alerts_forwarded = 0
         self._ctx = mp.get_context("spawn")  # no fork: the parent has threads
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: ComponentConfig | None = None
+
+    @property
+    def stats_every_s(self) -> float:
+        return min(self.telemetry_every_s, 5.0)
+
+    def _state(self, camera: CameraConfig) -> CameraState:
+        return CameraState(camera, backoff=Backoff(self.restart_backoff_s, self.restart_backoff_max_s))
 
     def _start(self, cs: CameraState) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
@@ -220,13 +112,13 @@ class Supervisor:
                 self.model_dir,
                 self.thing_name,
                 self.snapshot_dir,
-                min(self.telemetry_every_s, 5.0),
+                self.stats_every_s,
             ),
         )
         cs.process.start()
         child.close()
         cs.conn = parent
-        cs.state = "running"
+        cs.state, cs.progressed, cs.started_at = "running", False, time.time()
 
     def _drain(self, cs: CameraState) -> None:
         try:
@@ -245,7 +137,7 @@ class Supervisor:
                             exc,
                         )
                 elif item[0] == "stats":
-                    cs.stats = item[1]
+                    cs.report(item[1])
         except (EOFError, OSError):
             cs.conn = None
 
@@ -259,39 +151,39 @@ class Supervisor:
         self._drain(cs)  # whatever it sent before it exited
         code = cs.process.exitcode
         cs.last_exit = code
-        for key in COUNTERS:
-            cs.totals[key] = cs.totals.get(key, 0) + cs.stats.get(key, 0)
-        cs.last_error = cs.stats.get("last_error", cs.last_error)
-        cs.stats = {}
+        cs.retire()
+        name = cs.camera.name
         if code == 0:
             cs.state = "done"
-            log.info("camera %s: source ended", cs.camera.name)
+            log.info("camera %s: source ended", name)
             return
         if code == EXIT_SOURCE_ERROR:
             cs.state = "failed"
-            log.error("camera %s: source cannot be read; not restarting", cs.camera.name)
+            log.error("camera %s: source cannot be read; not restarting", name)
+            return
+        how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
+        if code in STOP_CODES:
+            log.info("camera %s: worker stopped (%s), not a crash", name, how)
+            cs.state, cs.restart_at = ("stopped", now) if self._stop.is_set() else ("restarting", now + 0.5)
             return
         cs.crashes += 1
-        how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        cs.stalled = 0 if cs.progressed else cs.stalled + 1
+        cs.last_error = f"worker crashed ({how})" + (f" after: {cs.last_error}" if cs.last_error else "")
+        if cs.stalled >= self.max_crashes_without_progress and not cs.given_up:
+            log.error("camera %s: failed, %d crashes without progress; last: %s", name, cs.stalled, cs.last_error)
+            cs.given_up = True
+            if cs.replay:  # a file that crashes its decoder every time will not replay: end it
+                cs.state = "failed"
+                self.publish_telemetry()
+                return
         delay = cs.backoff.failed()
-        log.error("camera %s: worker crashed (%s); restarting in %.1fs", cs.camera.name, how, delay)
+        log.error("camera %s: worker crashed (%s); restarting in %.1fs", name, how, delay)
         cs.state = "restarting"
         cs.restart_at = now + delay
         self.publish_telemetry()  # a crash is news now, not at the next tick
 
     def telemetry(self) -> dict[str, Any]:
-        cams = {}
-        for name, cs in self.cameras.items():
-            counters = {k: cs.totals.get(k, 0) + cs.stats.get(k, 0) for k in COUNTERS}
-            cams[name] = {
-                "state": cs.state,
-                "crashes": cs.crashes,
-                "restarts": cs.restarts,
-                "last_exit": cs.last_exit,
-                "inference_ms_mean": cs.stats.get("inference_ms_mean", 0.0),
-                "last_error": cs.stats.get("last_error") or cs.last_error,
-                **counters,
-            }
+        cams = {name: cs.telemetry(self.stats_every_s) for name, cs in self.cameras.items()}
         msg = {
             "schema_version": TELEMETRY_SCHEMA_VERSION,
             "thing_name": self.thing_name,
@@ -314,8 +206,56 @@ class Supervisor:
             log.warning("telemetry not published: %s", exc)
         return msg
 
+    def update_config(self, config: ComponentConfig) -> None:
+        """Apply a new, already validated configuration (from any thread) at the next
+        tick: cameras it removes stop, new ones start, changed ones restart, the others
+        keep running."""
+        with self._lock:
+            self._pending = config
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            new, self._pending = self._pending, None
+        if new is None:
+            return
+        plan = plan_update(self.config, new)
+        if plan.needs_component_restart:
+            log.warning(
+                "configuration: %s change at the next component restart", ", ".join(plan.needs_component_restart)
+            )
+        self.config, self.telemetry_every_s = new, new.telemetry_every_s
+        cameras = {c.name: c for c in new.cameras}
+        for name in plan.stop + plan.restart:
+            old = self.cameras.pop(name)
+            self._stop_worker(old)
+            if name in plan.restart:
+                self.cameras[name] = self._state(cameras[name])
+                self.cameras[name].totals = old.totals
+        for name in plan.start:
+            self.cameras[name] = self._state(cameras[name])
+        self.cameras = {c.name: self.cameras[c.name] for c in new.cameras}  # the configuration's order
+        for name in plan.start + plan.restart:
+            self._start(self.cameras[name])
+        log.info("configuration applied: started %s, restarted %s, stopped %s", plan.start, plan.restart, plan.stop)
+        self.publish_telemetry()
+
+    def _stop_worker(self, cs: CameraState, grace_s: float = 10.0) -> None:
+        if cs.process is None:
+            return
+        try:
+            cs.conn.send("stop")
+        except (OSError, AttributeError, ValueError):
+            pass
+        cs.process.join(timeout=grace_s)
+        self._drain(cs)
+        if cs.process.is_alive():
+            log.warning("camera %s: worker did not stop in time; terminating", cs.camera.name)
+            cs.process.terminate()
+            cs.process.join(timeout=5)
+        cs.retire()
+
     def run(self, stop: threading.Event | None = None) -> dict[str, Any]:
-        stop = stop or threading.Event()
+        self._stop = stop = stop or threading.Event()
         for cs in self.cameras.values():
             self._start(cs)
         next_telemetry = time.monotonic() + self.telemetry_every_s
@@ -326,6 +266,7 @@ class Supervisor:
                     wait(conns, timeout=0.2)
                 else:
                     stop.wait(0.2)
+                self._apply_pending()
                 now = time.monotonic()
                 for cs in self.cameras.values():
                     self._drain(cs)
@@ -340,6 +281,7 @@ class Supervisor:
         return self.publish_telemetry()
 
     def _shutdown(self) -> None:
+        self._stop.set()  # what exits from here on was stopped, not crashed
         for cs in self.cameras.values():
             if cs.process is not None and cs.process.is_alive():
                 try:
@@ -357,4 +299,8 @@ class Supervisor:
                 cs.process.terminate()
                 cs.process.join(timeout=5)
             if cs.state == "running":
+                code = cs.last_exit = cs.process.exitcode
+                cs.retire()
+                cs.state = "done" if code == 0 and cs.replay else "stopped"
+            elif cs.state == "restarting":
                 cs.state = "stopped"

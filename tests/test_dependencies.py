@@ -84,20 +84,52 @@ def test_the_device_installs_the_edge_group_pins():
 
 
 def test_the_training_container_installs_the_training_group_pins():
-    """training/requirements.txt pins what the training group pins (extras may be fewer),
-    except what the SageMaker TensorFlow image brings: TensorFlow itself, NumPy (left to
-    the image), and tf-keras, which must match the image's TensorFlow or pip replaces it."""
+    """training/requirements.txt pins exactly what the training group pins, TensorFlow,
+    tf-keras and NumPy included: the newest SageMaker TensorFlow training image is 2.19
+    (aws/deep-learning-containers tensorflow/training/buildspec-2-19-sm.yml), whose
+    TensorFlow requires numpy<2.2 (tensorflow 2.19.0 METADATA), so the job installs the
+    tested versions over the image's rather than run a set no test ran."""
     container, training = requirements_file(REPO / "training" / "requirements.txt"), group("training")
-    assert set(container) <= set(training) - {"tensorflow"}
-    assert container["numpy"][1] is None
-    from infra.training_config import TrainingConfig
-
-    image_tf = TrainingConfig.model_fields["image_tag"].default.split("-")[0]  # "2.19.0-cpu-py312-..."
-    assert container["tf-keras"][1] == image_tf, (container["tf-keras"], image_tf)
+    assert set(container) <= set(training)
+    assert {"tensorflow", "tf-keras", "numpy"} <= set(container)
     for package, (extras, version) in container.items():
-        if package not in ("numpy", "tf-keras"):
-            assert version == training[package][1], package
-            assert extras <= training[package][0], package
+        assert version is not None and version == training[package][1], package
+        assert extras <= training[package][0], package
+
+
+def test_the_training_container_set_is_the_tested_set_and_consistent():
+    """Offline stand-in for pip's resolver: every pin of training/requirements.txt is the
+    version installed here, where the tests train a model (tests/conftest.py trained_bundle)
+    and the edge's loader loads it; and every requirement of every pinned distribution,
+    markers evaluated for the image's Python 3.12 on Linux x86_64, is met by the pin or,
+    for an unpinned dependency, by the version installed here."""
+    from importlib.metadata import requires, version
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    env = default_environment() | {
+        "python_version": "3.12",
+        "python_full_version": "3.12.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "extra": "",
+    }
+    container = requirements_file(REPO / "training" / "requirements.txt")
+    problems = []
+    for package, (_, pin) in container.items():
+        if version(package) != pin:
+            problems.append(f"{package}=={pin} pinned, {version(package)} tested")
+        for line in requires(package) or []:
+            need = Requirement(line)
+            if need.marker is not None and not need.marker.evaluate(env):
+                continue  # another platform's, or an extra's
+            dep = _normal(need.name)
+            have = container[dep][1] if dep in container else version(dep)
+            if not need.specifier.contains(have, prereleases=True):
+                problems.append(f"{package}=={pin} requires {need}, the set has {dep}=={have}")
+    assert problems == []
 
 
 def _third_party_imports(folder: Path, first_party: set[str]) -> set[str]:

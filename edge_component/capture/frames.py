@@ -53,7 +53,9 @@ class CaptureStats:
     dropped: int = 0  # live: decoded frames replaced by a newer one before analysis
     reconnects: int = 0  # live: times the source was reopened after a failure or stall
     fps: float = 0.0  # the source's nominal frame rate
-    last_error: str = ""
+    last_error: str = ""  # live: cleared once frames flow again after a failure
+    state: str = "connecting"  # live: connecting | running | reconnecting (a replay: connecting | running)
+    last_frame_at: float = 0.0  # wall clock (Unix s) of the newest frame read; 0 before the first
 
     def as_dict(self) -> dict[str, float | int | str]:
         return {k: getattr(self, k) for k in self.__slots__}

@@ -87,6 +87,7 @@ def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mai
             cap = opener(source, settings.read_timeout_s)
         except SourceError as exc:
             stats.last_error = str(exc)
+            stats.state = "reconnecting"
             log.warning("camera source %s: %s; retrying in %.1fs", source, exc, backoff.ceiling_s(backoff.failures + 1))
         else:
             fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
@@ -109,6 +110,7 @@ def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mai
                     last_frame_at = now
                     index += 1
                     stats.frames_in += 1
+                    stats.last_frame_at = time.time()
                     if frame_period:
                         time.sleep(frame_period)  # a file stands in for a camera: real time
                     if now < next_slot:
@@ -119,6 +121,10 @@ def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mai
                         stats.bad_frames += 1
                         continue
                     shape = image.shape
+                    if stats.state != "running":  # frames flow (again): the earlier failure is history
+                        if stats.last_error:
+                            log.info("camera source %s: frames again after: %s", source, stats.last_error)
+                        stats.state, stats.last_error = "running", ""
                     got_any = True
                     frame = Frame.from_colour(index, now - t0, image)
                     with cond:
@@ -129,6 +135,8 @@ def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mai
                         cond.notify()
             finally:
                 cap.release()
+            if not stop.is_set():
+                stats.state = "reconnecting"
             if got_any:
                 backoff.reset()
             log.warning(

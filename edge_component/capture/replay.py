@@ -12,6 +12,7 @@ Sources: OpenCV ``VideoCapture`` with the FFmpeg backend (``grab``/``retrieve``,
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import cv2
@@ -61,6 +62,7 @@ def replay(source: str, detection_fps: float, stats: CaptureStats | None = None)
                 break  # end of file
             index += 1
             stats.frames_in += 1
+            stats.last_frame_at, stats.state = time.time(), "running"
             pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             if index > 0:
                 step = pts - last_pts  # NaN if either is unknown

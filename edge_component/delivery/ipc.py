@@ -14,6 +14,13 @@ class GreengrassIpcPublisher:
     ``client`` is a ``GreengrassCoreIPCClientV2`` (created once by ``__main__`` and
     handed in, so tests pass a fake with the same method). The recipe's
     ``accessControl`` must allow ``aws.greengrass#PublishToIoTCore`` on the topic.
+
+    Delivery: ``publish_to_iot_core`` returns once the nucleus has put the message in
+    its spooler, not when IoT Core acknowledges it (aws-greengrass-nucleus
+    MqttClient.java), so the outbox lets an alert go at that point; from then on the
+    spooler keeps it: in memory unless the disk spooler is deployed, and only for
+    ``mqtt.maxPublishRetry`` attempts (default 100). A full spool is refused at publish
+    time, and the outbox keeps the alert.
     """
 
     def __init__(self, client: Any):
@@ -30,7 +37,9 @@ class GreengrassIpcPublisher:
         try:
             self._client.publish_to_iot_core(topic_name=topic, qos=qos, payload=payload)
         except Exception as exc:  # the SDK raises many error types; all mean "not sent"
-            raise PublishError(f"publish_to_iot_core({topic}) failed: {exc}") from exc
+            # The SDK's errors keep their text in .message; str() of one is empty.
+            reason = getattr(exc, "message", None) or str(exc)
+            raise PublishError(f"publish_to_iot_core({topic}) failed: {type(exc).__name__}: {reason}") from exc
 
     def close(self) -> None:
         close = getattr(self._client, "close", None)

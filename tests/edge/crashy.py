@@ -8,7 +8,7 @@ import ctypes
 import os
 import time
 
-from edge_component.runtime import camera_worker
+from edge_component.worker import camera_worker
 
 
 def worker(conn, camera_json, *args):

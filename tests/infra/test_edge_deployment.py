@@ -314,3 +314,15 @@ def test_no_disk_spooler_is_deployed_while_none_accepts_the_pinned_nucleus(cfn, 
     assert "aws.greengrass.DiskSpooler" not in components
     nucleus = json.loads(components["aws.greengrass.Nucleus"]["ConfigurationUpdate"]["Merge"])
     assert "spooler" not in nucleus.get("mqtt", {}), "no disk spooler without its plugin component"
+
+
+def test_synthesized_install_step_keeps_its_timeout_and_skipif(cfn, stage):
+    """The app rewrites only artifact paths: the install Timeout (default 120 s) and the
+    Skipif on the pinned venv reach the device as the recipe has them
+    (https://docs.aws.amazon.com/greengrass/v2/developerguide/component-recipe-reference.html)."""
+    source = yaml.safe_load((Path(__file__).resolve().parents[2] / "edge_component" / "recipe.yaml").read_text())[
+        "Manifests"
+    ][0]["Lifecycle"]
+    install = _recipe(cfn, stage)["Manifests"][0]["Lifecycle"]["install"]
+    assert install["Timeout"] == source["install"]["Timeout"] >= 900
+    assert install["Skipif"] == source["install"]["Skipif"]
