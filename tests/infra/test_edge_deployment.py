@@ -305,7 +305,7 @@ def test_no_disk_spooler_is_deployed_while_none_accepts_the_pinned_nucleus(cfn, 
     keeps the nucleus pin and deploys no spooler; the outbox holds alerts instead. When a
     DiskSpooler accepts the pin, this test fails: deploy it then (and add the nucleus's
     mqtt.spooler storageType Disk)."""
-    from infra.config import disk_spoolers_for
+    from infra.greengrass_versions import disk_spoolers_for
 
     pin = stage.config.greengrass.nucleus_version
     assert disk_spoolers_for(pin) == [], f"a DiskSpooler accepts nucleus {pin}: deploy it"
