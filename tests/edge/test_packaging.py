@@ -7,12 +7,14 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
 from edge_component.config import parse_config
 from infra.packaging import artifact_bytes
-from tests.conftest import REPO
+
+REPO = Path(__file__).resolve().parents[2]
 
 COMPONENT = REPO / "edge_component"
 
