@@ -13,7 +13,8 @@ import yaml
 
 from edge_component.config import parse_config
 from infra.packaging import artifact_bytes
-from tests.conftest import REPO
+
+REPO = Path(__file__).resolve().parents[2]
 
 COMPONENT = REPO / "edge_component"
 

@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from alert_testlib import REGION, start_event
 from botocore.exceptions import ClientError
 
 from vigil_alerts.config import Settings
 from vigil_alerts.delivery import IDEMPOTENCY_TTL_S, CameraThrottle, EventDeduplicator
-from vigil_alerts.local import LocalContext
+from vigil_alerts.local import LocalContext, sample_event
 from vigil_alerts.processing import process_alert
 
 WINDOW_START = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)  # a multiple of 600 s
 
 
 @pytest.fixture
-def dynamodb(table):
-    return boto3.client("dynamodb", region_name=REGION)
+def dynamodb(table, region):
+    return boto3.client("dynamodb", region_name=region)
 
 
 def run(topic, event, *, sns_client=None, **kwargs):
@@ -29,7 +27,7 @@ def run(topic, event, *, sns_client=None, **kwargs):
 
 
 def new_start(camera: str = "cam0") -> dict:
-    return start_event(event_id=uuid.uuid4().hex, camera=camera)
+    return sample_event(camera=camera)  # of cam-01, a fresh event_id
 
 
 def deduplicator(table: str, dynamodb) -> EventDeduplicator:
@@ -43,7 +41,7 @@ class FailingSns:
         raise ClientError({"Error": {"Code": "Throttling", "Message": "slow down"}}, "Publish")
 
 
-def test_repeated_start_notifies_once(topic, table, dynamodb):
+def test_repeated_start_notifies_once(topic, table, dynamodb, start_event):
     dedup = deduplicator(table, dynamodb)
 
     first = run(topic, start_event(), deduplicator=dedup)
@@ -66,7 +64,7 @@ def test_different_events_are_not_duplicates(topic, table, dynamodb):
     assert len(topic.received()) == 2
 
 
-def test_another_thing_reusing_an_event_id_is_not_a_duplicate(topic, table, dynamodb):
+def test_another_thing_reusing_an_event_id_is_not_a_duplicate(topic, table, dynamodb, start_event):
     # A device makes its own event ids; one reusing another's (by accident or to
     # silence it) must not suppress the other's alert, nor be suppressed by it.
     dedup = deduplicator(table, dynamodb)
@@ -89,7 +87,7 @@ def test_another_thing_reusing_an_event_id_is_not_a_duplicate(topic, table, dyna
     assert len(dynamodb.scan(TableName=table)["Items"]) == 2
 
 
-def test_failed_publish_leaves_no_record_so_the_retry_notifies(topic, table, dynamodb):
+def test_failed_publish_leaves_no_record_so_the_retry_notifies(topic, table, dynamodb, start_event):
     dedup = deduplicator(table, dynamodb)
     with pytest.raises(ClientError):
         run(topic, start_event(), deduplicator=dedup, sns_client=FailingSns())
@@ -117,7 +115,7 @@ def test_throttle_holds_back_and_reports_in_the_next_notification(topic, table, 
     assert later["held_reported"] == 0
 
 
-def test_failed_publish_gives_the_slot_back(topic, table, dynamodb):
+def test_failed_publish_gives_the_slot_back(topic, table, dynamodb, start_event):
     throttle = CameraThrottle(table, dynamodb_client=dynamodb, max_per_window=1, window_s=600)
     with pytest.raises(ClientError):
         run(topic, start_event(), throttle=throttle, now=WINDOW_START, sns_client=FailingSns())
@@ -135,7 +133,7 @@ def test_duplicate_of_a_throttled_start_is_not_counted_again(topic, table, dynam
     assert report["held_reported"] == 1
 
 
-def test_handler_with_table_deduplicates_and_throttles(app, topic, table, context, monkeypatch):
+def test_handler_with_table_deduplicates_and_throttles(app, topic, table, context, monkeypatch, start_event):
     monkeypatch.setenv("IDEMPOTENCY_TABLE", table)
     monkeypatch.setenv("THROTTLE_MAX_PER_WINDOW", "1")
     monkeypatch.setenv("THROTTLE_WINDOW_S", str(10**9))  # one window for the whole test

@@ -11,32 +11,33 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from alert_testlib import EVENT_ID, THING, start_event
 from botocore.config import Config
 
 from vigil_alerts.processing import own_snapshot_key, process_alert
 
 NOW = datetime(2024, 7, 1, 12, 3, 9, tzinfo=UTC)
-OWN = f"snapshots/{THING}/{EVENT_ID}/cam0_1.jpg"
+# ``{thing}`` is the thing of ``start_event``.
 HOSTILE = [
     "snapshots/cam-02/x/cam0_1.jpg",  # another thing's prefix
-    f"snapshots/{THING}/../cam-02/cam0_1.jpg",  # climbs out
-    f"snapshots/{THING}//cam0_1.jpg",  # empty segment: S3 keeps it, so it is another key
-    f"/snapshots/{THING}/cam0_1.jpg",  # leading slash
-    f"snapshots/{THING}/./cam0_1.jpg",
-    f"snapshots/{THING}/",  # the prefix itself, no object
-    f"snapshots/{THING}",
+    "snapshots/{thing}/../cam-02/cam0_1.jpg",  # climbs out
+    "snapshots/{thing}//cam0_1.jpg",  # empty segment: S3 keeps it, so it is another key
+    "/snapshots/{thing}/cam0_1.jpg",  # leading slash
+    "snapshots/{thing}/./cam0_1.jpg",
+    "snapshots/{thing}/",  # the prefix itself, no object
+    "snapshots/{thing}",
     "cam-01/cam0_1.jpg",  # no snapshots/ prefix
 ]
 
 
 @pytest.mark.parametrize("key", HOSTILE)
-def test_hostile_keys_are_not_own(key):
-    assert own_snapshot_key(key, THING) is False
+def test_hostile_keys_are_not_own(key, thing):
+    key = key.format(thing=thing)
+    assert own_snapshot_key(key, thing) is False
 
 
 @pytest.mark.parametrize("key", HOSTILE)
-def test_hostile_key_is_neither_printed_nor_linked(topic, key):
+def test_hostile_key_is_neither_printed_nor_linked(topic, key, start_event, thing):
+    key = key.format(thing=thing)
     s3 = boto3.client("s3", region_name="us-east-1", config=Config(signature_version="s3v4"))
     process_alert(
         start_event(snapshot={"file": "cam0_1.jpg", "s3_key": key}),
@@ -54,10 +55,11 @@ def test_hostile_key_is_neither_printed_nor_linked(topic, key):
     assert "and its snapshot left it" not in body
 
 
-def test_own_key_is_shown_and_linked(topic):
+def test_own_key_is_shown_and_linked(topic, event_id, start_event, thing):
+    own = f"snapshots/{thing}/{event_id}/cam0_1.jpg"
     s3 = boto3.client("s3", region_name="us-east-1", config=Config(signature_version="s3v4"))
     process_alert(
-        start_event(snapshot={"file": "cam0_1.jpg", "s3_key": OWN}),
+        start_event(snapshot={"file": "cam0_1.jpg", "s3_key": own}),
         sns_client=topic.sns,
         topic_arn=topic.arn,
         evidence_bucket="vigil-evidence",
@@ -65,4 +67,4 @@ def test_own_key_is_shown_and_linked(topic):
         now=NOW,
     )
     body = topic.received()[0]["Message"]
-    assert f"s3://vigil-evidence/{OWN}" in body and "Link:" in body and "and its snapshot left it" in body
+    assert f"s3://vigil-evidence/{own}" in body and "Link:" in body and "and its snapshot left it" in body

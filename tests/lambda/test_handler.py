@@ -9,7 +9,6 @@ import sys
 
 import boto3
 import pytest
-from alert_testlib import EVENT_ID, REGION, THING, start_event
 
 from vigil_alerts.config import ConfigError, Settings
 from vigil_alerts.local import load_handler_module
@@ -40,7 +39,7 @@ def emitted(capsys, log_lines) -> tuple[dict[str, float], list[dict]]:
     return metrics, logs
 
 
-def test_start_alert_is_notified_and_counted(app, topic, context, capsys, log_lines):
+def test_start_alert_is_notified_and_counted(app, topic, context, capsys, log_lines, event_id, start_event, thing):
     result = app.handler(start_event(), context)
 
     assert result["status"] == "notified"
@@ -49,17 +48,17 @@ def test_start_alert_is_notified_and_counted(app, topic, context, capsys, log_li
     metrics, logs = emitted(capsys, log_lines)
     assert metrics == {"AlertsReceived": 1, "AlertsNotified": 1}
     [processed] = [log for log in logs if log["message"] == "alert processed"]
-    assert processed["thing_name"] == THING and processed["event_id"] == EVENT_ID
+    assert processed["thing_name"] == thing and processed["event_id"] == event_id
     assert processed["function_request_id"] == context.aws_request_id
 
 
-def test_update_is_acknowledged_without_notifying(app, topic, context, capsys, log_lines):
+def test_update_is_acknowledged_without_notifying(app, topic, context, capsys, log_lines, start_event):
     assert app.handler(start_event(event_type="update", sequence=1), context)["status"] == "acknowledged"
     assert topic.received() == []
     assert emitted(capsys, log_lines)[0] == {"AlertsReceived": 1, "AlertsAcknowledged": 1}
 
 
-def test_invalid_alert_raises_is_logged_and_counted(app, topic, context, capsys, log_lines):
+def test_invalid_alert_raises_is_logged_and_counted(app, topic, context, capsys, log_lines, start_event):
     with pytest.raises(InvalidAlertError):
         app.handler(start_event(topic_thing_name="cam-02"), context)
 
@@ -72,7 +71,7 @@ def test_invalid_alert_raises_is_logged_and_counted(app, topic, context, capsys,
     assert rejected["level"] == "WARNING"
 
 
-def test_log_keys_do_not_leak_into_the_next_invocation(app, context, capsys, log_lines):
+def test_log_keys_do_not_leak_into_the_next_invocation(app, context, capsys, log_lines, start_event):
     app.handler(start_event(), context)
     with pytest.raises(InvalidAlertError):
         app.handler(["not", "an", "object"], context)
@@ -80,24 +79,24 @@ def test_log_keys_do_not_leak_into_the_next_invocation(app, context, capsys, log
     assert "event_id" not in rejected and "thing_name" not in rejected
 
 
-def test_evidence_bucket_links_the_snapshot_with_sigv4(app, topic, context, monkeypatch):
+def test_evidence_bucket_links_the_snapshot_with_sigv4(app, topic, context, monkeypatch, event_id, start_event, thing):
     monkeypatch.setenv("EVIDENCE_BUCKET", "vigil-evidence")
-    key = f"snapshots/{THING}/{EVENT_ID}/cam0_1.jpg"
+    key = f"snapshots/{thing}/{event_id}/cam0_1.jpg"
     app.handler(start_event(snapshot={"file": "cam0_1.jpg", "s3_key": key}), context)
     [envelope] = topic.received()
     [link] = [line for line in envelope["Message"].splitlines() if line.startswith("Link:")]
     assert f"/{key}?X-Amz-Algorithm=AWS4-HMAC-SHA256" in link and "X-Amz-Expires=86400" in link
 
 
-def test_missing_topic_arn_fails_loudly(app, context, monkeypatch):
+def test_missing_topic_arn_fails_loudly(app, context, monkeypatch, start_event):
     monkeypatch.delenv("ALERT_TOPIC_ARN")
     with pytest.raises(ConfigError, match="ALERT_TOPIC_ARN"):
         app.handler(start_event(), context)
 
 
-def test_injected_client_is_used(app, topic, context):
+def test_injected_client_is_used(app, topic, context, region, start_event):
     calls = []
-    real = boto3.client("sns", region_name=REGION)
+    real = boto3.client("sns", region_name=region)
 
     class Recording:
         def publish(self, **kwargs):
@@ -119,7 +118,7 @@ def test_settings_defaults_and_errors():
         Settings.from_env({"ALERT_TOPIC_ARN": "x", "THROTTLE_WINDOW_S": "0"})
 
 
-def test_handler_runs_where_aws_xray_sdk_is_missing(topic, context, monkeypatch):
+def test_handler_runs_where_aws_xray_sdk_is_missing(topic, context, monkeypatch, start_event):
     # The Powertools layer ships aws-xray-sdk; a bare development venv may not.
     from aws_lambda_powertools import Tracer
 
@@ -138,7 +137,9 @@ def test_handler_runs_where_aws_xray_sdk_is_missing(topic, context, monkeypatch)
 
 
 @pytest.mark.parametrize("started_at", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00"])
-def test_overflowing_date_is_rejected_and_counted_as_a_timestamp(app, topic, context, capsys, log_lines, started_at):
+def test_overflowing_date_is_rejected_and_counted_as_a_timestamp(
+    app, topic, context, capsys, log_lines, started_at, start_event
+):
     with pytest.raises(InvalidAlertError) as caught:
         app.handler(start_event(started_at=started_at), context)
 
@@ -151,7 +152,7 @@ def test_overflowing_date_is_rejected_and_counted_as_a_timestamp(app, topic, con
 
 
 def test_another_stages_thing_is_refused_and_counted_and_nothing_is_sent(
-    app, topic, context, capsys, log_lines, monkeypatch
+    app, topic, context, capsys, log_lines, monkeypatch, start_event
 ):
     # Stages share an account: prod's function must never notify about a dev camera, even
     # if a rule selected it (issue 12, item 9; the rule's own WHERE: infra/alert_rule.py).
@@ -176,7 +177,7 @@ def test_another_stages_thing_is_refused_and_counted_and_nothing_is_sent(
     assert Settings.from_env({"ALERT_TOPIC_ARN": "a", "STAGE_THINGS": " porch, ,garage "}).things == {"porch", "garage"}
 
 
-def test_cold_import_as_lambda_runs_it_builds_no_client_and_patches_botocore_on_first_use(tmp_path):
+def test_cold_import_as_lambda_runs_it_builds_no_client_and_patches_botocore_on_first_use(tmp_path, region):
     """With LAMBDA_TASK_ROOT set (as in Lambda), X-Ray's recorder takes a LocalSampler
     and builds no botocore client (aws_xray_sdk/core/recorder.py, sampling/connector.py),
     the Tracer patches nothing at import, and boto3/botocore.client load with the first
@@ -201,7 +202,7 @@ def test_cold_import_as_lambda_runs_it_builds_no_client_and_patches_botocore_on_
         **os.environ,
         "LAMBDA_TASK_ROOT": str(tmp_path),
         "AWS_LAMBDA_FUNCTION_NAME": "vigil-alerts",
-        "AWS_DEFAULT_REGION": REGION,
+        "AWS_DEFAULT_REGION": region,
         "AWS_ACCESS_KEY_ID": "t",
         "AWS_SECRET_ACCESS_KEY": "t",
     }

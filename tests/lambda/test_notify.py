@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alert_testlib import start_event
 
 from vigil_alerts.notify import SUBJECT_MAX, Suppressed, clean_subject, format_notification, severity
 from vigil_alerts.sms import fit_sms, sms_length, to_gsm7
@@ -22,11 +21,18 @@ def row(note, label: str) -> str | None:
     return None
 
 
-def notification(now=STARTED + timedelta(seconds=2), **kwargs):
-    alert = validate_alert(start_event(**kwargs.pop("alert", {})))
-    options = {"site_name": "Lakeside", "time_zone": "Europe/Berlin", "stage": "dev"}
-    options.update(kwargs)
-    return format_notification(alert, now=now, **options)
+@pytest.fixture
+def notification(start_event):
+    """``notification(now=..., alert={...}, **options)``: the start alert (``alert``
+    overriding fields) formatted for Lakeside, Europe/Berlin, dev unless ``options`` say."""
+
+    def build(now=STARTED + timedelta(seconds=2), **kwargs):
+        alert = validate_alert(start_event(**kwargs.pop("alert", {})))
+        options = {"site_name": "Lakeside", "time_zone": "Europe/Berlin", "stage": "dev"}
+        options.update(kwargs)
+        return format_notification(alert, now=now, **options)
+
+    return build
 
 
 @pytest.mark.parametrize(
@@ -38,18 +44,18 @@ def notification(now=STARTED + timedelta(seconds=2), **kwargs):
         ("Asia/Kolkata", "2024-07-01T00:00:00Z", "2024-07-01 05:30:00 IST (Asia/Kolkata)"),
     ],
 )
-def test_start_time_is_shown_in_the_stage_time_zone(zone, started_at, shown):
+def test_start_time_is_shown_in_the_stage_time_zone(zone, started_at, shown, notification):
     note = notification(time_zone=zone, alert={"started_at": started_at})
     assert row(note, "Started").startswith(shown + ";")
 
 
-def test_unknown_time_zone_falls_back_to_utc(caplog):
+def test_unknown_time_zone_falls_back_to_utc(caplog, notification):
     note = notification(time_zone="Mars/Olympus_Mons")
     assert row(note, "Started").startswith("2024-07-01 12:03:07 UTC (UTC);")
     assert "Mars/Olympus_Mons" in caplog.text
 
 
-def test_subject_is_one_ascii_line_under_100_characters():
+def test_subject_is_one_ascii_line_under_100_characters(notification):
     note = notification(
         site_name="Ferienhaus Zürich\nBcc: x", stage="prod", alert={"camera": "c" * 64, "zone": "z" * 64}
     )
@@ -59,7 +65,7 @@ def test_subject_is_one_ascii_line_under_100_characters():
     assert note.subject.endswith("...")
 
 
-def test_subject_folds_accents_and_keeps_short_names_whole():
+def test_subject_folds_accents_and_keeps_short_names_whole(notification):
     assert clean_subject("[Vigil] Intrusion: cam0/room at Café Zürich (dev)") == (
         "[Vigil] Intrusion: cam0/room at Cafe Zurich (dev)"
     )
@@ -69,12 +75,12 @@ def test_subject_folds_accents_and_keeps_short_names_whole():
 @pytest.mark.parametrize(
     "score, threshold, level", [(0.95, 0.8, "high"), (0.9, 0.8, "high"), (0.85, 0.8, "medium"), (0.5, 0.8, "low")]
 )
-def test_severity_from_score_and_threshold(score, threshold, level):
+def test_severity_from_score_and_threshold(score, threshold, level, notification):
     assert severity(score, threshold) == level
     assert notification(alert={"score": score, "threshold": threshold}).attributes["severity"] == level
 
 
-def test_snapshot_location_with_and_without_evidence_bucket():
+def test_snapshot_location_with_and_without_evidence_bucket(notification):
     snapshot = {"file": "cam0_1.jpg", "s3_key": "snapshots/cam-01/cam0_1.jpg"}
     with_bucket = notification(alert={"snapshot": snapshot}, evidence_bucket="vigil-evidence")
     assert row(with_bucket, "Snapshot") == "cam0_1.jpg, s3://vigil-evidence/snapshots/cam-01/cam0_1.jpg"
@@ -83,13 +89,13 @@ def test_snapshot_location_with_and_without_evidence_bucket():
     assert row(notification(), "Snapshot") is None
 
 
-def test_late_delivery_is_stated():
+def test_late_delivery_is_stated(notification):
     assert row(notification(), "Delivered") is None
     late = notification(now=STARTED + timedelta(hours=3, minutes=7))
     assert row(late, "Delivered") == "3 h 7 min after the event started"
 
 
-def test_held_alerts_are_summarised():
+def test_held_alerts_are_summarised(notification):
     held = Suppressed(4, since=STARTED - timedelta(minutes=20), max_per_window=3, window_s=600)
     note = notification(suppressed=held)
     assert row(note, "Suppressed") == (
@@ -98,7 +104,7 @@ def test_held_alerts_are_summarised():
     assert "+4 held" in note.sms
 
 
-def test_sms_fits_one_message_in_gsm7():
+def test_sms_fits_one_message_in_gsm7(notification):
     note = notification(site_name="Lakeside Cottage North Gate", alert={"camera": "c" * 64, "zone": "z" * 64})
     encoding, used, limit = sms_length(note.sms)
     assert (encoding, limit) == ("GSM-7", 160)
@@ -108,14 +114,14 @@ def test_sms_fits_one_message_in_gsm7():
     assert note.sms == f"Vigil: intrusion {'c' * 64}/{'z' * 64} 14:03 CEST"
 
 
-def test_sms_with_non_gsm_site_uses_ucs2_limit():
+def test_sms_with_non_gsm_site_uses_ucs2_limit(notification):
     note = notification(site_name="東京の家")
     encoding, used, limit = sms_length(note.sms)
     assert (encoding, limit) == ("UCS-2", 70)
     assert used <= 70 and note.sms.startswith("Vigil 東京の家 (dev)")
 
 
-def test_accents_are_folded_to_keep_gsm7():
+def test_accents_are_folded_to_keep_gsm7(notification):
     assert to_gsm7("Tōkyō Café") == "Tokyo Café"  # é is in GSM-7, ō is not
     assert sms_length(notification(site_name="Tōkyō").sms)[0] == "GSM-7"
 

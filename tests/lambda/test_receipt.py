@@ -16,7 +16,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alert_testlib import start_event
 
 from vigil_alerts.config import Settings
 from vigil_alerts.local import sample_event
@@ -31,12 +30,19 @@ def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def run(topic, **fields):
-    event = start_event(received_at_ms=RECEIVED_MS, **fields)
-    options = {"site_name": "Lakeside", "time_zone": "Europe/Berlin", "stage": "dev", "now": RECEIVED}
-    result = process_alert(event, sns_client=topic.sns, topic_arn=topic.arn, **options)
-    envelopes = topic.received()
-    return result, envelopes[0] if envelopes else None
+@pytest.fixture
+def run(start_event):
+    """``run(topic, **fields)``: the start alert with ``fields``, received at ``RECEIVED``,
+    processed; its result and the envelope the subscriber got (or None)."""
+
+    def process(topic, **fields):
+        event = start_event(received_at_ms=RECEIVED_MS, **fields)
+        options = {"site_name": "Lakeside", "time_zone": "Europe/Berlin", "stage": "dev", "now": RECEIVED}
+        result = process_alert(event, sns_client=topic.sns, topic_arn=topic.arn, **options)
+        envelopes = topic.received()
+        return result, envelopes[0] if envelopes else None
+
+    return process
 
 
 ABSURD = {
@@ -56,7 +62,7 @@ ABSURD = {
 
 
 @pytest.mark.parametrize("case", ABSURD)
-def test_absurd_times_are_reported_as_a_wrong_device_clock(topic, case):
+def test_absurd_times_are_reported_as_a_wrong_device_clock(topic, case, run):
     result, envelope = run(topic, **ABSURD[case])
     assert result["status"] == "notified" and result["device_clock"] == "wrong"
     body = envelope["Message"]
@@ -76,18 +82,18 @@ def test_absurd_times_are_reported_as_a_wrong_device_clock(topic, case):
         (RECEIVED - timedelta(days=3), RECEIVED - timedelta(days=3)),  # held in the outbox while offline
     ],
 )
-def test_plausible_times_are_not_flagged(topic, started, sent):
+def test_plausible_times_are_not_flagged(topic, started, sent, run):
     result, envelope = run(topic, started_at=iso(started), sent_at=iso(sent))
     assert result["device_clock"] == "ok"
     assert "Clock:" not in envelope["Message"] and "device clock" not in envelope["Message"]
 
 
-def test_late_delivery_is_measured_from_receipt(topic):
+def test_late_delivery_is_measured_from_receipt(topic, run):
     _, envelope = run(topic, started_at=iso(RECEIVED - timedelta(days=3)), sent_at=iso(RECEIVED - timedelta(days=3)))
     assert "Delivered:  3 days after the event started" in envelope["Message"]
 
 
-def test_sms_says_when_it_was_received_and_that_the_clock_is_wrong(topic):
+def test_sms_says_when_it_was_received_and_that_the_clock_is_wrong(topic, start_event):
     from vigil_alerts.notify import format_notification
     from vigil_alerts.receipt import check_clock, split_receipt
     from vigil_alerts.validation import validate_alert
@@ -99,7 +105,7 @@ def test_sms_says_when_it_was_received_and_that_the_clock_is_wrong(topic):
     assert "14:03 CEST rcvd, device clock wrong" in note.sms and "9998" not in note.sms
 
 
-def test_the_bound_comes_from_the_environment(topic):
+def test_the_bound_comes_from_the_environment(topic, start_event):
     settings = Settings.from_env({"ALERT_TOPIC_ARN": "arn:x", "CLOCK_SKEW_MAX_S": "900"})
     assert settings.clock_skew_max_s == 900
     assert Settings.from_env({"ALERT_TOPIC_ARN": "arn:x"}).clock_skew_max_s == 300
@@ -111,14 +117,14 @@ def test_the_bound_comes_from_the_environment(topic):
 
 
 @pytest.mark.parametrize("value", ["1719835389000", True, -5, 1.5e300, None, 10**20])
-def test_a_receipt_time_that_is_not_the_rules_is_rejected(topic, value):
+def test_a_receipt_time_that_is_not_the_rules_is_rejected(topic, value, start_event):
     with pytest.raises(InvalidAlertError) as caught:
         process_alert(start_event(received_at_ms=value), sns_client=topic.sns, topic_arn=topic.arn, now=RECEIVED)
     assert caught.value.code == "received_at"
     assert topic.received() == []
 
 
-def test_without_a_receipt_time_the_lambdas_clock_is_the_reference(topic):
+def test_without_a_receipt_time_the_lambdas_clock_is_the_reference(topic, start_event):
     event = start_event(**ABSURD["year 9998"])
     del event["received_at_ms"]  # an event from before the rule added it
     result = process_alert(event, sns_client=topic.sns, topic_arn=topic.arn, now=RECEIVED)
@@ -136,7 +142,7 @@ def test_local_events_carry_what_the_rule_adds():
     assert built == {**message, "topic_thing_name": "cam-01", "received_at_ms": RECEIVED_MS}
 
 
-def test_update_and_end_report_the_clock_too(topic):
+def test_update_and_end_report_the_clock_too(topic, start_event):
     result = process_alert(
         start_event(event_type="update", sequence=1, received_at_ms=RECEIVED_MS, **ABSURD["year 2"]),
         sns_client=topic.sns,

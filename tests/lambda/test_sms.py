@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alert_testlib import start_event
 from wcwidth import iter_graphemes
 
 from vigil_alerts.notify import Suppressed, format_notification
@@ -45,11 +44,18 @@ CASES = {
 }
 
 
-def notification(site: str, stage: str, camera: str, zone: str, **kwargs):
-    alert = validate_alert(start_event(camera=camera, zone=zone))
-    return format_notification(
-        alert, site_name=site, stage=stage, time_zone="Europe/Berlin", now=STARTED + timedelta(seconds=2), **kwargs
-    )
+@pytest.fixture
+def notification(start_event):
+    """``notification(site, stage, camera, zone, **options)``: the start alert from
+    ``camera``/``zone`` formatted for ``site`` and ``stage`` in Europe/Berlin."""
+
+    def build(site: str, stage: str, camera: str, zone: str, **kwargs):
+        alert = validate_alert(start_event(camera=camera, zone=zone))
+        return format_notification(
+            alert, site_name=site, stage=stage, time_zone="Europe/Berlin", now=STARTED + timedelta(seconds=2), **kwargs
+        )
+
+    return build
 
 
 def graphemes(text: str) -> list[str]:
@@ -65,7 +71,7 @@ def assert_whole_prefix(shown: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_every_sms_keeps_what_where_and_when_in_one_message(case):
+def test_every_sms_keeps_what_where_and_when_in_one_message(case, notification):
     site, stage, camera, zone = CASES[case]
     sms = notification(site, stage, camera, zone).sms
 
@@ -76,7 +82,7 @@ def test_every_sms_keeps_what_where_and_when_in_one_message(case):
     assert WHEN in sms, sms
 
 
-def test_longest_camera_and_zone_shorten_only_when_nothing_else_is_left():
+def test_longest_camera_and_zone_shorten_only_when_nothing_else_is_left(notification):
     # Dropping the emoji site name brings the text back to GSM-7, where 64 + 64 fit...
     sms = notification(*CASES["longest camera and zone"]).sms
     assert sms == f"Vigil: intrusion {'c' * 64}/{'z' * 64} {WHEN}"
@@ -90,7 +96,7 @@ def test_longest_camera_and_zone_shorten_only_when_nothing_else_is_left():
 
 
 @pytest.mark.parametrize("case", ["emoji in site", "flag emoji at the cut", "CJK names", "combining accents"])
-def test_names_are_cut_at_grapheme_boundaries(case):
+def test_names_are_cut_at_grapheme_boundaries(case, notification):
     site, stage, camera, zone = CASES[case]
     sms = notification(site, stage, camera, zone).sms
     where = sms.split(": intrusion ")[0].removeprefix("Vigil").strip()
@@ -104,7 +110,7 @@ def test_names_are_cut_at_grapheme_boundaries(case):
         assert len(indicators) in (0, 2), (cluster, sms)
 
 
-def test_emoji_are_dropped_before_letters_to_stay_in_gsm7():
+def test_emoji_are_dropped_before_letters_to_stay_in_gsm7(notification):
     sms = notification(*CASES["emoji in site"]).sms
     assert sms.startswith("Vigil Lakeside Cottage (dev): intrusion garage-door-left/driveway_north 14:03 CEST")
     assert sms_length(sms)[0] == "GSM-7"
@@ -115,12 +121,12 @@ def test_emoji_are_dropped_before_letters_to_stay_in_gsm7():
     )
 
 
-def test_short_names_are_kept_whole_and_extras_stay():
+def test_short_names_are_kept_whole_and_extras_stay(notification):
     sms = notification("Lakeside", "dev", "cam0", "room").sms
     assert sms == "Vigil Lakeside (dev): intrusion cam0/room 14:03 CEST, score 0.93. Event 01234567"
 
 
-def test_names_shorten_before_the_score_and_event_go():
+def test_names_shorten_before_the_score_and_event_go(notification):
     # 160 GSM-7 characters leave room for the score and event id next to shortened names.
     site, stage, *_ = CASES["long site and stage, GSM-7"]
     sms = notification(site, stage, "cam0", "room").sms
@@ -129,7 +135,7 @@ def test_names_shorten_before_the_score_and_event_go():
     assert "Ferienwohnung am Grossen Garten" in sms
 
 
-def test_held_count_is_kept():
+def test_held_count_is_kept(notification):
     held = Suppressed(4, since=STARTED - timedelta(minutes=20), max_per_window=3, window_s=600)
     sms = notification(*CASES["CJK names"], suppressed=held).sms
     assert "+4 held" in sms and WHEN in sms and sms_length(sms)[1] <= 70

@@ -15,7 +15,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alert_testlib import THING, start_event
 
 from vigil_alerts.notify import SUBJECT_MAX, format_notification
 from vigil_alerts.processing import process_alert
@@ -25,38 +24,46 @@ STARTED = datetime(2024, 7, 1, 12, 3, 7, tzinfo=UTC)
 PREFIX = "[Vigil] Intrusion: cam0/room at "
 
 CASES = [
-    # (site, stage, subject after PREFIX)
+    # (site, stage, subject after PREFIX; ``{thing}``: the thing of start_event)
     ("Ferienhaus am Großen Garten", "dev", "Ferienhaus am Grossen Garten (dev)"),
     ("Straße 7, Zürich", "prod", "Strasse 7, Zurich (prod)"),
     ("Château d'Éternité", "dev", "Chateau d'Eternite (dev)"),
     ("Łódź, ul. Żółkiewskiego", "dev", "Lodz, ul. Zolkiewskiego (dev)"),
     ("Ærøskøbing Havn", "dev", "Aeroskobing Havn (dev)"),
-    ("東京の家", "dev", f"{THING} (dev)"),  # readings differ by language: the thing instead
-    ("北京办公室", "本番", THING),  # a stage with no ASCII form is left out, not "()"
-    ("🏠🌲", "dev", f"{THING} (dev)"),  # emoji only
+    ("東京の家", "dev", "{thing} (dev)"),  # readings differ by language: the thing instead
+    ("北京办公室", "本番", "{thing}"),  # a stage with no ASCII form is left out, not "()"
+    ("🏠🌲", "dev", "{thing} (dev)"),  # emoji only
     ("Lakeside 🏡", "dev", "Lakeside (dev)"),  # emoji dropped, letters kept
-    ("בית הכרם", "dev", f"{THING} (dev)"),  # Hebrew (RTL): consonants only, not a name
-    ("منزل دبي", "dev", f"{THING} (dev)"),  # Arabic (RTL)
+    ("בית הכרם", "dev", "{thing} (dev)"),  # Hebrew (RTL): consonants only, not a name
+    ("منزل دبي", "dev", "{thing} (dev)"),  # Arabic (RTL)
     ("\u202eevil\u202c Home", "dev", "evil Home (dev)"),  # bidi override removed
     ("Москва, дача", "dev", "Moskva, dacha (dev)"),
-    ("", "", THING),
+    ("", "", "{thing}"),
 ]
 
 
-def subject(site: str, stage: str) -> str:
-    alert = validate_alert(start_event())
-    return format_notification(alert, site_name=site, stage=stage, now=STARTED + timedelta(seconds=2)).subject
+@pytest.fixture
+def subject(start_event):
+    """``subject(site, stage)``: the start alert's subject for ``site`` and ``stage``."""
+
+    def build(site: str, stage: str) -> str:
+        alert = validate_alert(start_event())
+        return format_notification(alert, site_name=site, stage=stage, now=STARTED + timedelta(seconds=2)).subject
+
+    return build
 
 
 @pytest.mark.parametrize("site, stage, expected", CASES)
-def test_subject_transliterates_or_falls_back_to_the_thing(site, stage, expected):
+def test_subject_transliterates_or_falls_back_to_the_thing(site, stage, expected, subject, thing):
+    expected = expected.format(thing=thing)
     text = subject(site, stage)
     assert text == PREFIX + expected
     assert text.isascii() and text.isprintable() and len(text) <= SUBJECT_MAX
 
 
 @pytest.mark.parametrize("site, stage, expected", CASES[:8])
-def test_sns_takes_the_subject(topic, site, stage, expected):
+def test_sns_takes_the_subject(topic, site, stage, expected, start_event, thing):
+    expected = expected.format(thing=thing)
     result = process_alert(
         start_event(), sns_client=topic.sns, topic_arn=topic.arn, site_name=site, stage=stage, now=STARTED
     )
@@ -73,7 +80,7 @@ def test_ascii_name_is_empty_when_nothing_readable_is_left():
     assert ascii_name("ﬁve ½") == "five 1/2"
 
 
-def test_long_transliterated_site_is_cut_at_a_word_and_keeps_the_camera():
+def test_long_transliterated_site_is_cut_at_a_word_and_keeps_the_camera(subject):
     text = subject("Ferienwohnung Großer Garten " * 6, "dev")
     assert text.startswith(PREFIX + "Ferienwohnung Grosser Garten") and len(text) <= SUBJECT_MAX
     assert text.endswith("...")

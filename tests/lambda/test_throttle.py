@@ -13,17 +13,17 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from alert_testlib import REGION, start_event
 
 from vigil_alerts.delivery import CameraThrottle
+from vigil_alerts.local import sample_event
 from vigil_alerts.processing import process_alert
 
 T0 = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)  # a multiple of 600 s: a fixed-window boundary
 
 
 @pytest.fixture
-def dynamodb(table):
-    return boto3.client("dynamodb", region_name=REGION)
+def dynamodb(table, region):
+    return boto3.client("dynamodb", region_name=region)
 
 
 def at(seconds: float) -> datetime:
@@ -31,7 +31,7 @@ def at(seconds: float) -> datetime:
 
 
 def alert(topic, throttle, seconds, camera="cam0"):
-    event = start_event(event_id=uuid.uuid4().hex, camera=camera)
+    event = sample_event(camera=camera)  # of cam-01, a fresh event_id
     return process_alert(event, sns_client=topic.sns, topic_arn=topic.arn, throttle=throttle, now=at(seconds))["status"]
 
 
@@ -66,7 +66,7 @@ def summaries(topic, throttle, seconds):
     return sent
 
 
-def test_held_alerts_are_summarised_when_the_window_closes_without_another_alert(topic, table, dynamodb):
+def test_held_alerts_are_summarised_when_the_window_closes_without_another_alert(topic, table, dynamodb, start_event):
     throttle = CameraThrottle(table, dynamodb_client=dynamodb, max_per_window=1, window_s=600)
     assert [alert(topic, throttle, s) for s in (0, 10, 20)] == ["notified", "throttled", "throttled"]
 
@@ -84,7 +84,7 @@ def test_held_alerts_are_summarised_when_the_window_closes_without_another_alert
     assert result["status"] == "notified" and result["held_reported"] == 0
 
 
-def test_an_admitted_alert_that_reported_the_count_leaves_nothing_to_flush(topic, table, dynamodb):
+def test_an_admitted_alert_that_reported_the_count_leaves_nothing_to_flush(topic, table, dynamodb, start_event):
     throttle = CameraThrottle(table, dynamodb_client=dynamodb, max_per_window=1, window_s=600)
     [alert(topic, throttle, s) for s in (0, 10)]
     result = process_alert(
@@ -119,7 +119,7 @@ def test_a_failed_summary_stays_pending(topic, table, dynamodb):
     assert summaries(topic, throttle, 660) == [("cam-01", "cam0", 1, at(10))]
 
 
-def test_the_scheduled_handler_publishes_the_summary(app, topic, table, context, monkeypatch):
+def test_the_scheduled_handler_publishes_the_summary(app, topic, table, context, monkeypatch, start_event):
     monkeypatch.setenv("IDEMPOTENCY_TABLE", table)
     monkeypatch.setenv("THROTTLE_MAX_PER_WINDOW", "1")
     monkeypatch.setenv("THROTTLE_WINDOW_S", "60")

@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 
 import pytest
-from alert_testlib import REPO, THING, start_event
 
 from vigil_alerts import validation
 from vigil_alerts.processing import process_alert
 from vigil_alerts.validation import InvalidAlertError, schema_validator, validate_alert
 
+REPO = Path(__file__).resolve().parents[2]
 CORPUS = sorted((Path(__file__).parent / "malformed").glob("*.json"))
 ENGINES = ["fastjsonschema", "jsonschema"]
 
@@ -80,7 +80,7 @@ def test_each_schema_engine_rejects_the_corpus(engine, path):
     ],
     ids=["start", "update", "end", "snapshot", "optional-fields", "nanoseconds", "colon-thing"],
 )
-def test_valid_events_pass_both_engines(engine, overrides):
+def test_valid_events_pass_both_engines(engine, overrides, start_event):
     check = engine_or_skip(engine)
     event = start_event(**overrides)
     alert = validate_alert(event, validator=check)
@@ -88,17 +88,17 @@ def test_valid_events_pass_both_engines(engine, overrides):
     assert alert == {key: value for key, value in event.items() if key not in ("topic_thing_name", "received_at_ms")}
 
 
-def test_rejection_reason_names_the_field():
+def test_rejection_reason_names_the_field(start_event):
     with pytest.raises(InvalidAlertError) as caught:
         validate_alert(start_event(score=2))
     assert caught.value.code == "schema"
     assert caught.value.reason.startswith("score")
 
 
-def test_thing_mismatch_reason_names_both_things():
+def test_thing_mismatch_reason_names_both_things(start_event, thing):
     with pytest.raises(InvalidAlertError) as caught:
         validate_alert(start_event(thing_name="cam-02"))
-    assert "cam-02" in caught.value.reason and THING in caught.value.reason
+    assert "cam-02" in caught.value.reason and thing in caught.value.reason
 
 
 def test_schema_is_read_from_the_bundle_root_when_copied_there(tmp_path, monkeypatch):
@@ -127,7 +127,7 @@ def test_schema_is_read_from_the_bundle_root_when_copied_there(tmp_path, monkeyp
         ("sent_at", "0001-01-01T00:30:00+01:00"),
     ],
 )
-def test_dates_beyond_what_every_zone_can_show_are_invalid_naming_the_field(field, value):
+def test_dates_beyond_what_every_zone_can_show_are_invalid_naming_the_field(field, value, start_event):
     with pytest.raises(InvalidAlertError) as caught:
         validate_alert(start_event(**{field: value}))
     assert caught.value.code == "timestamp"
@@ -136,7 +136,7 @@ def test_dates_beyond_what_every_zone_can_show_are_invalid_naming_the_field(fiel
 
 @pytest.mark.parametrize("time_zone", ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago", "Europe/Berlin"])
 @pytest.mark.parametrize("started_at", ["0001-01-02T23:59:59-23:59", "0001-01-02T00:00:00Z", "9999-12-30T23:59:59Z"])
-def test_the_earliest_and_latest_accepted_dates_format_in_every_zone(topic, time_zone, started_at):
+def test_the_earliest_and_latest_accepted_dates_format_in_every_zone(topic, time_zone, started_at, start_event):
     # The limit is a day inside datetime's range: whatever passes converts to any zone.
     event = start_event(started_at=started_at)
     result = process_alert(event, sns_client=topic.sns, topic_arn=topic.arn, time_zone=time_zone)

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from edge_component.analysis.features import FEATURE_NAMES
-from tests.conftest import LABELS
 from training.channels import load_channel
 from training.dataset import DatasetError
+
+LABELS = Path(__file__).resolve().parents[2] / "examples" / "labels" / "one-by-one-person-detection.json"
 
 HEADER = ["clip", "time_s", "zone", *FEATURE_NAMES, "label"]
 

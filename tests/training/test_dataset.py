@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from edge_component.analysis.features import FEATURE_NAMES
-from tests.conftest import LABELS
 from training.dataset import DatasetError, featurize_labels, read_dataset
 from training.labels import LabelError
+
+LABELS = Path(__file__).resolve().parents[2] / "examples" / "labels" / "one-by-one-person-detection.json"
 
 
 def test_featurised_clip_is_labelled_from_the_ground_truth(dataset):

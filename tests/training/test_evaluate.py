@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import LABELS, REPO
 from training.evaluate import main as evaluate_main
 from training.evaluate import match_alerts
+
+REPO = Path(__file__).resolve().parents[2]
+LABELS = REPO / "examples" / "labels" / "one-by-one-person-detection.json"
 
 
 def test_matching_counts_found_late_missed_duplicates_and_false_alerts():

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import LABELS
 from training.labels import LabelError, load_labels
+
+LABELS = Path(__file__).resolve().parents[2] / "examples" / "labels" / "one-by-one-person-detection.json"
 
 
 def test_bad_label_files_fail_naming_the_key(tmp_path):

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from edge_component.analysis.features import FEATURE_NAMES
-from tests.conftest import LABELS, REPO
 from training.train import parse_args
+
+REPO = Path(__file__).resolve().parents[2]
+LABELS = REPO / "examples" / "labels" / "one-by-one-person-detection.json"
 
 
 def test_trained_bundle_meets_size_and_accuracy_targets(trained_bundle):

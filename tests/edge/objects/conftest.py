@@ -15,8 +15,8 @@ from edge_component.config import MotionSettings, Polygon
 from edge_component.objects.detector import ObjectDetector
 from edge_component.objects.regions import FrameDetection, boxes_from_xywh, detect_in_regions, regions_for
 from edge_component.objects.tracking import ObjectTracker, TrackUpdate
-from tests.conftest import REPO
 
+REPO = Path(__file__).resolve().parents[3]
 CLIPS = REPO / "examples" / "clips"
 ROOM = CLIPS / "one-by-one-person-detection.mp4"
 WHOLE = Polygon(name="all", polygon=[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)])
@@ -93,3 +93,23 @@ def grab(clip: Path, time_s: float) -> np.ndarray:
         if t >= time_s - 1e-6:
             return frame
     raise AssertionError(f"{clip} has no frame at {time_s} s")
+
+
+# The helpers above as fixtures (session-scoped, so module-scoped fixtures can use
+# them): test modules take them as parameters and never import this conftest.
+@pytest.fixture(name="run_objects", scope="session")
+def run_objects_fixture():
+    """``run_objects(clip, detector, tracker=None, until_s=None, keep_frame_at=None)``."""
+    return run_objects
+
+
+@pytest.fixture(name="grab", scope="session")
+def grab_fixture():
+    """``grab(clip, time_s)``: the decoded frame nearest ``time_s``."""
+    return grab
+
+
+@pytest.fixture(name="iou", scope="session")
+def iou_fixture():
+    """``iou(a, b)``: intersection over union of two (x0, y0, x1, y1) boxes."""
+    return iou

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,8 @@ from edge_component.objects.detector import (
     sha256_of,
 )
 from edge_component.objects.labels import COCO_LABELS, KNOWN_LABELS
-from tests.edge.objects.conftest import ROOM, grab
+
+ROOM = Path(__file__).resolve().parents[3] / "examples" / "clips" / "one-by-one-person-detection.mp4"
 
 
 def test_the_shipped_model_is_the_documented_one_with_its_licence():
@@ -57,7 +59,7 @@ def test_a_file_that_is_not_the_expected_model_is_refused_and_a_missing_one_name
         ObjectDetector(tmp_path / "missing.tflite")
 
 
-def test_a_person_in_the_room_is_found_in_the_whole_frame(detector):
+def test_a_person_in_the_room_is_found_in_the_whole_frame(detector, grab):
     frame = grab(ROOM, 30.0)  # the second person stands at the table
     found = detector.detect(frame, min_score=0.5)
     people = [d for d in found if d.label == "person"]

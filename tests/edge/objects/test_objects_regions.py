@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -15,15 +17,16 @@ from edge_component.objects.regions import (
     suppress_duplicates,
     to_frame,
 )
-from tests.edge.objects.conftest import ROOM, iou, run_objects
+
+ROOM = Path(__file__).resolve().parents[3] / "examples" / "clips" / "one-by-one-person-detection.mp4"
 
 
 @pytest.fixture(scope="module")
-def room_to_31s(detector):
+def room_to_31s(detector, run_objects):
     return run_objects(ROOM, detector, until_s=31.0, keep_frame_at=30.0)
 
 
-def test_a_person_is_found_in_a_crop_around_the_motion_and_mapped_back_into_the_frame(detector, room_to_31s):
+def test_a_person_is_found_in_a_crop_around_the_motion_and_mapped_back_into_the_frame(detector, room_to_31s, iou):
     steps, frame = room_to_31s
     step = next(s for s in steps if abs(s.time_s - 30.0) < 0.11)
     h, w = step.frame_shape

@@ -11,8 +11,10 @@ import pytest
 from edge_component.objects.regions import FrameDetection
 from edge_component.objects.settings import LabelFilter, TrackingSettings
 from edge_component.objects.tracking import ObjectTracker
-from tests.conftest import REPO
-from tests.edge.objects.conftest import CLIPS, ROOM, run_objects
+
+REPO = Path(__file__).resolve().parents[3]
+CLIPS = REPO / "examples" / "clips"
+ROOM = CLIPS / "one-by-one-person-detection.mp4"
 
 
 def _person_tracks(steps, start_s, end_s):
@@ -20,7 +22,7 @@ def _person_tracks(steps, start_s, end_s):
 
 
 @pytest.fixture(scope="module")
-def second_person(detector):
+def second_person(detector, run_objects):
     # Ground truth: the second person is in view 23-45 s and stands at the table, barely
     # moving, for most of it (examples/labels/one-by-one-person-detection.json).
     return run_objects(ROOM, detector, until_s=49.0)[0]
@@ -44,7 +46,9 @@ def test_the_track_ends_soon_after_the_person_leaves(second_person):
 
 
 @pytest.mark.slow
-def test_a_person_who_stood_for_a_minute_ends_with_their_track_though_the_background_keeps_a_ghost(detector):
+def test_a_person_who_stood_for_a_minute_ends_with_their_track_though_the_background_keeps_a_ghost(
+    detector, run_objects
+):
     # examples/labels/objects/standing-person.json: in view 6-72 s (standing 9-69 s) and 75-97 s.
     steps = run_objects(CLIPS / "standing-person.mp4", detector)[0]
     confirmed = {}
@@ -65,7 +69,7 @@ def test_a_person_who_stood_for_a_minute_ends_with_their_track_though_the_backgr
 
 
 @pytest.mark.parametrize("clip", ["road-topdown.avi", "car-detection.mp4"])
-def test_a_car_seen_from_above_is_never_a_person(detector, clip):
+def test_a_car_seen_from_above_is_never_a_person(detector, clip, run_objects):
     steps = run_objects(CLIPS / clip, detector)[0]
     labels = json.loads((REPO / "examples" / "labels" / "objects" / f"{Path(clip).stem}.json").read_text())
     with_car = [s for s in steps if any(iv["start_s"] <= s.time_s <= iv["end_s"] for iv in labels["abnormal"])]

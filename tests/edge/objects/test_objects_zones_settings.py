@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from edge_component.objects.settings import LabelFilter, RegionSettings, TrackingSettings, ZoneObjects
 from edge_component.objects.zones import ZoneGeometry, bottom_centre, in_zone, masked
-from tests.edge.objects.conftest import ROOM, grab
+
+ROOM = Path(__file__).resolve().parents[3] / "examples" / "clips" / "one-by-one-person-detection.mp4"
 
 SHAPE = (432, 768)
 FLOOR_RIGHT = [(0.5, 0.6), (1.0, 0.6), (1.0, 1.0), (0.5, 1.0)]  # lower right quarter of the frame
@@ -28,7 +31,7 @@ def test_an_object_is_in_a_zone_by_its_feet_not_by_its_body():
     assert in_zone((0, 0, 768, 432), [(0, 0), (1, 0), (1, 1), (0, 1)], SHAPE)
 
 
-def test_a_detected_person_stands_in_the_zone_drawn_round_the_table(detector):
+def test_a_detected_person_stands_in_the_zone_drawn_round_the_table(detector, grab):
     frame = grab(ROOM, 30.0)
     h, w = frame.shape[:2]
     person = next(d for d in detector.detect(frame, 0.5) if d.label == "person")
