@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator
 
 from infra.config_types import Frozen
-from training.hyperparameters import BY_NAME
+from training.hyperparameters import BY_NAME, hidden_layers
 
 
 def _check_hyperparameter(name: str, value: Any) -> str | None:
@@ -30,13 +30,21 @@ def _check_hyperparameter(name: str, value: Any) -> str | None:
         close = difflib.get_close_matches(name.replace("_", "-"), others, n=1)
         suggestion = f"; did you mean {close[0]!r}?" if close else ""
         return f"{name!r} is not an argument of training/train.py{suggestion} (it takes: {', '.join(sorted(others))})"
-    kind = BY_NAME[name].type
+    h = BY_NAME[name]
+    kind = h.type
     if isinstance(value, float) and not math.isfinite(value):
         return f"{name}: {value!r} is not a finite number"
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         return f"{name}: train.py reads an integer, got {value!r}"
     if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
         return f"{name}: train.py reads a number, got {value!r}"
+    if h.limit is not None and kind in (int, float) and not h.limit.ok(value):
+        return f"{name}: must be {h.limit.text}, got {value!r}"
+    if name == "hidden":
+        try:
+            hidden_layers(value)
+        except ValueError as exc:
+            return f"hidden: {exc}"
     return None
 
 
