@@ -207,7 +207,7 @@ def test_an_unknown_hyperparameter_fails_naming_it_and_the_known_ones(capsys, ar
     assert "--learning-rate" in err and "--min-auc" in err and "--validation-every" in err  # the known ones
 
 
-@pytest.mark.parametrize("case", ["mixed_channel", "not_a_video", "unknown_hyperparameter"])
+@pytest.mark.parametrize("case", ["mixed_channel", "not_a_video", "unknown_hyperparameter", "tiny_truncated_clip"])
 def test_script_exits_2_with_a_clear_message_and_no_traceback(tmp_path, rows, case):
     channel = tmp_path / "train"
     args = []
@@ -220,6 +220,14 @@ def test_script_exits_2_with_a_clear_message_and_no_traceback(tmp_path, rows, ca
         (channel / "clip.mp4").write_text("not a video\n")
         _labels_file(channel / "clip.json", channel / "clip.mp4")
         expected = "clip.json: clip '"
+    elif case == "tiny_truncated_clip":
+        # The example clip's first 5 % of bytes: 6.6 s of video, labels to 136 s. Said as
+        # such, not as "the validation split has a single class".
+        channel.mkdir()
+        data = (LABELS.parent / json.loads(LABELS.read_text())["clip"]).resolve().read_bytes()
+        (channel / "clip.mp4").write_bytes(data[: len(data) // 20])
+        _labels_file(channel / "clip.json", channel / "clip.mp4")
+        expected = "clip.mp4' ends at 6."
     else:
         _csv(channel / "features.csv", HEADER, rows)
         args, expected = ["--learnin-rate", "5"], "unknown hyperparameters: --learnin-rate"
@@ -238,6 +246,7 @@ def test_script_exits_2_with_a_clear_message_and_no_traceback(tmp_path, rows, ca
         timeout=120,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert expected in proc.stderr
+    assert expected in proc.stderr, proc.stderr[-2000:]
+    assert "single class" not in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "model").exists()
