@@ -52,7 +52,7 @@ class TrainingConfig(Frozen):
     """The stage's SageMaker training job (``training`` in ``cdk.json``)."""
 
     instance_type: str = Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
-    instance_count: int = Field(default=1, ge=1, le=16)
+    instance_count: int = Field(default=1, ge=1)
     volume_gb: int = Field(default=30, ge=1, le=16384)
     epochs: int = Field(ge=1)
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -65,6 +65,15 @@ class TrainingConfig(Frozen):
         description="Add channel 'test' (s3://<data>/test/, clips never trained on). Opt-in: a training job "
         "fails to start when a channel's S3 prefix holds no object.",
     )
+
+    @field_validator("instance_count")
+    @classmethod
+    def _one_instance(cls, value: int) -> int:
+        # train.py trains on one host (no distribution strategy); more hosts would only
+        # repeat the work, and SageMaker merges every host's /opt/ml/model into one archive.
+        if value != 1:
+            raise ValueError(f"must be 1: training/train.py trains on a single instance, got {value}")
+        return value
 
     @field_validator("max_wait_s")
     @classmethod

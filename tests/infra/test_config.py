@@ -101,6 +101,8 @@ BAD = {
         {"learning-rate": True},
         "training.hyperparameters",
     ),
+    # train.py trains on one host: a second would repeat the job and clash in /opt/ml/model.
+    "two training instances": ("training.instance_count", 2, "training.instance_count"),
     # The same ranges train.py checks at parse time (training.hyperparameters).
     "hyperparameter below its range": ("training.hyperparameters", {"min-recall": -3}, "training.hyperparameters"),
     "hyperparameter above its range": ("training.hyperparameters", {"min-auc": 5}, "training.hyperparameters"),

@@ -140,6 +140,7 @@ def test_script_mode_with_sagemaker_environment(tmp_path, csv_path):
 def test_script_mode_fails_loudly_on_an_impossible_quality_gate(tmp_path, csv_path):
     env = dict(
         os.environ,
+        SM_OUTPUT_DIR=str(tmp_path / "output"),
         SM_MODEL_DIR=str(tmp_path / "model"),
         SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
         SM_CHANNEL_TRAIN=str(csv_path.parent),
@@ -151,7 +152,9 @@ def test_script_mode_fails_loudly_on_an_impossible_quality_gate(tmp_path, csv_pa
             "--epochs",
             "1",
             "--min-auc",
-            "1.01",
+            "1",
+            "--min-recall",
+            "1",
             "--test",
             "none",
             "--cross-clip",
@@ -168,8 +171,11 @@ def test_script_mode_fails_loudly_on_an_impossible_quality_gate(tmp_path, csv_pa
         timeout=300,
     )
     assert proc.returncode == 2
-    assert "quality gate: model.tflite validation AUC" in proc.stderr and "< floor 1.01" in proc.stderr
+    assert "quality gate: model.tflite validation" in proc.stderr and "< floor 1" in proc.stderr
     assert not (tmp_path / "model" / "manifest.json").exists()
+    # SageMaker reads /opt/ml/output/failure into the job's FailureReason.
+    [reason] = (tmp_path / "output" / "failure").read_text(encoding="utf-8").splitlines()
+    assert reason.startswith("quality gate: model.tflite validation") and "< floor 1" in reason
 
 
 HEADER = ["clip", "time_s", "zone", *FEATURE_NAMES, "label"]
@@ -233,6 +239,7 @@ def test_script_exits_2_with_a_clear_message_and_no_traceback(tmp_path, rows, ca
         args, expected = ["--learnin-rate", "5"], "unknown hyperparameters: --learnin-rate"
     env = dict(
         os.environ,
+        SM_OUTPUT_DIR=str(tmp_path / "output"),
         SM_MODEL_DIR=str(tmp_path / "model"),
         SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
         SM_CHANNEL_TRAIN=str(channel),
@@ -250,3 +257,48 @@ def test_script_exits_2_with_a_clear_message_and_no_traceback(tmp_path, rows, ca
     assert "single class" not in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "model").exists()
+    # One line, what the log said: SageMaker shows it as the job's FailureReason.
+    [reason] = (tmp_path / "output" / "failure").read_text(encoding="utf-8").splitlines()
+    assert expected in reason
+
+
+def test_only_the_first_host_of_a_multi_instance_job_writes_the_bundle(tmp_path, csv_path):
+    """SageMaker merges /opt/ml/model of every host into one model.tar.gz, and names must
+    not clash (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html):
+    a host other than SM_HOSTS' first does not train and writes nothing."""
+    env = dict(
+        os.environ,
+        SM_HOSTS='["algo-1", "algo-2"]',
+        SM_CURRENT_HOST="algo-2",
+        SM_OUTPUT_DIR=str(tmp_path / "output"),
+        SM_MODEL_DIR=str(tmp_path / "model"),
+        SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
+        SM_CHANNEL_TRAIN=str(csv_path.parent),
+    )
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "training" / "train.py"), "--test", "none"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "algo-2 is not the first of 2 hosts (algo-1 writes the bundle)" in proc.stderr
+    assert not (tmp_path / "model").exists() and not (tmp_path / "out").exists()
+    assert not (tmp_path / "output" / "failure").exists()
+
+
+def test_an_argument_out_of_range_is_the_failure_reason(tmp_path):
+    env = dict(os.environ, SM_OUTPUT_DIR=str(tmp_path / "output"))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "training" / "train.py"), "--min-recall", "-3"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    reason = (tmp_path / "output" / "failure").read_text(encoding="utf-8")
+    assert reason == "argument --min-recall: must be 0 to 1, got -3.0\n"
