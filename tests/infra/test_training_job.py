@@ -27,7 +27,7 @@ def test_script_mode_hyperparameters(cfn, stage):
 
 
 def test_managed_spot_training_without_an_unused_checkpoint(cfn, stage):
-    training, config = stage.stage.stack.training, stage.config
+    config = stage.config
     params = _train_state(cfn, stage)["Parameters"]
     assert params["StoppingCondition"]["MaxRuntimeInSeconds"] == config.training.max_runtime_s
     if config.training.use_spot:
