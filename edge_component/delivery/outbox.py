@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .outbox_file import OutboxCorruptError, OutboxError, open_database, quarantine, rollback, take_ownership
+from .outbox_file import OutboxError, create_schema, open_outbox, rollback, take_ownership
 
 log = logging.getLogger(__name__)
 
@@ -100,26 +100,20 @@ class Outbox:
         # deleting or moving. peek() skips them; the next write that succeeds applies them.
         self._pending: dict[int, str | None] = {}
         self._write_failing = False
+        self._needs_schema = False  # a new file on a disk that could not be written yet
         self._conn: sqlite3.Connection | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._owner = take_ownership(self.path, self.lock_path)
         try:
-            try:
-                self._conn = open_database(self.path, self.synchronous)
-            except OutboxCorruptError as exc:
-                if on_corrupt == "raise":
-                    raise
-                self.quarantined = quarantine(self.path, exc.kind)
-                log.error(
-                    "%s; moved it to %s and started an empty outbox (its messages are not sent)", exc, self.quarantined
-                )
-                self._conn = open_database(self.path, self.synchronous)
+            self._conn, self._needs_schema, self.quarantined = open_outbox(self.path, self.synchronous, on_corrupt)
             self._depth, self._dropped, self._dead = self._read_counts()
         except BaseException:
             self.close()
             raise
 
     def _read_counts(self) -> tuple[int, int, int]:
+        if self._needs_schema:  # a new file on a full disk: nothing stored yet
+            return 0, 0, 0
         with self._lock:
             conn = self._live()
             depth = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
@@ -150,6 +144,9 @@ class Outbox:
             conn = self._live()
             self._apply_pending(conn)
             try:
+                if self._needs_schema:
+                    create_schema(conn)
+                    self._needs_schema = False
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     new_id = conn.execute(
@@ -194,6 +191,8 @@ class Outbox:
         out: list[OutboxItem] = []
         with self._lock:
             conn = self._live()
+            if self._needs_schema:
+                return out
             self._apply_pending(conn)
             after = 0
             while len(out) < n:
@@ -284,7 +283,7 @@ class Outbox:
         disk the row is kept but never returned by :meth:`peek` again (see the module doc)."""
         with self._lock:
             conn = self._live()
-            if item_id in self._pending:
+            if item_id in self._pending or self._needs_schema:
                 return False
             try:
                 exists = conn.execute("SELECT 1 FROM outbox WHERE id = ?", (item_id,)).fetchone() is not None
