@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from .outbox_recovery import IdMarks, account_for_loss, salvage_rows
+
 log = logging.getLogger("edge_component.delivery.outbox")
 
 SCHEMA_VERSION = 2  # 1: outbox + meta (written with user_version 0); 2: + dead_letters
@@ -171,11 +173,26 @@ def open_database(path: Path, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
-def open_outbox(path: Path, synchronous: str, on_corrupt: str) -> tuple[sqlite3.Connection, bool, Path | None]:
-    """Open the outbox file ``path`` as the module docstring says: a corrupt or foreign
-    file is moved aside (or, with ``on_corrupt="raise"``, raised); a file that cannot be
+def open_outbox(
+    path: Path, synchronous: str, on_corrupt: str, marks: IdMarks
+) -> tuple[sqlite3.Connection, bool, Path | None]:
+    """Open the outbox file ``path`` as the module docstring says: a corrupt file's readable
+    rows are salvaged (:mod:`.outbox_recovery`) and the file moved aside, as is a foreign
+    one (or, with ``on_corrupt="raise"``, either is raised); a file that cannot be
     written is opened without writing. Returns the connection, whether the schema is
     still to be created (:func:`create_schema`), and where a bad file was moved (or None)."""
+    conn, needs_schema, quarantined = _open(path, synchronous, on_corrupt, marks)
+    if not needs_schema:
+        try:
+            account_for_loss(conn, marks, path)
+        except sqlite3.Error as exc:  # a full disk: counted at the next start that can write
+            log.warning("outbox %s: cannot check it for lost messages now: %s", path, exc)
+    return conn, needs_schema, quarantined
+
+
+def _open(
+    path: Path, synchronous: str, on_corrupt: str, marks: IdMarks
+) -> tuple[sqlite3.Connection, bool, Path | None]:
     quarantined = None
     try:
         try:
@@ -183,8 +200,17 @@ def open_outbox(path: Path, synchronous: str, on_corrupt: str) -> tuple[sqlite3.
         except OutboxCorruptError as exc:
             if on_corrupt == "raise":
                 raise
-            quarantined = quarantine(path, exc.kind)
-            log.error("%s; moved it to %s and started an empty outbox (its messages are not sent)", exc, quarantined)
+            if exc.kind != "corrupt":  # a foreign file's rows are not alerts of ours
+                quarantined = quarantine(path, exc.kind)
+                log.error("%s; moved it to %s and started an empty outbox", exc, quarantined)
+                return open_database(path, synchronous), False, quarantined
+            quarantined, saved = salvage(path, synchronous, marks)
+            log.error(
+                "%s; copied the %d messages it could read into a new outbox and moved it to %s",
+                exc,
+                saved,
+                quarantined,
+            )
             return open_database(path, synchronous), False, quarantined
     except OutboxUnwritableError as exc:
         conn, needs_schema = open_without_writing(path, synchronous)
@@ -195,6 +221,26 @@ def open_outbox(path: Path, synchronous: str, on_corrupt: str) -> tuple[sqlite3.
             0 if needs_schema else conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
         )
         return conn, needs_schema, quarantined
+
+
+def salvage(path: Path, synchronous: str, marks: IdMarks) -> tuple[Path, int]:
+    """Copy the readable rows of the corrupt file ``path`` into ``<name>.salvage``, move
+    ``path`` aside, and put the salvaged file in its place; returns where the corrupt file
+    went and how many rows were copied."""
+    fresh = path.with_name(path.name + ".salvage")
+    for leftover in (fresh, *(fresh.with_name(fresh.name + s) for s in ("-wal", "-shm"))):
+        leftover.unlink(missing_ok=True)  # from a salvage a crash interrupted: redone from the start
+    conn = open_database(fresh, synchronous)
+    try:
+        saved = salvage_rows(path, conn, marks)
+    except sqlite3.Error as exc:
+        log.error("salvaging outbox %s stopped: %s", path, exc)
+        saved = 0
+    finally:
+        conn.close()  # the last connection: SQLite checkpoints and removes the -wal
+    target = quarantine(path, "corrupt")
+    os.replace(fresh, path)
+    return target, saved
 
 
 def open_without_writing(path: Path, synchronous: str) -> tuple[sqlite3.Connection, bool]:
