@@ -135,6 +135,22 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         Limit("0 or more", lambda v: v >= 0),
     ),
     H("max-auc-drop", float, 0.01, "parity gate: int8 AUC below Keras's", "gates", FRACTION),
+    H(
+        "max-ood-int8-drift-steps",
+        float,
+        24.0,
+        "parity gate on the test channel (scenes never trained on): max |int8 - keras| in 1/256 steps",
+        "gates",
+        Limit("0 or more", lambda v: v >= 0),
+    ),
+    H(
+        "max-ood-flip-rate",
+        float,
+        0.05,
+        "parity gate on the test channel: share of rows int8 and Keras decide differently",
+        "gates",
+        FRACTION,
+    ),
     H("cross-clip", boolean, True, "train on the other clips, score each held-out clip", "report"),
     H(
         "latency-rows",

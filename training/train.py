@@ -217,6 +217,9 @@ def train(args: argparse.Namespace) -> dict:
         compat, scorers = gates.compatibility(staging, list(models))
         gates.enforce(compat)
         scores = {name: scorer.score(val_ds.X) for name, scorer in scorers.items()}
+        # In distribution, int8 is held to plain Keras: a wrong calibration range shows as drift here.
+        # Out of it (the test channel), inputs beyond the range saturate by design: see ood_parity.
+        int8_range = scorers[export.INT8_FILE].input_range
         parity = gates.parity(
             val_ds.y,
             keras_val,
@@ -229,6 +232,17 @@ def train(args: argparse.Namespace) -> dict:
         # On the shipped model's own scores: the edge compares these, in 1/256 steps.
         threshold, rule = choose_threshold(val_ds.y, int8_val, args.min_precision)
         quality = gates.quality(val_ds.y, int8_val, threshold, min_auc=args.min_auc, min_recall=args.min_recall)
+        ood_X = test_ds.X if test_ds is not None else val_ds.X[:0]
+        keras_test, int8_test = predict(model, scaler, ood_X), scorers[export.INT8_FILE].score(ood_X)
+        ood = gates.ood_parity(
+            keras_test,
+            predict(model, scaler, ood_X, clip=int8_range),
+            int8_test,
+            threshold,
+            gates.saturation(scaler.transform(ood_X), int8_range),
+            max_int8_steps=args.max_ood_int8_drift_steps,
+            max_flip_rate=args.max_ood_flip_rate,
+        )
 
         p8, r8 = precision_recall(val_ds.y, int8_val, threshold)
         metrics = {
@@ -253,17 +267,12 @@ def train(args: argparse.Namespace) -> dict:
             "parameters": int(model.count_params()),
             "pruning": pruning,
             "cross_clip": cross_clip(data, args) if args.cross_clip else [],
-            "gates": {r.gate: r.as_dict() for r in (compat, parity, quality)},
+            "validation_saturation": gates.saturation(scaler.transform(val_ds.X), int8_range),
+            "gates": {r.gate: r.as_dict() for r in (compat, parity, ood, quality)},
             "train_seconds": round(time.time() - started, 1),
         }
         if test_ds is not None:
-            metrics["cross_clip"] += score_test_clips(
-                test_ds,
-                metrics["clips"],
-                predict(model, scaler, test_ds.X),
-                scorers[export.INT8_FILE].score(test_ds.X),
-                threshold,
-            )
+            metrics["cross_clip"] += score_test_clips(test_ds, metrics["clips"], keras_test, int8_test, threshold)
         report = {"threshold": threshold, **metrics}
         if args.latency_rows > 0:
             rows = val_ds.X[np.linspace(0, len(val_ds) - 1, args.latency_rows).astype(int)]
@@ -280,7 +289,7 @@ def train(args: argparse.Namespace) -> dict:
             )
             report["plots"] = [p.name for p in paths]
         (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        gates.enforce(parity, quality)
+        gates.enforce(parity, ood, quality)
 
         export.write_bundle(
             staging,

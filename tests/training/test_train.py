@@ -30,7 +30,7 @@ def test_trained_bundle_meets_size_and_accuracy_targets(trained_bundle):
     assert sizes["int8"] == (trained_bundle / "model.tflite").stat().st_size
     assert metrics["max_drift_steps_int8_vs_keras"] <= 8
     assert metrics["max_abs_drift_onnx_vs_keras"] <= 1e-4
-    assert set(metrics["gates"]) == {"compatibility", "parity", "quality"}
+    assert set(metrics["gates"]) == {"compatibility", "parity", "ood-parity", "quality"}
     assert all(g["passed"] for g in metrics["gates"].values())
 
 
