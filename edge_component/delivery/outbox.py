@@ -165,7 +165,7 @@ class Outbox:
             self._dropped += len(victims)
             dropped_total = self._dropped
             self._stored = int(new_id)
-            self._marks.write(self._stored, done_through(conn, self._stored), sync=True)
+            self._marks.write(self._stored, done_through(conn, self._stored), sync=self.synchronous != "NORMAL")
         for victim_id, victim_payload in victims:
             log.warning(
                 "outbox %s full (%d messages): dropped the oldest, id %d %s (%d dropped in all)",

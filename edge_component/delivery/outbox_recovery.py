@@ -2,10 +2,11 @@
 readable rows of a damaged file, and it keeps a record of stored ids outside the
 database to notice rows that a crash took with it.
 
-- ``<name>.ids`` holds two numbers, rewritten in place: the highest id ever stored
-  (synced after each ``put``, so it survives what the database may not: a WAL deleted or
-  damaged after a crash, a main file truncated to zero, a file moved aside) and the id
-  below which every message has left the outbox (acknowledged or dropped). At open, an id
+- ``<name>.ids`` holds two numbers, rewritten in place: the highest id ever stored, and
+  the id below which every message has left the outbox (acknowledged or dropped). The
+  first is synced after each ``put`` (unless ``synchronous=NORMAL``, which does not sync
+  the WAL either), so it survives what the database may not: a WAL deleted or damaged
+  after a crash, a main file truncated to zero, a file moved aside. At open, an id
   between the two that is neither in ``outbox`` nor in ``dead_letters`` was stored and is
   gone: it is logged as an error and recorded as a row of ``dead_letters`` with no
   payload (reason ``lost: ...``), which :attr:`Outbox.lost` counts and telemetry reports.
