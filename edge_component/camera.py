@@ -146,6 +146,8 @@ class CameraPipeline:
         analyzer = MotionAnalyzer(self.config.motion, camera.zones, camera.masks, self.config.detection_fps)
         for window in analyse_frames(feed.frames, camera, self.config, analyzer):
             last_t = window.frame.time_s
+            if window.frame.wall_s is not None:  # live: dates follow the wall clock now, also after it steps
+                origin = datetime.fromtimestamp(window.frame.wall_s, UTC) - timedelta(seconds=last_t)
             report.blank_frames, report.recalibrations = analyzer.blank_frames, analyzer.recalibrations
             t0 = time.perf_counter()
             score = float(self.bundle.scorer.score(window.features)[0])

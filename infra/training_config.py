@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator
 
 from infra.config_types import Frozen
-from training.hyperparameters import BY_NAME
+from training.hyperparameters import BY_NAME, hidden_layers
 
 
 def _check_hyperparameter(name: str, value: Any) -> str | None:
@@ -30,13 +30,21 @@ def _check_hyperparameter(name: str, value: Any) -> str | None:
         close = difflib.get_close_matches(name.replace("_", "-"), others, n=1)
         suggestion = f"; did you mean {close[0]!r}?" if close else ""
         return f"{name!r} is not an argument of training/train.py{suggestion} (it takes: {', '.join(sorted(others))})"
-    kind = BY_NAME[name].type
+    h = BY_NAME[name]
+    kind = h.type
     if isinstance(value, float) and not math.isfinite(value):
         return f"{name}: {value!r} is not a finite number"
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         return f"{name}: train.py reads an integer, got {value!r}"
     if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
         return f"{name}: train.py reads a number, got {value!r}"
+    if h.limit is not None and kind in (int, float) and not h.limit.ok(value):
+        return f"{name}: must be {h.limit.text}, got {value!r}"
+    if name == "hidden":
+        try:
+            hidden_layers(value)
+        except ValueError as exc:
+            return f"hidden: {exc}"
     return None
 
 
@@ -44,7 +52,7 @@ class TrainingConfig(Frozen):
     """The stage's SageMaker training job (``training`` in ``cdk.json``)."""
 
     instance_type: str = Field(pattern=r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
-    instance_count: int = Field(default=1, ge=1, le=16)
+    instance_count: int = Field(default=1, ge=1)
     volume_gb: int = Field(default=30, ge=1, le=16384)
     epochs: int = Field(ge=1)
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -57,6 +65,15 @@ class TrainingConfig(Frozen):
         description="Add channel 'test' (s3://<data>/test/, clips never trained on). Opt-in: a training job "
         "fails to start when a channel's S3 prefix holds no object.",
     )
+
+    @field_validator("instance_count")
+    @classmethod
+    def _one_instance(cls, value: int) -> int:
+        # train.py trains on one host (no distribution strategy); more hosts would only
+        # repeat the work, and SageMaker merges every host's /opt/ml/model into one archive.
+        if value != 1:
+            raise ValueError(f"must be 1: training/train.py trains on a single instance, got {value}")
+        return value
 
     @field_validator("max_wait_s")
     @classmethod

@@ -17,7 +17,6 @@ from infra.packaging import Archive, Entry, tar_gz_bytes, tree_entries, write_co
 from infra.training_config import TrainingConfig
 
 ENTRY_POINT = "train.py"
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 DLC_REPOSITORY = "tensorflow-training"
 
 # AWS Deep Learning Containers registry account per region (sagemaker-python-sdk,
@@ -106,11 +105,13 @@ class TaskUri(tasks.S3Location):
 
 
 class SpotTrainingJob(tasks.SageMakerCreateTrainingJob):
-    """``SageMakerCreateTrainingJob`` plus managed spot training and checkpoints.
+    """``SageMakerCreateTrainingJob`` plus managed spot training.
 
-    The CDK task has no properties for ``EnableManagedSpotTraining``,
-    ``CheckpointConfig`` or ``StoppingCondition.MaxWaitTimeInSeconds`` although Step
-    Functions passes them to CreateTrainingJob, so they are added to the rendered state.
+    The CDK task has no properties for ``EnableManagedSpotTraining`` or
+    ``StoppingCondition.MaxWaitTimeInSeconds`` although Step Functions passes them to
+    CreateTrainingJob, so they are added to the rendered state. No ``CheckpointConfig``:
+    train.py keeps no state in a checkpoint directory (a job of minutes), so an
+    interrupted spot job restarts from the beginning, which is what it would do anyway.
     """
 
     def __init__(self, scope: Construct, id_: str, *, spot: dict[str, Any] | None, **kwargs: Any) -> None:
@@ -122,7 +123,6 @@ class SpotTrainingJob(tasks.SageMakerCreateTrainingJob):
         if self._spot:
             parameters = dict(state["Parameters"])
             parameters["EnableManagedSpotTraining"] = True
-            parameters["CheckpointConfig"] = {"S3Uri": self._spot["checkpoint_uri"], "LocalPath": CHECKPOINT_LOCAL_PATH}
             parameters["StoppingCondition"] = {
                 **dict(parameters.get("StoppingCondition", {})),
                 "MaxWaitTimeInSeconds": self._spot["max_wait_s"],

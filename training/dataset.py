@@ -69,7 +69,9 @@ def featurize_labels(label_files: Iterable[str | Path], config: ComponentConfig 
 
     ``config`` supplies detection rate, window and motion settings (defaults: the
     component's defaults); each label file supplies its camera's zones and masks.
-    Raises LabelError naming the label file when its clip cannot be read as video.
+    Raises LabelError naming the label file when its clip cannot be read as video, or
+    when the clip ends before its labelled intervals do (a truncated copy: the windows
+    after the cut would be missing, not normal).
     """
     X, y, clips, times = [], [], [], []
     for lf in label_files:
@@ -78,14 +80,22 @@ def featurize_labels(label_files: Iterable[str | Path], config: ComponentConfig 
             name=labels.camera.name, source=str(clip), zones=labels.camera.zones, masks=labels.camera.masks
         )
         cfg = config or ComponentConfig(cameras=[camera])
+        end_s = 0.0
         try:
             for w in analyse_source(camera, cfg):
                 X.append(w.features)
                 y.append(1 if labels.is_abnormal(w.frame.time_s) else 0)
                 clips.append(clip.name)
                 times.append(w.frame.time_s)
+                end_s = w.frame.time_s
         except SourceError as exc:
             raise LabelError(f"{lf}: clip {labels.clip!r} cannot be read as video: {exc}") from None
+        if cut := labels.beyond(end_s):
+            spans = ", ".join(f"{iv.start_s:g}-{iv.end_s:g} s" for iv in cut)
+            raise LabelError(
+                f"{lf}: clip {labels.clip!r} ends at {end_s:.1f} s, before its abnormal intervals {spans}; "
+                "the clip is truncated or the labels are for another clip"
+            )
     if not X:
         raise DatasetError("no label files given, or their clips held no frames")
     return Dataset(np.stack(X).astype(np.float32), np.array(y, np.int8), np.array(clips), np.array(times))

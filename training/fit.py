@@ -42,9 +42,16 @@ def fit(train_ds: Dataset, val_ds: Dataset, args: argparse.Namespace):
     return scaler, model
 
 
-def predict(model, scaler: Standardizer, X: np.ndarray) -> np.ndarray:
-    """Keras scores (n_rows,) of raw feature rows ``X`` (n_rows, N_FEATURES)."""
-    return model.predict(scaler.transform(X), verbose=0, batch_size=1024).reshape(-1)
+def predict(model, scaler: Standardizer, X: np.ndarray, clip: tuple[float, float] | None = None) -> np.ndarray:
+    """Keras scores (n_rows,) of raw feature rows ``X`` (n_rows, N_FEATURES); with
+    ``clip``, normalised values are first clipped to ``(low, high)`` as the int8 model's
+    input saturates them (:attr:`edge_component.model.litert.Scorer.input_range`)."""
+    z = scaler.transform(X)
+    if len(z) == 0:  # Keras's predict fails on an empty batch
+        return np.empty(0, np.float32)
+    if clip is not None:
+        z = np.clip(z, *clip)
+    return model.predict(z, verbose=0, batch_size=1024).reshape(-1)
 
 
 def cross_clip(data: Dataset, args: argparse.Namespace) -> list[dict]:

@@ -7,6 +7,12 @@
 - Parity: on held-out raw rows, each model's scores against Keras: int8 within a few
   steps of its output's quantization (1/256 for an int8 sigmoid), float TFLite and ONNX
   within float32 rounding, and int8 AUC within a small distance of Keras's.
+- Out-of-distribution parity: the same on the test channel's rows (scenes never trained
+  on), where inputs leave the int8 input's calibrated range: those are saturated (clipped
+  to the range, by the quantizer), counted per feature, and Keras is compared on the same
+  clipped inputs; the decisions int8 and unclipped Keras take differently are counted and
+  bounded. (In distribution int8 is held to plain Keras, so a wrong calibration range
+  cannot hide behind the clipping.)
 - Quality: AUC and recall at the threshold of the shipped (int8) model not below floors.
 
 Each check returns a :class:`GateResult`; :func:`enforce` raises :class:`GateError`
@@ -176,6 +182,72 @@ def parity(
         "int8_auc_drop": max_auc_drop,
     }
     return GateResult("parity", not failures, failures, details)
+
+
+def saturation(z: np.ndarray, input_range: tuple[float, float] | None) -> dict[str, Any]:
+    """Rows (of normalised rows ``z``, (n, N_FEATURES)) with a value the int8 input
+    saturates, per feature, and each feature's largest ``|z|`` (standard deviations)."""
+    from edge_component.analysis.features import FEATURE_NAMES
+
+    z = np.asarray(z, np.float64)
+    lo, hi = input_range if input_range is not None else (-np.inf, np.inf)
+    out = (z < lo) | (z > hi)
+    return {
+        "input_range": [lo, hi] if input_range is not None else None,
+        "rows": len(z),
+        "rows_saturated": int(out.any(axis=1).sum()),
+        "saturated_by_feature": {n: int(c) for n, c in zip(FEATURE_NAMES, out.sum(axis=0), strict=True)},
+        "max_abs_z_by_feature": {
+            n: round(float(v), 2) for n, v in zip(FEATURE_NAMES, np.abs(z).max(axis=0, initial=0.0), strict=True)
+        },
+    }
+
+
+def ood_parity(
+    keras_scores: np.ndarray,
+    keras_clipped: np.ndarray,
+    int8_scores: np.ndarray,
+    threshold: float,
+    saturated: dict[str, Any],
+    *,
+    max_int8_steps: float,
+    max_flip_rate: float,
+    model: str = "model.tflite",
+) -> GateResult:
+    """int8 against Keras on out-of-distribution rows: drift against Keras on the same
+    saturated (clipped) inputs at most ``max_int8_steps`` of 1/256, and the share of rows
+    where int8 and plain Keras fall on different sides of ``threshold`` at most
+    ``max_flip_rate``. With no rows (no test channel) it passes, saying so."""
+    k, kc, q = (np.asarray(a, np.float64) for a in (keras_scores, keras_clipped, int8_scores))
+    if len(q) == 0:
+        return GateResult("ood-parity", True, [], {"rows": 0, "note": "no test channel: nothing out of distribution"})
+    diff = np.abs(q - kc)
+    worst = int(np.argmax(diff))
+    flips = np.flatnonzero((q >= threshold) != (k >= threshold))
+    from_saturation = np.flatnonzero((kc >= threshold) != (k >= threshold))
+    details = {
+        "rows": len(q),
+        "max_drift_steps": float(diff[worst] / INT8_STEP),
+        "max_drift_steps_unclipped": float(np.abs(q - k).max() / INT8_STEP),
+        "worst_row": worst,
+        "decision_flips": int(len(flips)),
+        "decision_flip_rows": flips.tolist()[:20],
+        "decision_flips_from_saturation": int(len(from_saturation)),
+        "saturation": saturated,
+        "tolerances": {"int8_steps": max_int8_steps, "flip_rate": max_flip_rate},
+    }
+    failures = []
+    if details["max_drift_steps"] > max_int8_steps:
+        failures.append(
+            f"{model} differs from Keras (same saturated inputs) by {details['max_drift_steps']:.1f} steps of 1/256 "
+            f"on test-channel row {worst}; allowed {max_int8_steps}"
+        )
+    if len(flips) > max_flip_rate * len(q):
+        failures.append(
+            f"{model} and Keras decide {len(flips)} of {len(q)} test-channel rows differently at threshold "
+            f"{threshold:.3f} ({len(from_saturation)} from saturated inputs); allowed {max_flip_rate:.0%}"
+        )
+    return GateResult("ood-parity", not failures, failures, details)
 
 
 def quality(

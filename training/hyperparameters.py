@@ -71,6 +71,11 @@ class Hyperparameter:
         return f"--{self.name}"
 
 
+# numpy.random.seed (which keras.utils.set_random_seed calls) takes 0 .. 2**32 - 1.
+SEED_MAX = 2**32 - 1
+# AUC, recall and an AUC difference are all fractions.
+FRACTION = Limit("0 to 1", lambda v: 0 <= v <= 1)
+
 H = Hyperparameter
 HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     H("epochs", int, 60, limit=Limit("at least 1", lambda v: v >= 1)),
@@ -78,7 +83,7 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     H("learning-rate", float, 1e-3, limit=Limit("above 0", lambda v: v > 0)),
     H("hidden", None, "64,32", help="comma-separated Dense layer sizes"),
     H("patience", int, 8, help="early-stopping patience (epochs)", limit=Limit("0 or more", lambda v: v >= 0)),
-    H("seed", int, 7),
+    H("seed", int, 7, limit=Limit(f"0 to {SEED_MAX}", lambda v: 0 <= v <= SEED_MAX)),
     H(
         "min-precision",
         float,
@@ -111,8 +116,8 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         Limit("0 (off) or more, below 1", lambda v: 0 <= v < 1),
     ),
     H("prune-epochs", int, 10, "fine-tuning epochs while pruning", "export", Limit("at least 1", lambda v: v >= 1)),
-    H("min-auc", float, 0.90, "quality gate: int8 validation AUC floor", "gates"),
-    H("min-recall", float, 0.80, "quality gate: int8 recall at the threshold", "gates"),
+    H("min-auc", float, 0.90, "quality gate: int8 validation AUC floor", "gates", FRACTION),
+    H("min-recall", float, 0.80, "quality gate: int8 recall at the threshold", "gates", FRACTION),
     H(
         "max-int8-drift-steps",
         float,
@@ -129,7 +134,23 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         "gates",
         Limit("0 or more", lambda v: v >= 0),
     ),
-    H("max-auc-drop", float, 0.01, "parity gate: int8 AUC below Keras's", "gates"),
+    H("max-auc-drop", float, 0.01, "parity gate: int8 AUC below Keras's", "gates", FRACTION),
+    H(
+        "max-ood-int8-drift-steps",
+        float,
+        24.0,
+        "parity gate on the test channel (scenes never trained on): max |int8 - keras| in 1/256 steps",
+        "gates",
+        Limit("0 or more", lambda v: v >= 0),
+    ),
+    H(
+        "max-ood-flip-rate",
+        float,
+        0.05,
+        "parity gate on the test channel: share of rows int8 and Keras decide differently",
+        "gates",
+        FRACTION,
+    ),
     H("cross-clip", boolean, True, "train on the other clips, score each held-out clip", "report"),
     H(
         "latency-rows",

@@ -26,6 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edge_component.config import Polygon
 
+# An interval may end up to this long after the clip's last analysed frame: a labeller
+# rounding "until the end" up to the next second, not a clip cut short.
+END_TOLERANCE_S = 1.0
+
 
 class LabelError(ValueError):
     """A label file is unreadable or inconsistent; the message names the file and key."""
@@ -70,6 +74,11 @@ class ClipLabels(BaseModel):
                     f"({b.start_s}-{b.end_s} s) overlap; merge them into one event"
                 )
         return self
+
+    def beyond(self, end_s: float) -> list[Interval]:
+        """The abnormal intervals that run past ``end_s`` (media s, where the clip ends)
+        by more than :data:`END_TOLERANCE_S`, in order of start."""
+        return sorted((iv for iv in self.abnormal if iv.end_s > end_s + END_TOLERANCE_S), key=lambda iv: iv.start_s)
 
     def is_abnormal(self, time_s: float) -> bool:
         return any(iv.start_s <= time_s < iv.end_s for iv in self.abnormal)

@@ -19,7 +19,10 @@ The bundle (``model.tflite`` int8, ``model_float.tflite``, ``model.onnx``,
 there only after the compatibility, parity and quality gates (:mod:`training.gates`)
 pass. The report (``evaluation.json`` and PNG plots, :mod:`training.report`) is written
 either way. Exit status is 2, with the reason logged, when the data is unusable or a
-gate fails, and (argparse's usage error) when an argument is unknown or out of range.
+gate fails, and (argparse's usage error) when an argument is unknown or out of range;
+on any failure the reason is also written as one line to ``SM_OUTPUT_DIR/failure``,
+which SageMaker reports as the job's FailureReason. In a multi-instance job only the
+first of ``SM_HOSTS`` trains and writes the bundle.
 """
 
 from __future__ import annotations
@@ -86,12 +89,53 @@ def _refuse_leftovers(p: argparse.ArgumentParser, unknown: list[str]) -> None:
     p.error(f"unknown hyperparameters: {', '.join(hints)}; this script takes {', '.join(known)}")
 
 
+# SageMaker copies this file's text into the job's FailureReason, which holds 1024 characters
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html).
+FAILURE_REASON_MAX = 1024
+
+
+def write_failure(reason: str) -> None:
+    """Write ``reason`` as one line to ``$SM_OUTPUT_DIR/failure`` (default
+    ``/opt/ml/output/failure``, only where ``/opt/ml/output`` exists: a SageMaker container)."""
+    out = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
+    if "SM_OUTPUT_DIR" not in os.environ and not out.is_dir():
+        return
+    line = " ".join(reason.split())[:FAILURE_REASON_MAX]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "failure").write_text(line + "\n", encoding="utf-8")
+    except OSError as exc:
+        log.error("cannot write the failure reason to %s: %s", out / "failure", exc)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are also the job's failure reason."""
+
+    def error(self, message: str):  # type: ignore[override]
+        write_failure(message)
+        super().error(message)
+
+
+def not_first_host() -> str | None:
+    """Why this host writes no bundle, or None. SageMaker merges every host's model
+    directory into one archive; ``train.py`` trains on one host, so in a multi-instance
+    job (``SM_HOSTS``, ``SM_CURRENT_HOST``) only the first host trains and writes."""
+    try:
+        hosts = json.loads(os.environ.get("SM_HOSTS", "[]"))
+    except json.JSONDecodeError:
+        return None
+    current = os.environ.get("SM_CURRENT_HOST")
+    if len(hosts) > 1 and current and current != hosts[0]:
+        return f"{current} is not the first of {len(hosts)} hosts ({hosts[0]} writes the bundle); nothing to do"
+    return None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The job's paths and channels (defaults from SageMaker's ``SM_*`` environment) and
     its hyperparameters (:mod:`training.hyperparameters`); exits with status 2
     (argparse's usage error) naming an unknown argument or a value out of range."""
     env = os.environ.get
-    p = argparse.ArgumentParser(
+    p = _Parser(
         description="Train the Vigil window classifier (SageMaker script mode).", allow_abbrev=False
     )  # a truncated name is a typo too
     p.add_argument("--model-dir", default=env("SM_MODEL_DIR", "build/model"))
@@ -174,6 +218,9 @@ def train(args: argparse.Namespace) -> dict:
         compat, scorers = gates.compatibility(staging, list(models))
         gates.enforce(compat)
         scores = {name: scorer.score(val_ds.X) for name, scorer in scorers.items()}
+        # In distribution, int8 is held to plain Keras: a wrong calibration range shows as drift here.
+        # Out of it (the test channel), inputs beyond the range saturate by design: see ood_parity.
+        int8_range = scorers[export.INT8_FILE].input_range
         parity = gates.parity(
             val_ds.y,
             keras_val,
@@ -186,6 +233,17 @@ def train(args: argparse.Namespace) -> dict:
         # On the shipped model's own scores: the edge compares these, in 1/256 steps.
         threshold, rule = choose_threshold(val_ds.y, int8_val, args.min_precision)
         quality = gates.quality(val_ds.y, int8_val, threshold, min_auc=args.min_auc, min_recall=args.min_recall)
+        ood_X = test_ds.X if test_ds is not None else val_ds.X[:0]
+        keras_test, int8_test = predict(model, scaler, ood_X), scorers[export.INT8_FILE].score(ood_X)
+        ood = gates.ood_parity(
+            keras_test,
+            predict(model, scaler, ood_X, clip=int8_range),
+            int8_test,
+            threshold,
+            gates.saturation(scaler.transform(ood_X), int8_range),
+            max_int8_steps=args.max_ood_int8_drift_steps,
+            max_flip_rate=args.max_ood_flip_rate,
+        )
 
         p8, r8 = precision_recall(val_ds.y, int8_val, threshold)
         metrics = {
@@ -210,17 +268,12 @@ def train(args: argparse.Namespace) -> dict:
             "parameters": int(model.count_params()),
             "pruning": pruning,
             "cross_clip": cross_clip(data, args) if args.cross_clip else [],
-            "gates": {r.gate: r.as_dict() for r in (compat, parity, quality)},
+            "validation_saturation": gates.saturation(scaler.transform(val_ds.X), int8_range),
+            "gates": {r.gate: r.as_dict() for r in (compat, parity, ood, quality)},
             "train_seconds": round(time.time() - started, 1),
         }
         if test_ds is not None:
-            metrics["cross_clip"] += score_test_clips(
-                test_ds,
-                metrics["clips"],
-                predict(model, scaler, test_ds.X),
-                scorers[export.INT8_FILE].score(test_ds.X),
-                threshold,
-            )
+            metrics["cross_clip"] += score_test_clips(test_ds, metrics["clips"], keras_test, int8_test, threshold)
         report = {"threshold": threshold, **metrics}
         if args.latency_rows > 0:
             rows = val_ds.X[np.linspace(0, len(val_ds) - 1, args.latency_rows).astype(int)]
@@ -237,7 +290,7 @@ def train(args: argparse.Namespace) -> dict:
             )
             report["plots"] = [p.name for p in paths]
         (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        gates.enforce(parity, quality)
+        gates.enforce(parity, ood, quality)
 
         export.write_bundle(
             staging,
@@ -257,11 +310,18 @@ def train(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    if reason := not_first_host():
+        log.info("%s", reason)
+        return 0
     try:
         report = train(args)
     except (DatasetError, LabelError, GateError) as exc:
         log.error("%s", exc)
+        write_failure(str(exc))
         return 2
+    except Exception as exc:
+        write_failure(f"{type(exc).__name__}: {exc}")
+        raise
     log.info(
         "model bundle in %s: threshold %.3f, int8 AUC %.3f (Keras %.3f), int8 %d bytes = %.0f%% of float %d",
         args.model_dir,

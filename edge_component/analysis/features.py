@@ -17,7 +17,7 @@ import numpy as np
 
 from .motion import FrameStats
 
-FEATURE_VERSION = "2"  # 2: blobs are outer contours (holes filled), not labelled pixels
+FEATURE_VERSION = "3"  # 2: blobs are outer contours (holes filled); 3: lighting correction, blank frames skipped
 FEATURE_NAMES: tuple[str, ...] = (
     "fg_ratio_mean",  # share of the zone differing from the background, mean over the window
     "fg_ratio_max",

@@ -31,6 +31,9 @@ class Frame:
     luma: np.ndarray
     image: np.ndarray | None = None
     studio_range: bool = False
+    # Live sources: the wall clock (Unix s) when the frame was read; ``time_s`` stays
+    # monotonic for intervals, while the alert's date follows a clock that steps (NTP).
+    wall_s: float | None = None
 
     @classmethod
     def from_colour(cls, index: int, time_s: float, image: np.ndarray) -> Frame:

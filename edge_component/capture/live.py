@@ -42,12 +42,14 @@ def live(
     stop: threading.Event,
     settings: LiveSettings = LiveSettings(),
     opener: Callable[[str, float], cv2.VideoCapture] = open_capture,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Iterator[Frame]:
     """Yield the newest frame of a live source, at most ``detection_fps`` per second,
     until ``stop`` is set. Never raises for a failing source: it is reopened with
     exponential backoff (``settings``) and the failure is counted in ``stats``.
 
     ``Frame.time_s`` is seconds on the monotonic clock since the generator started;
+    ``Frame.wall_s`` is ``wall_clock()`` (Unix seconds) when the frame was read;
     ``Frame.index`` counts frames grabbed since then.
     """
     stats = stats if stats is not None else CaptureStats()
@@ -58,7 +60,7 @@ def live(
         target=_live_reader,
         name=f"capture-{source}",
         daemon=True,
-        args=(source, detection_fps, stats, stop, settings, opener, cond, mailbox, t0),
+        args=(source, detection_fps, stats, stop, settings, opener, cond, mailbox, t0, wall_clock),
     )
     reader.start()
     try:
@@ -76,7 +78,7 @@ def live(
         reader.join(timeout=settings.read_timeout_s + 1)
 
 
-def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mailbox, t0) -> None:
+def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mailbox, t0, wall_clock) -> None:
     period = 1.0 / detection_fps
     # Jittered so many cameras behind one NVR do not reconnect in step.
     backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, jitter_base=0.8, jitter_spread=0.4)
@@ -127,6 +129,7 @@ def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mai
                         stats.state, stats.last_error = "running", ""
                     got_any = True
                     frame = Frame.from_colour(index, now - t0, image)
+                    frame.wall_s = wall_clock()
                     with cond:
                         if mailbox:
                             stats.dropped += 1  # the analysis is behind: only the newest counts

@@ -6,17 +6,15 @@ One SQLite file in WAL mode (schema version
 ``PRAGMA user_version``) with three tables: ``outbox`` (``id`` autoincrement, ``topic``,
 ``payload`` as JSON text, ``created_at`` in Unix seconds, ``attempts``), ``meta`` (the
 ``dropped`` counter, kept across restarts) and ``dead_letters`` (rows that could not be
-read back, with the reason). ``id`` order is send order; AUTOINCREMENT never reuses an
-id, so a backlog read after a restart is still in order.
+read back, with the reason, and ids found lost, without payload). ``id`` order is send
+order; AUTOINCREMENT never reuses an id, so a backlog read after a restart is in order.
 
 Choices, and why:
 
-- ``synchronous=FULL`` by default. In WAL mode ``NORMAL`` survives a crash of the
-  process but can lose the last commits when the power goes (the WAL is not synced on
-  each commit); ``FULL`` syncs it, so a ``put()`` that returned survives a power cut.
-  A camera's power is cut often enough (by storms, by unplugging, by an intruder), and
-  alerts come a few a minute at most, so the cost of one fsync per alert does not matter
-  here (``benchmarks/bench_outbox.py`` measures it).
+- ``synchronous=FULL`` by default: in WAL mode ``NORMAL`` can lose the last commits when
+  the power goes (the WAL is not synced per commit); ``FULL`` syncs it, so a ``put()``
+  that returned survives a power cut, which a camera sees often (storms, unplugging, an
+  intruder). Alerts come a few a minute at most: one fsync each does not matter here.
 - Bounded by ``max_messages``; when full, the OLDEST messages are dropped, counted and
   logged by ``event_id``. A device that has queued 10,000 alerts has been offline for a
   long time; what its user needs when it comes back is what is happening now. Refusing
@@ -25,14 +23,13 @@ Choices, and why:
   a JSON object) is moved to ``dead_letters`` (kept, counted in :attr:`Outbox.dead`,
   logged with its id) so it never blocks the rows behind it.
 - One process owns a file (see :mod:`.outbox_file`, which also says what happens to a
-  corrupt or foreign file): ``depth`` is counted from the file (``COUNT``) at open;
-  with one owner, the count kept in memory from there on is exact.
-- A full disk: ``put`` raises :class:`OutboxError` with SQLite's own reason ("database
-  or disk is full"); the caller decides what to do with the message (the
-  :class:`~edge_component.delivery.sender.OutboxPublisher` holds it in memory). ``ack`` of a
-  message the broker already has does not fail on a full disk: the row is hidden from
-  :meth:`Outbox.peek` and deleted at the next write that succeeds (until then, a restart
-  sends it again, which the Lambda's deduplication absorbs).
+  corrupt, foreign or unwritable file): ``depth`` is counted from the file at open; with
+  one owner, the count in memory is exact. :mod:`.outbox_recovery` finds lost messages.
+- A full disk: ``put`` raises :class:`OutboxError` with SQLite's reason ("database or
+  disk is full"); the :class:`~edge_component.delivery.sender.OutboxPublisher` holds the
+  message in memory. ``ack`` does not fail: the row is hidden from :meth:`Outbox.peek` and
+  deleted at the next write that succeeds (a restart before then sends it again, which
+  the Lambda's deduplication absorbs).
 
 Any number of threads may use one :class:`Outbox`.
 """
@@ -48,7 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .outbox_file import OutboxCorruptError, OutboxError, open_database, quarantine, rollback, take_ownership
+from .outbox_file import OutboxError, create_schema, open_outbox, rollback, take_ownership
+from .outbox_recovery import IdMarks, done_through, read_counts
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +92,6 @@ class Outbox:
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.max_messages = max_messages
         self.synchronous = synchronous
-        self.quarantined: Path | None = None  # where a corrupt or foreign file was moved, if it was
         self._lock = threading.Lock()
         # id -> None (acknowledged) or the reason it is dead: rows a full disk kept us from
         # deleting or moving. peek() skips them; the next write that succeeds applies them.
@@ -103,29 +100,16 @@ class Outbox:
         self._conn: sqlite3.Connection | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._owner = take_ownership(self.path, self.lock_path)
+        self._marks = IdMarks(self.path.with_name(self.path.name + ".ids"))
         try:
-            try:
-                self._conn = open_database(self.path, self.synchronous)
-            except OutboxCorruptError as exc:
-                if on_corrupt == "raise":
-                    raise
-                self.quarantined = quarantine(self.path, exc.kind)
-                log.error(
-                    "%s; moved it to %s and started an empty outbox (its messages are not sent)", exc, self.quarantined
-                )
-                self._conn = open_database(self.path, self.synchronous)
-            self._depth, self._dropped, self._dead = self._read_counts()
+            # quarantined: where a corrupt or foreign file was moved; needs_schema: a new file on a full disk
+            opened = open_outbox(self.path, synchronous, on_corrupt, self._marks)
+            self._conn, self._needs_schema, self.quarantined = opened
+            counts = (0,) * 5 if self._needs_schema else read_counts(self._conn)  # depth, dropped, dead, lost, ids
+            self._depth, self._dropped, self._dead, self._lost, self._stored = counts
         except BaseException:
             self.close()
             raise
-
-    def _read_counts(self) -> tuple[int, int, int]:
-        with self._lock:
-            conn = self._live()
-            depth = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-            dropped = conn.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0]
-            dead = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
-        return int(depth), int(dropped), int(dead)
 
     def _live(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -150,6 +134,9 @@ class Outbox:
             conn = self._live()
             self._apply_pending(conn)
             try:
+                if self._needs_schema:
+                    create_schema(conn)
+                    self._needs_schema = False
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     new_id = conn.execute(
@@ -177,6 +164,8 @@ class Outbox:
             self._depth += 1 - len(victims)
             self._dropped += len(victims)
             dropped_total = self._dropped
+            self._stored = int(new_id)
+            self._marks.write(self._stored, done_through(conn, self._stored), sync=self.synchronous != "NORMAL")
         for victim_id, victim_payload in victims:
             log.warning(
                 "outbox %s full (%d messages): dropped the oldest, id %d %s (%d dropped in all)",
@@ -194,6 +183,8 @@ class Outbox:
         out: list[OutboxItem] = []
         with self._lock:
             conn = self._live()
+            if self._needs_schema:
+                return out
             self._apply_pending(conn)
             after = 0
             while len(out) < n:
@@ -285,7 +276,7 @@ class Outbox:
         disk the row is kept but never returned by :meth:`peek` again (see the module doc)."""
         with self._lock:
             conn = self._live()
-            if item_id in self._pending:
+            if item_id in self._pending or self._needs_schema:
                 return False
             try:
                 exists = conn.execute("SELECT 1 FROM outbox WHERE id = ?", (item_id,)).fetchone() is not None
@@ -295,7 +286,8 @@ class Outbox:
                 return False
             self._pending[item_id] = None
             self._depth -= 1
-            self._apply_pending(conn)
+            if self._apply_pending(conn):
+                self._marks.write(self._stored, done_through(conn, self._stored), sync=False)
         return True
 
     def record_attempt(self, item_id: int) -> None:
@@ -322,6 +314,11 @@ class Outbox:
         return self._dead
 
     @property
+    def lost(self) -> int:
+        """Stored messages found gone after a crash or in a damaged file, over the file's life."""
+        return self._lost
+
+    @property
     def closed(self) -> bool:
         return self._conn is None
 
@@ -332,6 +329,7 @@ class Outbox:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            self._marks.close()
             if self._owner is not None:
                 self._owner.close()  # closing the descriptor releases the flock
                 self._owner = None

@@ -11,6 +11,12 @@ Choices, and why:
   it. ``on_corrupt="raise"`` raises :class:`OutboxCorruptError` instead. A file from
   before schema versions (``user_version`` 0 with exactly the first release's tables)
   is ours and is migrated in place, keeping its backlog.
+- A file that cannot be written (a full disk; SQLite: "database or disk is full", or an
+  I/O error growing the WAL index) is opened without writing: with
+  ``locking_mode=EXCLUSIVE`` set first, SQLite keeps the WAL index in memory instead of
+  the ``-shm`` file, so the stored backlog can be read and sent; ``put`` fails with
+  SQLite's reason until there is room (the publisher holds new alerts in memory), and a
+  new file gets its schema at the first ``put`` that can write.
 - One process owns a file: an exclusive ``flock`` on ``<name>.lock`` is held for the
   Outbox's lifetime, so a second owner fails at once with :class:`OutboxError` instead
   of sending every message again. The kernel drops the lock when the process dies, so a
@@ -20,14 +26,20 @@ Choices, and why:
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from .outbox_recovery import IdMarks, account_for_loss, salvage_rows
+
+log = logging.getLogger("edge_component.delivery.outbox")
+
 SCHEMA_VERSION = 2  # 1: outbox + meta (written with user_version 0); 2: + dead_letters
 _CORRUPT_ERRORS = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_UNWRITABLE_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY")  # prefixes of sqlite_errorname
 
 _V1_TABLES = {
     "outbox": ("id", "topic", "payload", "created_at", "attempts"),
@@ -83,6 +95,10 @@ class OutboxCorruptError(OutboxError):
         return f"outbox database {path} is corrupt: {reason}"
 
 
+class OutboxUnwritableError(OutboxError):
+    """The outbox file cannot be written now (disk full, I/O error, read-only)."""
+
+
 class OutboxSchemaError(OutboxCorruptError):
     """A valid SQLite file whose tables are not this outbox's schema (older, newer or foreign)."""
 
@@ -113,11 +129,9 @@ def take_ownership(path: Path, lock_path: Path) -> IO[str]:
     except OSError as exc:
         fh.close()
         raise OutboxError(f"cannot lock {lock_path} for outbox {path}: {exc}") from exc
-    try:
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
+    try:  # unbuffered: a pid line left in the buffer on a full disk would fail close() later
+        os.ftruncate(fh.fileno(), 0)
+        os.pwrite(fh.fileno(), f"{os.getpid()}\n".encode("ascii"), 0)
     except OSError:
         pass  # the pid is only for the message a second owner gets
     return fh
@@ -143,17 +157,131 @@ def open_database(path: Path, synchronous: str) -> sqlite3.Connection:
             raise OutboxError(f"outbox database {path}: journal_mode is {mode}, WAL is required")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         if migrate:
-            conn.executescript(f"BEGIN IMMEDIATE; {_V1_SCHEMA} {_V2_ADDITIONS} COMMIT;")
+            create_schema(conn)
     except sqlite3.DatabaseError as exc:
         rollback(conn)
         conn.close()
-        if getattr(exc, "sqlite_errorname", "") in _CORRUPT_ERRORS:
+        name = getattr(exc, "sqlite_errorname", "")
+        if name in _CORRUPT_ERRORS:
             raise OutboxCorruptError(path, str(exc)) from exc
+        if name.startswith(_UNWRITABLE_ERRORS):
+            raise OutboxUnwritableError(f"cannot write outbox database {path}: {exc}") from exc
         raise OutboxError(f"cannot use outbox database {path}: {exc}") from exc
     except OutboxError:
         conn.close()
         raise
     return conn
+
+
+def open_outbox(
+    path: Path, synchronous: str, on_corrupt: str, marks: IdMarks
+) -> tuple[sqlite3.Connection, bool, Path | None]:
+    """Open the outbox file ``path`` as the module docstring says: a corrupt file's readable
+    rows are salvaged (:mod:`.outbox_recovery`) and the file moved aside, as is a foreign
+    one (or, with ``on_corrupt="raise"``, either is raised); a file that cannot be
+    written is opened without writing. Returns the connection, whether the schema is
+    still to be created (:func:`create_schema`), and where a bad file was moved (or None)."""
+    conn, needs_schema, quarantined = _open(path, synchronous, on_corrupt, marks)
+    if not needs_schema:
+        try:
+            account_for_loss(conn, marks, path)
+        except sqlite3.Error as exc:  # a full disk: counted at the next start that can write
+            log.warning("outbox %s: cannot check it for lost messages now: %s", path, exc)
+    return conn, needs_schema, quarantined
+
+
+def _open(
+    path: Path, synchronous: str, on_corrupt: str, marks: IdMarks
+) -> tuple[sqlite3.Connection, bool, Path | None]:
+    quarantined = None
+    try:
+        try:
+            return open_database(path, synchronous), False, None
+        except OutboxCorruptError as exc:
+            if on_corrupt == "raise":
+                raise
+            if exc.kind != "corrupt":  # a foreign file's rows are not alerts of ours
+                quarantined = quarantine(path, exc.kind)
+                log.error("%s; moved it to %s and started an empty outbox", exc, quarantined)
+                return open_database(path, synchronous), False, quarantined
+            quarantined, saved = salvage(path, synchronous, marks)
+            log.error(
+                "%s; copied the %d messages it could read into a new outbox and moved it to %s",
+                exc,
+                saved,
+                quarantined,
+            )
+            return open_database(path, synchronous), False, quarantined
+    except OutboxUnwritableError as exc:
+        conn, needs_schema = open_without_writing(path, synchronous)
+        log.error(
+            "%s; opened it without writing: sending the %d messages it holds; new alerts are held in memory "
+            "until it can be written",
+            exc,
+            0 if needs_schema else conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
+        )
+        return conn, needs_schema, quarantined
+
+
+def salvage(path: Path, synchronous: str, marks: IdMarks) -> tuple[Path, int]:
+    """Copy the readable rows of the corrupt file ``path`` into ``<name>.salvage``, move
+    ``path`` aside, and put the salvaged file in its place; returns where the corrupt file
+    went and how many rows were copied."""
+    fresh = path.with_name(path.name + ".salvage")
+    for leftover in (fresh, *(fresh.with_name(fresh.name + s) for s in ("-wal", "-shm"))):
+        leftover.unlink(missing_ok=True)  # from a salvage a crash interrupted: redone from the start
+    conn = open_database(fresh, synchronous)
+    try:
+        saved = salvage_rows(path, conn, marks)
+    except sqlite3.Error as exc:
+        log.error("salvaging outbox %s stopped: %s", path, exc)
+        saved = 0
+    finally:
+        conn.close()  # the last connection: SQLite checkpoints and removes the -wal
+    target = quarantine(path, "corrupt")
+    os.replace(fresh, path)
+    return target, saved
+
+
+def open_without_writing(path: Path, synchronous: str) -> tuple[sqlite3.Connection, bool]:
+    """Connect to ``path`` on a disk that cannot be written: read it, write nothing.
+    Returns the connection and whether the schema is still to be created
+    (:func:`create_schema`, once the disk has room). Raises as :func:`open_database`."""
+    try:
+        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot open outbox database {path}: {exc}") from exc
+    try:
+        # Before the first read: the WAL index then lives in this process's memory, not in
+        # the -shm file a full disk cannot grow (https://www.sqlite.org/wal.html#noshm).
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise OutboxCorruptError(path, f"quick_check: {check}")
+        migrate = check_schema(conn, path)
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if getattr(exc, "sqlite_errorname", "") in _CORRUPT_ERRORS:
+            raise OutboxCorruptError(path, str(exc)) from exc
+        raise OutboxError(f"cannot read outbox database {path}: {exc}") from exc
+    except OutboxError:
+        conn.close()
+        raise
+    return conn, migrate
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Switch a new or first-release file to WAL and create or migrate its tables.
+    Raises sqlite3.Error (e.g. on a full disk, with nothing changed)."""
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL is required")
+    try:
+        conn.executescript(f"BEGIN IMMEDIATE; {_V1_SCHEMA} {_V2_ADDITIONS} COMMIT;")
+    except BaseException:
+        rollback(conn)
+        raise
 
 
 def check_schema(conn: sqlite3.Connection, path: Path) -> bool:

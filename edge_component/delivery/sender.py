@@ -279,7 +279,8 @@ class OutboxPublisher:
         held in memory now because the outbox could not store them), ``sent``,
         ``retries`` (failed sends), ``dropped`` (outbox full, over the file's life, plus
         overflow drops in this run), ``dead`` (stored rows that could not be read back,
-        over the file's life), ``reconnects`` (the transport's, 0 if it does not count
+        over the file's life), ``lost`` (stored rows a crash or a damaged file took, found
+        at open, over the file's life), ``reconnects`` (the transport's, 0 if it does not count
         them) and ``sender_alive`` (the sender thread runs; False only after close)."""
         return {
             "depth": self.outbox.depth,
@@ -288,6 +289,7 @@ class OutboxPublisher:
             "retries": self._retries,
             "dropped": self.outbox.dropped + self._overflow_dropped,
             "dead": self.outbox.dead,
+            "lost": self.outbox.lost,
             "reconnects": int(getattr(self.transport, "reconnects", 0)),
             "sender_alive": self._thread.is_alive(),
         }

@@ -72,6 +72,17 @@ class Scorer:
             info = np.iinfo(self.input_dtype)
             self._q_range = (info.min, info.max)
 
+    @property
+    def input_range(self) -> tuple[float, float] | None:
+        """``(low, high)``: the normalised values an int8 input can hold (the range its
+        calibration rows spanned); a value beyond is clipped to the nearer end (saturated)
+        by :meth:`score`. None for a float model, which takes any value."""
+        if self.input_dtype == np.float32 or not self._in_q[0]:
+            return None
+        scale, zero = self._in_q
+        info = np.iinfo(self.input_dtype)
+        return float((info.min - zero) * scale), float((info.max - zero) * scale)
+
     def _normalise_and_quantize(self, rows: np.ndarray) -> np.ndarray:
         if self.input_dtype == np.float32 or not self._in_q[0]:
             return ((rows - self._mean) / self._scale).astype(np.float32)

@@ -264,3 +264,32 @@ def test_stage_edge_settings_give_one_timely_alert_per_intrusion(stage, ground_t
     result = match_alerts([a["media_offset_s"] for a in report.starts], ground_truth(), 139.4, max_delay_s=2.0)
     assert (result.found, result.late, result.missed, result.duplicates) == (6, 0, 0, 0), result.summary()
     assert result.false_alerts_at_s == []
+
+
+def test_a_live_alert_is_dated_by_the_wall_clock_of_its_frame(demo_config, trained_bundle):
+    """Live frames carry the wall clock when they were read (capture.live). Here the clip's
+    frames get a wall clock that steps forward an hour 60 s in (NTP correcting a device
+    that booted with a wrong clock): alerts before the step carry the old dates, alerts
+    after it the new ones, at once, with no restart."""
+    from datetime import datetime
+
+    from edge_component.capture.feed import Feed
+    from edge_component.capture.frames import CaptureStats
+    from edge_component.capture.replay import replay
+
+    boot = datetime(2026, 6, 5, 22, 0, tzinfo=UTC).timestamp()
+    step_after_s, step_s = 60.0, 3600.0
+
+    def frames():
+        for frame in replay(str(CLIP), demo_config.detection_fps):
+            frame.wall_s = boot + frame.time_s + (step_s if frame.time_s >= step_after_s else 0.0)
+            yield frame
+
+    rec = Recorder()
+    det = CameraPipeline(demo_config, load_bundle(trained_bundle), rec, thing_name="t")
+    det._run(demo_config.cameras[0], Feed(str(CLIP), frames(), CaptureStats(), media_time=False))
+    starts = [m["sent_at"] for _, m in rec.sent if m["event_type"] == "start"]
+    # Intrusions start about 6, 23, 51, 75, 93 and 124 s into the clip: three before the step, three after.
+    assert [s[:16] for s in starts] == ["2026-06-05T22:00"] * 3 + ["2026-06-05T23:01"] * 2 + ["2026-06-05T23:02"], (
+        starts
+    )

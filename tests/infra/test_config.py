@@ -101,6 +101,13 @@ BAD = {
         {"learning-rate": True},
         "training.hyperparameters",
     ),
+    # train.py trains on one host: a second would repeat the job and clash in /opt/ml/model.
+    "two training instances": ("training.instance_count", 2, "training.instance_count"),
+    # The same ranges train.py checks at parse time (training.hyperparameters).
+    "hyperparameter below its range": ("training.hyperparameters", {"min-recall": -3}, "training.hyperparameters"),
+    "hyperparameter above its range": ("training.hyperparameters", {"min-auc": 5}, "training.hyperparameters"),
+    "negative seed": ("training.hyperparameters", {"seed": -1}, "training.hyperparameters"),
+    "hidden layer of size zero": ("training.hyperparameters", {"hidden": "64,0"}, "training.hyperparameters"),
     # The edge component's own limits (edge_component/config.py), not looser ones.
     "detection_fps above the component's": ("edge.detection_fps", 60, "edge.detection_fps"),
     "min_consecutive_windows above the component's": (

@@ -4,6 +4,7 @@ of a feature CSV, each failing with a message that names the file, row and colum
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +173,35 @@ def test_rows_are_numbered_by_line_past_skipped_empty_rows(tmp_path, rows):
     bad[3][-1] = "2"  # line 6: header, three rows, an empty row, then this one
     with pytest.raises(DatasetError, match=r"row 6, column 'label': must be 0 or 1, got '2'"):
         read_dataset(_csv(tmp_path / "n.csv", HEADER, [*bad[:3], [""] * len(HEADER), *bad[3:]]))
+
+
+def _cut(clip: Path, fraction: float, out: Path) -> Path:
+    """The first ``fraction`` of ``clip``'s bytes: what an interrupted copy leaves."""
+    data = clip.read_bytes()
+    out.write_bytes(data[: int(len(data) * fraction)])
+    return out
+
+
+def test_a_clip_that_ends_before_its_labels_is_refused_naming_it(tmp_path):
+    """The example clip cut at 30 % of its bytes decodes to about 41 s; its labels run to 136 s.
+    Training on it would label every window after the cut nothing at all; it is refused."""
+    clip = (LABELS.parent / json.loads(LABELS.read_text())["clip"]).resolve()
+    cut = _cut(clip, 0.3, tmp_path / "cut.mp4")
+    labels = _labels_file(tmp_path / "cut.json", cut)
+    with pytest.raises(LabelError) as info:
+        featurize_labels([labels])
+    message = str(info.value)
+    assert re.search(r"cut\.json: clip '[^']*cut\.mp4' ends at 40\.\d s, before", message), message
+    assert "abnormal intervals 23-45 s, 51-70 s, 75-87 s, 93-120 s, 124-136 s" in message
+    assert "6-20" not in message  # inside the clip: not named
+
+
+def test_labels_up_to_the_clips_last_second_are_kept(tmp_path):
+    """An interval ending within a second after the last frame ("until the end") is not a cut."""
+    clip = (LABELS.parent / json.loads(LABELS.read_text())["clip"]).resolve()
+    cut = _cut(clip, 0.3, tmp_path / "cut.mp4")
+    raw = json.loads(LABELS.read_text())
+    raw["clip"], raw["abnormal"] = str(cut), [{"start_s": 6, "end_s": 20}, {"start_s": 23, "end_s": 41.5}]
+    (tmp_path / "cut.json").write_text(json.dumps(raw))
+    ds = featurize_labels([tmp_path / "cut.json"])
+    assert ds.times.max() > 40 and ds.y.sum() > 0

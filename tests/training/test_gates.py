@@ -164,3 +164,66 @@ def test_compatibility_gate_also_runs_tflite_runtime_where_it_is_installed(train
     assert result.failures == [
         "tflite-runtime cannot load model.tflite: Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'"
     ]
+
+
+# ---------------------------------------------------------------- out of distribution, saturation
+
+
+def test_the_int8_input_saturates_explicitly_at_its_calibrated_range(trained_bundle):
+    """A normalised value beyond the int8 input's range scores exactly as the range's end:
+    the range the Scorer reports is the one the quantizer clips to (real LiteRT)."""
+    b = load_bundle(trained_bundle)
+    lo, hi = b.scorer.input_range
+    assert lo < 0 < hi
+    row = _rows(b.manifest, n=1)[0]
+    far, edge = row.copy(), row.copy()
+    far[6] = b.manifest.mean[6] + 24.0 * b.manifest.scale[6]  # 24 sigma: the issue's global_change_max
+    edge[6] = b.manifest.mean[6] + hi * b.manifest.scale[6]
+    assert 24.0 > hi
+    assert b.scorer.score(np.stack([far, edge])).tolist()[0] == b.scorer.score(edge[None])[0]
+    assert Scorer(trained_bundle / "model_float.tflite", b.manifest.mean, b.manifest.scale).input_range is None
+
+
+def test_saturation_is_counted_per_feature():
+    z = np.zeros((10, N_FEATURES))
+    z[:3, 6] = 24.0
+    z[9, 7] = -5.0
+    s = gates.saturation(z, (-2.0, 4.0))
+    assert s["rows_saturated"] == 4
+    assert (
+        s["saturated_by_feature"]["global_change_max"] == 3 and s["saturated_by_feature"]["brightness_delta_max"] == 1
+    )
+    assert s["max_abs_z_by_feature"]["global_change_max"] == 24.0
+    assert gates.saturation(np.zeros((0, N_FEATURES)), (-2.0, 4.0))["rows_saturated"] == 0  # no test channel
+
+
+def test_ood_parity_gate_bounds_drift_and_decision_flips():
+    keras = np.array([0.1, 0.2, 0.9, 0.8, 0.30, 0.6])
+    clipped = np.array([0.1, 0.2, 0.9, 0.8, 0.20, 0.6])  # row 4 was saturated: clipping moved it below 0.26
+    int8 = np.array([0.1, 0.2, 0.9, 0.8, 0.21, 0.6])
+    sat = gates.saturation(np.zeros((6, N_FEATURES)), (-2.0, 4.0))
+    ok = gates.ood_parity(keras, clipped, int8, 0.26, sat, max_int8_steps=8, max_flip_rate=0.2)
+    assert ok.passed and ok.details["decision_flips"] == 1 and ok.details["decision_flips_from_saturation"] == 1
+    assert ok.details["max_drift_steps_unclipped"] > 20 > ok.details["max_drift_steps"]
+    strict = gates.ood_parity(keras, clipped, int8, 0.26, sat, max_int8_steps=1, max_flip_rate=0.0)
+    assert not strict.passed
+    assert "by 2.6 steps of 1/256 on test-channel row 4; allowed 1" in strict.failures[0]
+    assert (
+        "decide 1 of 6 test-channel rows differently at threshold 0.260 (1 from saturated inputs)" in strict.failures[1]
+    )
+    none = gates.ood_parity(keras[:0], clipped[:0], int8[:0], 0.26, sat, max_int8_steps=0, max_flip_rate=0)
+    assert none.passed and none.details["rows"] == 0
+
+
+def test_the_trained_bundle_reports_ood_parity_on_the_test_channel(trained_bundle):
+    """Training gates int8 on the test channel's car clip (never trained on): drift against
+    Keras on the same saturated inputs, decision flips and saturation per feature, in the
+    manifest."""
+    m = json.loads((trained_bundle / "manifest.json").read_text())["metrics"]
+    d = m["gates"]["ood-parity"]
+    assert d["passed"] and d["rows"] == 151
+    assert d["max_drift_steps"] <= d["tolerances"]["int8_steps"]
+    assert d["max_drift_steps_unclipped"] >= d["max_drift_steps"]
+    assert d["decision_flips"] <= d["tolerances"]["flip_rate"] * d["rows"]
+    assert d["saturation"]["rows_saturated"] > 0  # the car clip leaves the person clip's range
+    assert set(m["validation_saturation"]["saturated_by_feature"]) == set(d["saturation"]["saturated_by_feature"])

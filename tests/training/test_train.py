@@ -32,7 +32,7 @@ def test_trained_bundle_meets_size_and_accuracy_targets(trained_bundle):
     assert sizes["int8"] == (trained_bundle / "model.tflite").stat().st_size
     assert metrics["max_drift_steps_int8_vs_keras"] <= 8
     assert metrics["max_abs_drift_onnx_vs_keras"] <= 1e-4
-    assert set(metrics["gates"]) == {"compatibility", "parity", "quality"}
+    assert set(metrics["gates"]) == {"compatibility", "parity", "ood-parity", "quality"}
     assert all(g["passed"] for g in metrics["gates"].values())
 
 
@@ -142,6 +142,7 @@ def test_script_mode_with_sagemaker_environment(tmp_path, csv_path):
 def test_script_mode_fails_loudly_on_an_impossible_quality_gate(tmp_path, csv_path):
     env = dict(
         os.environ,
+        SM_OUTPUT_DIR=str(tmp_path / "output"),
         SM_MODEL_DIR=str(tmp_path / "model"),
         SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
         SM_CHANNEL_TRAIN=str(csv_path.parent),
@@ -153,7 +154,9 @@ def test_script_mode_fails_loudly_on_an_impossible_quality_gate(tmp_path, csv_pa
             "--epochs",
             "1",
             "--min-auc",
-            "1.01",
+            "1",
+            "--min-recall",
+            "1",
             "--test",
             "none",
             "--cross-clip",
@@ -170,8 +173,11 @@ def test_script_mode_fails_loudly_on_an_impossible_quality_gate(tmp_path, csv_pa
         timeout=300,
     )
     assert proc.returncode == 2
-    assert "quality gate: model.tflite validation AUC" in proc.stderr and "< floor 1.01" in proc.stderr
+    assert "quality gate: model.tflite validation" in proc.stderr and "< floor 1" in proc.stderr
     assert not (tmp_path / "model" / "manifest.json").exists()
+    # SageMaker reads /opt/ml/output/failure into the job's FailureReason.
+    [reason] = (tmp_path / "output" / "failure").read_text(encoding="utf-8").splitlines()
+    assert reason.startswith("quality gate: model.tflite validation") and "< floor 1" in reason
 
 
 HEADER = ["clip", "time_s", "zone", *FEATURE_NAMES, "label"]
@@ -209,7 +215,7 @@ def test_an_unknown_hyperparameter_fails_naming_it_and_the_known_ones(capsys, ar
     assert "--learning-rate" in err and "--min-auc" in err and "--validation-every" in err  # the known ones
 
 
-@pytest.mark.parametrize("case", ["mixed_channel", "not_a_video", "unknown_hyperparameter"])
+@pytest.mark.parametrize("case", ["mixed_channel", "not_a_video", "unknown_hyperparameter", "tiny_truncated_clip"])
 def test_script_exits_2_with_a_clear_message_and_no_traceback(tmp_path, rows, case):
     channel = tmp_path / "train"
     args = []
@@ -222,11 +228,20 @@ def test_script_exits_2_with_a_clear_message_and_no_traceback(tmp_path, rows, ca
         (channel / "clip.mp4").write_text("not a video\n")
         _labels_file(channel / "clip.json", channel / "clip.mp4")
         expected = "clip.json: clip '"
+    elif case == "tiny_truncated_clip":
+        # The example clip's first 5 % of bytes: 6.6 s of video, labels to 136 s. Said as
+        # such, not as "the validation split has a single class".
+        channel.mkdir()
+        data = (LABELS.parent / json.loads(LABELS.read_text())["clip"]).resolve().read_bytes()
+        (channel / "clip.mp4").write_bytes(data[: len(data) // 20])
+        _labels_file(channel / "clip.json", channel / "clip.mp4")
+        expected = "clip.mp4' ends at 6."
     else:
         _csv(channel / "features.csv", HEADER, rows)
         args, expected = ["--learnin-rate", "5"], "unknown hyperparameters: --learnin-rate"
     env = dict(
         os.environ,
+        SM_OUTPUT_DIR=str(tmp_path / "output"),
         SM_MODEL_DIR=str(tmp_path / "model"),
         SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
         SM_CHANNEL_TRAIN=str(channel),
@@ -240,6 +255,52 @@ def test_script_exits_2_with_a_clear_message_and_no_traceback(tmp_path, rows, ca
         timeout=120,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert expected in proc.stderr
+    assert expected in proc.stderr, proc.stderr[-2000:]
+    assert "single class" not in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "model").exists()
+    # One line, what the log said: SageMaker shows it as the job's FailureReason.
+    [reason] = (tmp_path / "output" / "failure").read_text(encoding="utf-8").splitlines()
+    assert expected in reason
+
+
+def test_only_the_first_host_of_a_multi_instance_job_writes_the_bundle(tmp_path, csv_path):
+    """SageMaker merges /opt/ml/model of every host into one model.tar.gz, and names must
+    not clash (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html):
+    a host other than SM_HOSTS' first does not train and writes nothing."""
+    env = dict(
+        os.environ,
+        SM_HOSTS='["algo-1", "algo-2"]',
+        SM_CURRENT_HOST="algo-2",
+        SM_OUTPUT_DIR=str(tmp_path / "output"),
+        SM_MODEL_DIR=str(tmp_path / "model"),
+        SM_OUTPUT_DATA_DIR=str(tmp_path / "out"),
+        SM_CHANNEL_TRAIN=str(csv_path.parent),
+    )
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "training" / "train.py"), "--test", "none"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "algo-2 is not the first of 2 hosts (algo-1 writes the bundle)" in proc.stderr
+    assert not (tmp_path / "model").exists() and not (tmp_path / "out").exists()
+    assert not (tmp_path / "output" / "failure").exists()
+
+
+def test_an_argument_out_of_range_is_the_failure_reason(tmp_path):
+    env = dict(os.environ, SM_OUTPUT_DIR=str(tmp_path / "output"))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "training" / "train.py"), "--min-recall", "-3"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    reason = (tmp_path / "output" / "failure").read_text(encoding="utf-8")
+    assert reason == "argument --min-recall: must be 0 to 1, got -3.0\n"

@@ -76,3 +76,26 @@ def test_a_dead_camera_is_retried_and_never_raises():
     timer.join()
     assert stats.reconnects >= 2
     assert stats.last_error
+
+
+def test_each_live_frame_carries_the_wall_clock_when_it_was_read(short_clip):
+    """A device clock that steps (NTP after boot): frames read after the step carry the new
+    wall time, while ``time_s`` stays monotonic for intervals."""
+    step_at, step_s = 4, 3600.0
+    calls = []
+
+    def clock() -> float:  # the wall clock, stepped forward an hour at its 5th reading
+        calls.append(None)
+        return time.time() + (step_s if len(calls) > step_at else 0.0)
+
+    stop, stats = threading.Event(), CaptureStats()
+    gen = live(str(short_clip), 10.0, stats, stop=stop, settings=LiveSettings(backoff_initial_s=0.05), wall_clock=clock)
+    got = _consume(gen, stop, 1.5)
+    assert len(got) >= step_at + 2 and all(f.wall_s is not None for f in got)
+    assert all(b.time_s > a.time_s for a, b in zip(got, got[1:], strict=False))  # monotonic, unaffected by the step
+    origins = [f.wall_s - f.time_s for f in got]  # the wall time of monotonic 0, per frame
+    before = [o for o in origins if o < origins[0] + step_s / 2]
+    after = [o for o in origins if o >= origins[0] + step_s / 2]
+    assert before and after, origins
+    assert max(before) - min(before) < 0.5 and max(after) - min(after) < 0.5
+    assert abs((after[0] - before[0]) - step_s) < 0.5

@@ -357,6 +357,7 @@ def _healthy(**counts) -> dict:
         "retries": 0,
         "dropped": 0,
         "dead": 0,
+        "lost": 0,
         "reconnects": 0,
         "sender_alive": True,
     } | counts

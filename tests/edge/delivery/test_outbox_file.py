@@ -4,10 +4,12 @@ migration, one owner."""
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -136,3 +138,99 @@ def test_a_second_owner_is_refused_and_a_dead_owner_leaves_no_stale_lock(tmp_pat
         box.put(TOPIC, make_alerts(1)[0])
     with Outbox(path) as box:  # released by close()
         assert box.depth == 1
+
+
+# ---------------------------------------------------------------- starting on a full disk
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 400 KiB tmpfs (a real filesystem that fills up), and ``fill()`` / ``free()`` for it."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.decode().strip()}")
+    filler = mount / "filler"
+
+    def fill() -> None:
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            while True:
+                os.write(fd, b"\0" * 512)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    try:
+        yield SimpleNamespace(dir=mount, fill=fill, free=filler.unlink)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_an_empty_state_dir_on_a_full_disk_starts_and_holds_alerts_in_memory(tiny_tmpfs, Recorder, make_alerts, caplog):
+    """No outbox file yet and no byte free: the outbox opens (no raw OSError from the
+    lock file's pid line), alerts are held in memory and sent, and once there is room
+    the outbox stores again."""
+    tiny_tmpfs.fill()
+    alerts = make_alerts(2)
+    with caplog.at_level(logging.ERROR, logger="edge_component.delivery"):
+        box = Outbox(tiny_tmpfs.dir / "outbox.sqlite")
+    assert box.depth == 0 and box.peek(5) == []
+    assert "cannot write outbox database" in caplog.text and "opened it without writing" in caplog.text
+    transport = Recorder()
+    pub = OutboxPublisher(box, transport, **FAST)
+    for a in alerts[:3]:
+        pub.publish(TOPIC, a)
+    assert pub.flush(10) and [m for _, m in transport.sent] == alerts[:3]
+    tiny_tmpfs.free()
+    pub.publish(TOPIC, alerts[3])  # the schema is created now, and the alert stored
+    assert pub.stats()["unstored"] == 0
+    assert pub.flush(10) and [m for _, m in transport.sent] == alerts[:4]
+    pub.close()
+    with Outbox(tiny_tmpfs.dir / "outbox.sqlite") as again:
+        assert again.depth == 0  # the acknowledged one is gone
+
+
+def test_a_backlog_on_a_full_disk_is_sent_and_new_alerts_held(tiny_tmpfs, Recorder, make_alerts):
+    """Alerts stored by an earlier run, then the disk filled while the device was off:
+    the outbox opens without writing, the backlog goes out first, new alerts are held in
+    memory and go out after it."""
+    path = tiny_tmpfs.dir / "outbox.sqlite"
+    alerts = make_alerts(3)
+    with Outbox(path) as box:
+        for a in alerts[:6]:
+            box.put(TOPIC, a)
+    tiny_tmpfs.fill()
+    box = Outbox(path)
+    assert box.depth == 6
+    transport = Recorder()
+    pub = OutboxPublisher(box, transport, **FAST)
+    pub.publish(TOPIC, alerts[6])
+    assert pub.stats()["unstored"] == 1
+    assert pub.flush(10)
+    assert [m for _, m in transport.sent] == alerts[:7]
+    pub.close()
+
+
+def test_a_new_process_opens_a_full_disks_backlog_without_a_traceback(tiny_tmpfs, make_alerts):
+    """The lock file cannot take its pid line, the outbox cannot be migrated or checkpointed:
+    the process still starts, not exit 2 and not a traceback."""
+    path = tiny_tmpfs.dir / "outbox.sqlite"
+    with Outbox(path) as box:
+        for a in make_alerts(1):
+            box.put(TOPIC, a)
+    path.with_name(path.name + ".lock").unlink()  # a fresh lock file needs a block
+    tiny_tmpfs.fill()
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from edge_component.delivery.outbox import Outbox\n"
+        "box = Outbox(sys.argv[2]); print(box.depth, [i.message['event_type'] for i in box.peek(5)]); box.close()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(REPO), str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "3 ['start', 'update', 'end']"
+    assert "Traceback" not in proc.stderr
