@@ -9,14 +9,11 @@ head message is retried after an exponential backoff with jitter, so nothing beh
 overtakes it. Delivery is at least once: a message whose acknowledgement was lost is
 sent again, with the same ``event_id``, and the alert Lambda deduplicates by it.
 
-When the outbox cannot store an alert (a full disk, an unwritable file), the alert is
-not refused: it is held in a bounded in-memory overflow (``overflow_max_messages``,
-oldest dropped and logged when full) that the same thread sends. Order then is: the
-stored backlog first, then the held alerts in arrival order (an alert held in memory
-may thus go out after a stored one raised later, once the disk has room again). The
-first failure of a streak is logged as an error with the outbox's reason; at
-:meth:`OutboxPublisher.close` what is still held is stored if the disk allows, and
-what cannot be is logged as lost, by ``event_id``.
+An alert the outbox cannot store (full disk, unwritable file) is held in a bounded
+in-memory overflow (``overflow_max_messages``, oldest dropped and logged) that the same
+thread sends after the stored backlog, in arrival order. The first failure of a streak
+is logged with the outbox's reason; :meth:`OutboxPublisher.close` stores what is still
+held if the disk allows and logs the rest as lost, by ``event_id``.
 
 Telemetry goes through :meth:`OutboxPublisher.publish_latest` instead: newest per topic,
 in memory, sent once the alert backlog and the overflow are empty, so it can never crowd
