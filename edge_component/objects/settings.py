@@ -142,7 +142,9 @@ class TrackingSettings(_Leaf):
         le=100,
         description="largest change of bottom centre and size (relative to the box) still matched to the same track",
     )
-    score_history: int = Field(10, ge=1, le=100, description="recent frames whose median score decides a track")
+    score_history: int = Field(
+        5, ge=1, le=100, description="recent analysed frames whose median score decides a track (5: 1 s at 5 per s)"
+    )
 
     @model_validator(mode="after")
     def _init_before_end(self) -> TrackingSettings:
