@@ -37,7 +37,7 @@ from .events.decision import EventTracker, Transition, random_event_id
 from .events.objects import ObjectEvents, ObjectTransition
 from .events.snapshots import SnapshotStore, annotate, caption_for
 from .model.bundle import ModelBundle
-from .objects.detector import ObjectDetector
+from .objects.detector import ObjectDetector, check_record
 from .objects.stage import ObjectStage
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,7 @@ class CameraReport:
     colour_s: float = 0.0  # wall time decoding colour images of replayed frames to detect on
 
     @property
-    def source_fps(self) -> float:
-        """Source frames processed per wall-clock second."""
+    def source_fps(self) -> float:  # source frames processed per wall-clock second
         return self.stats.frames_in / self.wall_s if self.wall_s else 0.0
 
     @property
@@ -103,6 +102,8 @@ class CameraPipeline:
         self.reports: dict[str, CameraReport] = {}  # latest per camera, for telemetry
         self._object_detector = detector
         self._object_snapshots: dict[str, str] = {}  # event id -> snapshot file of its start
+        if detector is not None or any(not z.motion_only for c in config.cameras for z in c.zones):
+            self._detector()  # before the first frame
 
     def run(self, camera: CameraConfig, stop: threading.Event | None = None) -> CameraReport:
         """Watch one camera: replay a file (mode auto/replay) or follow a live source
@@ -142,10 +143,11 @@ class CameraPipeline:
         )
         return self._run(camera, feed)
 
-    def _detector(self):
-        # Loaded once per pipeline (one per camera worker), only if some zone watches objects.
+    def _detector(self) -> ObjectDetector:
+        # One per pipeline (camera worker), checked against the bundle's manifest.
         if self._object_detector is None:
             self._object_detector = ObjectDetector()
+        check_record(self.bundle.manifest.model.detector, self._object_detector)
         return self._object_detector
 
     def _run(
@@ -209,8 +211,7 @@ class CameraPipeline:
         report.wall_s = time.perf_counter() - started
         return report
 
-    def _motion_window(self, window, score, tracker, best, z, feed, report, camera, origin) -> None:
-        """A motion-only zone's window: the trained model's score decides alone."""
+    def _motion_window(self, window, score, tracker, best, z, feed, report, camera, origin) -> None:  # motion only
         if score >= self.threshold and (best[z] is None or score > best[z].score):
             best[z] = _Best(score, window)  # frames are fresh arrays: holding one costs no copy
             if self.snapshots is not None and window.frame.image is None:
@@ -329,11 +330,10 @@ class CameraPipeline:
             except (OSError, RuntimeError) as exc:
                 report.snapshot_errors += 1
                 log.error("snapshot %s not saved (%s); the alert goes without it", name, exc)
-        snapshot_file = self._object_snapshots.get(ev.event_id)
-        if tr.kind == "end":
-            self._object_snapshots.pop(ev.event_id, None)
-        h, w = shape
-        box = [track.box[0] / w, track.box[1] / h, track.box[2] / w, track.box[3] / h]
+        snapshot_file = (self._object_snapshots.pop if tr.kind == "end" else self._object_snapshots.get)(
+            ev.event_id, None
+        )
+        (h, w), box = shape, track.box
         msg = build_alert(
             tr,
             thing_name=self.thing_name,
@@ -345,6 +345,6 @@ class CameraPipeline:
             model_sha256=self.bundle.sha256,
             snapshot_file=snapshot_file,
             label=track.label,
-            box=box,
+            box=[box[0] / w, box[1] / h, box[2] / w, box[3] / h],
         )
         self._publish(msg, report)

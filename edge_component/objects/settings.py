@@ -99,7 +99,9 @@ class ZoneObjects(_Leaf):
     @model_validator(mode="after")
     def _consistent(self) -> ZoneObjects:
         if self.motion_only:
-            if "objects" in self.model_fields_set or self.filters:
+            # The default objects are allowed: a dumped configuration (the runtime hands
+            # each camera worker JSON) writes them out.
+            if self.objects != list(DEFAULT_OBJECTS) or self.filters:
                 raise ValueError("motion_only: a motion-only zone watches no labels; remove objects and filters")
             return self
         if not self.objects:
