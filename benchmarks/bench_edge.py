@@ -17,8 +17,8 @@ Prints, for the 768x432 example clip at 5 analyses per second:
 - resident memory after each of several replays of the clip with detection (no growth
   expected).
 
-``BENCH_PAIRS`` (default 3) sets the pairs with detection: one replay takes about a
-minute on a loaded 2-core machine.
+``BENCH_PAIRS`` (default 3) sets the pairs with detection, ``BENCH_FAST_PAIRS`` (default 9)
+the others: one replay with detection takes about a minute on a loaded 2-core machine.
 
 Run: `.venv/bin/python benchmarks/bench_edge.py` (or `make bench`).
 """
@@ -49,7 +49,7 @@ CLIP = REPO / "examples" / "clips" / "one-by-one-person-detection.mp4"
 BUNDLE = REPO / "edge_component" / "models" / "seed"
 REPEAT = int(os.environ.get("BENCH_PAIRS", "3"))  # decode/pipeline pairs with detection
 REPEAT_SLOW = 2  # the snapshot runs with detection
-REPEAT_FAST = 9  # motion-only and MOG2 runs, each beside a decode run of its own
+REPEAT_FAST = int(os.environ.get("BENCH_FAST_PAIRS", "9"))  # motion-only and MOG2 runs, each beside a decode run
 
 
 class Discard:

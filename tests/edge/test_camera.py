@@ -191,6 +191,7 @@ def test_a_clip_that_brightens_sharply_raises_no_alert(demo_config, trained_bund
     assert rec.sent == []
 
 
+@pytest.mark.timeout(600)  # three 60-s replays with the detector: over 180 s on a loaded 2-core machine
 def test_blank_frames_and_a_fade_to_black_and_back_change_no_alert(demo_config, trained_bundle, tmp_path):
     # The first 60 s of the real clip (three intrusions), once as it is and once with a
     # black frame before it and two during the second intrusion, as decoders and cameras
