@@ -1,11 +1,14 @@
 """One camera through every stage: capture -> analysis (windows) -> model scores ->
-events -> snapshots and alert messages.
+objects -> events -> snapshots and alert messages.
 
 :class:`CameraPipeline` wires the stages for one camera at a time: it opens the
 camera's :class:`~edge_component.capture.feed.Feed`, turns its frames into windows
-(:func:`~edge_component.analysis.windows.analyse_frames`), scores every window with the
-model bundle, feeds each zone's :class:`~edge_component.events.decision.EventTracker`,
-and hands every transition to the publisher as a valid alert on ``vigil/<thing>/alerts``.
+(:func:`~edge_component.analysis.windows.analyse_frames`) and scores every window with
+the model bundle. A zone watching objects (default ``[person]``) gets events from tracks
+(:class:`~edge_component.objects.stage.ObjectStage` on the motion of windows the model
+scores at least the gate, then :class:`~edge_component.events.objects.ObjectEvents`); a
+``motion_only`` zone from the scores (:class:`~edge_component.events.decision.EventTracker`).
+Every transition goes to the publisher as a valid alert on ``vigil/<thing>/alerts``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,16 +25,19 @@ import numpy as np
 
 from .analysis.motion import MotionAnalyzer
 from .analysis.windows import Window, analyse_frames
+from .camera_report import CameraReport
 from .capture.feed import Feed, open_live, open_replay
-from .capture.frames import CaptureStats
 from .capture.source import media_duration_s
 from .config import CameraConfig, ComponentConfig, is_live
 from .contracts.topics import alert_topic
 from .delivery.publisher import Publisher, PublishError
 from .events.alerts import build_alert
 from .events.decision import EventTracker, Transition, random_event_id
-from .events.snapshots import SnapshotStore, annotate
+from .events.objects import ObjectEvents, ObjectTransition
+from .events.snapshots import SnapshotStore, annotate, caption_for
 from .model.bundle import ModelBundle
+from .objects.detector import ObjectDetector, check_record
+from .objects.stage import ObjectStage
 
 log = logging.getLogger(__name__)
 
@@ -42,30 +48,6 @@ class _Best:
     window: Window
     image: np.ndarray | None = None  # BGR, when the window's frame was analysed as luma only
     saved_as: str = ""  # snapshot file name once written
-
-
-@dataclass
-class CameraReport:
-    camera: str
-    stats: CaptureStats
-    wall_s: float = 0.0
-    inference_s: float = 0.0
-    windows: int = 0
-    alerts: list[dict[str, Any]] = field(default_factory=list)  # every message published
-    failed: list[dict[str, Any]] = field(default_factory=list)  # messages the publisher refused
-    snapshot_errors: int = 0  # snapshots that could not be written (disk full, permissions)
-    invalid_scores: int = 0  # windows whose model output was not a probability (NaN, outside 0..1)
-    blank_frames: int = 0  # analysed frames of one flat colour, skipped (a camera sending only these is blind)
-    recalibrations: int = 0  # background relearnt after lighting or scene changes
-
-    @property
-    def source_fps(self) -> float:
-        """Source frames processed per wall-clock second."""
-        return self.stats.frames_in / self.wall_s if self.wall_s else 0.0
-
-    @property
-    def starts(self) -> list[dict[str, Any]]:
-        return [a for a in self.alerts if a["event_type"] == "start"]
 
 
 class CameraPipeline:
@@ -80,6 +62,7 @@ class CameraPipeline:
         *,
         thing_name: str,
         snapshots: SnapshotStore | None = None,
+        detector: ObjectDetector | None = None,
     ):
         self.config = config
         self.bundle = bundle
@@ -89,6 +72,10 @@ class CameraPipeline:
         self.snapshots = snapshots
         self.threshold = config.decision.threshold if config.decision.threshold is not None else bundle.threshold
         self.reports: dict[str, CameraReport] = {}  # latest per camera, for telemetry
+        self._object_detector = detector
+        self._object_snapshots: dict[str, str] = {}  # event id -> snapshot file of its start
+        if detector is not None or any(not z.motion_only for c in config.cameras for z in c.zones):
+            self._detector()  # before the first frame
 
     def run(self, camera: CameraConfig, stop: threading.Event | None = None) -> CameraReport:
         """Watch one camera: replay a file (mode auto/replay) or follow a live source
@@ -108,7 +95,9 @@ class CameraPipeline:
         if origin is None:
             origin = datetime.now(UTC) - timedelta(seconds=media_duration_s(camera.source))
         # A replay analyses luma only; a snapshot's frame is decoded in colour when needed.
-        feed = open_replay(camera.source, self.config.detection_fps, colour=self.snapshots is not None)
+        # The detector and snapshots need colour: decoded again for the frames they use.
+        colour = self.snapshots is not None or any(not z.motion_only for z in camera.zones)
+        feed = open_replay(camera.source, self.config.detection_fps, colour=colour)
         try:
             return self._run(camera, feed, origin=origin, replay_key=f"{self.thing_name}|{camera.name}|{feed.identity}")
         finally:
@@ -126,24 +115,38 @@ class CameraPipeline:
         )
         return self._run(camera, feed)
 
+    def _detector(self) -> ObjectDetector:
+        # One per pipeline (camera worker), checked against the bundle's manifest.
+        if self._object_detector is None:
+            self._object_detector = ObjectDetector()
+        check_record(self.bundle.manifest.model.detector, self._object_detector)
+        return self._object_detector
+
     def _run(
         self, camera: CameraConfig, feed: Feed, *, origin: datetime | None = None, replay_key: str | None = None
     ) -> CameraReport:
         report = CameraReport(camera.name, feed.stats)
-        media_time = feed.media_time
-        self.reports[camera.name] = report
+        media_time, self.reports[camera.name] = feed.media_time, report
 
         def ids_for(zone: str):
             if replay_key is None:
                 return random_event_id
             return lambda started_s: uuid.uuid5(uuid.NAMESPACE_URL, f"vigil:{replay_key}|{zone}|{started_s:.3f}").hex
 
-        trackers = [EventTracker(self.config.decision, self.threshold, ids_for(z.name)) for z in camera.zones]
-        best: list[_Best | None] = [None] * len(camera.zones)  # best window of the current run or event, per zone
+        zones = camera.zones
+        trackers = [EventTracker(self.config.decision, self.threshold, ids_for(z.name)) for z in zones]
+        best: list[_Best | None] = [None] * len(zones)  # best window of the current run or event, per zone
+        stage = objects = None
+        if any(not z.motion_only for z in zones):
+            stage = ObjectStage(zones, self.config.object_detection, self._detector(), self.threshold)
+            objects = ObjectEvents(
+                zones, self.config.decision, lambda z, tid, t: ids_for(f"{zones[z].name}|track{tid}")(t)
+            )
         origin = origin or datetime.now(UTC)
         started = time.perf_counter()
         last_t = 0.0
-        analyzer = MotionAnalyzer(self.config.motion, camera.zones, camera.masks, self.config.detection_fps)
+        analyzer = MotionAnalyzer(self.config.motion, zones, camera.masks, self.config.detection_fps)
+        pending: list[tuple[Window, float]] = []  # this frame's windows and scores, until its last zone
         for window in analyse_frames(feed.frames, camera, self.config, analyzer):
             last_t = window.frame.time_s
             if window.frame.wall_s is not None:  # live: dates follow the wall clock now, also after it steps
@@ -156,34 +159,61 @@ class CameraPipeline:
             if not 0.0 <= score <= 1.0:  # NaN included; load_bundle's probe makes this rare
                 report.invalid_scores += 1
                 if report.invalid_scores == 1 or report.invalid_scores % 1000 == 0:
-                    log.error(
-                        "camera %s: model gave %r, not a probability (%d such windows); window skipped",
-                        camera.name,
-                        score,
-                        report.invalid_scores,
-                    )
-                continue
-            if camera.armed is not None and not camera.armed.is_armed(origin + timedelta(seconds=window.frame.time_s)):
-                score = 0.0  # disarmed: no event starts, and one in progress ends as if quiet
+                    msg = "camera %s: model gave %r, not a probability (%d such windows); window skipped"
+                    log.error(msg, camera.name, score, report.invalid_scores)
+                score = -1.0  # neither an event nor a reason to look
+            armed = camera.armed is None or camera.armed.is_armed(origin + timedelta(seconds=window.frame.time_s))
             z = window.zone_index
-            tracker = trackers[z]
-            if score >= self.threshold and (best[z] is None or score > best[z].score):
-                best[z] = _Best(score, window)  # frames are fresh arrays: holding one costs no copy
-                if self.snapshots is not None and window.frame.image is None:
-                    # Decoded now, while frames come in order, so the file is only ever read forward.
-                    best[z].image = feed.colour(window.frame)
-            elif tracker.active is None and score < self.threshold:
-                best[z] = None  # the run broke before it became an event
-            for tr in tracker.update(window.frame.time_s, score):
-                self._emit(tr, camera, best[z], origin, report, media_time, camera.zones[z].name)
-                if tr.kind == "end":
-                    best[z] = None
+            if zones[z].motion_only and score >= 0.0:
+                self._motion_window(
+                    window, 0.0 if not armed else score, trackers[z], best, z, feed, report, camera, origin
+                )
+            pending.append((window, score))
+            if z == len(zones) - 1:
+                if stage is not None:
+                    self._objects_frame(pending, stage, objects, feed, report, camera, origin, armed)
+                pending = []
             report.wall_s = time.perf_counter() - started
         for z, tracker in enumerate(trackers):
             for tr in tracker.close(last_t):
-                self._emit(tr, camera, best[z], origin, report, media_time, camera.zones[z].name)
+                self._emit(tr, camera, best[z], origin, report, media_time, zones[z].name)
+        if stage is not None:
+            for ot in objects.close(stage.end_all(), last_t):
+                self._emit_object(ot, camera, None, stage.frame_shape, origin, report, media_time)
+            report.detector_calls, report.detect_s = stage.counters.calls, stage.counters.detect_s
+            report.detected_frames = stage.counters.frames_detected
         report.wall_s = time.perf_counter() - started
         return report
+
+    def _motion_window(self, window, score, tracker, best, z, feed, report, camera, origin) -> None:  # motion only
+        if score >= self.threshold and (best[z] is None or score > best[z].score):
+            best[z] = _Best(score, window)  # frames are fresh arrays: holding one costs no copy
+            if self.snapshots is not None and window.frame.image is None:
+                # Decoded now, while frames come in order, so the file is only ever read forward.
+                best[z].image = feed.colour(window.frame)
+        elif tracker.active is None and score < self.threshold:
+            best[z] = None  # the run broke before it became an event
+        for tr in tracker.update(window.frame.time_s, score):
+            self._emit(tr, camera, best[z], origin, report, feed.media_time, camera.zones[z].name)
+            if tr.kind == "end":
+                best[z] = None
+
+    def _objects_frame(self, pending, stage, objects, feed, report, camera, origin, armed) -> None:
+        """One analysed frame through the detection stage and the object events."""
+        frame = pending[0][0].frame
+        shape = frame.luma.shape[:2]
+        boxes = [b for w, score in pending if stage.wants(w.zone_index, score, w.stats.boxes) for b in w.stats.boxes]
+        regions = stage.regions(boxes, shape)
+        image = None
+        if regions:
+            t0 = time.perf_counter()
+            image = feed.colour(frame)
+            if image is None:
+                image = frame.colour()  # the file changed under the replay: grey beats nothing
+            report.colour_s += time.perf_counter() - t0
+        update = stage.update(image, regions, frame.time_s)
+        for ot in objects.update(update, frame.time_s, shape, armed):
+            self._emit_object(ot, camera, image, shape, origin, report, feed.media_time)
 
     def _emit(
         self,
@@ -229,6 +259,9 @@ class CameraPipeline:
             model_sha256=self.bundle.sha256,
             snapshot_file=snapshot_file,
         )
+        self._publish(msg, report)
+
+    def _publish(self, msg: dict[str, Any], report: CameraReport) -> None:
         try:
             self.publisher.publish(self.topic, msg)
             report.alerts.append(msg)
@@ -236,11 +269,56 @@ class CameraPipeline:
             log.error("alert %s/%s not published: %s", msg["event_id"], msg["event_type"], exc)
             report.failed.append(msg)
         log.info(
-            "%s %s/%s event %s at %.1fs (score %.2f)",
-            tr.kind,
-            camera.name,
-            zone,
-            tr.event.event_id[:8],
-            tr.time_s,
+            "%s %s/%s event %s at %s (score %.2f%s)",
+            msg["event_type"],
+            msg["camera"],
+            msg["zone"],
+            msg["event_id"][:8],
+            msg.get("media_offset_s", msg["sent_at"]),
             msg["score"],
+            f", {msg['label']}" if "label" in msg else "",
         )
+
+    def _emit_object(
+        self,
+        ot: ObjectTransition,
+        camera: CameraConfig,
+        image: np.ndarray | None,
+        shape: tuple[int, int],
+        origin: datetime,
+        report: CameraReport,
+        media_time: bool,
+    ) -> None:
+        """Publish one object event's transition: the start with a snapshot of the frame
+        that confirmed the object (its box, label and score drawn), later messages with
+        the same snapshot."""
+        tr, track, zone = ot.transition, ot.track, camera.zones[ot.zone_index]
+        ev = tr.event
+        if tr.kind == "start" and image is not None and self.snapshots is not None:
+            name = f"{camera.name}-{ev.event_id}.jpg"
+            caption = caption_for(camera.name, zone.name, track.label, track.score, tr.time_s)
+            drawn = [(track.label, track.score, track.box)]
+            try:
+                self.snapshots.save(name, annotate(image, [zone], camera.masks, (), caption, objects=drawn))
+                self._object_snapshots[ev.event_id] = name
+            except (OSError, RuntimeError) as exc:
+                report.snapshot_errors += 1
+                log.error("snapshot %s not saved (%s); the alert goes without it", name, exc)
+        snapshot_file = (self._object_snapshots.pop if tr.kind == "end" else self._object_snapshots.get)(
+            ev.event_id, None
+        )
+        (h, w), box = shape, track.box
+        msg = build_alert(
+            tr,
+            thing_name=self.thing_name,
+            camera=camera.name,
+            zone=zone.name,
+            threshold=ot.threshold,
+            clock_origin=origin,
+            media_time=media_time,
+            model_sha256=self.bundle.sha256,
+            snapshot_file=snapshot_file,
+            label=track.label,
+            box=[box[0] / w, box[1] / h, box[2] / w, box[3] / h],
+        )
+        self._publish(msg, report)

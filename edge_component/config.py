@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .events.schedule import ArmedSchedule
+from .objects.settings import RegionSettings, TrackingSettings, ZoneObjects
 
 Point = Annotated[tuple[float, float], Field(description="(x, y), each 0..1 of frame width/height")]
 Name = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")]
@@ -63,6 +64,28 @@ class Polygon(_Model):
         return pts
 
 
+class Zone(Polygon, ZoneObjects):
+    """A zone: its polygon and what counts in it (:class:`~.objects.settings.ZoneObjects`:
+    ``objects``, default ``[person]``; per-label ``filters`` of ``min_score`` and
+    ``threshold``; object ``masks``; or ``motion_only: true`` for events from motion and
+    the trained model alone)."""
+
+
+class ObjectDetectionSettings(_Model):
+    """The detection stage of every camera: regions around motion, tracks, and the gate
+    by which the trained model decides which frames are worth the detector."""
+
+    regions: RegionSettings = Field(default_factory=RegionSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    gate_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="the detector looks at a zone's motion only in windows the trained model scores at least "
+        "this; default the decision threshold (0: whenever there is motion); tracked objects are always looked at",
+    )
+
+
 class MotionSettings(_Model):
     """Background model. Units: pixels of the analysis frame, per-analysis rates."""
 
@@ -95,7 +118,7 @@ class MotionSettings(_Model):
 class CameraConfig(_Model):
     name: Name
     source: str = Field(min_length=1, description="file path, rtsp:// or http(s):// URL, or a camera index such as '0'")
-    zones: list[Polygon] = Field(min_length=1)
+    zones: list[Zone] = Field(min_length=1)
     masks: list[Polygon] = Field(default_factory=list, description="areas ignored for motion (trees, clocks, road)")
     armed: ArmedSchedule | None = Field(None, description="when this camera raises alerts; absent: always")
     mode: Literal["auto", "live", "replay"] = Field(
@@ -168,6 +191,7 @@ class ComponentConfig(_Model):
     window_s: float = Field(1.0, gt=0, le=10, description="length of the feature window (s)")
     motion: MotionSettings = Field(default_factory=MotionSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
+    object_detection: ObjectDetectionSettings = Field(default_factory=ObjectDetectionSettings)
     telemetry_every_s: float = Field(60.0, ge=1, le=86400, description="heartbeat and stats on vigil/<thing>/telemetry")
     snapshot_max_files: int = Field(200, ge=1, le=100000, description="snapshots kept on disk; the oldest go first")
 

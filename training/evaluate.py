@@ -8,8 +8,11 @@ abnormal intervals. The clip is replayed through the real camera pipeline (same 
 on a device); each 'start' alert is matched to the interval it falls in. An interval with
 one alert within ``--max-delay`` seconds of its start is *found*; one with no alert is
 *missed*; alerts outside every interval are *false alerts*, and extra alerts inside an
-interval are *duplicates*. Part of training, not of the component: it needs the label
-reader (``training/labels.py``), which the device does not carry.
+interval are *duplicates*. The same counts are reported per zone and label
+(:func:`breakdown`): an alert that names a label (an object zone's) counts against the
+intervals labelled so; a motion-only zone's alert against the interval it falls in.
+Part of training, not of the component: it needs the label reader
+(``training/labels.py``), which the device does not carry.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,7 @@ class ClipResult:
     intervals: list[IntervalResult]
     false_alerts_at_s: list[float]
     max_delay_s: float
+    groups: dict[str, ClipResult] = field(default_factory=dict)  # "zone/label" -> its result
 
     @property
     def found(self) -> int:
@@ -85,6 +89,7 @@ class ClipResult:
             "delay_s_max": round(max(delays), 2) if delays else None,
             "intervals": [{**asdict(r), "delay_s": r.delay_s} for r in self.intervals],
             "false_alerts_at_s": self.false_alerts_at_s,
+            **({"by_zone_label": {k: g.summary() for k, g in self.groups.items()}} if self.groups else {}),
         }
 
 
@@ -106,6 +111,35 @@ def match_alerts(
         else:
             false.append(t)
     return ClipResult(clip, duration_s, results, false, max_delay_s)
+
+
+def breakdown(
+    starts: Sequence[dict[str, Any]],
+    intervals: Sequence[tuple[float, float, str | None]],
+    zones: Sequence[str],
+    duration_s: float,
+    clip: str = "",
+    max_delay_s: float = 2.0,
+) -> dict[str, ClipResult]:
+    """Per ``zone/label``: ``starts`` (alert messages: ``zone``, ``media_offset_s``, an
+    object's ``label``) matched to ``intervals`` (start_s, end_s, label or None: shown as
+    ``any``). An alert without a label takes the label of the interval it falls in."""
+
+    def label_at(t: float) -> str:
+        return next((lab or "any" for a, b, lab in intervals if a <= t < b), "any")
+
+    labels = sorted({lab or "any" for *_, lab in intervals} | {a.get("label", "any") for a in starts})
+    out = {}
+    for zone in zones:
+        for label in labels:
+            times = [
+                a["media_offset_s"]
+                for a in starts
+                if a["zone"] == zone and a.get("label", label_at(a["media_offset_s"])) == label
+            ]
+            spans = [(a, b) for a, b, lab in intervals if (lab or "any") == label]
+            out[f"{zone}/{label}"] = match_alerts(times, spans, duration_s, clip, max_delay_s)
+    return out
 
 
 def evaluate_clip(
@@ -130,7 +164,10 @@ def evaluate_clip(
     ).run_replay(camera)
     duration = report.stats.frames_in / report.stats.fps if report.stats.fps else 0.0
     starts = [a["media_offset_s"] for a in report.starts]
-    return match_alerts(starts, [(iv.start_s, iv.end_s) for iv in labels.abnormal], duration, clip.name, max_delay_s)
+    result = match_alerts(starts, [(iv.start_s, iv.end_s) for iv in labels.abnormal], duration, clip.name, max_delay_s)
+    spans = [(iv.start_s, iv.end_s, iv.label) for iv in labels.abnormal]
+    result.groups = breakdown(report.starts, spans, [z.name for z in camera.zones], duration, clip.name, max_delay_s)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +212,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{'total':<40} {total['events']:>6} {total['found']:>5} {total['late']:>4} {total['missed']:>6} "
         f"{total['duplicates']:>3} {total['false_alerts']:>5} {total['false_alerts_per_hour']:>7}"
     )
+    print(
+        f"\n{'clip: zone/label':<40} {'events':>6} {'found':>5} {'late':>4} {'missed':>6} "
+        f"{'dup':>3} {'false':>5} {'false/h':>7}"
+    )
+    for r in rows:
+        for key, g in r.get("by_zone_label", {}).items():
+            print(
+                f"{r['clip'][:24] + ': ' + key:<40} {g['events']:>6} {g['found']:>5} {g['late']:>4} {g['missed']:>6} "
+                f"{g['duplicates']:>3} {g['false_alerts']:>5} {g['false_alerts_per_hour']:>7}"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps({"clips": rows, "total": total}, indent=2) + "\n")
     return 0

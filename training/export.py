@@ -32,6 +32,10 @@ import numpy as np
 from edge_component.analysis.features import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES
 from edge_component.contracts.manifest import MANIFEST_FILE, MANIFEST_SCHEMA_VERSION, Manifest
 from edge_component.model.bundle import sha256_file
+from edge_component.objects.detector import MODEL_FILE as DETECTOR_FILE
+from edge_component.objects.detector import MODEL_SHA256 as DETECTOR_SHA256
+from edge_component.objects.detector import label_map_sha256
+from edge_component.objects.labels import COCO_LABELS
 
 from .model import Standardizer
 
@@ -175,6 +179,12 @@ def runtime_versions() -> dict[str, str]:
     return out
 
 
+def detector_record() -> dict[str, str]:
+    """The manifest's ``detector``: the object detector shipped with the edge component
+    (``edge_component/models/detector/``), its SHA-256 and its label map's."""
+    return {"file": DETECTOR_FILE, "sha256": DETECTOR_SHA256, "label_map_sha256": label_map_sha256(COCO_LABELS)}
+
+
 def write_bundle(
     out_dir: str | Path,
     *,
@@ -190,7 +200,8 @@ def write_bundle(
 
     The manifest lists every file with its SHA-256, what each model is, the normalisation,
     the threshold, ``metrics``, the versions of the packages that made the models, and
-    ``checked_against``: the runtimes (name -> version) the gates ran them in.
+    ``checked_against``: the runtimes (name -> version) the gates ran them in, and
+    ``detector``: the object detector the edge pairs with it (file, SHA-256, label map).
     Returns the manifest path.
     """
     if INT8_FILE not in models:
@@ -219,6 +230,7 @@ def write_bundle(
         metrics=metrics,
         versions=runtime_versions(),
         checked_against=dict(checked_against or {}),
+        detector=detector_record(),
     ).model_dump()
     path = out / MANIFEST_FILE
     tmp = path.with_suffix(".tmp")

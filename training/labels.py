@@ -7,11 +7,13 @@ Format (JSON, one file per clip)::
       "camera": {"name": "lobby",            # zones/masks as in the component config,
                  "zones": [{"name": "room", "polygon": [[0,0],[1,0],[1,1],[0,1]]}],
                  "masks": []},                # coordinates normalised 0..1
-      "abnormal": [{"start_s": 6, "end_s": 20}, ...]   # media seconds, end exclusive
-    }
+      "abnormal": [{"start_s": 6, "end_s": 20, "label": "person"}, ...]
+    }                                         # media seconds, end exclusive
 
 A window is labelled 1 when the media time of the frame that closes it falls inside an
-abnormal interval, else 0.
+abnormal interval, else 0. ``label`` (optional, a COCO label of the object detector)
+says what is in view during the interval, so evaluation can report per label; a zone
+may give ``objects``/``filters``/``masks``/``motion_only`` as in the component config.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge_component.config import Polygon
+from edge_component.config import Polygon, Zone
+from edge_component.objects.settings import Label
 
 # An interval may end up to this long after the clip's last analysed frame: a labeller
 # rounding "until the end" up to the next second, not a clip cut short.
@@ -39,6 +42,7 @@ class Interval(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     start_s: float = Field(ge=0)
     end_s: float = Field(gt=0)
+    label: Label | None = Field(None, description="what is in view, e.g. person; absent: not labelled per object")
 
     @model_validator(mode="after")
     def _ordered(self) -> Interval:
@@ -50,7 +54,7 @@ class Interval(BaseModel):
 class LabelCamera(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
-    zones: list[Polygon] = Field(min_length=1)
+    zones: list[Zone] = Field(min_length=1)
     masks: list[Polygon] = Field(default_factory=list)
 
 

@@ -53,7 +53,7 @@ class InvalidAlertError(ValueError):
 
     ``code`` is a short, stable category for metrics (``not_an_object``,
     ``missing_topic_thing``, ``thing_mismatch``, ``schema_version``, ``schema``,
-    ``non_finite``, ``control_character``, ``timestamp``, ``sequence``, ``ended_at``);
+    ``non_finite``, ``control_character``, ``timestamp``, ``sequence``, ``ended_at``, ``box``);
     ``reason`` says which field and why, for logs and the dead-letter trail.
     """
 
@@ -143,7 +143,8 @@ def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
 def check_semantics(alert: Mapping[str, Any]) -> None:
     """What the schema cannot say or engines disagree on (an alert that passed the
     schema): finite numbers, no control characters, RFC 3339 timestamps with an offset,
-    ``sequence`` 0 on ``start``, ``ended_at`` only on ``end``."""
+    ``sequence`` 0 on ``start``, ``ended_at`` only on ``end``, an object's ``box`` finite
+    with its corners in order."""
     for field in _NUMBER_FIELDS:
         if field in alert and not math.isfinite(alert[field]):
             raise InvalidAlertError("non_finite", f"{field}: {alert[field]!r} is not a finite number")
@@ -155,6 +156,12 @@ def check_semantics(alert: Mapping[str, Any]) -> None:
             parse_timestamp(alert[field], field)
     if alert["event_type"] == "start" and alert["sequence"] != 0:
         raise InvalidAlertError("sequence", f"sequence: a start message has sequence 0, got {alert['sequence']!r}")
+    box = alert.get("box")
+    if box is not None:
+        if not all(math.isfinite(v) for v in box):
+            raise InvalidAlertError("non_finite", f"box: {box!r} holds a number that is not finite")
+        if not (box[0] < box[2] and box[1] < box[3]):
+            raise InvalidAlertError("box", f"box: {box!r} is not (x0, y0, x1, y1) with x0 < x1 and y0 < y1")
     if "ended_at" in alert and alert["event_type"] != "end":
         raise InvalidAlertError(
             "ended_at", f"ended_at: only an end message carries it, this is {alert['event_type']!r}"

@@ -16,7 +16,7 @@ from typing import Any
 from .alert_rules import SCHEMA_FILE, InvalidAlertError, check_semantics, schema_check
 
 SCHEMA_PATH = Path(__file__).with_name(SCHEMA_FILE)
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: optional label and box of an object's event; 1.0 still valid
 
 
 class AlertValidationError(ValueError):

@@ -37,6 +37,18 @@ class Normalisation(BaseModel):
         return self
 
 
+class DetectorRecord(BaseModel):
+    """The object detector the bundle was made for: its file name, the SHA-256 of its
+    bytes and of its label map (the names one a line, UTF-8, each line ending in
+    ``\n``). The edge refuses to run object zones with any other detector."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: str = Field(pattern=r"^[a-zA-Z0-9_.-]{1,128}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    label_map_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class Manifest(BaseModel):
     """``manifest.json``. Keys the edge needs are required; the rest say how the bundle
     was made (training writes them all; the edge ignores keys it does not know)."""
@@ -56,6 +68,7 @@ class Manifest(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict, description="packages that made the models")
     checked_against: dict[str, str] = Field(default_factory=dict, description="runtimes the gates ran them in")
+    detector: DetectorRecord | None = Field(None, description="the object detector the bundle goes with; absent: any")
 
     @field_validator("schema_version", "feature_version", mode="before")
     @classmethod

@@ -26,11 +26,15 @@ def build_alert(
     media_time: bool,
     model_sha256: str | None = None,
     snapshot_file: str | None = None,
+    label: str | None = None,
+    box: list[float] | tuple[float, ...] | None = None,
 ) -> dict[str, Any]:
     """The alert message for one transition, validated (AlertValidationError if not).
 
     ``clock_origin`` is the UTC wall time of tracker time 0, so tracker seconds map to
     wall-clock timestamps; ``media_time`` adds ``media_offset_s`` (replays of files).
+    An object's event also carries its ``label`` and ``box`` (x0, y0, x1, y1, each 0..1
+    of the frame), with ``score`` and ``threshold`` the label's median score and threshold.
     """
     ev = tr.event
     msg: dict[str, Any] = {
@@ -54,5 +58,9 @@ def build_alert(
         msg["model_sha256"] = model_sha256
     if snapshot_file:
         msg["snapshot"] = {"file": snapshot_file}
+    if label is not None:
+        msg["label"] = label
+    if box is not None:
+        msg["box"] = [round(min(max(float(v), 0.0), 1.0), 4) for v in box]
     validate_alert(msg)
     return msg

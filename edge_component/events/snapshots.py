@@ -1,5 +1,6 @@
 """Evidence snapshots: the alert frame as a JPEG, annotated with the zones (green),
-masks (grey) and motion boxes (red), kept on the device with bounded disk use."""
+masks (grey), motion boxes (red) and objects (yellow, with label and score), kept on
+the device with bounded disk use."""
 
 from __future__ import annotations
 
@@ -11,9 +12,32 @@ import numpy as np
 
 from edge_component.config import Polygon
 
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 
-def annotate(image: np.ndarray, zones: list[Polygon], masks: list[Polygon], boxes, label: str) -> np.ndarray:
-    """A copy of the BGR ``image`` with zones, masks, boxes (x, y, w, h px) and a label."""
+
+def _fit(text: str, width: int, scale: float = 0.5) -> float:
+    """The largest font scale up to ``scale`` at which ``text`` fits ``width`` px (at least 0.3)."""
+    (tw, _), _ = cv2.getTextSize(text, FONT, scale, 1)
+    return max(0.3, min(scale, scale * width / max(tw, 1)))
+
+
+def caption_for(camera: str, zone: str, label: str, score: float, time_s: float) -> str:
+    """An object snapshot's caption, short enough for a 320-px frame:
+    ``person 0.82 in room (cam) 12.3s``."""
+    return f"{label} {score:.2f} in {zone} ({camera}) {time_s:.1f}s"
+
+
+def annotate(
+    image: np.ndarray,
+    zones: list[Polygon],
+    masks: list[Polygon],
+    boxes,
+    label: str,
+    objects: list[tuple[str, float, tuple[float, float, float, float]]] = (),
+) -> np.ndarray:
+    """A copy of the BGR ``image`` with zones, masks, motion ``boxes`` (x, y, w, h px),
+    ``objects`` as (label, score, (x0, y0, x1, y1) px) and the caption ``label``, shrunk
+    to fit the frame's width."""
     out = image.copy()
     h, w = out.shape[:2]
 
@@ -25,13 +49,20 @@ def annotate(image: np.ndarray, zones: list[Polygon], masks: list[Polygon], boxe
     for z in zones:
         cv2.polylines(out, [pts(z)], True, (0, 200, 0), 2)
         x0, y0 = pts(z)[0]
-        cv2.putText(
-            out, z.name, (int(x0) + 4, int(y0) + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 0), 1, cv2.LINE_AA
-        )
+        cv2.putText(out, z.name, (int(x0) + 4, int(y0) + 16), FONT, 0.5, (0, 200, 0), 1, cv2.LINE_AA)
     for x, y, bw, bh in boxes:
         cv2.rectangle(out, (x, y), (x + bw, y + bh), (0, 0, 255), 2)
+    for name, score, (bx0, by0, bx1, by1) in objects:
+        p0, p1 = (int(bx0), int(by0)), (int(bx1) - 1, int(by1) - 1)
+        cv2.rectangle(out, p0, p1, (0, 220, 255), 2)
+        tag = f"{name} {score:.2f}"
+        (tw, th), _ = cv2.getTextSize(tag, FONT, 0.45, 1)
+        ty = p0[1] - 4 if p0[1] >= th + 6 else p0[1] + th + 4  # above the box, or inside at the top
+        tx = min(p0[0], max(0, w - tw - 2))
+        cv2.rectangle(out, (tx, ty - th - 2), (tx + tw + 2, ty + 3), (0, 220, 255), -1)
+        cv2.putText(out, tag, (tx + 1, ty), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.rectangle(out, (0, h - 24), (w, h), (0, 0, 0), -1)
-    cv2.putText(out, label, (6, h - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(out, label, (6, h - 7), FONT, _fit(label, w - 12), (255, 255, 255), 1, cv2.LINE_AA)
     return out
 
 

@@ -66,6 +66,33 @@ def read_label_map(path: str | Path) -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
+def label_map_sha256(labels: tuple[str, ...]) -> str:
+    """Hex SHA-256 of a label map as text: the names one a line, UTF-8, each ending in ``\n``."""
+    return hashlib.sha256("".join(f"{label}\n" for label in labels).encode("utf-8")).hexdigest()
+
+
+def check_record(record, detector: ObjectDetector) -> None:
+    """Refuse a ``detector`` that is not the one a model bundle's manifest records
+    (``record``: :class:`edge_component.contracts.manifest.DetectorRecord`, or None for a
+    bundle that records none). DetectorModelError names what differs."""
+    if record is None:
+        return
+    actual = {
+        "file": detector.path.name,
+        "sha256": detector.sha256,
+        "label_map_sha256": label_map_sha256(detector.labels),
+    }
+    wrong = [
+        f"{key} {actual[key]!r}, the bundle says {getattr(record, key)!r}"
+        for key in actual
+        if actual[key] != getattr(record, key)
+    ]
+    if wrong:
+        raise DetectorModelError(
+            f"detector model {detector.path} is not the one the model bundle was made for: " + "; ".join(wrong)
+        )
+
+
 def _interpreter(path: Path, num_threads: int):
     # LiteRT is the edge interpreter (DESIGN decision 1); tflite-runtime is the fallback.
     try:

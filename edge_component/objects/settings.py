@@ -99,7 +99,9 @@ class ZoneObjects(_Leaf):
     @model_validator(mode="after")
     def _consistent(self) -> ZoneObjects:
         if self.motion_only:
-            if "objects" in self.model_fields_set or self.filters:
+            # The default objects are allowed: a dumped configuration (the runtime hands
+            # each camera worker JSON) writes them out.
+            if self.objects != list(DEFAULT_OBJECTS) or self.filters:
                 raise ValueError("motion_only: a motion-only zone watches no labels; remove objects and filters")
             return self
         if not self.objects:
@@ -142,7 +144,9 @@ class TrackingSettings(_Leaf):
         le=100,
         description="largest change of bottom centre and size (relative to the box) still matched to the same track",
     )
-    score_history: int = Field(10, ge=1, le=100, description="recent frames whose median score decides a track")
+    score_history: int = Field(
+        5, ge=1, le=100, description="recent analysed frames whose median score decides a track (5: 1 s at 5 per s)"
+    )
 
     @model_validator(mode="after")
     def _init_before_end(self) -> TrackingSettings:

@@ -141,7 +141,11 @@ def format_notification(
     as_received = f", as received (the device said {alert['started_at']})" if clock_wrong else ""
     delay = (clock.received_at if clock else now) - started
 
-    subject = clean_subject(f"[{PRODUCT}] Intrusion: {camera}/{zone_name} at {place(site_name, stage, thing)}")
+    # Schema 1.1: an object's event says what was seen ("Person in zone yard").
+    seen = alert.get("label")
+    what = f"{seen[:1].upper()}{seen[1:]} in zone {zone_name}" if seen else ""
+    headline = f"{what}: {camera}" if seen else f"Intrusion: {camera}/{zone_name}"
+    subject = clean_subject(f"[{PRODUCT}] {headline} at {place(site_name, stage, thing)}")
 
     rows = [
         ("Site", site_name),
@@ -151,6 +155,7 @@ def format_notification(
         ("Zone", zone_name),
         ("Started", f"{_local(shown_start, zone)} ({zone.key}); {_local(shown_start, ZoneInfo('UTC'))}{as_received}"),
         *([("Clock", "the device clock looks wrong: " + "; ".join(clock.problems))] if clock_wrong else []),
+        *([("Seen", seen)] if seen else []),
         ("Score", f"{score:.2f} (threshold {threshold:.2f})"),
         ("Severity", level),
     ]
@@ -189,7 +194,9 @@ def format_notification(
 
     body = "\n".join(
         [
-            f"Intrusion detected by camera {camera} (zone {zone_name}) at {where}.",
+            f"{what} (camera {camera}) at {where}."
+            if seen
+            else f"Intrusion detected by camera {camera} (zone {zone_name}) at {where}.",
             "",
             *(f"{label + ':':<{LABEL_WIDTH}}{value}" for label, value in rows),
             "",
@@ -205,7 +212,7 @@ def format_notification(
         shown_site, shown_stage = names
         place = " ".join(filter(None, [shown_site, f"({shown_stage})" if shown_stage else ""]))
         return (
-            f"{PRODUCT}{' ' + place if place else ''}: intrusion {keys[0]}/{keys[1]} {when}"
+            f"{PRODUCT}{' ' + place if place else ''}: {seen or 'intrusion'} {keys[0]}/{keys[1]} {when}"
             f"{extras[0] if kept > 0 else ''}{held}{extras[1] if kept > 1 else ''}"
         )
 

@@ -130,3 +130,31 @@ def test_gsm7_extension_characters_count_twice():
     assert sms_length("[]")[1] == 4
     cut = fit_sms("{" * 100)
     assert sms_length(cut)[1] == 160 and len(cut) == 80
+
+
+def test_an_object_alert_says_what_was_seen_and_a_1_0_alert_still_reads_as_before():
+    # Schema 1.1 adds the optional label and box of an object's event; 1.0 stays accepted.
+    note = notification(alert={"schema_version": "1.1", "label": "person", "box": [0.1, 0.2, 0.4, 0.9]})
+    assert note.subject == "[Vigil] Person in zone room: cam0 at Lakeside (dev)"
+    assert note.body.splitlines()[0] == "Person in zone room (camera cam0) at Lakeside (dev)."
+    assert row(note, "Seen") == "person"
+    assert "person cam0/room" in note.sms
+    old = notification(alert={"schema_version": "1.0"})
+    assert old.subject == "[Vigil] Intrusion: cam0/room at Lakeside (dev)" and row(old, "Seen") is None
+
+
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"schema_version": "1.0", "label": "person", "box": [0.1, 0.2, 0.4, 0.9]}, "schema"),  # 1.0 has no label
+        ({"schema_version": "1.1", "label": "person"}, "schema"),  # a label needs its box
+        ({"schema_version": "1.1", "label": "person", "box": [0.4, 0.2, 0.1, 0.9]}, "box"),  # corners swapped
+        ({"schema_version": "1.1", "label": "Person!", "box": [0.1, 0.2, 0.4, 0.9]}, "schema"),
+    ],
+)
+def test_object_fields_are_validated(changes, reason, start_event):
+    from vigil_alerts.validation import InvalidAlertError
+
+    with pytest.raises(InvalidAlertError) as err:
+        validate_alert(start_event(**changes))
+    assert err.value.code == reason

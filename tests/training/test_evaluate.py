@@ -44,4 +44,27 @@ def test_evaluate_command_on_the_labelled_clip(tmp_path, capsys):
         }
     )
     assert all(0 <= iv["delay_s"] <= 2.0 for iv in report["clips"][0]["intervals"])
-    assert "one-by-one-person-detection.mp4" in capsys.readouterr().out
+    # The room's zone watches person (the default); every interval is labelled person.
+    person = report["clips"][0]["by_zone_label"]["room/person"]
+    assert (person["events"], person["found"], person["false_alerts"]) == (6, 6, 0)
+    out = capsys.readouterr().out
+    assert "one-by-one-person-detection.mp4" in out and "room/person" in out
+
+
+def test_alerts_are_counted_per_zone_and_label():
+    from training.evaluate import breakdown
+
+    intervals = [(0, 5, "person"), (10, 20, "car"), (30, 40, None)]
+    starts = [
+        {"zone": "door", "media_offset_s": 1.0, "label": "person"},  # found
+        {"zone": "door", "media_offset_s": 12.0, "label": "person"},  # a person alert while a car passes: false
+        {"zone": "road", "media_offset_s": 11.0},  # motion only: takes the car interval's label
+        {"zone": "road", "media_offset_s": 31.5},  # motion only, in an unlabelled interval
+    ]
+    groups = breakdown(starts, intervals, ["door", "road"], duration_s=3600)
+    assert sorted(groups) == [f"{z}/{lab}" for z in ("door", "road") for lab in ("any", "car", "person")]
+    person, car = groups["door/person"], groups["road/car"]
+    assert (person.found, person.missed, person.false_alerts_at_s) == (1, 0, [12.0])
+    assert (car.found, car.missed, car.false_alerts_at_s) == (1, 0, [])
+    assert groups["road/any"].found == 1 and groups["door/car"].missed == 1
+    assert groups["road/person"].missed == 1 and groups["road/person"].summary()["false_alerts"] == 0
