@@ -225,7 +225,7 @@ def ood_parity(
     worst = int(np.argmax(diff))
     flips = np.flatnonzero((q >= threshold) != (k >= threshold))
     from_saturation = np.flatnonzero((kc >= threshold) != (k >= threshold))
-    details = {
+    details: dict[str, Any] = {
         "rows": len(q),
         "max_drift_steps": float(diff[worst] / INT8_STEP),
         "max_drift_steps_unclipped": float(np.abs(q - k).max() / INT8_STEP),

@@ -111,7 +111,7 @@ def write_failure(reason: str) -> None:
 class _Parser(argparse.ArgumentParser):
     """argparse's parser whose usage errors are also the job's failure reason."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         write_failure(message)
         super().error(message)
 

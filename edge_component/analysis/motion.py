@@ -11,6 +11,7 @@ subtraction techniques: a review", 2004, section 2); OpenCV ``accumulateWeighted
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -54,8 +55,8 @@ class MotionAnalyzer:
     def __init__(
         self,
         settings: MotionSettings,
-        zones: list[Polygon],
-        masks: list[Polygon] | None = None,
+        zones: Sequence[Polygon],
+        masks: Sequence[Polygon] | None = None,
         analyses_per_s: float = 5.0,
     ):
         self.settings = settings

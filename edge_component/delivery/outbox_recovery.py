@@ -217,5 +217,6 @@ def _ranges(ids: list[int]) -> str:
     for prev, cur in zip(ids, [*ids[1:], None], strict=True):
         if cur is None or cur != prev + 1:
             out.append(f"{start}-{prev}" if prev != start else f"{start}")
-            start = cur
+            if cur is not None:
+                start = cur
     return ", ".join(out)

@@ -5,6 +5,7 @@ the device with bounded disk use."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -29,11 +30,11 @@ def caption_for(camera: str, zone: str, label: str, score: float, time_s: float)
 
 def annotate(
     image: np.ndarray,
-    zones: list[Polygon],
-    masks: list[Polygon],
+    zones: Sequence[Polygon],
+    masks: Sequence[Polygon],
     boxes,
     label: str,
-    objects: list[tuple[str, float, tuple[float, float, float, float]]] = (),
+    objects: Sequence[tuple[str, float, tuple[float, float, float, float]]] = (),
 ) -> np.ndarray:
     """A copy of the BGR ``image`` with zones, masks, motion ``boxes`` (x, y, w, h px),
     ``objects`` as (label, score, (x0, y0, x1, y1) px) and the caption ``label``, shrunk
