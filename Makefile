@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # TensorFlow's C++ start-up chatter hides the output that matters.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint synth bench seed-model clean setup
+.PHONY: demo test lint synth bench soak seed-model clean setup
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -48,8 +48,21 @@ seed-model: setup
 	$(PY) training/train.py --model-dir edge_component/models/seed --output-data-dir build/seed-output \
 		--train examples/labels
 
+# Minutes each (bench_*.py); the 30-minute live-stream soak run is separate: make soak.
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@echo "== the live-stream soak run (30 minutes) is not part of make bench: make soak [SOAK_ARGS='--minutes 3']"
+
+# ffmpeg (Debian package) serves the looped clip as a live stream on 127.0.0.1.
+SOAK_ARGS ?=
+soak: setup
+	@command -v ffmpeg >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null 2>&1 || { echo "error: ffmpeg is missing and there is no apt-get; install ffmpeg with your package manager" >&2; exit 1; }; \
+	  echo "== installing ffmpeg (Debian package) for the soak run"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg; }
+	$(PY) benchmarks/soak_live.py $(SOAK_ARGS)
 
 clean:
 	rm -rf build cdk.out .pytest_cache *.egg-info edge_component/greengrass-build
