@@ -132,7 +132,7 @@ def test_gsm7_extension_characters_count_twice():
     assert sms_length(cut)[1] == 160 and len(cut) == 80
 
 
-def test_an_object_alert_says_what_was_seen_and_a_1_0_alert_still_reads_as_before():
+def test_an_object_alert_says_what_was_seen_and_a_1_0_alert_still_reads_as_before(notification):
     # Schema 1.1 adds the optional label and box of an object's event; 1.0 stays accepted.
     note = notification(alert={"schema_version": "1.1", "label": "person", "box": [0.1, 0.2, 0.4, 0.9]})
     assert note.subject == "[Vigil] Person in zone room: cam0 at Lakeside (dev)"
