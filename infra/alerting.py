@@ -154,6 +154,8 @@ class Alerting(Construct):
             self, "Powertools", powertools_layer_arn(alerts.powertools_layer_version)
         )
         self._env = self._environment(stage_name, site_name, time_zone, alerts, stage_things, evidence_bucket)
+        # One bundle for both handlers (app.handler, app.flush_handler): bundled once per synth.
+        self._code = local_python_code(lambda_dir, packages=ALERT_LAMBDA_PACKAGES)
         function = lambda_.Function(
             self,
             "Function",
@@ -161,7 +163,7 @@ class Alerting(Construct):
             runtime=PYTHON_RUNTIME,
             architecture=ARCHITECTURE,
             handler="app.handler",
-            code=local_python_code(lambda_dir, packages=ALERT_LAMBDA_PACKAGES),
+            code=self._code,
             layers=[self._layer],
             role=role,
             memory_size=alerts.memory_mb,
@@ -250,7 +252,7 @@ class Alerting(Construct):
             runtime=PYTHON_RUNTIME,
             architecture=ARCHITECTURE,
             handler="app.flush_handler",
-            code=local_python_code(lambda_dir, packages=ALERT_LAMBDA_PACKAGES),
+            code=self._code,
             layers=[self._layer],
             role=role,
             memory_size=alerts.memory_mb,
