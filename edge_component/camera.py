@@ -35,6 +35,7 @@ from .events.alerts import build_alert
 from .events.decision import EventTracker, Transition, random_event_id
 from .events.objects import ObjectEvents, ObjectTransition
 from .events.snapshots import SnapshotStore, annotate, caption_for
+from .events.window_sample import WindowSample
 from .model.bundle import ModelBundle
 from .objects.detector import ObjectDetector, check_record
 from .objects.stage import ObjectStage
@@ -74,6 +75,7 @@ class CameraPipeline:
         self.reports: dict[str, CameraReport] = {}  # latest per camera, for telemetry
         self._object_detector = detector
         self._object_snapshots: dict[str, str] = {}  # event id -> snapshot file of its start
+        self._samples: dict[str, tuple[str, WindowSample]] = {}  # open event id -> (zone, its windows)
         if detector is not None or any(not z.motion_only for c in config.cameras for z in c.zones):
             self._detector()  # before the first frame
 
@@ -172,6 +174,10 @@ class CameraPipeline:
             if z == len(zones) - 1:
                 if stage is not None:
                     self._objects_frame(pending, stage, objects, feed, report, camera, origin, armed)
+                for w, _ in pending:  # after this frame's transitions, so a start's window counts
+                    for zone_name, sample in self._samples.values():
+                        if zone_name == zones[w.zone_index].name:
+                            sample.add(w.features)
                 pending = []
             report.wall_s = time.perf_counter() - started
         for z, tracker in enumerate(trackers):
@@ -258,8 +264,19 @@ class CameraPipeline:
             media_time=media_time,
             model_sha256=self.bundle.sha256,
             snapshot_file=snapshot_file,
+            features=self._features(tr, zone),
         )
         self._publish(msg, report)
+
+    def _features(self, tr: Transition, zone: str, label: tuple[str, float] | None = None) -> dict | None:
+        """Open an event's window sample on its start; its end message's ``features``
+        (windows sampled while it was open, and the object's label and score) on its end."""
+        if tr.kind == "start":
+            self._samples[tr.event.event_id] = (zone, WindowSample())
+        if tr.kind != "end":
+            return None
+        _, sample = self._samples.pop(tr.event.event_id, (zone, WindowSample()))
+        return sample.message_part([label] if label else None)
 
     def _publish(self, msg: dict[str, Any], report: CameraReport) -> None:
         try:
@@ -320,5 +337,6 @@ class CameraPipeline:
             snapshot_file=snapshot_file,
             label=track.label,
             box=[box[0] / w, box[1] / h, box[2] / w, box[3] / h],
+            features=self._features(tr, zone.name, (track.label, track.score)),
         )
         self._publish(msg, report)

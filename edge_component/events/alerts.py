@@ -28,6 +28,7 @@ def build_alert(
     snapshot_file: str | None = None,
     label: str | None = None,
     box: list[float] | tuple[float, ...] | None = None,
+    features: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The alert message for one transition, validated (AlertValidationError if not).
 
@@ -35,6 +36,8 @@ def build_alert(
     wall-clock timestamps; ``media_time`` adds ``media_offset_s`` (replays of files).
     An object's event also carries its ``label`` and ``box`` (x0, y0, x1, y1, each 0..1
     of the frame), with ``score`` and ``threshold`` the label's median score and threshold.
+    ``features`` (end messages only) is the event's sampled window feature vectors
+    (:meth:`~edge_component.events.window_sample.WindowSample.message_part`).
     """
     ev = tr.event
     msg: dict[str, Any] = {
@@ -62,5 +65,7 @@ def build_alert(
         msg["label"] = label
     if box is not None:
         msg["box"] = [round(min(max(float(v), 0.0), 1.0), 4) for v in box]
+    if features is not None and tr.kind == "end":
+        msg["features"] = features
     validate_alert(msg)
     return msg
