@@ -144,7 +144,7 @@ def check_semantics(alert: Mapping[str, Any]) -> None:
     """What the schema cannot say or engines disagree on (an alert that passed the
     schema): finite numbers, no control characters, RFC 3339 timestamps with an offset,
     ``sequence`` 0 on ``start``, ``ended_at`` only on ``end``, an object's ``box`` finite
-    with its corners in order."""
+    with its corners in order, an end's ``features`` finite."""
     for field in _NUMBER_FIELDS:
         if field in alert and not math.isfinite(alert[field]):
             raise InvalidAlertError("non_finite", f"{field}: {alert[field]!r} is not a finite number")
@@ -162,6 +162,11 @@ def check_semantics(alert: Mapping[str, Any]) -> None:
             raise InvalidAlertError("non_finite", f"box: {box!r} holds a number that is not finite")
         if not (box[0] < box[2] and box[1] < box[3]):
             raise InvalidAlertError("box", f"box: {box!r} is not (x0, y0, x1, y1) with x0 < x1 and y0 < y1")
+    features = alert.get("features")
+    if features is not None:
+        for i, row in enumerate(features["windows"]):
+            if not all(math.isfinite(v) for v in row):
+                raise InvalidAlertError("non_finite", f"features/windows/{i}: holds a number that is not finite")
     if "ended_at" in alert and alert["event_type"] != "end":
         raise InvalidAlertError(
             "ended_at", f"ended_at: only an end message carries it, this is {alert['event_type']!r}"

@@ -16,7 +16,7 @@ from typing import Any
 from .alert_rules import SCHEMA_FILE, InvalidAlertError, check_semantics, schema_check
 
 SCHEMA_PATH = Path(__file__).with_name(SCHEMA_FILE)
-SCHEMA_VERSION = "1.1"  # 1.1: optional label and box of an object's event; 1.0 still valid
+SCHEMA_VERSION = "1.2"  # 1.1: an object's label and box; 1.2: an end's end_reason and features; older still valid
 
 
 class AlertValidationError(ValueError):

@@ -39,7 +39,7 @@ from typing import Any
 BUNDLE_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = "alert.schema.json"
 RULES_FILE = "alert_rules.py"
-SUPPORTED_SCHEMA_VERSIONS = frozenset({"1.0", "1.1"})  # 1.1 adds an object's optional label and box
+SUPPORTED_SCHEMA_VERSIONS = frozenset({"1.0", "1.1", "1.2"})  # 1.1: label, box; 1.2: end_reason, features
 TOPIC_THING_KEY = "topic_thing_name"
 
 

@@ -78,7 +78,7 @@ def test_one_alert_per_intrusion_labelled_person_each_within_1_5_seconds(clip_ru
     assert len(starts) == len(gt) == 6
     for (t0, _t1), alert in zip(gt, starts, strict=True):
         assert t0 <= alert["media_offset_s"] <= t0 + 1.5, (t0, alert["media_offset_s"])
-        assert alert["label"] == "person" and alert["schema_version"] == "1.1"
+        assert alert["label"] == "person" and alert["schema_version"] == "1.2"
         assert alert["score"] >= alert["threshold"] == 0.7
     # The detector ran only where motion was, in about one region per analysed frame.
     assert 0 < report.detector_calls <= 1.5 * report.stats.analysed

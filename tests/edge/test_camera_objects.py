@@ -103,7 +103,7 @@ def test_a_motion_only_zone_raises_the_trained_models_events_exactly(runs, train
         ]
     starts = [a["media_offset_s"] for a in report.starts]
     assert starts == pytest.approx(expected) and starts
-    assert all("label" not in a and a["schema_version"] == "1.1" for a in report.alerts)
+    assert all("label" not in a and a["schema_version"] == "1.2" for a in report.alerts)
     # Every start falls in a labelled car interval (car-detection: exactly one per car).
     for t in starts:
         assert any(a <= t < b for a, b in intervals(clip)), t

@@ -77,8 +77,20 @@ def test_each_schema_engine_rejects_the_corpus(engine, path):
         {"media_offset_s": 12.5, "model_sha256": "ab" * 32},
         {"sent_at": "2024-07-01T12:03:08.123456789Z"},
         {"thing_name": "site:cam_01", "topic_thing_name": "site:cam_01"},
+        {
+            "schema_version": "1.2",
+            "event_type": "end",
+            "sequence": 5,
+            "ended_at": "2024-07-01T12:04:00Z",
+            "end_reason": "camera_offline",
+            "features": {
+                "feature_version": "3",
+                "windows": [[0.0, 0.5, 1.0, 2.5, 0.1, 0.0, 3.0, 0.2]] * 32,
+                "labels": [{"label": "person", "score": 0.8}],
+            },
+        },
     ],
-    ids=["start", "update", "end", "snapshot", "optional-fields", "nanoseconds", "colon-thing"],
+    ids=["start", "update", "end", "snapshot", "optional-fields", "nanoseconds", "colon-thing", "end-1.2"],
 )
 def test_valid_events_pass_both_engines(engine, overrides, start_event):
     check = engine_or_skip(engine)
