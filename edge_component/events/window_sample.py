@@ -47,7 +47,7 @@ class WindowSample:
     def message_part(self, labels: list[tuple[str, float]] | None = None) -> dict[str, Any]:
         """The end message's ``features``: ``{"feature_version": int, "windows": [[...]],
         "labels": [{"label", "score"}]}`` (labels only for object events)."""
-        part: dict[str, Any] = {"feature_version": int(FEATURE_VERSION), "windows": self.windows()}
+        part: dict[str, Any] = {"feature_version": FEATURE_VERSION, "windows": self.windows()}
         if labels:
             part["labels"] = [{"label": lb, "score": round(float(s), 4)} for lb, s in labels]
         return part

@@ -13,5 +13,5 @@ def test_a_long_event_keeps_at_most_32_evenly_spaced_windows():
     assert len(firsts) == MAX_WINDOWS and firsts[0] == 0 and firsts[-1] > 900
     gaps = np.diff(firsts)
     assert gaps.max() - gaps.min() <= max(gaps.min(), 1)  # spacing even within a stride
-    assert part["feature_version"] == int(FEATURE_VERSION)
+    assert part["feature_version"] == FEATURE_VERSION
     assert part["labels"] == [{"label": "person", "score": 0.8765}]
