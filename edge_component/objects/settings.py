@@ -147,6 +147,13 @@ class TrackingSettings(_Leaf):
     score_history: int = Field(
         5, ge=1, le=100, description="recent analysed frames whose median score decides a track (5: 1 s at 5 per s)"
     )
+    redetect_every: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="a confirmed track at rest (no motion outside its box) is re-detected only every this many "
+        "analysed frames; 1: every frame",
+    )
 
     @model_validator(mode="after")
     def _init_before_end(self) -> TrackingSettings:

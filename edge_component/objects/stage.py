@@ -70,6 +70,8 @@ class ObjectStage:
         self.counters = StageCounters()
         self.frame_shape: tuple[int, int] = (1, 1)  # (height, width) of the last frame, px
         self._min_score = min((f.min_score for f in tracker_filters(zones).values()), default=1.0)
+        self._since = 0  # analysed frames skipped since the tracker's last update
+        self._skip = False  # this frame is skipped on purpose (every track at rest)
 
     def wants(self, zone_index: int, score: float, boxes: Sequence[tuple[int, int, int, int]]) -> bool:
         """Whether a zone's motion this frame is worth the detector: an object zone with
@@ -86,9 +88,19 @@ class ObjectStage:
         r = self.settings.regions
         boxes = [b for b in boxes_from_xywh(motion_boxes) if (b[2] - b[0]) * (b[3] - b[1]) >= r.min_box_px]
         tracked = self.tracker.boxes()
-        if not boxes and not tracked:
+        self._skip = self._at_rest(boxes, len(tracked))
+        if self._skip or (not boxes and not tracked):
             return []
         return regions_for(boxes, frame_shape, r.min_size, r.multiplier, object_boxes=tracked)
+
+    def _at_rest(self, boxes: Sequence[tuple[int, int, int, int]], held: int) -> bool:
+        # Every object the tracker holds is a confirmed track detected last time, all
+        # motion lies inside their boxes, and the re-detect interval has not run out:
+        # nothing new can be there, so the detector is skipped. Motion elsewhere wakes it.
+        resting = self.tracker.resting()
+        if not resting or len(resting) != held or self._since + 1 >= self.settings.tracking.redetect_every:
+            return False
+        return all(any(_within(b, t.box) for t in resting) for b in boxes)
 
     def update(
         self, image: np.ndarray | None, regions: Sequence[tuple[int, int, int, int]], time_s: float
@@ -96,6 +108,10 @@ class ObjectStage:
         """Detect in ``regions`` of ``image`` (none: no call) and advance the tracks to
         ``time_s`` with the detections of watched labels."""
         self.counters.frames += 1
+        if self._skip and not regions:
+            self._skip = False
+            self._since += 1
+            return self.tracker.hold()
         found = []
         if regions and image is not None:
             t0 = time.perf_counter()
@@ -106,8 +122,21 @@ class ObjectStage:
             self.counters.calls += self.detector.calls - before
             self.counters.frames_detected += 1
             self.counters.detect_s += time.perf_counter() - t0
-        return self.tracker.update(found, time_s)
+        period, self._since = self._since + 1, 0
+        return self.tracker.update(found, time_s, period)
 
     def end_all(self):
         """End every track (the source ended); returns them."""
+        self._since, self._skip = 0, False
         return self.tracker.end_all()
+
+
+def _within(box: Sequence[float], track_box: Sequence[float], margin: float = 0.1) -> bool:
+    """Whether ``box`` lies inside ``track_box`` grown by ``margin`` of its size each side."""
+    mx, my = margin * (track_box[2] - track_box[0]), margin * (track_box[3] - track_box[1])
+    return (
+        box[0] >= track_box[0] - mx
+        and box[1] >= track_box[1] - my
+        and box[2] <= track_box[2] + mx
+        and box[3] <= track_box[3] + my
+    )

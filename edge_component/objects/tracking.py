@@ -111,8 +111,10 @@ class ObjectTracker:
     def filter_for(self, label: str) -> LabelFilter:
         return self.filters.get(label, LabelFilter())
 
-    def update(self, detections: Sequence[FrameDetection], time_s: float) -> TrackUpdate:
-        """Match ``detections`` (frame pixels) at ``time_s`` (seconds) to the tracks."""
+    def update(self, detections: Sequence[FrameDetection], time_s: float, period: int = 1) -> TrackUpdate:
+        """Match ``detections`` (frame pixels) at ``time_s`` (seconds) to the tracks.
+        ``period``: analysed frames since the last update (norfair's ``period``: frames
+        skipped between detector runs count as one miss, not one each)."""
         kept = [d for d in detections if d.score >= self.filter_for(d.label).min_score]
         nd = [
             NorfairDetection(
@@ -124,7 +126,7 @@ class ObjectTracker:
             for d in kept
         ]
         seen = {id(d) for d in kept}  # norfair stores shallow copies; .data stays the same object
-        alive = self._tracker.update(detections=nd)
+        alive = self._tracker.update(detections=nd, period=period)
         started = []
         current: dict[int, Track] = {}
         for obj in alive:
@@ -151,6 +153,15 @@ class ObjectTracker:
         # Snapshots: the tracks go on changing in later frames, what this frame said does not.
         snap = {tid: _snapshot(t) for tid, t in current.items()}
         return TrackUpdate(list(snap.values()), [snap[t.id] for t in started], [_snapshot(t) for t in ended])
+
+    def hold(self) -> TrackUpdate:
+        """The tracks as they are, for a frame the detector skipped on purpose: nothing
+        ages, starts or ends (see ``TrackingSettings.redetect_every``)."""
+        return TrackUpdate([_snapshot(t) for t in self._tracks.values()], [], [])
+
+    def resting(self) -> list[Track]:
+        """Confirmed tracks detected in the last update: candidates to skip re-detection."""
+        return [t for t in self._tracks.values() if t.confirmed and t.history and t.history[-1] > 0.0]
 
     def boxes(self) -> list[FloatBox]:
         """Last detected boxes (frame px) of every object the tracker holds, tracks and
