@@ -246,7 +246,9 @@ class CameraPipeline:
             if image is None:
                 image = w.frame.colour()
             try:
-                self.snapshots.save(name, annotate(image, camera.zones, camera.masks, w.stats.boxes, label))
+                self.snapshots.save(
+                    name, annotate(image, camera.zones, camera.masks, w.stats.boxes, label), camera.privacy_masks
+                )
                 best.saved_as = name
             except (OSError, RuntimeError) as exc:
                 # Evidence is worth less than the alert: send the alert without it.
@@ -316,7 +318,9 @@ class CameraPipeline:
             caption = caption_for(camera.name, zone.name, track.label, track.score, tr.time_s)
             drawn = [(track.label, track.score, track.box)]
             try:
-                self.snapshots.save(name, annotate(image, [zone], camera.masks, (), caption, objects=drawn))
+                self.snapshots.save(
+                    name, annotate(image, [zone], camera.masks, (), caption, objects=drawn), camera.privacy_masks
+                )
                 self._object_snapshots[ev.event_id] = name
             except (OSError, RuntimeError) as exc:
                 report.snapshot_errors += 1

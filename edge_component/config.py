@@ -120,6 +120,11 @@ class CameraConfig(_Model):
     source: str = Field(min_length=1, description="file path, rtsp:// or http(s):// URL, or a camera index such as '0'")
     zones: list[Zone] = Field(min_length=1)
     masks: list[Polygon] = Field(default_factory=list, description="areas ignored for motion (trees, clocks, road)")
+    privacy_masks: list[Polygon] = Field(
+        default_factory=list,
+        max_length=32,
+        description="areas blacked out on every snapshot before it is written or uploaded (neighbours' windows)",
+    )
     armed: ArmedSchedule | None = Field(None, description="when this camera raises alerts; absent: always")
     mode: Literal["auto", "live", "replay"] = Field(
         "auto", description="auto: live for cameras and URLs, replay (every frame, in order) for files"
@@ -172,6 +177,22 @@ class MqttSettings(_Model):
     key_file: str = Field(min_length=1, description="this device's private key (PEM)")
 
 
+class EvidenceSettings(_Model):
+    """Snapshots to the stage's evidence bucket (``snapshots/<thing>/<event_id>/<file>``)."""
+
+    upload_snapshots: bool = Field(
+        False, description="upload each event's (masked) snapshot; off by default: pictures are personal data"
+    )
+    bucket: str | None = Field(None, min_length=3, max_length=63, description="required when upload_snapshots is on")
+    region: str | None = Field(None, min_length=1, description="the bucket's region; default the device's")
+
+    @model_validator(mode="after")
+    def _bucket_present(self) -> EvidenceSettings:
+        if self.upload_snapshots and not self.bucket:
+            raise ValueError("evidence.upload_snapshots needs evidence.bucket")
+        return self
+
+
 class ComponentConfig(_Model):
     publisher: Literal["greengrass", "mqtt", "jsonl"] = "jsonl"
     model_file: str | None = Field(
@@ -193,6 +214,7 @@ class ComponentConfig(_Model):
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
     object_detection: ObjectDetectionSettings = Field(default_factory=ObjectDetectionSettings)
     telemetry_every_s: float = Field(60.0, ge=1, le=86400, description="heartbeat and stats on vigil/<thing>/telemetry")
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     snapshot_max_files: int = Field(200, ge=1, le=100000, description="snapshots kept on disk; the oldest go first")
 
     @model_validator(mode="after")

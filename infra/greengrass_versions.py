@@ -23,3 +23,17 @@ def disk_spoolers_for(nucleus_version: str) -> list[str]:
     """The documented DiskSpooler versions whose nucleus range holds ``nucleus_version``."""
     v = version_tuple(nucleus_version)
     return [s for s, (lo, hi) in DISK_SPOOLER_NUCLEUS_RANGES.items() if version_tuple(lo) <= v < version_tuple(hi)]
+
+
+# aws.greengrass.FleetProvisioningByClaim, the installer's --trusted-plugin for fleet
+# provisioning: the newest release in
+# https://docs.aws.amazon.com/greengrass/v2/developerguide/fleet-provisioning-changelog.html
+# (1.2.2 reads certificatePath/privateKeyPath). The README's fleet commands download this
+# version, never fleetprovisioningbyclaim-latest.jar (tests/infra/test_readme_deploy.py).
+FLEET_PROVISIONING_PLUGIN_VERSION = "1.2.2"
+
+
+def fleet_provisioning_plugin_url(version: str = FLEET_PROVISIONING_PLUGIN_VERSION) -> str:
+    """The plugin jar of exactly ``version`` (fleet-provisioning.html, "Download the AWS IoT
+    fleet provisioning plugin")."""
+    return f"https://d2s8p88vqu9w66.cloudfront.net/releases/aws-greengrass-FleetProvisioningByClaim/fleetprovisioningbyclaim-{version}.jar"

@@ -14,6 +14,7 @@ from infra.alerting import Alerting
 from infra.config import LOG_RETENTION_NAMES, StageConfig
 from infra.devices import Devices
 from infra.edge_deployment import EdgeDeployment, component_name
+from infra.greengrass_versions import FLEET_PROVISIONING_PLUGIN_VERSION, fleet_provisioning_plugin_url
 from infra.housekeeping import Housekeeping
 from infra.operations import Operations
 from infra.storage import Storage
@@ -142,6 +143,14 @@ class VigilStack(cdk.Stack):
                 "Fleet provisioning template: cameras with a claim certificate join the thing group by themselves",
             )
             outputs["ClaimPolicyName"] = (devices.claim_policy.ref, "Attach to the claim certificate")
+            outputs["ThingNamePrefix"] = (
+                self.config.provisioning_thing_name_prefix,
+                "A claim registers only <prefix>[a-z0-9-]{1,64} (templateParameters.ThingName)",
+            )
+            outputs["FleetProvisioningPluginUrl"] = (
+                fleet_provisioning_plugin_url(),
+                f"Fleet provisioning plugin {FLEET_PROVISIONING_PLUGIN_VERSION} (--trusted-plugin)",
+            )
         for name, (value, description) in outputs.items():
             cdk.CfnOutput(self, name, value=value, description=description)
 

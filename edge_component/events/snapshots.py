@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from edge_component.config import Polygon
+from edge_component.geometry import polygon_mask
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -67,6 +68,17 @@ def annotate(
     return out
 
 
+def black_out(image: np.ndarray, privacy_masks: Sequence[Polygon]) -> np.ndarray:
+    """A copy of ``image`` with every pixel inside ``privacy_masks`` set to 0 (black);
+    ``image`` itself when there are none."""
+    if not privacy_masks:
+        return image
+    h, w = image.shape[:2]
+    out = image.copy()
+    out[polygon_mask(privacy_masks, w, h).astype(bool)] = 0
+    return out
+
+
 class SnapshotStore:
     """Writes JPEGs into ``directory``, keeping at most ``max_files`` (oldest deleted)."""
 
@@ -76,8 +88,11 @@ class SnapshotStore:
         self.max_files = max_files
         self.quality = quality
 
-    def save(self, name: str, image: np.ndarray) -> Path:
-        """Write ``name`` (a ``*.jpg`` file name) atomically; returns its path."""
+    def save(self, name: str, image: np.ndarray, privacy_masks: Sequence[Polygon] = ()) -> Path:
+        """Write ``name`` (a ``*.jpg`` file name) atomically; returns its path. Pixels
+        inside ``privacy_masks`` (normalised polygons) are black in the file: the only
+        copy that is ever written or uploaded."""
+        image = black_out(image, privacy_masks)
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise RuntimeError(f"JPEG encoding failed for {name}")

@@ -17,6 +17,13 @@ non-default versions, then the policy, retrying the conflict for up to
 it's ready to be deleted": https://docs.aws.amazon.com/iot/latest/apireference/API_DetachPolicy.html).
 The policies themselves are retained by CloudFormation, so only this deletes them.
 
+``Custom::VigilPromotedModelVersion`` (``ParameterName``, ``SeedVersion``): the model
+component version the stage's deployment uses. On Create and Update it returns
+(``Data.Version``) the version in the SSM parameter the model loop writes on promotion,
+and writes ``SeedVersion`` there only when the parameter does not exist yet (first
+deploy); a later ``cdk deploy`` so keeps the promoted model instead of putting the seed
+back. On Delete it leaves the parameter (the loop owns it from then on).
+
 Runs on the Lambda runtime's boto3; responds to CloudFormation's pre-signed URL.
 """
 
@@ -99,6 +106,28 @@ def delete_policy(
             waited += every_s
 
 
+def promoted_version(ssm: Any, name: str, seed_version: str) -> str:
+    """The version in parameter ``name``, or ``seed_version`` written there if it is absent.
+
+    ``Overwrite=False`` so a promotion written between the read and the write wins
+    (PutParameter then fails with ParameterAlreadyExists and the parameter is read again)."""
+    try:
+        return str(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+    except ssm.exceptions.ParameterNotFound:
+        pass
+    try:
+        ssm.put_parameter(
+            Name=name,
+            Value=seed_version,
+            Type="String",
+            Overwrite=False,
+            Description="Vigil: the model component version this stage runs (the model loop writes it on promotion)",
+        )
+    except ssm.exceptions.ParameterAlreadyExists:
+        return str(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+    return seed_version
+
+
 def handle(event: dict[str, Any], clients: Callable[[str], Any]) -> tuple[str, dict[str, Any]]:
     """The physical resource id and data for one CloudFormation request; raises on failure."""
     kind, request = event["ResourceType"], event["RequestType"]
@@ -119,6 +148,11 @@ def handle(event: dict[str, Any], clients: Callable[[str], Any]) -> tuple[str, d
                 detach_thing_principals(iot, thing)
             detached = {name: delete_policy(iot, name) for name in names}
         return "policies:" + ",".join(names), {"Detached": json.dumps(detached)[:1000]}
+    if kind == "Custom::VigilPromotedModelVersion":
+        name = props["ParameterName"]
+        if request == "Delete":
+            return name, {}
+        return name, {"Version": promoted_version(clients("ssm"), name, props["SeedVersion"])}
     raise ValueError(f"unknown resource type {kind!r}")
 
 

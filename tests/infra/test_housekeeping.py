@@ -97,3 +97,41 @@ def test_a_policy_still_settling_after_detach_is_retried_until_it_can_be_deleted
         stubber.add_client_error("delete_policy", "DeleteConflictException", http_status_code=409)
     with stubber, pytest.raises(iot.exceptions.DeleteConflictException):
         housekeeping.delete_policy(iot, "device", wait_s=30, every_s=15, sleep=lambda s: None)
+
+
+# The model loop writes /vigil/<stage>/model/promoted-version on promotion; a later
+# cdk deploy must deploy that version, not the seed (issue 13, "Never fight the CDK").
+PARAMETER = "/vigil/dev/model/promoted-version"
+
+
+def _version_event(request: str, seed: str) -> dict:
+    return _event("Custom::VigilPromotedModelVersion", request, ParameterName=PARAMETER, SeedVersion=seed)
+
+
+def test_first_deploy_writes_the_seed_model_version_and_returns_it(aws):
+    assert housekeeping.handle(_version_event("Create", "1.0.60220746"), aws) == (
+        PARAMETER,
+        {"Version": "1.0.60220746"},
+    )
+    parameter = aws("ssm").get_parameter(Name=PARAMETER)["Parameter"]
+    assert (parameter["Value"], parameter["Type"]) == ("1.0.60220746", "String")
+
+
+@pytest.mark.parametrize("request_type", ["Create", "Update"])
+def test_a_promoted_model_version_survives_a_redeploy_with_another_seed(aws, request_type):
+    ssm = aws("ssm")
+    ssm.put_parameter(Name=PARAMETER, Value="1.3.0", Type="String")  # what the loop promoted
+    assert housekeeping.handle(_version_event(request_type, "1.0.99"), aws) == (PARAMETER, {"Version": "1.3.0"})
+    assert ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"] == "1.3.0"
+    housekeeping.handle(_version_event("Delete", "1.0.99"), aws)
+    assert ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"] == "1.3.0", "the loop's parameter is kept"
+
+
+def test_a_promotion_racing_the_first_deploy_wins(aws):
+    ssm = aws("ssm")
+    with Stubber(ssm) as stub:
+        stub.add_client_error("get_parameter", "ParameterNotFound")
+        stub.add_client_error("put_parameter", "ParameterAlreadyExists")
+        stub.add_response("get_parameter", {"Parameter": {"Name": PARAMETER, "Value": "1.1.0", "Type": "String"}})
+        assert housekeeping.promoted_version(ssm, PARAMETER, "1.0.5") == "1.1.0"
+        stub.assert_no_pending_responses()
