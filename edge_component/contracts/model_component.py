@@ -148,7 +148,9 @@ def model_dependency(stage: str) -> dict[str, dict[str, str]]:
     https://docs.aws.amazon.com/greengrass/v2/APIReference/API_ComponentDependencyRequirement.html).
     ``>=1.0.0``: any model version; the deployment pins which one.
     """
-    return {model_component_name(stage): {"VersionRequirement": f">={SEED_VERSION_MAJOR}.0.0", "DependencyType": "HARD"}}
+    return {
+        model_component_name(stage): {"VersionRequirement": f">={SEED_VERSION_MAJOR}.0.0", "DependencyType": "HARD"}
+    }
 
 
 def check_version(version: str) -> tuple[int, int, int]:

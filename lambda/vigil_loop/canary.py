@@ -25,9 +25,7 @@ def _parse(timestamp: str) -> datetime | None:
     return moment if moment.tzinfo else None
 
 
-def device_state(
-    gg: Any, table: Any, thing: str, deployment_id: str, sha256: str, since: datetime
-) -> tuple[str, str]:
+def device_state(gg: Any, table: Any, thing: str, deployment_id: str, sha256: str, since: datetime) -> tuple[str, str]:
     """(WAITING | HEALTHY | FAILED, why) for one canary thing."""
     pages = gg.get_paginator("list_effective_deployments").paginate(coreDeviceThingName=thing)
     mine = [d for page in pages for d in page["effectiveDeployments"] if d["deploymentId"] == deployment_id]

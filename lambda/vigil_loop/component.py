@@ -56,9 +56,10 @@ def repackage(tar_gz: bytes) -> tuple[bytes, str]:
     """
     out = io.BytesIO()
     try:
-        with tarfile.open(fileobj=io.BytesIO(tar_gz), mode="r:gz") as archive, zipfile.ZipFile(
-            out, "w", zipfile.ZIP_DEFLATED
-        ) as bundle:
+        with (
+            tarfile.open(fileobj=io.BytesIO(tar_gz), mode="r:gz") as archive,
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle,
+        ):
             names = []
             for member in sorted(archive.getmembers(), key=lambda m: m.name):
                 name = member.name.removeprefix("./")

@@ -46,9 +46,7 @@ def evaluate_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def gate_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The comparison -> ``{"passed", "reasons"}``; failures go to the operations topic."""
     settings = Settings.from_env()
-    result = gate.gate(
-        _client("sns"), settings.operations_topic_arn, settings.stage, event, settings.delay_tolerance_s
-    )
+    result = gate.gate(_client("sns"), settings.operations_topic_arn, settings.stage, event, settings.delay_tolerance_s)
     logger.info("gate", extra=result)
     return result
 

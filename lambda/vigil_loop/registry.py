@@ -61,9 +61,7 @@ def register(sm: Any, group: str, approval: str, image: str, comparison: dict[st
             "SupportedResponseMIMETypes": ["application/json"],
         },
         ModelMetrics={
-            "ModelQuality": {
-                "Statistics": {"ContentType": "application/x-tar", "S3Uri": comparison["comparison_url"]}
-            }
+            "ModelQuality": {"Statistics": {"ContentType": "application/x-tar", "S3Uri": comparison["comparison_url"]}}
         },
         CustomerMetadataProperties=metadata(comparison),
     )

@@ -80,8 +80,6 @@ class Settings:
             canary_things=things,
             watch_minutes=_float(env, "CANARY_WATCH_MINUTES", "30"),
             delay_tolerance_s=_float(env, "DELAY_TOLERANCE_S", "0.5"),
-            promoted_version_parameter=env.get(
-                "PROMOTED_VERSION_PARAMETER", f"/vigil/{stage}/model/promoted-version"
-            ),
+            promoted_version_parameter=env.get("PROMOTED_VERSION_PARAMETER", f"/vigil/{stage}/model/promoted-version"),
             inference_image=env.get("INFERENCE_IMAGE", ""),
         )

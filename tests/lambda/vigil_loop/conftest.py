@@ -43,7 +43,9 @@ def comparison() -> Callable[..., dict[str, Any]]:
             return out
 
         return {
-            "gates": copy.deepcopy(gates) if gates is not None else {
+            "gates": copy.deepcopy(gates)
+            if gates is not None
+            else {
                 "compatibility": {"passed": True, "failures": []},
                 "quality": {"passed": True, "failures": []},
             },

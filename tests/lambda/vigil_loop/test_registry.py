@@ -54,7 +54,11 @@ def test_rejection_fails_the_waiting_run(aws, comparison, approval_table, stubbe
     stub.add_response(
         "send_task_failure",
         {},
-        {"taskToken": "token-2", "error": REJECTED_ERROR, "cause": f"model package {arn} was rejected in the model registry"},
+        {
+            "taskToken": "token-2",
+            "error": REJECTED_ERROR,
+            "cause": f"model package {arn} was rejected in the model registry",
+        },
     )
     assert resume(approval_table, sfn, arn, "Rejected") == "rejected"
     assert resume(approval_table, sfn, arn, "PendingManualApproval") == "ignored"
