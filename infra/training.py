@@ -31,7 +31,6 @@ TRAIN_PREFIX = "train/"
 # shipped model is scored on and never trained on (train.py's SM_CHANNEL_TEST).
 TEST_PREFIX = "test/"
 MODEL_PREFIX = "models/"
-CHECKPOINT_PREFIX = "checkpoints/"
 
 
 def stack_uuid(scope: Construct) -> str:
@@ -48,7 +47,7 @@ class Training(Construct):
     TensorFlow DLC training job (RUN_JOB), reading channel ``train`` from
     ``s3://<data>/train/`` (and, when ``test_channel``, channel ``test`` from
     ``s3://<data>/test/``) and writing to ``s3://<models>/models/``, with managed spot
-    training and checkpoints when ``use_spot``; its log group; an alarm on failed runs.
+    training (no checkpoints) when ``use_spot``; its log group; an alarm on failed runs.
 
     The test channel is opt-in: CreateTrainingJob refuses a channel whose S3 prefix holds
     no object ("No S3 objects found under S3 URL"), so an always-on channel would fail
@@ -90,11 +89,10 @@ class Training(Construct):
         self._grant_training(stack)
 
         image = tasks.DockerImage.from_registry(self._image_uri(stack, training.image_tag))
-        checkpoint_uri = self.model_bucket.s3_url_for_object(CHECKPOINT_PREFIX)
         self.task = SpotTrainingJob(
             self,
             "Train",
-            spot={"checkpoint_uri": checkpoint_uri, "max_wait_s": training.max_wait_s} if training.use_spot else None,
+            spot={"max_wait_s": training.max_wait_s} if training.use_spot else None,
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             training_job_name=sfn.JsonPath.format(f"vigil-{stage_name}-{{}}", sfn.JsonPath.uuid()),
             role=self.role,
@@ -171,7 +169,6 @@ class Training(Construct):
         data, models = self.data_bucket, self.model_bucket
         data_objects = [data.arn_for_objects(f"{prefix}*") for prefix in self.channels.values()]
         model_objects = models.arn_for_objects(f"{MODEL_PREFIX}*")
-        checkpoint_objects = models.arn_for_objects(f"{CHECKPOINT_PREFIX}*")
         job_logs = stack.format_arn(
             service="logs",
             resource="log-group",
@@ -198,15 +195,15 @@ class Training(Construct):
                 ],
             ),
             iam.PolicyStatement(
-                sid="WriteModelsAndCheckpoints",
+                sid="WriteModels",
                 actions=["s3:PutObject", "s3:GetObject"],
-                resources=[model_objects, checkpoint_objects],
+                resources=[model_objects],
             ),
             iam.PolicyStatement(
-                sid="ListCheckpoints",
+                sid="ListModels",
                 actions=["s3:ListBucket"],
                 resources=[models.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{CHECKPOINT_PREFIX}*", f"{MODEL_PREFIX}*"]}},
+                conditions={"StringLike": {"s3:prefix": [f"{MODEL_PREFIX}*"]}},
             ),
             iam.PolicyStatement(
                 sid="TrainingJobLogs",
@@ -238,8 +235,6 @@ class Training(Construct):
                 wildcard_resource(
                     self, model_objects
                 ): "Each job writes its model under a job-named key below models/.",
-                wildcard_resource(self, checkpoint_objects): "Spot training writes and restores checkpoints below "
-                "checkpoints/.",
                 wildcard_resource(self, job_logs): "SageMaker writes one log stream per job in its fixed log group.",
                 "AwsSolutions-IAM5[Resource::*]": "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no "
                 "resource-level permissions (metrics are limited to the /aws/sagemaker/ namespace).",

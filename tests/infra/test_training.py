@@ -109,6 +109,24 @@ def test_execution_role_is_least_privilege(cfn, stage):
     assert read_data["Resource"] == f"<{cfn.lid(training.data_bucket)}.Arn>/train/*"
 
 
+def test_execution_role_has_no_access_to_the_dropped_checkpoint_prefix(cfn, stage):
+    # The job has no CheckpointConfig (test_training_job.py), so SageMaker never syncs
+    # s3://<models>/checkpoints/ (CreateTrainingJob CheckpointConfig.S3Uri,
+    # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CheckpointConfig.html):
+    # no statement of the training role may name that prefix, as an object or a list prefix.
+    training = stage.stage.stack.training
+    statements = cfn.policy_statements(stage.template_json, training.role)
+    models_arn = f"<{cfn.lid(training.model_bucket)}.Arn>"
+    for statement in statements:
+        for resource in cfn.as_list(statement["Resource"]):
+            assert not resource.startswith(f"{models_arn}/checkpoints"), statement
+            if resource.startswith(f"{models_arn}/"):
+                assert resource == f"{models_arn}/models/*", statement
+        prefixes = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix", [])
+        assert not [p for p in cfn.as_list(prefixes) if p.startswith("checkpoints")], statement
+    assert "checkpoints/" not in json.dumps(statements)
+
+
 def test_state_machine_passes_only_its_role_and_logs_everything(cfn, stage):
     training = stage.stage.stack.training
     machine_role = training.state_machine.role
