@@ -105,6 +105,28 @@ def _device_config(raw, model: ModelSource) -> ComponentConfig:
     return config
 
 
+def _report_model_error(ipc, thing_name: str, model: ModelSource, model_file: str | None, exc: ModelError) -> None:
+    """One telemetry message with ``model.load_error`` before exiting, so the canary check
+    reads the reason and need not wait for the core device to turn UNHEALTHY. Best effort:
+    a failure to send it is logged, the exit stays the model error's."""
+    from datetime import UTC, datetime
+
+    from .contracts.topics import telemetry_topic
+    from .runtime import TELEMETRY_SCHEMA_VERSION
+
+    message = {
+        "schema_version": TELEMETRY_SCHEMA_VERSION,
+        "thing_name": thing_name,
+        "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "cameras": {},
+        "model": {"sha256": None, "version": model.version, "file": model_file, "load_error": str(exc)},
+    }
+    try:
+        GreengrassIpcPublisher(ipc).publish(telemetry_topic(thing_name), message)
+    except Exception as send_exc:  # noqa: BLE001 - the model error is what the exit reports
+        log.warning("model load error not reported in telemetry: %s", send_exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
@@ -127,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             config = config.model_copy(update={"cameras": [first, *config.cameras[1:]]})
         model = resolve_model_source(args.model_dir)
         # Fail here, with the reason, before any camera starts (on a device: the component goes ERRORED).
-        bundle = load_model(model, config.model_file)
+        try:
+            bundle = load_model(model, config.model_file)
+        except ModelError as exc:
+            if ipc is not None:
+                _report_model_error(ipc, args.thing_name, model, config.model_file, exc)
+            raise
         log.info(
             "model bundle %s (from %s): %s sha256 %s, version %s",
             model.directory,
