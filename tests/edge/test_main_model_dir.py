@@ -16,7 +16,7 @@ from edge_component.__main__ import main as edge_main
 from edge_component.config import parse_config
 from edge_component.model.errors import ModelError
 from edge_component.model.source import MODEL_DIR_ENV
-from edge_component.runtime import Supervisor
+from edge_component.runtime import TELEMETRY_SCHEMA_VERSION, Supervisor
 from tests.edge.model.test_source import SEED, SEED_SHA, unpack_model_component
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ def test_alerts_and_telemetry_carry_the_model_components_digest_and_version(tmp_
     starts = [m for m in alerts if m["event_type"] == "start"]
     assert starts and all(m["model_sha256"] == SEED_SHA for m in starts)
     telemetry = [ln["message"] for ln in lines if ln["topic"] == "vigil/cam-1/telemetry"]
-    assert telemetry and all(t["schema_version"] == "1.1" for t in telemetry)
+    assert telemetry and all(t["schema_version"] == TELEMETRY_SCHEMA_VERSION for t in telemetry)
     assert all(t["model"] == {"sha256": SEED_SHA, "version": "1.3.0", "file": "model.tflite"} for t in telemetry)
 
 
