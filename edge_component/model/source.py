@@ -73,7 +73,8 @@ def resolve_model_source(model_dir: str | Path | None, environ: Mapping[str, str
     """The bundle folder: ``$VIGIL_MODEL_DIR`` when set (it wins over ``model_dir``), else
     ``model_dir``.
 
-    Raises :class:`ModelError` when ``VIGIL_MODEL_DIR`` is set but empty, when neither is
+    Raises :class:`ModelError` when ``VIGIL_MODEL_DIR`` is set but empty or still holds a
+    recipe variable (``{...}``, Greengrass did not resolve it), when neither is
     given, or when ``VIGIL_MODEL_VERSION`` is set but not ``major.minor.patch`` (for
     example a recipe variable Greengrass left unresolved, ``{...}``).
     """
@@ -83,6 +84,13 @@ def resolve_model_source(model_dir: str | Path | None, environ: Mapping[str, str
         if not raw:
             raise ModelError(
                 f"{MODEL_DIR_ENV} is set but empty: the recipe must pass the model component's bundle folder"
+            )
+        if "{" in raw:
+            # Greengrass leaves a variable it cannot resolve as written (recipe reference:
+            # a dependency's variables resolve only for a direct dependency).
+            raise ModelError(
+                f"{MODEL_DIR_ENV}={raw}: an unresolved recipe variable; is the model component a direct"
+                " dependency of this component?"
             )
         directory, origin = Path(raw), MODEL_DIR_ENV
     elif model_dir is not None and str(model_dir).strip():

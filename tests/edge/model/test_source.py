@@ -102,6 +102,14 @@ def test_an_empty_model_dir_variable_is_an_error_not_the_seed():
         resolve_model_source(SEED, {MODEL_DIR_ENV: "  "})
 
 
+def test_a_recipe_variable_greengrass_left_unresolved_is_named_as_such():
+    # Recipe reference, "Recipe variables": a dependency's variables resolve only for a
+    # direct dependency; one that does not resolve stays in the text as written.
+    raw = "{com.vigil.Model.dev:artifacts:decompressedPath}/model-bundle"
+    with pytest.raises(ModelError, match="unresolved recipe variable; is the model component a direct dependency"):
+        resolve_model_source(SEED, {MODEL_DIR_ENV: raw})
+
+
 def test_unset_the_model_dir_argument_is_used_as_today():
     source = resolve_model_source(SEED, {})
     assert source.directory == SEED and not source.from_component and source.version is None
