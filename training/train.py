@@ -190,6 +190,8 @@ def train(args: argparse.Namespace) -> dict:
     (the report is written first; the bundle is not).
     """
     started = time.time()
+    with comparison.current_bundle(args.current):
+        pass  # an unusable current channel fails the job before training, not after it
     data, train_ds, val_ds, test_ds = load_splits(args)
     scaler, model = fit(train_ds, val_ds, args)
     Xt = scaler.transform(train_ds.X)

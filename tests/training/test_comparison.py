@@ -110,3 +110,15 @@ def test_a_test_channel_of_feature_csvs_writes_no_comparison(tmp_path):
     assert comparison.label_files(tmp_path) == []
     with pytest.raises(comparison.ComparisonInputError, match="no label files"):
         comparison.build({}, tmp_path, tmp_path, None)
+
+
+def test_an_unusable_current_channel_fails_the_job_before_it_trains(tmp_path, caplog):
+    from training.train import main
+
+    empty = tmp_path / "current"
+    empty.mkdir()
+    argv = ["--model-dir", str(tmp_path / "model"), "--output-data-dir", str(tmp_path / "out")]
+    with caplog.at_level("ERROR", logger="vigil.train"):
+        assert main([*argv, "--train", str(LABELS), "--test", "none", "--current", str(empty)]) == 2
+    assert "current channel" in caplog.text and "found nothing" in caplog.text
+    assert not (tmp_path / "model").exists() and not (tmp_path / "out" / "evaluation.json").exists()
