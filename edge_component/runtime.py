@@ -19,7 +19,8 @@ cameras it changes.
 Telemetry (``vigil/<thing>/telemetry``, every ``telemetry_every_s``): per camera
 frames in, analysed, dropped, bad frames, reconnects, crashes, restarts, inference
 time, ``state`` (connecting, running, reconnecting, restarting, failed, done, stopped),
-``last_frame_at`` (UTC) and ``last_error`` (empty once frames flow again); and the
+``last_frame_at`` (UTC), ``last_error`` (empty once frames flow again) and ``recent`` (frames
+analysed and blank since the previous message); and the
 publisher's delivery stats (outbox depth, sent, dropped).
 """
 
@@ -45,7 +46,7 @@ from .delivery.publisher import Publisher, PublishError
 from .worker import EXIT_SOURCE_ERROR, EXIT_STOPPED, camera_worker
 
 log = logging.getLogger(__name__)
-TELEMETRY_SCHEMA_VERSION = "1.0"
+TELEMETRY_SCHEMA_VERSION = "1.1"  # 1.1: per camera `recent` (analysed, blank_frames since the previous message)
 STOP_CODES = (EXIT_STOPPED, -signal.SIGTERM, -signal.SIGINT)  # a stop, not a crash
 
 
