@@ -24,6 +24,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from edge_component.contracts.topics import ALERT_TOPIC_THING_SEGMENT, TELEMETRY_CHANNEL, topic_template
@@ -35,9 +36,7 @@ from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore
 
 NAMESPACE = "Vigil/Health"  # lambda/vigil_health/metrics.py's
 TELEMETRY_TOPIC_FILTER = topic_template("+", TELEMETRY_CHANNEL)
-TELEMETRY_RULE_SQL = (
-    f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name FROM '{TELEMETRY_TOPIC_FILTER}'"
-)
+TELEMETRY_RULE_SQL = f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name FROM '{TELEMETRY_TOPIC_FILTER}'"
 
 
 def camera_query(function: str, metric: str, stage: str) -> str:
@@ -51,7 +50,7 @@ def camera_query(function: str, metric: str, stage: str) -> str:
 class Health(Construct):
     """The telemetry rule, the health Lambda and the health alarms of one stage.
 
-    Attributes: ``function``, ``rule``, ``rule_role``, ``permission``, ``alarms`` (by
+    Attributes: ``function``, ``dead_letter_queue``, ``rule``, ``rule_role``, ``permission``, ``alarms`` (by
     name: ``CameraNotRunning``, ``CameraBlank``, ``Silent-<thing>``, ``StageSilent``).
     """
 
@@ -86,6 +85,18 @@ class Health(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
             )
         )
+        # A message the Lambda refuses (malformed) fails the invocation and lands here, not nowhere.
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        acknowledge(
+            self.dead_letter_queue,
+            {"AwsSolutions-SQS3": "The health Lambda's dead-letter queue itself: nothing redrives from it."},
+        )
         self.function = lambda_.Function(
             self,
             "Function",
@@ -99,11 +110,13 @@ class Health(Construct):
             memory_size=128,
             timeout=cdk.Duration.seconds(10),
             retry_attempts=0,  # a heartbeat a minute late is worth nothing; the next one comes
+            dead_letter_queue=self.dead_letter_queue,
             log_group=log_group,
             environment={
                 "VIGIL_STAGE": stage_name,
                 "VIGIL_HEALTH_NAMESPACE": NAMESPACE,
                 "POWERTOOLS_SERVICE_NAME": "vigil-health",
+                "POWERTOOLS_METRICS_NAMESPACE": "Vigil",  # TelemetryRejected, as the alert Lambda's counters
             },
         )
         cfn_lint_ignore(self.function, ROLE_DEPENDS_ON)
