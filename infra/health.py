@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
 from aws_cdk import aws_lambda as lambda_
@@ -33,6 +34,7 @@ from infra.config import StageThings
 from infra.device_policy import iot_service_principal
 from infra.health_config import HealthConfig
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore
+from infra.operations import alarm_on_any
 
 NAMESPACE = "Vigil/Health"  # lambda/vigil_health/metrics.py's
 TELEMETRY_TOPIC_FILTER = topic_template("+", TELEMETRY_CHANNEL)
@@ -51,7 +53,9 @@ class Health(Construct):
     """The telemetry rule, the health Lambda and the health alarms of one stage.
 
     Attributes: ``function``, ``dead_letter_queue``, ``rule``, ``rule_role``, ``permission``, ``alarms`` (by
-    name: ``CameraNotRunning``, ``CameraBlank``, ``Silent-<thing>``, ``StageSilent``).
+    name: ``CameraNotRunning``, ``CameraBlank``, ``Silent-<thing>``, ``StageSilent``; to
+    ``alarm_topic_arns``) and ``operations_alarms`` (``FunctionErrors``, ``DeadLetters``,
+    ``RuleActionFailures``; to ``operations_action``).
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class Health(Construct):
         runtime: lambda_.Runtime,
         architecture: lambda_.Architecture,
         alarm_topic_arns: Sequence[str],
+        operations_action: cloudwatch.IAlarmAction,
         log_retention: logs.RetentionDays,
         removal_policy: cdk.RemovalPolicy,
     ) -> None:
@@ -133,6 +138,29 @@ class Health(Construct):
         )
         self._rule(stage_things, log_retention, removal_policy)
         self.alarms = self._alarms(stage_name, stage_things, health, list(alarm_topic_arns))
+        self.operations_alarms = self._operations_alarms(operations_action)
+
+    def _operations_alarms(self, action: cloudwatch.IAlarmAction) -> dict[str, cloudwatch.Alarm]:
+        """The pipeline's own failures, to the operations topic only: a refused (malformed)
+        message fails the invocation and waits on the dead-letter queue for someone to look."""
+        period = cdk.Duration.minutes(5)
+        metrics = {
+            "FunctionErrors": self.function.metric_errors(period=period, statistic="Sum"),
+            "DeadLetters": self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=period, statistic="Maximum"
+            ),
+            "RuleActionFailures": cloudwatch.Metric(
+                namespace="AWS/IoT",
+                metric_name="Failure",
+                dimensions_map={"RuleName": self.rule.ref, "ActionType": "Lambda"},
+                statistic="Sum",
+                period=period,
+            ),
+        }
+        return {
+            name: alarm_on_any(self, f"{name}Alarm", metric, description=f"Vigil health: {name}", action=action)
+            for name, metric in metrics.items()
+        }
 
     def _rule(self, things: StageThings, retention: logs.RetentionDays, removal: cdk.RemovalPolicy) -> None:
         errors = logs.LogGroup(self, "RuleErrors", retention=retention, removal_policy=removal)

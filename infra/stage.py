@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_logs as logs
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
@@ -86,7 +87,7 @@ class VigilStack(cdk.Stack):
             removal_policy=removal,
             alarm_action=alarm_action,
         )
-        self.health = self._health(config, retention, removal)
+        self.health = self._health(config, retention, removal, alarm_action)
         self.training = Training(
             self,
             "Training",
@@ -101,7 +102,13 @@ class VigilStack(cdk.Stack):
         cdk.Tags.of(self).add("stage", config.name)
         self._outputs()
 
-    def _health(self, config: StageConfig, retention: logs.RetentionDays, removal: cdk.RemovalPolicy) -> Health:
+    def _health(
+        self,
+        config: StageConfig,
+        retention: logs.RetentionDays,
+        removal: cdk.RemovalPolicy,
+        alarm_action: cloudwatch.IAlarmAction,
+    ) -> Health:
         topics = [self.operations.topic.topic_arn]
         if config.health.notify_alert_recipients:
             topics.append(self.alerting.topic.topic_arn)
@@ -117,6 +124,7 @@ class VigilStack(cdk.Stack):
             runtime=PYTHON_RUNTIME,
             architecture=ARCHITECTURE,
             alarm_topic_arns=topics,
+            operations_action=alarm_action,
             log_retention=retention,
             removal_policy=removal,
         )
