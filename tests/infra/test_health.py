@@ -13,7 +13,7 @@ AWS facts these assertions pin:
   (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-metrics-insights-limits.html).
 - TreatMissingData: ``breaching`` counts a missing point as over the threshold,
   ``notBreaching`` as within it; the default is ``missing``
-  (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html#alarms-and-missing-data).
+  (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarms-and-missing-data.html).
   A silent device sends nothing, so its heartbeat alarm must treat missing data as breaching.
 - IoT SQL ``topic(2)`` is the second topic level; ``startswith`` a Boolean
   (https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-functions.html).
@@ -122,6 +122,16 @@ def test_function_puts_metrics_only_in_its_namespace_and_fails_onto_a_dead_lette
     # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/iam-cw-condition-keys-namespace.html).
     assert put["Resource"] == "*"
     assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}
+
+
+def test_function_runs_from_the_alert_bundle_which_carries_the_handler(cfn, stage):
+    stack = stage.stage.stack
+    code = cfn.properties(stage.template_json, stack.health.function)["Code"]
+    assert code == cfn.properties(stage.template_json, stack.alerting.function)["Code"]  # bundled once
+    bundle = stage.asset_path("asset." + code["S3Key"].removesuffix(".zip"))
+    assert {p.name for p in (bundle / "vigil_health").glob("*.py")} == {"__init__.py", "handler.py", "metrics.py"}
+    layers = cfn.properties(stage.template_json, stack.health.function)["Layers"]
+    assert layers == cfn.properties(stage.template_json, stack.alerting.function)["Layers"]  # Powertools
 
 
 def camera_query(function: str, metric: str, stage: str) -> str:
