@@ -309,3 +309,73 @@ def test_the_pipelines_own_failures_alarm_operations_only(cfn, stage):
 def test_metrics_insights_alarms_stay_within_the_regional_quota(synthesized):
     queries = sum(1 for s in synthesized.values() for a in alarms_of(s).values() if "Metrics" in a)
     assert queries <= 200
+
+
+_QUERY = re.compile(
+    r'SELECT (MIN|MAX|SUM|AVG)\((\w+)\) FROM SCHEMA\("([^"]+)", ([\w, ]+)\) '
+    r"WHERE Stage = '([^']+)'(?: GROUP BY ([\w, ]+))?"
+)
+_COMPARE = {
+    "LessThanThreshold": lambda v, t: v < t,
+    "GreaterThanOrEqualToThreshold": lambda v, t: v >= t,
+}
+
+
+def evaluate(alarm: dict, data: list[dict]) -> dict[tuple, bool]:
+    """One period of a Metrics Insights alarm over the Lambda's ``MetricData``, as the
+    query reads it: SCHEMA matches metrics with exactly its dimensions
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-metrics-insights-querylanguage.html);
+    returns breaching per GROUP BY group."""
+    (query,) = alarm["Metrics"]
+    function, metric, namespace, schema, stage, group_by = _QUERY.fullmatch(query["Expression"]).groups()
+    assert namespace == NAMESPACE
+    keys = [k.strip() for k in (group_by or "").split(",") if k.strip()]
+    groups: dict[tuple, list[float]] = {}
+    for datum in data:
+        dims = {d["Name"]: d["Value"] for d in datum["Dimensions"]}
+        if datum["MetricName"] != metric or set(dims) != {k.strip() for k in schema.split(",")}:
+            continue
+        if dims["Stage"] == stage:
+            groups.setdefault(tuple(dims[k] for k in keys), []).append(datum["Value"])
+    aggregate = {"MIN": min, "MAX": max, "SUM": sum, "AVG": lambda v: sum(v) / len(v)}[function]
+    compare = _COMPARE[alarm["ComparisonOperator"]]
+    return {group: compare(aggregate(values), alarm["Threshold"]) for group, values in groups.items()}
+
+
+def test_the_lambdas_metrics_breach_the_alarms_in_the_templates_terms(stage):
+    """Covered camera and stopped camera -> their alarm's query breaches for that camera
+    only; a healthy device breaches nothing (the query and the metric names and
+    dimensions the Lambda puts must agree, or no alarm would ever see a point)."""
+    import sys
+
+    from infra.alerting import LAMBDA_DIR
+
+    if str(LAMBDA_DIR) not in sys.path:
+        sys.path.append(str(LAMBDA_DIR))
+    from vigil_health.metrics import metric_data
+
+    name = stage.config.name
+    thing = f"{stage.stage.stack.devices.stage_things.prefix}cam-01"
+
+    def camera(state: str, analysed: int, blank: int) -> dict:
+        return {"state": state, "recent": {"analysed": analysed, "blank_frames": blank}}
+
+    message = {
+        "topic_thing_name": thing,
+        "cameras": {
+            "front": camera("running", 300, 0),
+            "lens": camera("running", 300, 300),
+            "back": camera("reconnecting", 0, 0),
+        },
+    }
+    data = metric_data(message, name)
+    alarms = alarms_of(stage)
+    assert evaluate(alarms["CameraBlank"], data) == {(thing, "front"): False, (thing, "lens"): True}
+    assert evaluate(alarms["CameraNotRunning"], data) == {
+        (thing, "front"): False,
+        (thing, "lens"): False,
+        (thing, "back"): True,
+    }
+    assert evaluate(alarms["StageSilent"], data) == {(): False}  # a heartbeat came: the stage is not silent
+    other = metric_data(message, "another-stage")  # another stage's metrics are not this stage's alarms'
+    assert evaluate(alarms["CameraBlank"], other) == {} and evaluate(alarms["StageSilent"], other) == {}
