@@ -134,8 +134,8 @@ def test_a_covered_camera_reports_a_blank_ratio_of_one_and_the_room_zero(room_ru
 def test_recent_counts_add_up_to_the_totals(room_run):
     telemetry, final = room_run
     assert telemetry[-1] == final  # the run's last message is the one it returns
-    # Several messages, each with its own share: "since the previous message" is exercised.
-    assert sum(1 for m in telemetry if m["cameras"]["covered"]["recent"]["analysed"]) >= 2
+    # How many messages carry frames depends on the machine's speed (a 20 s replay takes a
+    # few seconds): the split across messages is pinned by the CameraState test above.
     for camera in ("room", "covered"):
         for key in ("analysed", "blank_frames"):
             assert sum(m["cameras"][camera]["recent"][key] for m in telemetry) == final["cameras"][camera][key]
