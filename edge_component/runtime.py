@@ -19,11 +19,12 @@ cameras it changes.
 Telemetry (``vigil/<thing>/telemetry``, every ``telemetry_every_s``): per camera
 frames in, analysed, dropped, bad frames, reconnects, crashes, restarts, inference
 time, ``state`` (connecting, running, reconnecting, restarting, failed, done, stopped),
-``last_frame_at`` (UTC) and ``last_error`` (empty once frames flow again); the
-publisher's delivery stats (outbox depth, sent, dropped); and, since schema 1.1, the
-model it scores with: ``model`` ``{"sha256", "version", "file"}`` (the model file's
-SHA-256 as in alerts' ``model_sha256``, the model component version or null, the file
-name; edge_component/model/source.py), or ``{"load_error": "..."}`` if the model of a
+``last_frame_at`` (UTC), ``last_error`` (empty once frames flow again) and ``recent``
+(frames analysed and blank since the previous message); the publisher's delivery stats
+(outbox depth, sent, dropped); and the model it scores with: ``model``
+``{"sha256", "version", "file"}`` (the model file's SHA-256 as in alerts'
+``model_sha256``, the model component version or null, the file name;
+edge_component/model/source.py), or ``{"load_error": "..."}`` if the model of a
 configuration update cannot be read.
 """
 
@@ -50,7 +51,8 @@ from .model.errors import ModelError
 from .worker import EXIT_SOURCE_ERROR, EXIT_STOPPED, camera_worker
 
 log = logging.getLogger(__name__)
-# 1.1: optional "model" (additive; 1.0 readers ignore it).
+# 1.1 (additive; 1.0 readers ignore both): per camera `recent` (analysed, blank_frames
+# since the previous message) and the "model" it scores with.
 TELEMETRY_SCHEMA_VERSION = "1.1"
 STOP_CODES = (EXIT_STOPPED, -signal.SIGTERM, -signal.SIGINT)  # a stop, not a crash
 

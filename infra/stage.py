@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_logs as logs
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from edge_component.contracts.topics import ALERT_CHANNEL, TELEMETRY_CHANNEL, topic_template
-from infra.alerting import Alerting
+from infra.alerting import ARCHITECTURE, PYTHON_RUNTIME, Alerting
 from infra.config import LOG_RETENTION_NAMES, StageConfig
 from infra.devices import Devices
 from infra.edge_deployment import EdgeDeployment, component_name
 from infra.greengrass_versions import FLEET_PROVISIONING_PLUGIN_VERSION, fleet_provisioning_plugin_url
+from infra.health import Health
 from infra.housekeeping import Housekeeping
 from infra.operations import Operations
 from infra.storage import Storage
@@ -27,7 +29,7 @@ class VigilStack(cdk.Stack):
     """Everything one stage runs: creates the capability constructs and wires them.
 
     Attributes: ``config``, ``storage``, ``operations``, ``housekeeping``, ``devices``,
-    ``edge``, ``alerting``, ``training``.
+    ``edge``, ``alerting``, ``health``, ``training``.
     """
 
     def __init__(self, scope: Construct, id_: str, *, config: StageConfig, **kwargs: object) -> None:
@@ -85,6 +87,7 @@ class VigilStack(cdk.Stack):
             removal_policy=removal,
             alarm_action=alarm_action,
         )
+        self.health = self._health(config, retention, removal, alarm_action)
         self.training = Training(
             self,
             "Training",
@@ -98,6 +101,33 @@ class VigilStack(cdk.Stack):
         cdk.Tags.of(self).add("project", "vigil")
         cdk.Tags.of(self).add("stage", config.name)
         self._outputs()
+
+    def _health(
+        self,
+        config: StageConfig,
+        retention: logs.RetentionDays,
+        removal: cdk.RemovalPolicy,
+        alarm_action: cloudwatch.IAlarmAction,
+    ) -> Health:
+        topics = [self.operations.topic.topic_arn]
+        if config.health.notify_alert_recipients:
+            topics.append(self.alerting.topic.topic_arn)
+            self.alerting.allow_alarms()
+        return Health(
+            self,
+            "Health",
+            stage_name=config.name,
+            stage_things=self.devices.stage_things,
+            health=config.health,
+            code=self.alerting.code,
+            layer=self.alerting.layer,
+            runtime=PYTHON_RUNTIME,
+            architecture=ARCHITECTURE,
+            alarm_topic_arns=topics,
+            operations_action=alarm_action,
+            log_retention=retention,
+            removal_policy=removal,
+        )
 
     def _outputs(self) -> None:
         devices = self.devices
