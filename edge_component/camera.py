@@ -153,22 +153,22 @@ class CameraPipeline:
         analyzer = MotionAnalyzer(self.config.motion, zones, camera.masks, self.config.detection_fps)
         pending: list[tuple[Window, float]] = []  # this frame's windows and scores, until its last zone
 
-        def close(time_s: float, reason: str, ended_s: float | None = None) -> None:
+        def close(time_s: float, reason: str, clock_origin: datetime, ended_s: float | None = None) -> None:
             """End every open event of the camera now, for ``reason`` (END_*)."""
             for z, tracker in enumerate(trackers):
                 for tr in tracker.close(time_s, reason, ended_s):
-                    self._emit(tr, camera, best[z], origin, report, media_time, zones[z].name)
+                    self._emit(tr, camera, best[z], clock_origin, report, media_time, zones[z].name)
                 best[z] = None
             if stage is not None:
                 for ot in objects.close(stage.end_all(), time_s, reason, ended_s):
-                    self._emit_object(ot, camera, None, stage.frame_shape, origin, report, media_time)
+                    self._emit_object(ot, camera, None, stage.frame_shape, clock_origin, report, media_time)
 
         for window in analyse_frames(feed.frames, camera, self.config, analyzer):
             if isinstance(window, StreamLost):
                 # A camera unplugged mid-event: end its events now, not when the stream returns.
                 origin = datetime.fromtimestamp(window.wall_s, UTC) - timedelta(seconds=window.time_s)
                 log.warning("camera %s: stream lost (%s); closing its open events", camera.name, window.error)
-                close(window.time_s, END_CAMERA_OFFLINE, window.last_frame_s)
+                close(window.time_s, END_CAMERA_OFFLINE, origin, window.last_frame_s)
                 continue
             last_t = window.frame.time_s
             if window.frame.wall_s is not None:  # live: dates follow the wall clock now, also after it steps
@@ -200,7 +200,7 @@ class CameraPipeline:
                             sample.add(w.features)
                 pending = []
             report.wall_s = time.perf_counter() - started
-        close(last_t, END_STOPPED)
+        close(last_t, END_STOPPED, origin)
         if stage is not None:
             report.detector_calls, report.detect_s = stage.counters.calls, stage.counters.detect_s
             report.detected_frames = stage.counters.frames_detected

@@ -62,4 +62,6 @@ def analyse_source(
 
     Raises capture.SourceError if the file cannot be read.
     """
-    yield from analyse_frames(replay(camera.source, config.detection_fps, stats), camera, config)
+    for item in analyse_frames(replay(camera.source, config.detection_fps, stats), camera, config):
+        if isinstance(item, Window):  # a replay loses no stream: windows only
+            yield item
