@@ -13,7 +13,6 @@ import cv2
 import pytest
 
 from edge_component.camera import CameraPipeline
-from edge_component.capture.feed import Feed
 from edge_component.capture.frames import CaptureStats, Frame, StreamLost
 from edge_component.capture.live import LiveSettings, live
 from edge_component.capture.source import open_capture
@@ -46,7 +45,7 @@ def mid_event_clip(tmp_path_factory):
 def _config(source: Path, motion_only: bool):
     zone = {"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]], "motion_only": motion_only}
     camera = {"name": "lab-room", "source": str(source), "mode": "live", "zones": [zone]}
-    camera["read_timeout_s"] = READ_TIMEOUT_S
+    camera["read_timeout_s"], camera["backoff_max_s"] = READ_TIMEOUT_S, 1.0
     return parse_config(
         {
             "detection_fps": 5,
@@ -88,16 +87,13 @@ def test_an_event_open_when_the_stream_dies_ends_at_once_as_camera_offline(mid_e
     stop = threading.Event()
     rec = StopAfterOfflineEnds(stop, count=2)
     det = CameraPipeline(config, load_bundle(trained_bundle), rec, thing_name="vigil-test-cam")
-    settings = LiveSettings(read_timeout_s=READ_TIMEOUT_S, backoff_initial_s=1.0, backoff_max_s=1.0)
-    stats = CaptureStats()
-    frames = live(str(mid_event_clip), config.detection_fps, stats, stop=stop, settings=settings, mark_losses=True)
     watchdog = threading.Timer(60.0, stop.set)  # a regression must fail, not hang
     watchdog.start()
     try:
-        report = det._run(camera, Feed(str(mid_event_clip), frames, stats, media_time=False))
+        report = det.run_live(camera, stop)  # the worker's path: open_live, backoff 1 s
     finally:
         watchdog.cancel()
-    assert stats.reconnects >= 2
+    assert report.stats.reconnects >= 2
     for m in rec.sent:
         validate_alert(m)
     offline = [m for m in rec.sent if m.get("end_reason") == "camera_offline"]
