@@ -131,7 +131,10 @@ def model_recipe(
                         "Digest": digest,
                         "Algorithm": "SHA-256",
                         "Unarchive": "ZIP",
-                        "Permission": {"Read": "OWNER", "Execute": "NONE"},
+                        # "To read or run an artifact from a component dependency, that
+                        # artifact's Read or Execute permission must be ALL" (recipe reference,
+                        # "Recipe variables"): the detector is that dependent.
+                        "Permission": {"Read": "ALL", "Execute": "NONE"},
                     }
                 ],
             }

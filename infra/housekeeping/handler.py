@@ -24,6 +24,12 @@ and writes ``SeedVersion`` there only when the parameter does not exist yet (fir
 deploy); a later ``cdk deploy`` so keeps the promoted model instead of putting the seed
 back. On Delete it leaves the parameter (the loop owns it from then on).
 
+``Custom::VigilModelSeedArtifact`` (``SourceBucket``, ``SourceKey``, ``Bucket``, ``Key``):
+copies the seed model bundle from the CDK asset (an object named by its hash) to ``Key``,
+which ends in ``model-bundle.zip``: Greengrass unpacks an archive into a folder named after
+the artifact's file, and every model version must unpack to the same ``model-bundle/``
+the detector reads. On Delete it leaves the object (a deployed version's artifact).
+
 Runs on the Lambda runtime's boto3; responds to CloudFormation's pre-signed URL.
 """
 
@@ -128,6 +134,12 @@ def promoted_version(ssm: Any, name: str, seed_version: str) -> str:
     return seed_version
 
 
+def copy_seed_artifact(s3: Any, source_bucket: str, source_key: str, bucket: str, key: str) -> str:
+    """Copy ``s3://source_bucket/source_key`` to ``s3://bucket/key``; returns the target URI."""
+    s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key})
+    return f"s3://{bucket}/{key}"
+
+
 def handle(event: dict[str, Any], clients: Callable[[str], Any]) -> tuple[str, dict[str, Any]]:
     """The physical resource id and data for one CloudFormation request; raises on failure."""
     kind, request = event["ResourceType"], event["RequestType"]
@@ -153,6 +165,11 @@ def handle(event: dict[str, Any], clients: Callable[[str], Any]) -> tuple[str, d
         if request == "Delete":
             return name, {}
         return name, {"Version": promoted_version(clients("ssm"), name, props["SeedVersion"])}
+    if kind == "Custom::VigilModelSeedArtifact":
+        uri = f"s3://{props['Bucket']}/{props['Key']}"
+        if request in ("Create", "Update"):
+            copy_seed_artifact(clients("s3"), props["SourceBucket"], props["SourceKey"], props["Bucket"], props["Key"])
+        return uri, {"Uri": uri}
     raise ValueError(f"unknown resource type {kind!r}")
 
 

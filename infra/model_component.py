@@ -1,0 +1,130 @@
+"""The stage's model component, ``com.vigil.Model.<stage>``: the seed bundle as its first
+version, and the version the stage's deployment runs (the promoted one, once the loop
+has promoted a model).
+
+Names, the bundle zip, the recipe and the versions are the shared contract's
+(``edge_component/contracts/model_component.py``). The component's one artifact is the
+bundle zip; Greengrass unpacks it into ``{artifacts:decompressedPath}/model-bundle/``
+(component recipe reference, "Artifacts", ``Unarchive``:
+https://docs.aws.amazon.com/greengrass/v2/developerguide/component-recipe-reference.html),
+which the detector reads through a dependency recipe variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_greengrassv2 as greengrass
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from edge_component.contracts.model_component import (
+    BUNDLE_FILE,
+    bundle_files,
+    bundle_zip,
+    model_component_name,
+    model_recipe,
+    promoted_version_parameter,
+    seed_version,
+)
+from infra.housekeeping import Housekeeping
+from infra.packaging import Archive, build_dir_for, write_content_addressed
+
+SEED_DIR = Path(__file__).resolve().parent.parent / "edge_component" / "models" / "seed"
+ARTIFACT_PREFIX = "components/"
+
+
+def artifact_key(component: str, version: str) -> str:
+    """``components/<component>/<version>/model-bundle.zip``: ends in the contract's file
+    name, so the zip unpacks to ``model-bundle/`` whichever version it is."""
+    return f"{ARTIFACT_PREFIX}{component}/{version}/{BUNDLE_FILE}"
+
+
+class ModelComponent(Construct):
+    """The seed model component version and the custom resource that picks the version to deploy.
+
+    Builds the deterministic bundle zip of ``seed_dir`` at synth, uploads it as an asset
+    and copies it (``Housekeeping.seed_artifact``) to ``artifact_key(...)`` in ``bucket``: a
+    CDK asset's object is named by its hash, and the folder Greengrass unpacks a zip
+    into is named after the file. Grants ``token_exchange_role`` exactly that object.
+
+    Attributes:
+        component_name, seed_version: plain strings. bundle: the zip on disk and its digest.
+        asset: the uploaded ``s3_assets.Asset``; artifact_key: where the recipe points.
+        recipe: the seed recipe (tokens in the URI). component: the ``CfnComponentVersion``.
+        version: the ``Custom::VigilPromotedModelVersion`` resource; ``deployed_version``
+        its ``Version`` attribute (a token), the version the stage's deployment pins.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        stage_name: str,
+        bucket: s3.IBucket,
+        housekeeping: Housekeeping,
+        token_exchange_role: iam.IRole,
+        seed_dir: Path = SEED_DIR,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.component_name = model_component_name(stage_name)
+        # ValueError from the contract on a bundle without manifest.json.
+        self.bundle: Archive = write_content_addressed(
+            bundle_zip(bundle_files(seed_dir)), build_dir_for(self), BUNDLE_FILE
+        )
+        self.seed_version = seed_version(self.bundle.sha256_hex)
+        self.asset = s3_assets.Asset(self, "Bundle", path=str(self.bundle.path))
+        self.artifact_key = artifact_key(self.component_name, self.seed_version)
+        self.artifact = housekeeping.seed_artifact(
+            "ModelSeedArtifact",
+            source_bucket=self.asset.s3_bucket_name,
+            source_key=self.asset.s3_object_key,
+            bucket=bucket,
+            key=self.artifact_key,
+        )
+        self.recipe = model_recipe(
+            stage_name,
+            self.seed_version,
+            self.artifact.get_att_string("Uri"),
+            self.bundle.sha256_hex,
+            description="The Vigil seed motion model bundle (manifest.json and its model files).",
+        )
+        # The artifact URI is the copy's attribute, so the version is created after the copy.
+        self.component = greengrass.CfnComponentVersion(
+            self, "Component", inline_recipe=cdk.Stack.of(self).to_json_string(self.recipe)
+        )
+        # SeedVersion as the component's attribute: the version to deploy is read after
+        # the seed exists, and on the first deploy it is that seed.
+        self.version = housekeeping.promoted_model_version(
+            "PromotedModelVersion",
+            parameter_name=promoted_version_parameter(stage_name),
+            seed_version=self.component.attr_component_version,
+        )
+        self.deployed_version: str = self.version.get_att_string("Version")
+
+        # The device downloads the artifact with the token exchange role's credentials;
+        # the nucleus also asks the bucket's region first (see infra/edge_deployment.py).
+        token_exchange_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadModelArtifact", actions=["s3:GetObject"], resources=[bucket.arn_for_objects(self.artifact_key)]
+            )
+        )
+        token_exchange_role.add_to_principal_policy(
+            iam.PolicyStatement(sid="LocateModelBucket", actions=["s3:GetBucketLocation"], resources=[bucket.bucket_arn])
+        )
+
+    def refresh_on(self, key: str) -> None:
+        """Make the version resource run again whenever ``key`` changes.
+
+        CloudFormation sends a custom resource an Update only when its properties change,
+        and otherwise keeps the ``Version`` of its last run: without a key that changes
+        with the deployment, a deploy that changed the deployment (new code) would pin
+        the version read at the previous deploy, not the one promoted since.
+        """
+        child = self.version.node.default_child
+        assert isinstance(child, cdk.CfnResource)
+        child.add_property_override("DeploymentKey", key)
