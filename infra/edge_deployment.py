@@ -335,9 +335,14 @@ class EdgeDeployment(Construct):
         )
         if self.model is not None:
             # Everything the deployment says (the model's version only as the reference to
-            # the custom resource): when any of it changes, CloudFormation updates the
-            # deployment and, with this key changed, re-reads the promoted version first.
+            # the custom resource), and the code version its GetAtt resolves to: when any
+            # of it changes, CloudFormation updates the deployment and, with this key
+            # changed, re-reads the promoted version first.
             properties = cdk.Stack.of(self).resolve(deployment._cfn_properties)
-            material = json.dumps(properties, sort_keys=True, separators=(",", ":"))
+            material = json.dumps(
+                {"deployment": properties, "codeVersion": self.component_version},
+                sort_keys=True,
+                separators=(",", ":"),
+            )
             self.model.refresh_on(hashlib.sha256(material.encode()).hexdigest())
         return deployment
