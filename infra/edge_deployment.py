@@ -179,8 +179,15 @@ class EdgeDeployment(Construct):
         dependency (recipe reference, "Recipe variables":
         https://docs.aws.amazon.com/greengrass/v2/developerguide/component-recipe-reference.html).
         """
-        recipe["ComponentDependencies"] = {**(recipe.get("ComponentDependencies") or {}), **model_dependency(stage_name)}
-        runs = [m["Lifecycle"]["run"] for m in recipe["Manifests"] if isinstance((m.get("Lifecycle") or {}).get("run"), dict)]
+        recipe["ComponentDependencies"] = {
+            **(recipe.get("ComponentDependencies") or {}),
+            **model_dependency(stage_name),
+        }
+        runs = [
+            m["Lifecycle"]["run"]
+            for m in recipe["Manifests"]
+            if isinstance((m.get("Lifecycle") or {}).get("run"), dict)
+        ]
         if not runs or any(MODEL_DIR_ENV not in (run.get("Setenv") or {}) for run in runs):
             raise ValueError(f"{recipe_path}: the run step must set {MODEL_DIR_ENV} (Setenv) for the model to override")
         for run in runs:

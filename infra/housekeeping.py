@@ -127,7 +127,12 @@ class Housekeeping(Construct):
             id_,
             service_token=self.function.function_arn,
             resource_type=MODEL_SEED_ARTIFACT_TYPE,
-            properties={"SourceBucket": source_bucket, "SourceKey": source_key, "Bucket": bucket.bucket_name, "Key": key},
+            properties={
+                "SourceBucket": source_bucket,
+                "SourceKey": source_key,
+                "Bucket": bucket.bucket_name,
+                "Key": key,
+            },
         )
 
     def clean_up(self, policies: Sequence[iot.CfnPolicy], things: Sequence[iot.CfnThing]) -> cdk.CustomResource:

@@ -114,7 +114,9 @@ class ModelComponent(Construct):
             )
         )
         token_exchange_role.add_to_principal_policy(
-            iam.PolicyStatement(sid="LocateModelBucket", actions=["s3:GetBucketLocation"], resources=[bucket.bucket_arn])
+            iam.PolicyStatement(
+                sid="LocateModelBucket", actions=["s3:GetBucketLocation"], resources=[bucket.bucket_arn]
+            )
         )
 
     def refresh_on(self, key: str) -> None:

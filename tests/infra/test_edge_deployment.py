@@ -16,12 +16,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Template
 
+from edge_component.contracts.model_component import bundle_dir_variable, model_component_name
 from edge_component.contracts.topics import (
     ALERT_CHANNEL,
     TELEMETRY_CHANNEL,
     topic_template,
 )
-from edge_component.contracts.model_component import bundle_dir_variable, model_component_name
 from infra.config import GreengrassConfig, RolloutConfig
 from infra.edge_deployment import (
     EDGE_PACKAGE_DIR,
@@ -50,7 +50,9 @@ def test_recipe_is_the_source_recipe_with_stage_name_version_and_artifact(cfn, s
     # The lifecycle is the source's, with only the artifact folder renamed (see the next test).
     folder = "{artifacts:decompressedPath}/" + stage.stage.stack.edge.asset.asset_hash + "/"
     source = json.loads(
-        json.dumps(SOURCE_RECIPE["Manifests"][0]["Lifecycle"]).replace("{artifacts:decompressedPath}/vigil-edge/", folder)
+        json.dumps(SOURCE_RECIPE["Manifests"][0]["Lifecycle"]).replace(
+            "{artifacts:decompressedPath}/vigil-edge/", folder
+        )
     )
     # ...and the model bundle from the stage's model component (tests/infra/test_model_component.py).
     source["run"]["Setenv"]["VIGIL_MODEL_DIR"] = bundle_dir_variable(stage.config.name)

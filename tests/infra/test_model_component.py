@@ -19,7 +19,6 @@ from pathlib import Path
 
 import aws_cdk as cdk
 import boto3
-import pytest
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -83,7 +82,7 @@ def test_model_component_is_the_seed_bundle_with_its_digest_unpacked_as_a_zip(cf
 
 
 def test_model_artifact_may_be_read_by_its_dependent(cfn, stage):
-    """"To read or run an artifact from a component dependency, that artifact's Read or
+    """ "To read or run an artifact from a component dependency, that artifact's Read or
     Execute permission must be ALL" (recipe reference, "Recipe variables",
     ``component_dependency_name:artifacts:decompressedPath``)."""
     (artifact,) = _model_recipe(cfn, stage)["Manifests"][0]["Artifacts"]
@@ -165,8 +164,7 @@ def test_housekeeping_may_read_and_write_only_the_promoted_version_parameter(cfn
     assert sorted(cfn.as_list(ssm[0]["Action"])) == ["ssm:GetParameter", "ssm:PutParameter"]
     # The parameter's ARN drops the name's leading slash.
     assert ssm[0]["Resource"] == (
-        f"arn:aws:ssm:{stage.config.region}:<AWS::AccountId>:parameter/vigil/{stage.config.name}"
-        "/model/promoted-version"
+        f"arn:aws:ssm:{stage.config.region}:<AWS::AccountId>:parameter/vigil/{stage.config.name}/model/promoted-version"
     )
 
 
@@ -280,7 +278,9 @@ def test_cdk_deploy_after_a_promotion_keeps_the_promoted_model(tmp_path, monkeyp
         assert handler.handle(event("Create", first), clients) == (name, {"Version": model.seed_version})
         promoted = next_version([model.seed_version])  # what the loop writes on promotion
         clients("ssm").put_parameter(Name=name, Value=promoted, Type="String", Overwrite=True)
-        update = event("Update", second, PhysicalResourceId=name, OldResourceProperties=event("", first)["ResourceProperties"])
+        update = event(
+            "Update", second, PhysicalResourceId=name, OldResourceProperties=event("", first)["ResourceProperties"]
+        )
         assert handler.handle(update, clients) == (name, {"Version": promoted})
         assert promoted != model.seed_version
         assert clients("ssm").get_parameter(Name=name)["Parameter"]["Value"] == promoted
@@ -318,3 +318,12 @@ def test_without_a_model_component_the_detector_loads_the_seed_in_its_own_artifa
     with zipfile.ZipFile(edge.artifact.path) as code:
         assert "edge_component/models/seed/manifest.json" in code.namelist()
     assert json.dumps(edge.recipe).count("vigil-edge/") == 0
+
+
+def test_device_policy_names_the_model_component_beside_the_code(cfn, stage):
+    """GetComponentVersionArtifact is checked against the component version's ARN
+    (device-auth.html, "Minimal AWS IoT policy for AWS IoT Greengrass V2 core devices")."""
+    document = cfn.render(cfn.properties(stage.template_json, stage.stage.stack.devices.policy)["PolicyDocument"])
+    (statement,) = [s for s in document["Statement"] if s.get("Sid") == "ComponentArtifacts"]
+    name = model_component_name(stage.config.name)
+    assert any(r.endswith(f":components:{name}:versions:*") for r in statement["Resource"])
