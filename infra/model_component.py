@@ -22,7 +22,9 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from edge_component.contracts.model_component import (
+    ARTIFACT_PREFIX,
     BUNDLE_FILE,
+    artifact_key,
     bundle_files,
     bundle_zip,
     model_component_name,
@@ -31,16 +33,10 @@ from edge_component.contracts.model_component import (
     seed_version,
 )
 from infra.housekeeping import Housekeeping
+from infra.nag import acknowledge, wildcard_resource
 from infra.packaging import Archive, build_dir_for, write_content_addressed
 
 SEED_DIR = Path(__file__).resolve().parent.parent / "edge_component" / "models" / "seed"
-ARTIFACT_PREFIX = "components/"
-
-
-def artifact_key(component: str, version: str) -> str:
-    """``components/<component>/<version>/model-bundle.zip``: ends in the contract's file
-    name, so the zip unpacks to ``model-bundle/`` whichever version it is."""
-    return f"{ARTIFACT_PREFIX}{component}/{version}/{BUNDLE_FILE}"
 
 
 class ModelComponent(Construct):
@@ -49,7 +45,8 @@ class ModelComponent(Construct):
     Builds the deterministic bundle zip of ``seed_dir`` at synth, uploads it as an asset
     and copies it (``Housekeeping.seed_artifact``) to ``artifact_key(...)`` in ``bucket``: a
     CDK asset's object is named by its hash, and the folder Greengrass unpacks a zip
-    into is named after the file. Grants ``token_exchange_role`` exactly that object.
+    into is named after the file. Grants ``token_exchange_role`` the objects of this
+    component's versions (``components/<component>/*``: the seed and the loop's).
 
     Attributes:
         component_name, seed_version: plain strings. bundle: the zip on disk and its digest.
@@ -78,7 +75,7 @@ class ModelComponent(Construct):
         )
         self.seed_version = seed_version(self.bundle.sha256_hex)
         self.asset = s3_assets.Asset(self, "Bundle", path=str(self.bundle.path))
-        self.artifact_key = artifact_key(self.component_name, self.seed_version)
+        self.artifact_key = artifact_key(stage_name, self.seed_version)
         self.artifact = housekeeping.seed_artifact(
             "ModelSeedArtifact",
             source_bucket=self.asset.s3_bucket_name,
@@ -108,10 +105,16 @@ class ModelComponent(Construct):
 
         # The device downloads the artifact with the token exchange role's credentials;
         # the nucleus also asks the bucket's region first (see infra/edge_deployment.py).
+        versions = bucket.arn_for_objects(f"{ARTIFACT_PREFIX}{self.component_name}/*")
         token_exchange_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ReadModelArtifact", actions=["s3:GetObject"], resources=[bucket.arn_for_objects(self.artifact_key)]
-            )
+            iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[versions])
+        )
+        acknowledge(
+            token_exchange_role,
+            {
+                wildcard_resource(self, versions): "The bundle zips of this stage's model component versions "
+                "(the loop creates new ones after the deploy); nothing else in the bucket."
+            },
         )
         token_exchange_role.add_to_principal_policy(
             iam.PolicyStatement(

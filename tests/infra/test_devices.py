@@ -39,8 +39,8 @@ def test_role_alias_and_token_exchange_role(cfn, stage):
     code, model = sorted(cfn.statements_allowing(statements, "s3:GetObject"), key=lambda s: s["Sid"])
     edge_asset = stage.stage.stack.edge.asset
     assert code["Resource"].endswith(f"/{edge_asset.asset_hash}.zip"), "reads exactly the component's artifact"
-    # ...and exactly the model component's seed artifact (tests/infra/test_model_component.py).
-    assert model["Resource"].endswith(f"/{stage.stage.stack.model.artifact_key}")
+    # ...and the model component's version artifacts (tests/infra/test_model_component.py).
+    assert model["Resource"].endswith(f"/components/{stage.stage.stack.model.component_name}/*")
 
 
 def test_listed_things_join_the_group(cfn, stage):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 import boto3
+import pytest
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -27,6 +28,7 @@ from moto import mock_aws
 
 from edge_component.contracts.model_component import (
     BUNDLE_FILE,
+    artifact_key,
     bundle_dir_variable,
     bundle_files,
     bundle_zip,
@@ -175,8 +177,12 @@ def test_token_exchange_role_may_read_the_model_artifact(cfn, stage):
     stack, model = stage.stage.stack, stage.stage.stack.model
     statements = cfn.policy_statements(stage.template_json, stack.devices.token_exchange_role)
     bucket_arn = cfn.att(stack.training.model_bucket, "Arn")
-    (read,) = [s for s in statements if s.get("Sid") == "ReadModelArtifact"]
-    assert (read["Action"], read["Resource"]) == ("s3:GetObject", f"{bucket_arn}/{model.artifact_key}")
+    (read,) = [s for s in statements if s.get("Sid") == "ReadModelArtifacts"]
+    # This component's versions, the seed's and the loop's (same key scheme), nothing else.
+    prefix = f"components/{model.component_name}/"
+    assert (read["Action"], read["Resource"]) == ("s3:GetObject", f"{bucket_arn}/{prefix}*")
+    assert model.artifact_key.startswith(prefix)
+    assert artifact_key(stage.config.name, next_version([model.seed_version])).startswith(prefix)
     (locate,) = [s for s in statements if s.get("Sid") == "LocateModelBucket"]
     assert (locate["Action"], locate["Resource"]) == ("s3:GetBucketLocation", bucket_arn)
 
@@ -327,3 +333,11 @@ def test_device_policy_names_the_model_component_beside_the_code(cfn, stage):
     (statement,) = [s for s in document["Statement"] if s.get("Sid") == "ComponentArtifacts"]
     name = model_component_name(stage.config.name)
     assert any(r.endswith(f":components:{name}:versions:*") for r in statement["Resource"])
+
+
+def test_artifact_key_names_every_version_model_bundle_zip():
+    assert artifact_key("dev", "1.2.0") == "components/com.vigil.Model.dev/1.2.0/model-bundle.zip"
+    with pytest.raises(ValueError, match="major.minor.patch"):
+        artifact_key("dev", "latest")
+    with pytest.raises(ValueError, match="stage name"):
+        artifact_key("a.b", "1.0.0")
