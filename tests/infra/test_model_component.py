@@ -260,6 +260,7 @@ def test_cdk_deploy_after_a_promotion_keeps_the_promoted_model(tmp_path, monkeyp
         f.write("\n# a code change after the promotion\n")
     second_stack, second_model, second_edge = _stack(tmp_path, package)
     assert second_edge.component_version != first_edge.component_version
+    assert second_model.seed_version == model.seed_version, "a code change makes no new model version"
     second_lid, second = _version_resource(second_stack, second_model)
     assert second_lid == lid and second["ParameterName"] == first["ParameterName"]
     assert second["DeploymentKey"] != first["DeploymentKey"], "CloudFormation must send an Update"
@@ -341,3 +342,37 @@ def test_artifact_key_names_every_version_model_bundle_zip():
         artifact_key("dev", "latest")
     with pytest.raises(ValueError, match="stage name"):
         artifact_key("a.b", "1.0.0")
+
+
+def test_a_changed_seed_makes_a_new_model_version_at_a_new_key(tmp_path):
+    """Same bundle, same version and key (nothing replaced on redeploy); a changed bundle
+    gives another, and the version resource's SeedVersion follows it (the handler then
+    replaces an older seed in the parameter: tests/infra/test_housekeeping.py)."""
+    seed = tmp_path / "seed"
+    shutil.copytree(SEED_DIR, seed)
+
+    def build(n: int, seed_dir: Path = seed) -> ModelComponent:
+        app = cdk.App(outdir=str(tmp_path / f"out-{n}"))
+        stack = cdk.Stack(app, "Vigil", env=cdk.Environment(region=REGION))
+        role = iam.Role(stack, "Tes", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com"))
+        return ModelComponent(
+            stack,
+            "Model",
+            stage_name="dev",
+            bucket=s3.Bucket(stack, "Models"),
+            housekeeping=Housekeeping(stack, "Housekeeping", log_retention=logs.RetentionDays.ONE_WEEK),
+            token_exchange_role=role,
+            seed_dir=seed_dir,
+        )
+
+    first, again = build(0), build(1)
+    assert (first.seed_version, first.artifact_key) == (again.seed_version, again.artifact_key)
+    assert first.seed_version == seed_version(SEED_SHA)
+    manifest = json.loads((seed / "manifest.json").read_text())
+    (seed / "manifest.json").write_text(json.dumps({**manifest, "note": "retrained"}))
+    changed = build(2)
+    assert changed.seed_version != first.seed_version and changed.artifact_key != first.artifact_key
+    (bad := tmp_path / "bad").mkdir()
+    (bad / "model.tflite").write_bytes(b"x")
+    with pytest.raises(ValueError, match="manifest.json"):
+        build(3, bad)
