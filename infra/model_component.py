@@ -12,6 +12,7 @@ which the detector reads through a dependency recipe variable.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -69,10 +70,9 @@ class ModelComponent(Construct):
     ) -> None:
         super().__init__(scope, id_)
         self.component_name = model_component_name(stage_name)
+        files = bundle_files(seed_dir)
         # ValueError from the contract on a bundle without manifest.json.
-        self.bundle: Archive = write_content_addressed(
-            bundle_zip(bundle_files(seed_dir)), build_dir_for(self), BUNDLE_FILE
-        )
+        self.bundle: Archive = write_content_addressed(bundle_zip(files), build_dir_for(self), BUNDLE_FILE)
         self.seed_version = seed_version(self.bundle.sha256_hex)
         self.asset = s3_assets.Asset(self, "Bundle", path=str(self.bundle.path))
         self.artifact_key = artifact_key(stage_name, self.seed_version)
@@ -88,6 +88,7 @@ class ModelComponent(Construct):
             self.seed_version,
             self.artifact.get_att_string("Uri"),
             self.bundle.sha256_hex,
+            model_sha256=_scored_model_sha256(files["manifest.json"]),
             description="The Vigil seed motion model bundle (manifest.json and its model files).",
         )
         # The artifact URI is the copy's attribute, so the version is created after the copy.
@@ -133,3 +134,13 @@ class ModelComponent(Construct):
         child = self.version.node.default_child
         assert isinstance(child, cdk.CfnResource)
         child.add_property_override("DeploymentKey", key)
+
+
+def _scored_model_sha256(manifest: bytes) -> str | None:
+    """The manifest's digest of the file the edge scores with (``files[model_file]``), if it lists one."""
+    try:
+        raw = json.loads(manifest)
+        digest = raw["files"][raw["model_file"]]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return digest if isinstance(digest, str) else None

@@ -70,6 +70,10 @@ def test_model_component_is_the_seed_bundle_with_its_digest_unpacked_as_a_zip(cf
     name = model_component_name(stage.config.name)
     assert recipe["ComponentName"] == name == f"com.vigil.Model.{stage.config.name}"
     assert recipe["ComponentVersion"] == seed_version(SEED_SHA) == model.seed_version
+    # The scored model's digest, for an operator's get-component (the edge checks the manifest's).
+    scored = json.loads((SEED_DIR / "manifest.json").read_text())["model_file"]
+    configuration = recipe["ComponentConfiguration"]["DefaultConfiguration"]
+    assert configuration["modelSha256"] == hashlib.sha256((SEED_DIR / scored).read_bytes()).hexdigest()
     (manifest,) = recipe["Manifests"]
     assert "Lifecycle" not in manifest, "the model component only delivers its artifact"
     (artifact,) = manifest["Artifacts"]
