@@ -137,7 +137,10 @@ def test_code_recipe_depends_hard_on_the_model_and_loads_its_bundle(cfn, stage):
     """HARD: "The component restarts if the dependency changes state"
     (https://docs.aws.amazon.com/greengrass/v2/APIReference/API_ComponentDependencyRequirement.html),
     so a new model version restarts the detector on it. A dependency's recipe variables
-    resolve for direct dependencies only (recipe reference, "Recipe variables")."""
+    resolve for direct dependencies only (recipe reference, "Recipe variables"); AWS's own
+    detector sets its model dir the same way, in ``Lifecycle.setEnv`` from
+    ``{<model store>:artifacts:decompressedPath}`` (awslabs/aws-greengrass-labs-ml-components,
+    tflite/aws.greengrass.TensorFlowLiteObjectDetection/recipe.json)."""
     recipe = _code_recipe(cfn, stage)
     name = model_component_name(stage.config.name)
     assert recipe["ComponentDependencies"] == model_dependency(stage.config.name)
