@@ -6,7 +6,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
 import yaml
@@ -20,7 +20,6 @@ from edge_component.contracts.model_component import bundle_dir_variable, model_
 from infra.config import LOG_RETENTION_NAMES, GreengrassConfig, RolloutConfig
 from infra.edge_settings import EdgeConfig
 from infra.housekeeping import Housekeeping
-from infra.model_component import ModelComponent
 from infra.nag import acknowledge, wildcard_resource
 from infra.packaging import (
     ARTIFACT_FILE,
@@ -30,6 +29,9 @@ from infra.packaging import (
     build_dir_for,
     write_content_addressed,
 )
+
+if TYPE_CHECKING:  # infra.model_component imports infra.training, which imports this module
+    from infra.model_component import ModelComponent
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EDGE_PACKAGE_DIR = REPO_ROOT / EDGE_PACKAGE

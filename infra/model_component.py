@@ -36,6 +36,7 @@ from edge_component.contracts.model_component import (
 from infra.housekeeping import Housekeeping
 from infra.nag import acknowledge, wildcard_resource
 from infra.packaging import Archive, build_dir_for, write_content_addressed
+from infra.training import MODEL_PREFIX
 
 SEED_DIR = Path(__file__).resolve().parent.parent / "edge_component" / "models" / "seed"
 
@@ -47,7 +48,8 @@ class ModelComponent(Construct):
     and copies it (``Housekeeping.seed_artifact``) to ``artifact_key(...)`` in ``bucket``: a
     CDK asset's object is named by its hash, and the folder Greengrass unpacks a zip
     into is named after the file. Grants ``token_exchange_role`` the objects of this
-    component's versions (``components/<component>/*``: the seed and the loop's).
+    component's versions (``components/<component>/*``, the seed's, and the bundle zips
+    the loop writes under ``models/``).
 
     Attributes:
         component_name, seed_version: plain strings. bundle: the zip on disk and its digest.
@@ -106,15 +108,21 @@ class ModelComponent(Construct):
 
         # The device downloads the artifact with the token exchange role's credentials;
         # the nucleus also asks the bucket's region first (see infra/edge_deployment.py).
+        # The seed's key (contract artifact_key) and where the loop's component step puts a
+        # candidate's zip, beside the training job's output (lambda/vigil_loop/component.py):
+        # bundle zips only, never the training outputs or data.
         versions = bucket.arn_for_objects(f"{ARTIFACT_PREFIX}{self.component_name}/*")
+        candidates = bucket.arn_for_objects(f"{MODEL_PREFIX}*/{BUNDLE_FILE}")
         token_exchange_role.add_to_principal_policy(
-            iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[versions])
+            iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[versions, candidates])
         )
         acknowledge(
             token_exchange_role,
             {
                 wildcard_resource(self, versions): "The bundle zips of this stage's model component versions "
-                "(the loop creates new ones after the deploy); nothing else in the bucket."
+                "(the loop creates new ones after the deploy); nothing else in the bucket.",
+                wildcard_resource(self, candidates): "The loop's model component artifacts (one bundle zip per "
+                "training job, created after the deploy); no other object of the training output.",
             },
         )
         token_exchange_role.add_to_principal_policy(

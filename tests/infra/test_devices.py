@@ -40,7 +40,7 @@ def test_role_alias_and_token_exchange_role(cfn, stage):
     edge_asset = stage.stage.stack.edge.asset
     assert code["Resource"].endswith(f"/{edge_asset.asset_hash}.zip"), "reads exactly the component's artifact"
     # ...and the model component's version artifacts (tests/infra/test_model_component.py).
-    assert model["Resource"].endswith(f"/components/{stage.stage.stack.model.component_name}/*")
+    assert model["Resource"][0].endswith(f"/components/{stage.stage.stack.model.component_name}/*")
 
 
 def test_listed_things_join_the_group(cfn, stage):

@@ -187,7 +187,9 @@ def test_token_exchange_role_may_read_the_model_artifact(cfn, stage):
     (read,) = [s for s in statements if s.get("Sid") == "ReadModelArtifacts"]
     # This component's versions, the seed's and the loop's (same key scheme), nothing else.
     prefix = f"components/{model.component_name}/"
-    assert (read["Action"], read["Resource"]) == ("s3:GetObject", f"{bucket_arn}/{prefix}*")
+    # ...and the loop's candidates: models/<job>/output/model-bundle.zip (lambda/vigil_loop/component.py).
+    assert read["Action"] == "s3:GetObject"
+    assert read["Resource"] == [f"{bucket_arn}/{prefix}*", f"{bucket_arn}/models/*/{BUNDLE_FILE}"]
     assert model.artifact_key.startswith(prefix)
     assert artifact_key(stage.config.name, next_version([model.seed_version])).startswith(prefix)
     (locate,) = [s for s in statements if s.get("Sid") == "LocateModelBucket"]
