@@ -175,9 +175,9 @@ def test_claim_certificate_commands(fleet_code, config_yaml):
     root = PurePosixPath(configuration["rootPath"])
     assert PurePosixPath(configuration["claimCertificatePath"]) == root / cert_out
     assert PurePosixPath(configuration["claimCertificatePrivateKeyPath"]) == root / key_out
-    assert any(
-        f"mv {PurePosixPath(cert_out).parent} {root}/" in line for line in lines
-    ), "the claim-certs folder must be moved into the Greengrass root"
+    assert any(f"mv {PurePosixPath(cert_out).parent} {root}/" in line for line in lines), (
+        "the claim-certs folder must be moved into the Greengrass root"
+    )
 
 
 def test_root_ca_is_downloaded_where_the_plugin_reads_it(fleet_code, config_yaml):
@@ -200,7 +200,8 @@ def test_config_yaml_has_the_documented_keys(config_yaml, fleet_code, fleet_stag
 
     # The endpoints come from describe-endpoint of the right types.
     lines = shell_lines(fleet_code)
-    for key, endpoint_type in (("iotDataEndpoint", "iot:Data-ATS"), ("iotCredentialEndpoint", "iot:CredentialProvider")):
+    endpoint_types = {"iotDataEndpoint": "iot:Data-ATS", "iotCredentialEndpoint": "iot:CredentialProvider"}
+    for key, endpoint_type in endpoint_types.items():
         variable = configuration[key].removeprefix("$")
         assert f"{variable}=$(aws iot describe-endpoint --endpoint-type {endpoint_type} " in "\n".join(lines)
 
@@ -255,3 +256,14 @@ def test_installer_command(installer, config_yaml):
     # would create a thing, policy and role of its own.
     provision = [installer[i + 1] for i, a in enumerate(installer) if a == "--provision"]
     assert "true" not in provision and not any(a.startswith("--provision=") for a in installer)
+
+
+def test_listed_camera_downloads_and_installs_what_the_outputs_say(deploying, synthesized):
+    camera = section(deploying, "### A camera (a listed thing)", "###")
+    lines = shell_lines("\n".join(code_blocks(camera)))
+    urls = re.findall(r"https://d2s8p88vqu9w66\.cloudfront\.net/releases/greengrass-[^\s/]+\.zip", "\n".join(lines))
+    installs = [line for line in lines if "Greengrass.jar" in line]
+    assert len(urls) == 1 and len(installs) == 1, (urls, installs)
+    for stage in synthesized.values():
+        assert urls[0] == output_value(stage, "InstallerUrl"), f"{stage.config.name}: not the pinned nucleus"
+        assert installs[0] == output_value(stage, "InstallerCommand")
