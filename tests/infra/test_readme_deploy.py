@@ -46,7 +46,8 @@ DOCUMENTED_KEYS = {
     "rootCaPath",
     "templateParameters",
 }
-# Every parameter fleet-provisioning-configuration.html (and the 1.2.2 changelog) names:
+# Every parameter fleet-provisioning-configuration.html, the 1.2.2 changelog and the plugin's
+# README (github.com/aws-greengrass/aws-greengrass-fleet-provisioning-by-claim: csrPath) name:
 # a key outside this set is a typo the plugin ignores (AWS's FIPS example spells
 # iotCredEndpoint, the nucleus's name, which the plugin does not read).
 OPTIONAL_KEYS = {
@@ -267,3 +268,10 @@ def test_listed_camera_downloads_and_installs_what_the_outputs_say(deploying, sy
     for stage in synthesized.values():
         assert urls[0] == output_value(stage, "InstallerUrl"), f"{stage.config.name}: not the pinned nucleus"
         assert installs[0] == output_value(stage, "InstallerCommand")
+
+
+def test_commands_have_no_placeholders_the_shell_would_take_as_redirections(deploying):
+    # `scp f pi@<device>:` pasted into a shell reads a file "device" and writes one called ":".
+    for line in shell_lines("\n".join(code_blocks(deploying))):
+        unquoted = re.sub(r"\"[^\"]*\"|'[^']*'", "", line).replace("<<EOF", "")
+        assert not re.search(r"<\w", unquoted), f"a <placeholder> in a command to paste: {line}"
