@@ -52,6 +52,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -151,6 +152,7 @@ class HandoverJournal:
         self._conn: sqlite3.Connection | None = None
         self._owner: IO[str] | None = None
         self._failing = False
+        self._lock = threading.Lock()  # the sender thread records; start and close run on another
         self.quarantined: Path | None = None
         if not self.replay_s:
             return
@@ -184,11 +186,15 @@ class HandoverJournal:
         """Keep ``message`` (as the transport took it) for replay; False if it could not be
         written (logged at the first failure of a streak). A message already in the
         journal keeps its first entry."""
+        payload = encode(message)
+        digest = hashlib.sha256(f"{topic}\0{payload}".encode()).hexdigest()
+        with self._lock:
+            return self._record(digest, topic, payload, created_at)
+
+    def _record(self, digest: str, topic: str, payload: str, created_at: float) -> bool:
         conn = self._conn
         if conn is None:
             return False
-        payload = encode(message)
-        digest = hashlib.sha256(f"{topic}\0{payload}".encode()).hexdigest()
         now = self._clock()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -224,6 +230,10 @@ class HandoverJournal:
     def replay(self) -> list[tuple[str, str, float]]:
         """At start: delete entries handed over ``replay_s`` or more ago and return the
         rest, oldest first, as ``(topic, payload JSON text, created_at)``."""
+        with self._lock:
+            return self._replay()
+
+    def _replay(self) -> list[tuple[str, str, float]]:
         conn = self._conn
         if conn is None:
             return []
@@ -236,18 +246,21 @@ class HandoverJournal:
         return [(str(t), str(p), float(c)) for t, p, c in rows]
 
     def __len__(self) -> int:
-        if self._conn is None:
-            return 0
-        return int(self._conn.execute("SELECT COUNT(*) FROM handover").fetchone()[0])
+        """Entries in the file now (0 when the journal is off or closed)."""
+        with self._lock:
+            if self._conn is None:
+                return 0
+            return int(self._conn.execute("SELECT COUNT(*) FROM handover").fetchone()[0])
 
     def close(self) -> None:
         """Close the file and release its lock (idempotent)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if self._owner is not None:
-            self._owner.close()
-            self._owner = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if self._owner is not None:
+                self._owner.close()
+                self._owner = None
 
 
 def replay_into(journal: HandoverJournal, outbox: Any) -> int:

@@ -224,3 +224,28 @@ def test_the_replay_age_is_configurable_up_to_the_lambdas_seven_day_deduplicatio
     assert parse_config(base | {"handover_replay_s": 7 * DAY}).handover_replay_s == 7 * DAY
     with pytest.raises(ConfigError, match="handover_replay_s"):
         parse_config(base | {"handover_replay_s": 7 * DAY + 1})
+
+
+def test_a_journal_that_cannot_be_written_never_holds_an_alert_back(tmp_path, padded, SpoolingNucleus, caplog):
+    """A full disk (simulated with SQLite's max_page_count, which reports SQLITE_FULL as a
+    full disk does): every alert still goes out and leaves the outbox; the journal's
+    failure is logged once per streak."""
+    nucleus = SpoolingNucleus(max_messages=100)
+    pub, _ = start(tmp_path, nucleus)
+    conn = pub.journal._conn
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+    alerts = padded(2)
+    with caplog.at_level(logging.INFO):
+        for a in alerts:
+            pub.publish(TOPIC, a)
+        assert pub.flush(10)
+        assert nucleus.spool == alerts and pub.outbox.depth == 0
+        assert len(pub.journal) == 0
+        assert caplog.text.count("cannot be written (database or disk is full)") == 1
+        conn.execute("PRAGMA max_page_count = 1073741823")
+        more = padded(1)
+        for a in more:
+            pub.publish(TOPIC, a)
+        assert pub.flush(10)
+    assert len(pub.journal) == 3 and "can be written again" in caplog.text
+    pub.close()
