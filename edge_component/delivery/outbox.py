@@ -222,6 +222,7 @@ class Outbox:
                     rollback(conn)
                     raise
             except sqlite3.Error as exc:
+                self._marks.write(self._stored, done_through(conn, self._stored), sync=True)  # rolled back
                 raise OutboxError(f"cannot store replayed messages in outbox {self.path}: {exc}") from exc
             if fresh:
                 self._depth += len(fresh)
