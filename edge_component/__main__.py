@@ -29,6 +29,7 @@ from pathlib import Path
 from .capture.source import SourceError
 from .config import ComponentConfig, ConfigError, is_live, load_config, parse_config, parse_json
 from .contracts.alerts import AlertValidationError
+from .delivery.handover import HandoverJournal, replay_into
 from .delivery.ipc import GreengrassIpcPublisher
 from .delivery.jsonl import JsonLinesPublisher
 from .delivery.mqtt import MqttPublisher
@@ -188,8 +189,21 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(
                     f"--alerts-out {args.alerts_out}: cannot open for writing: {exc.strerror or exc}"
                 ) from None
-        # Every alert is stored on disk before it is sent and removed only once acknowledged.
-        publisher = OutboxPublisher(Outbox(state / "outbox.sqlite", config.outbox_max_messages), transport)
+        # Every alert is stored on disk before it is sent and removed only once acknowledged;
+        # what Greengrass took is journalled and, after a restart, handed over again first.
+        outbox = Outbox(state / "outbox.sqlite", config.outbox_max_messages)
+        try:
+            journal = HandoverJournal(
+                state / "handover.sqlite",
+                # Only Greengrass lets an alert go before IoT Core has it; MQTT waits for PUBACK.
+                replay_s=config.handover_replay_s if isinstance(transport, GreengrassIpcPublisher) else 0,
+                max_messages=config.handover_max_messages,
+            )
+        except BaseException:
+            outbox.close()
+            raise
+        replay_into(journal, outbox)  # before the sender starts and before any new alert
+        publisher = OutboxPublisher(outbox, transport, journal=journal)
         from .contracts.topics import alert_topic
         from .runtime import Supervisor
 
