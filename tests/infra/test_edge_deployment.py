@@ -17,6 +17,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
+from edge_component.config import EvidenceSettings
 from edge_component.contracts.model_component import bundle_dir_variable, model_component_name
 from edge_component.contracts.topics import (
     ALERT_CHANNEL,
@@ -24,7 +25,6 @@ from edge_component.contracts.topics import (
     topic_template,
 )
 from infra.config import GreengrassConfig, RolloutConfig
-from edge_component.config import EvidenceSettings
 from infra.edge_deployment import (
     EDGE_PACKAGE_DIR,
     RECIPE_PATH,
