@@ -13,6 +13,7 @@ import yaml
 from aws_cdk import aws_greengrassv2 as greengrass
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
@@ -46,6 +47,23 @@ RECIPE_ARTIFACT_DIR = "{artifacts:decompressedPath}/" + ARTIFACT_FOLDER + "/"
 MODEL_DIR_ENV = "VIGIL_MODEL_DIR"
 NUCLEUS = "aws.greengrass.Nucleus"
 LOG_MANAGER = "aws.greengrass.LogManager"
+TOKEN_EXCHANGE_SERVICE = "aws.greengrass.TokenExchangeService"
+# The component configuration's snapshot upload settings (edge_component/config.py
+# EvidenceSettings), reset when the stage has uploads off so none stays on a device.
+EVIDENCE_KEY = "evidence"
+EVIDENCE_POINTER = "/" + EVIDENCE_KEY
+
+
+def token_exchange_dependency() -> dict[str, dict[str, str]]:
+    """The recipe's ``ComponentDependencies`` entry for the token exchange service.
+
+    The service sets AWS_CONTAINER_CREDENTIALS_FULL_URI and
+    AWS_CONTAINER_AUTHORIZATION_TOKEN for the components that depend on it, and an AWS
+    SDK client (boto3) reads its credentials from there ("Token exchange service",
+    https://docs.aws.amazon.com/greengrass/v2/developerguide/token-exchange-service-component.html).
+    ``HARD``: the detector restarts with the service, so it never holds a dead endpoint.
+    """
+    return {TOKEN_EXCHANGE_SERVICE: {"VersionRequirement": "^2.0.0", "DependencyType": "HARD"}}
 
 
 def component_name(stage_name: str) -> str:
@@ -87,6 +105,13 @@ class EdgeDeployment(Construct):
     ``housekeeping``) and grants
     the token exchange role the artifact and log access the device needs.
 
+    With ``evidence_bucket`` (the stage has snapshot uploads on), the recipe gains a HARD
+    dependency on the token exchange service (the uploads' credentials) and the
+    configuration update merges ``evidence: {upload_snapshots: true, bucket, region}``;
+    without it neither, and the update resets ``/evidence`` so a device keeps no
+    settings from a stage that had uploads on before. (The role's ``s3:PutObject`` is
+    :class:`infra.devices.Devices`' ``upload_snapshots``.)
+
     With ``model`` (the stage's :class:`ModelComponent`), the recipe gains a HARD
     dependency on the model component and its run step's ``VIGIL_MODEL_DIR`` names the
     dependency's unpacked bundle; the deployment pins the model at the version
@@ -118,10 +143,12 @@ class EdgeDeployment(Construct):
         package_dir: Path = EDGE_PACKAGE_DIR,
         recipe_path: Path = RECIPE_PATH,
         model: ModelComponent | None = None,
+        evidence_bucket: s3.IBucket | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.component_name = component_name(stage_name)
         self.model = model
+        self.evidence_bucket = evidence_bucket
         self.artifact = build_artifact(package_dir, build_dir_for(self))
         self.asset = s3_assets.Asset(self, "Artifact", path=str(self.artifact.path))
 
@@ -135,6 +162,11 @@ class EdgeDeployment(Construct):
             )
         if model is not None:
             self._use_model_component(recipe, recipe_path, stage_name)
+        if evidence_bucket is not None:
+            recipe["ComponentDependencies"] = {
+                **(recipe.get("ComponentDependencies") or {}),
+                **token_exchange_dependency(),
+            }
         # Version from everything that reaches the device: the recipe as the stage
         # sees it, the zip's digest and the asset hash that names its S3 object.
         versioned = copy.deepcopy(recipe)
@@ -269,6 +301,14 @@ class EdgeDeployment(Construct):
     ) -> greengrass.CfnDeployment:
         # In the component configuration's shape (edge_component/config.py); reset runs first.
         merge, reset = edge.configuration_update()
+        if self.evidence_bucket is None:
+            reset = [*reset, EVIDENCE_POINTER]
+        else:
+            merge[EVIDENCE_KEY] = {
+                "upload_snapshots": True,
+                "bucket": self.evidence_bucket.bucket_name,
+                "region": cdk.Stack.of(self).region,
+            }
         Spec = greengrass.CfnDeployment.ComponentDeploymentSpecificationProperty
         Update = greengrass.CfnDeployment.ComponentConfigurationUpdateProperty
         log_manager_config = {

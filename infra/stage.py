@@ -55,6 +55,7 @@ class VigilStack(cdk.Stack):
             component_names=[component, model_component_name(config.name)],
             evidence_bucket=self.storage.evidence,
             fleet_provisioning=config.fleet_provisioning,
+            upload_snapshots=config.evidence.upload_snapshots,
             thing_name_prefix=config.thing_name_prefix,
             denied_thing_names=config.denied_thing_names,
             log_retention=retention,
@@ -91,6 +92,7 @@ class VigilStack(cdk.Stack):
             removal_policy=removal,
             housekeeping=self.housekeeping,
             model=self.model,
+            evidence_bucket=self.storage.evidence if config.evidence.upload_snapshots else None,
         )
         policies = [p for p in (self.devices.policy, self.devices.claim_policy) if p is not None]
         self.housekeeping.clean_up(policies, list(self.devices.things.values()))

@@ -14,8 +14,10 @@ import pytest
 import yaml
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
+from edge_component.config import EvidenceSettings
 from edge_component.contracts.model_component import bundle_dir_variable, model_component_name
 from edge_component.contracts.topics import (
     ALERT_CHANNEL,
@@ -26,8 +28,10 @@ from infra.config import GreengrassConfig, RolloutConfig
 from infra.edge_deployment import (
     EDGE_PACKAGE_DIR,
     RECIPE_PATH,
+    TOKEN_EXCHANGE_SERVICE,
     EdgeDeployment,
     component_name,
+    token_exchange_dependency,
 )
 from infra.edge_settings import EdgeConfig
 from infra.housekeeping import Housekeeping
@@ -140,8 +144,11 @@ def test_deployment_components_and_configuration(cfn, stage):
     ours = components[name]
     assert ours["ComponentVersion"] == {"Fn::GetAtt": [cfn.lid(stack.edge.component), "ComponentVersion"]}
     merge, reset = config.edge.configuration_update()
-    assert json.loads(ours["ConfigurationUpdate"]["Merge"]) == merge
-    assert ours["ConfigurationUpdate"].get("Reset", []) == reset
+    # The evidence settings (test_evidence_settings_and_token_exchange_follow_the_stage) aside.
+    merged = cfn.rendered_json(ours["ConfigurationUpdate"]["Merge"])
+    merged.pop("evidence", None)
+    assert merged == merge
+    assert [p for p in ours["ConfigurationUpdate"].get("Reset", []) if p != "/evidence"] == reset
     # The keys the stage merges exist in the recipe's defaults (same names, same nesting).
     defaults = SOURCE_RECIPE["ComponentConfiguration"]["DefaultConfiguration"]
     assert set(merge["decision"]) <= set(defaults["decision"]) and "detection_fps" in defaults
@@ -152,6 +159,57 @@ def test_deployment_components_and_configuration(cfn, stage):
     uploader = log_manager["logsUploaderConfiguration"]
     assert uploader["systemLogsConfiguration"]["uploadToCloudWatch"] == "true"
     assert name in uploader["componentLogsConfigurationMap"]
+
+
+def test_evidence_settings_and_token_exchange_follow_the_stage(cfn, stage):
+    """Uploads on (dev): the component gets the keys edge_component/config.py's
+    EvidenceSettings reads, naming the stage's evidence bucket, and the recipe a HARD
+    dependency on the token exchange service, which sets AWS_CONTAINER_CREDENTIALS_FULL_URI
+    for the component, where boto3 finds its credentials ("Token exchange service":
+    https://docs.aws.amazon.com/greengrass/v2/developerguide/token-exchange-service-component.html).
+    Off (prod): neither, and /evidence is reset so a device keeps no earlier settings."""
+    stack, config = stage.stage.stack, stage.config
+    ours = cfn.properties(stage.template_json, stack.edge.deployment)["Components"][component_name(config.name)]
+    merged = cfn.rendered_json(ours["ConfigurationUpdate"]["Merge"])
+    dependencies = _recipe(cfn, stage).get("ComponentDependencies", {})
+    reset = ours["ConfigurationUpdate"].get("Reset", [])
+    if config.evidence.upload_snapshots:
+        evidence = merged["evidence"]
+        assert evidence == {
+            "upload_snapshots": True,
+            "bucket": cfn.ref(stack.storage.evidence),
+            "region": config.region,
+        }
+        assert EvidenceSettings.model_validate({**evidence, "bucket": "vigil-dev-evidence"}).upload_snapshots
+        assert dependencies[TOKEN_EXCHANGE_SERVICE] == {"VersionRequirement": "^2.0.0", "DependencyType": "HARD"}
+        assert "/evidence" not in reset
+    else:
+        assert "evidence" not in merged
+        assert TOKEN_EXCHANGE_SERVICE not in dependencies
+        assert "/evidence" in reset
+
+
+def test_dev_uploads_snapshots_and_prod_does_not(synthesized):
+    """Pictures are personal data: uploads are opt-in per stage, and prod has them off."""
+    assert synthesized["dev"].config.evidence.upload_snapshots is True
+    assert synthesized["prod"].config.evidence.upload_snapshots is False
+
+
+def test_evidence_bucket_puts_upload_settings_in_a_standalone_deployment(cfn, tmp_path, sources):
+    package, recipe = sources
+    off = _edge(tmp_path, package, recipe)
+    on = _edge(tmp_path, package, recipe, evidence=True)
+    assert TOKEN_EXCHANGE_SERVICE not in (off.recipe.get("ComponentDependencies") or {})
+    assert on.recipe["ComponentDependencies"] == token_exchange_dependency()
+    assert on.component_version != off.component_version, "the dependency is part of the content"
+    template = Template.from_stack(cdk.Stack.of(on)).to_json()
+    update = template["Resources"][cfn.lid(on.deployment)]["Properties"]["Components"][on.component_name]
+    merged = cfn.rendered_json(update["ConfigurationUpdate"]["Merge"])
+    assert merged["evidence"] == {
+        "upload_snapshots": True,
+        "bucket": cfn.ref(on.evidence_bucket),
+        "region": "eu-west-1",
+    }
 
 
 def test_component_log_groups_have_retention(cfn, stage):
@@ -177,7 +235,7 @@ def test_only_one_stage_per_region_owns_the_system_log_group(synthesized):
 # --- content-derived versions ---------------------------------------------------------
 
 
-def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path) -> EdgeDeployment:
+def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path, *, evidence: bool = False) -> EdgeDeployment:
     app = cdk.App(outdir=str(tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"))
     stack = cdk.Stack(app, "Edge", env=cdk.Environment(region="eu-west-1"))
     role = iam.Role(stack, "Tes", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com"))
@@ -204,6 +262,7 @@ def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path) -> EdgeDeploymen
         housekeeping=housekeeping,
         package_dir=package_dir,
         recipe_path=recipe_path,
+        evidence_bucket=s3.Bucket(stack, "Evidence") if evidence else None,
     )
     return edge
 
