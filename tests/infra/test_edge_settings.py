@@ -68,12 +68,22 @@ def deploy(update_merge: str | dict[str, Any], update_reset: list[str], existing
     """The component configuration after one deployment: reset first, then merge
     (the first deployment to a device starts from the recipe's defaults)."""
     config = copy.deepcopy(DEFAULTS if existing is None else existing)
+    update_merge = _resolved(update_merge)
     for pointer in update_reset:
         reset(config, pointer)
     # The deployment carries the merge as a JSON string: what a device receives.
     text = update_merge if isinstance(update_merge, str) else json.dumps(update_merge, allow_nan=False)
     merge(config, json.loads(text))
     return config
+
+
+def _resolved(value: Any) -> Any:
+    """A template's ``Fn::Join`` of literal parts and ``Ref``s (the evidence bucket's name
+    in a stage with uploads on) as CloudFormation renders it, each Ref as a plausible name."""
+    if isinstance(value, dict) and set(value) == {"Fn::Join"}:
+        sep, parts = value["Fn::Join"]
+        return sep.join(p if isinstance(p, str) else f"resolved-{p['Ref'].lower()}" for p in parts)
+    return value
 
 
 def edge(**overrides: Any) -> EdgeConfig:
