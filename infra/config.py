@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -159,6 +159,49 @@ class GreengrassConfig(Frozen):
     manage_system_log_group: bool = False
 
 
+class ModelLoopConfig(Frozen):
+    """The model loop after training (infra/model_loop.py): approval and the canary."""
+
+    approval: Literal["auto", "manual"] = Field(
+        default="manual",
+        description="auto: registered as Approved (dev); manual: PendingManualApproval, the run waits for a "
+        "person to approve it in the model registry (prod).",
+    )
+    approval_timeout_hours: int = Field(default=168, ge=1, le=8760)  # a Standard execution lasts <= 1 year
+    canary_things: tuple[ThingName, ...] = Field(
+        strict=False,
+        min_length=1,
+        description="Things of the canary thing group (never also in the stage's things: a device in both "
+        "groups gets two pinned model versions and its deployment fails).",
+    )
+    canary_watch_minutes: int = Field(default=30, ge=1, le=1440)
+    canary_poll_interval_s: int = Field(default=300, ge=30, le=3600)
+    delay_tolerance_s: float = Field(default=0.5, ge=0.0, le=60.0)
+
+    @field_validator("canary_things")
+    @classmethod
+    def _unique_canaries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        duplicates = sorted({t for t in value if value.count(t) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate thing names {duplicates}")
+        return value
+
+    @model_validator(mode="after")
+    def _poll_within_watch(self) -> ModelLoopConfig:
+        if self.canary_poll_interval_s > self.canary_watch_minutes * 60:
+            raise ValueError(
+                "canary_poll_interval_s, canary_watch_minutes: the poll interval is longer than the watch: "
+                "the canary would be judged only once, after the watch"
+            )
+        return self
+
+    @property
+    def max_canary_polls(self) -> int:
+        """How many checks the loop makes at most: one per interval over the watch, plus two
+        (the check says WAITING until the watch has passed, then HEALTHY or FAILED)."""
+        return -(-self.canary_watch_minutes * 60 // self.canary_poll_interval_s) + 2
+
+
 class StageConfig(Frozen):
     """One stage (dev, prod, ...), read from ``cdk.json`` context ``vigil:stages.<name>``."""
 
@@ -192,6 +235,7 @@ class StageConfig(Frozen):
     training: TrainingConfig
     rollout: RolloutConfig
     greengrass: GreengrassConfig = GreengrassConfig()
+    model_loop: ModelLoopConfig
 
     @field_validator("time_zone")
     @classmethod
@@ -233,6 +277,22 @@ class StageConfig(Frozen):
             raise ValueError(
                 "things, fleet_provisioning: no listed things and fleet provisioning off: no device "
                 "could ever join this stage; list things or set fleet_provisioning to true"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _canaries_are_stage_things_outside_the_stage_group(self) -> StageConfig:
+        listed = sorted(set(self.model_loop.canary_things) & set(self.things))
+        if listed:
+            raise ValueError(
+                f"model_loop.canary_things, things: {listed} in both: a canary must be in the canary thing group "
+                "only (a device in both groups gets two pinned model versions and its deployment fails)"
+            )
+        foreign = [t for t in self.model_loop.canary_things if not self.stage_things.covers(t)]
+        if foreign:
+            raise ValueError(
+                f"model_loop.canary_things: {foreign} are not things of this stage (not covered by its "
+                "thing_name_prefix with fleet provisioning): its device policy and alert rule would refuse them"
             )
         return self
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
@@ -16,6 +17,7 @@ from infra.devices import Devices
 from infra.edge_deployment import EdgeDeployment, component_name
 from infra.greengrass_versions import FLEET_PROVISIONING_PLUGIN_VERSION, fleet_provisioning_plugin_url
 from infra.housekeeping import Housekeeping
+from infra.model_loop import LoopPlace, ModelLoop
 from infra.operations import Operations
 from infra.storage import Storage
 from infra.training import Training
@@ -27,7 +29,7 @@ class VigilStack(cdk.Stack):
     """Everything one stage runs: creates the capability constructs and wires them.
 
     Attributes: ``config``, ``storage``, ``operations``, ``housekeeping``, ``devices``,
-    ``edge``, ``alerting``, ``training``.
+    ``edge``, ``alerting``, ``training``, ``model_loop``.
     """
 
     def __init__(self, scope: Construct, id_: str, *, config: StageConfig, **kwargs: object) -> None:
@@ -94,10 +96,34 @@ class VigilStack(cdk.Stack):
             log_retention=retention,
             removal_policy=removal,
             alarm_action=alarm_action,
+            then=self._model_loop,
         )
+        self.model_loop.bind(self.training.state_machine)
         cdk.Tags.of(self).add("project", "vigil")
         cdk.Tags.of(self).add("stage", config.name)
         self._outputs()
+
+    def _model_loop(self, training: Training) -> tuple[sfn.IChainable, int]:
+        """The loop after the training task (infra/model_loop.py), on this stage's buckets and groups."""
+        config = self.config
+        self.model_loop = ModelLoop(
+            self,
+            "ModelLoop",
+            stage_name=config.name,
+            loop=config.model_loop,
+            place=LoopPlace(
+                model_bucket=training.model_bucket,
+                operations_topic=self.operations.topic,
+                operations_key=self.operations.key,
+                stage_thing_group_arn=self.devices.thing_group_arn,
+                token_exchange_role=self.devices.token_exchange_role,
+                inference_image=training.image_uri,
+            ),
+            powertools_layer_version=config.alerts.powertools_layer_version,
+            log_retention=_retention(config.log_retention_days),
+            removal_policy=cdk.RemovalPolicy.RETAIN if config.retain_data else cdk.RemovalPolicy.DESTROY,
+        )
+        return self.model_loop.definition, self.model_loop.max_duration_s
 
     def _outputs(self) -> None:
         devices = self.devices
@@ -117,6 +143,8 @@ class VigilStack(cdk.Stack):
             "TrainingDataBucketName": (self.training.data_bucket.bucket_name, "Labelled training data (train/)"),
             "ModelBucketName": (self.training.model_bucket.bucket_name, "Trained model bundles (models/)"),
             "TrainingStateMachineArn": (self.training.state_machine.state_machine_arn, "Starts a training run"),
+            "ModelPackageGroupName": (self.model_loop.group_name, "SageMaker model registry group of the stage"),
+            "CanaryThingGroupName": (self.model_loop.canary_thing_group.ref, "Thing group new models run on first"),
             # A versioned installer: one newer than the deployment's nucleus pin would be
             # moved back to the pin (and restarted) by the first deployment.
             "InstallerUrl": (
