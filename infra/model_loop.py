@@ -50,6 +50,8 @@ LAMBDA_SERVICE_ERRORS = (
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
 )
+# aws-cdk-lib's AwsCustomResource provider function (a singleton per stack).
+PROVIDER_ID = "AWS679f53fac002430cb0da5b7982bd2287"
 REJECTED_ERROR = "ModelRejected"  # vigil_loop.registry.REJECTED_ERROR
 STEPS = (
     "evaluate",
@@ -92,8 +94,9 @@ class ModelLoop(Construct):
     ``manual`` approval the EventBridge rule that resumes a waiting run.
 
     Attributes:
-        functions (step -> Function), roles (step -> Role), model_package_group,
-        canary_thing_group, approvals, device_status, approval_rule (None in ``auto``),
+        functions (step -> Function), roles (step -> Role), model_package_group, group_name,
+        canary_thing_group, canary_things (name -> CfnThing), approvals, device_status,
+        approval_rule (None in ``auto``),
         definition (the first loop state, chained), max_duration_s (how long the loop may
         take after training, for the state machine's timeout).
     """
@@ -133,6 +136,7 @@ class ModelLoop(Construct):
             ),
         )
         self.canary_thing_group_arn: str = self.canary_thing_group.attr_arn
+        self.canary_things: dict[str, iot.CfnThing] = {}
         self._canary_membership(loop.canary_things)
         self.approvals = self._table("Approvals", "model_package_arn")
         self.device_status = self._table("DeviceStatus", "thing_name")
@@ -171,16 +175,39 @@ class ModelLoop(Construct):
         )
 
     def _canary_membership(self, things: tuple[str, ...]) -> None:
-        """Each canary thing into the canary group (CloudFormation has no membership resource)."""
+        """Each canary thing, created here, into the canary group (CloudFormation has no
+        membership resource). The stage's claim certificates may not register them
+        (infra/stage.py denies their names), so they never join the stage group."""
         from aws_cdk import custom_resources as cr
 
         group = self.canary_thing_group.ref
-        role = iam.Role(
-            self,
-            "CanaryMembershipRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Adds Vigil's canary things to the canary thing group",
-        )
+        # AwsCustomResource's function is a stack-wide singleton that keeps the role of the
+        # first resource that made it (the Devices construct's, when it lists things):
+        # grant on that role, or make one when this is the first.
+        stack = cdk.Stack.of(self)
+        provider = stack.node.try_find_child(PROVIDER_ID)
+        role: iam.IRole
+        if isinstance(provider, lambda_.Function) and provider.role is not None:
+            role = provider.role
+        else:
+            role = iam.Role(
+                self,
+                "CanaryMembershipRole",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description="Adds Vigil's listed and canary things to their thing groups",
+            )
+            role.add_managed_policy(
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaBasicExecutionRole")
+            )
+            acknowledge(
+                role,
+                {
+                    (
+                        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                        "AWSLambdaBasicExecutionRole]"
+                    ): "Lets the CDK-provided AwsCustomResource function write its own logs; nothing else.",
+                },
+            )
         membership_logs = logs.LogGroup(self, "CanaryMembershipLogs", retention=self._log_retention)
         for name in things:
             call = cr.AwsSdkCall(
@@ -189,7 +216,9 @@ class ModelLoop(Construct):
                 parameters={"thingName": name, "thingGroupName": group},
                 physical_resource_id=cr.PhysicalResourceId.of(f"{name}@canary"),
             )
-            cr.AwsCustomResource(
+            thing = iot.CfnThing(self, f"CanaryThing-{name}", thing_name=name)
+            self.canary_things[name] = thing
+            membership = cr.AwsCustomResource(
                 self,
                 f"CanaryMembership-{name}",
                 on_create=call,
@@ -203,25 +232,21 @@ class ModelLoop(Construct):
                 log_group=membership_logs,
                 install_latest_aws_sdk=False,
             )
+            membership.node.add_dependency(thing)
         thing_arns = [cdk.Stack.of(self).format_arn(service="iot", resource="thing", resource_name=t) for t in things]
-        role.add_to_policy(
+        role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["iot:AddThingToThingGroup", "iot:RemoveThingFromThingGroup"],
                 resources=[self.canary_thing_group_arn, *thing_arns],
             )
         )
-        role.add_managed_policy(
-            iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaBasicExecutionRole")
-        )
-        acknowledge(
-            role,
-            {
-                (
-                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                    "AWSLambdaBasicExecutionRole]"
-                ): "Lets the CDK-provided AwsCustomResource function write its own logs; nothing else.",
-            },
-        )
+        provider = stack.node.try_find_child(PROVIDER_ID)
+        if provider is not None:
+            acknowledge(
+                provider,
+                {"AwsSolutions-L1": "The AwsCustomResource provider's runtime is chosen and updated by aws-cdk-lib."},
+            )
+            cfn_lint_ignore(provider, ROLE_DEPENDS_ON)
 
     def _environment(self) -> dict[str, str]:
         place, loop = self._place, self._loop

@@ -54,7 +54,8 @@ class VigilStack(cdk.Stack):
             evidence_bucket=self.storage.evidence,
             fleet_provisioning=config.fleet_provisioning,
             thing_name_prefix=config.thing_name_prefix,
-            denied_thing_names=config.denied_thing_names,
+            # Canary things are the loop's (infra/model_loop.py): a claim must not put them in the stage group.
+            denied_thing_names=(*config.denied_thing_names, *config.model_loop.canary_things),
             log_retention=retention,
         )
         self.edge = EdgeDeployment(
