@@ -26,7 +26,10 @@ from vigil_loop.evaluate import ComparisonError
 
 BUILDER_FILE = "model_component.py"
 MANIFEST = "manifest.json"
-ARTIFACT_NAME = "model.zip"
+# Greengrass unpacks an archive into a folder named after the file (minus .zip), and
+# the code component reads the bundle from model_component.BUNDLE_FOLDER: the name
+# must be the builder's BUNDLE_FILE (model-bundle.zip), which create_component uses.
+ARTIFACT_NAME = "model-bundle.zip"
 _HERE = Path(__file__).resolve().parent
 _BUILDER_PLACES = (_HERE.parent / BUILDER_FILE, _HERE.parents[1] / "edge_component" / "contracts" / BUILDER_FILE)
 
@@ -107,7 +110,7 @@ def create_component(
     """
     bucket, key = _split(model_data_url)
     data, sha256 = repackage(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    artifact_key = f"{key.rsplit('/', 1)[0]}/{ARTIFACT_NAME}"
+    artifact_key = f"{key.rsplit('/', 1)[0]}/{getattr(builder, 'BUNDLE_FILE', ARTIFACT_NAME)}"
     s3.put_object(Bucket=bucket, Key=artifact_key, Body=data, ChecksumSHA256=_b64(sha256))
     artifact_uri = f"s3://{bucket}/{artifact_key}"
     version = builder.next_version(versions_of(gg, component_arn))
