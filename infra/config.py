@@ -281,18 +281,12 @@ class StageConfig(Frozen):
         return self
 
     @model_validator(mode="after")
-    def _canaries_are_stage_things_outside_the_stage_group(self) -> StageConfig:
+    def _canaries_outside_the_stage_group(self) -> StageConfig:
         listed = sorted(set(self.model_loop.canary_things) & set(self.things))
         if listed:
             raise ValueError(
                 f"model_loop.canary_things, things: {listed} in both: a canary must be in the canary thing group "
                 "only (a device in both groups gets two pinned model versions and its deployment fails)"
-            )
-        foreign = [t for t in self.model_loop.canary_things if not self.stage_things.covers(t)]
-        if foreign:
-            raise ValueError(
-                f"model_loop.canary_things: {foreign} are not things of this stage (not covered by its "
-                "thing_name_prefix with fleet provisioning): its device policy and alert rule would refuse them"
             )
         return self
 
@@ -303,8 +297,11 @@ class StageConfig(Frozen):
 
     @property
     def stage_things(self) -> StageThings:
-        """The stage's things: the listed ones and, with fleet provisioning, ``<prefix>*``."""
-        return StageThings.of(self.things, self.provisioning_thing_name_prefix if self.fleet_provisioning else None)
+        """The stage's things: the listed ones, the canaries and, with fleet provisioning, ``<prefix>*``."""
+        return StageThings.of(
+            (*self.things, *self.model_loop.canary_things),
+            self.provisioning_thing_name_prefix if self.fleet_provisioning else None,
+        )
 
     def may_provision(self, thing_name: str) -> bool:
         """Whether this stage's claim certificates could register ``thing_name`` (fleet
@@ -312,6 +309,7 @@ class StageConfig(Frozen):
         return (
             self.fleet_provisioning
             and thing_name not in self.denied_thing_names
+            and thing_name not in self.model_loop.canary_things
             and re.fullmatch(provisioned_thing_pattern(self.provisioning_thing_name_prefix), thing_name) is not None
         )
 
@@ -365,7 +363,7 @@ def load_stages(raw: Any) -> dict[str, StageConfig]:
     stages = {name: load_stage(name, value) for name, value in raw.items()}
     seen: dict[str, str] = {}
     for stage in stages.values():
-        for thing in stage.things:
+        for thing in (*stage.things, *stage.model_loop.canary_things):
             if thing in seen:
                 raise ConfigError(f"stage {stage.name!r}: things: {thing!r} is already listed by stage {seen[thing]!r}")
             seen[thing] = stage.name
@@ -382,7 +380,7 @@ def load_stages(raw: Any) -> dict[str, StageConfig]:
         for other in stages.values():
             if prefix is None or other is stage:
                 continue
-            theirs = [other.stage_things.prefix or "", *other.things]
+            theirs = [other.stage_things.prefix or "", *other.things, *other.model_loop.canary_things]
             overlap = [t for t in theirs if t.startswith(prefix)]
             if overlap:
                 raise ConfigError(

@@ -54,8 +54,9 @@ class VigilStack(cdk.Stack):
             evidence_bucket=self.storage.evidence,
             fleet_provisioning=config.fleet_provisioning,
             thing_name_prefix=config.thing_name_prefix,
-            # Canary things are the loop's (infra/model_loop.py): a claim must not put them in the stage group.
-            denied_thing_names=(*config.denied_thing_names, *config.model_loop.canary_things),
+            denied_thing_names=config.denied_thing_names,
+            # The loop's (infra/model_loop.py): admitted, but a claim must not put them in the stage group.
+            canary_thing_names=config.model_loop.canary_things,
             log_retention=retention,
         )
         self.edge = EdgeDeployment(

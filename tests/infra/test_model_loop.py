@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from infra.config import STAGES_CONTEXT_KEY, ConfigError, load_stage
+from infra.config import STAGES_CONTEXT_KEY, ConfigError, load_stage, load_stages
 from infra.lambda_bundle import LAMBDA_DIR
 from infra.model_loop import LAMBDA_SERVICE_ERRORS, STEPS
 
@@ -359,11 +359,23 @@ def test_config_refuses_a_canary_that_is_also_a_stage_thing(context):
         load_stage("dev", raw)
 
 
-def test_config_refuses_a_canary_outside_the_stage(context):
+def test_a_canary_is_a_stage_thing_no_claim_may_register(context):
     raw = _raw(context)
-    raw["model_loop"]["canary_things"] = ["other-cam-01"]
-    with pytest.raises(ConfigError, match=r"\['other-cam-01'\] are not things of this stage"):
-        load_stage("dev", raw)
+    raw.update(fleet_provisioning=False)
+    raw["model_loop"]["canary_things"] = ["shop-canary-1"]  # outside any prefix: admitted by name
+    stage = load_stage("dev", raw)
+    assert stage.stage_things.covers("shop-canary-1")
+    raw = _raw(context)
+    stage = load_stage("dev", raw)
+    (canary,) = stage.model_loop.canary_things
+    assert canary.startswith(stage.provisioning_thing_name_prefix) and not stage.may_provision(canary)
+
+
+def test_config_refuses_a_canary_another_stage_lists(context):
+    raw = copy.deepcopy(context[STAGES_CONTEXT_KEY])
+    raw["prod"]["model_loop"]["canary_things"] = list(raw["dev"]["model_loop"]["canary_things"])
+    with pytest.raises(ConfigError, match=r"stage 'prod': .*'vigil-dev-canary-01'"):
+        load_stages(raw)
 
 
 def test_config_needs_a_canary_and_a_poll_within_the_watch(context):
