@@ -368,8 +368,9 @@ def load_stages(raw: Any) -> dict[str, StageConfig]:
                 raise ConfigError(f"stage {stage.name!r}: things: {thing!r} is already listed by stage {seen[thing]!r}")
             seen[thing] = stage.name
     for stage in stages.values():
+        # Listed things only: another stage's canaries fall under the prefix check below.
         for thing, owner in seen.items():
-            if owner != stage.name and stage.may_provision(thing):
+            if owner != stage.name and thing in stages[owner].things and stage.may_provision(thing):
                 raise ConfigError(
                     f"stage {stage.name!r}: thing_name_prefix: its claim certificates could register {thing!r}, "
                     f"which stage {owner!r} lists; choose prefixes that do not overlap, or add it to denied_thing_names"
