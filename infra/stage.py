@@ -72,8 +72,6 @@ class VigilStack(cdk.Stack):
             removal_policy=removal,
             housekeeping=self.housekeeping,
         )
-        policies = [p for p in (self.devices.policy, self.devices.claim_policy) if p is not None]
-        self.housekeeping.clean_up(policies, list(self.devices.things.values()))
         self.alerting = Alerting(
             self,
             "Alerting",
@@ -101,6 +99,10 @@ class VigilStack(cdk.Stack):
             then=self._model_loop,
         )
         self.model_loop.bind(self.training.state_machine)
+        # After the loop: its canary things are detached from their certificates too.
+        policies = [p for p in (self.devices.policy, self.devices.claim_policy) if p is not None]
+        things = [*self.devices.things.values(), *self.model_loop.canary_things.values()]
+        self.housekeeping.clean_up(policies, things)
         cdk.Tags.of(self).add("project", "vigil")
         cdk.Tags.of(self).add("stage", config.name)
         self._outputs()
