@@ -440,13 +440,17 @@ class ModelLoop(Construct):
     # States --------------------------------------------------------------------------
 
     def _invoke(
-        self, id_: str, step: str, payload: dict, result: dict[str, str], result_path: str
+        self, id_: str, step: str, payload: dict | str, result: dict[str, str], result_path: str
     ) -> tasks.LambdaInvoke:
+        """A step's task: ``payload`` an object, or a JSONPath whose value is the event
+        (handlers.py says which); ``result`` picks keys of the handler's return value."""
         task = tasks.LambdaInvoke(
             self,
             id_,
             lambda_function=self.functions[step],
-            payload=sfn.TaskInput.from_object(payload),
+            payload=sfn.TaskInput.from_json_path_at(payload)
+            if isinstance(payload, str)
+            else sfn.TaskInput.from_object(payload),
             result_selector={f"{key}.$": f"$.Payload.{value}" for key, value in result.items()},
             result_path=result_path,
             retry_on_service_exceptions=True,
@@ -488,7 +492,7 @@ class ModelLoop(Construct):
             self._invoke(
                 "Gate",
                 "gate",
-                {"comparison": sfn.JsonPath.object_at("$.comparison")},
+                "$.comparison",  # the handler's event is the comparison itself
                 {"passed": "passed", "reasons": "reasons"},
                 "$.gate",
             )
@@ -499,7 +503,7 @@ class ModelLoop(Construct):
             self._invoke(
                 "Register",
                 "register",
-                {"comparison": sfn.JsonPath.object_at("$.comparison")},
+                "$.comparison",  # the handler's event is the comparison itself
                 {"model_package_arn": "model_package_arn", "approval": "approval"},
                 "$.registered",
             )

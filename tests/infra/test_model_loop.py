@@ -80,6 +80,13 @@ def test_train_then_every_step_in_order(cfn, stage):
     assert states["Evaluate"]["Parameters"]["Payload"] == {"job_name.$": "$.TrainingJobName"}
     assert states["Evaluate"]["Next"] == "Gate"
     assert states["Gate"]["Next"] == "GatePassed?"
+    # gate_handler and register_handler take the comparison itself as their event.
+    assert states["Gate"]["Parameters"]["Payload.$"] == "$.comparison"
+    assert states["Register"]["Parameters"]["Payload.$"] == "$.comparison"
+    assert states["Component"]["Parameters"]["Payload"] == {"model_data_url.$": "$.comparison.model_data_url"}
+    assert states["Canary"]["Parameters"]["Payload"] == {"component_version.$": "$.component.component_version"}
+    assert states["Promote"]["Parameters"]["Payload"] == {"component_version.$": "$.component.component_version"}
+    assert states["Rollback"]["Parameters"]["Payload"] == {"reasons.$": "$.check.reasons"}
     assert states["Register"]["Next"] == approval
     assert states[approval]["Next"] == "Component"
     assert states["Component"]["Next"] == "Canary"
