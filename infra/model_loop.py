@@ -346,7 +346,10 @@ class ModelLoop(Construct):
             allow(step, "ListDeployments", ["greengrass:ListDeployments"], ["*"])
             allow(step, "ReadDeployment", ["greengrass:GetDeployment"], [deployments])
             allow(step, "Deploy", ["greengrass:CreateDeployment"], groups if step != "promote" else groups[:1])
-            # CreateDeployment to a thing group runs as an IoT job the caller creates and manages.
+            # CreateDeployment runs as an IoT job the caller creates and manages: the job and
+            # thing-group actions of the "DeployDevTools" statement in awsdocs/aws-iot-greengrass-v2-
+            # developer-guide doc_source/provision-minimal-iam-policy.md (its shadow and DescribeThing
+            # actions serve a single-thing target; the loop targets thing groups only).
             allow(
                 step,
                 "DeploymentJob",
@@ -354,7 +357,6 @@ class ModelLoop(Construct):
                 [jobs, *(groups if step != "promote" else groups[:1])],
             )
             allow(step, "DescribeTargets", ["iot:DescribeThingGroup"], groups if step != "promote" else groups[:1])
-            allow(step, "ReadComponents", ["greengrass:DescribeComponent"], [component_versions])
         allow("promote", "RecordPromotedVersion", ["ssm:PutParameter"], [self.parameter_arn])
         allow("check", "EffectiveDeployments", ["greengrass:ListEffectiveDeployments"], core_devices)
         allow("check", "CoreDeviceHealth", ["greengrass:GetCoreDevice"], core_devices)

@@ -22,14 +22,15 @@ DEPLOYING = {
     "greengrass:ListDeployments",
     "greengrass:GetDeployment",
     "greengrass:CreateDeployment",
-    "greengrass:DescribeComponent",
     "iot:CreateJob",
     "iot:DescribeJob",
     "iot:UpdateJob",
     "iot:CancelJob",
     "iot:DescribeThingGroup",
 }
-# Each step's API calls, read from lambda/vigil_loop (handlers.py and the step modules).
+# Each step's API calls, read from lambda/vigil_loop (handlers.py and the step modules);
+# CreateDeployment's IoT job actions: awsdocs/aws-iot-greengrass-v2-developer-guide
+# doc_source/provision-minimal-iam-policy.md ("DeployDevTools").
 EXPECTED_ACTIONS = {
     "evaluate": {"s3:GetObject"},
     "gate": {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
