@@ -29,6 +29,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from edge_component.contracts.model_component import BUNDLE_FILE, model_component_name, promoted_version_parameter
@@ -127,7 +128,9 @@ class ModelLoop(Construct):
             model_package_group_name=self.group_name,
             model_package_group_description=f"Vigil edge models of stage {stage_name}",
         )
-        self.model_package_group.apply_removal_policy(removal_policy)
+        # Always retained: CloudFormation cannot delete a group that holds model versions
+        # (every run of the loop adds one), so a dev stack's delete would fail on it.
+        self.model_package_group.apply_removal_policy(cdk.RemovalPolicy.RETAIN)
         self.canary_thing_group = iot.CfnThingGroup(
             self,
             "CanaryThingGroup",
@@ -178,8 +181,6 @@ class ModelLoop(Construct):
         """Each canary thing, created here, into the canary group (CloudFormation has no
         membership resource). The stage's claim certificates may not register them
         (infra/stage.py denies their names), so they never join the stage group."""
-        from aws_cdk import custom_resources as cr
-
         group = self.canary_thing_group.ref
         # AwsCustomResource's function is a stack-wide singleton that keeps the role of the
         # first resource that made it (the Devices construct's, when it lists things):

@@ -217,7 +217,7 @@ def test_approval_rule_matches_this_groups_decisions_and_resumes(cfn, synthesize
     assert [cfn.render(t["Arn"]) for t in rule["Targets"]] == [_fn(cfn, prod, "resume")]
 
 
-def test_model_package_group_per_stage_named_by_the_stack_and_kept_in_prod(cfn, stage):
+def test_model_package_group_per_stage_named_by_the_stack_and_kept(cfn, stage):
     loop = stage.stage.stack.model_loop
     (lid,) = cfn.resources(stage.template_json, "AWS::SageMaker::ModelPackageGroup")
     assert lid == cfn.lid(loop.model_package_group)
@@ -226,7 +226,8 @@ def test_model_package_group_per_stage_named_by_the_stack_and_kept_in_prod(cfn, 
     assert name.startswith(f"vigil-{stage.config.name}-") and "AWS::StackId" in json.dumps(
         group["Properties"]["ModelPackageGroupName"]
     )
-    assert group.get("DeletionPolicy") == ("Retain" if stage.config.retain_data else "Delete")
+    # A group holding versions cannot be deleted; its name (stack id) never blocks a redeploy.
+    assert group.get("DeletionPolicy") == "Retain"
     for function in loop.functions.values():
         env = cfn.properties(stage.template_json, function)["Environment"]["Variables"]
         assert cfn.render(env["MODEL_PACKAGE_GROUP"]) == name
