@@ -406,3 +406,23 @@ def test_max_canary_polls_covers_the_watch_plus_two(context):
     raw = _raw(context)
     raw["model_loop"].update(canary_watch_minutes=10, canary_poll_interval_s=240)
     assert load_stage("dev", raw).model_loop.max_canary_polls == 3 + 2  # ceil(600 / 240) + 2
+
+
+def test_tables_are_keyed_as_the_handlers_read_them(cfn, stage):
+    """vigil_loop.registry keys tokens by model_package_arn; vigil_loop.canary reads telemetry by thing_name."""
+    loop = stage.stage.stack.model_loop
+    for table, key in ((loop.approvals, "model_package_arn"), (loop.device_status, "thing_name")):
+        props = cfn.properties(stage.template_json, table)
+        assert props["KeySchema"] == [{"AttributeName": key, "KeyType": "HASH"}]
+        assert props["Replicas"][0]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_every_environment_variable_is_one_settings_reads(cfn, stage):
+    source = (LAMBDA_DIR / "vigil_loop" / "settings.py").read_text()
+    read = {node.value for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Constant)}
+    for step, function in stage.stage.stack.model_loop.functions.items():
+        env = cfn.properties(stage.template_json, function)["Environment"]["Variables"]
+        unknown = {name for name in env if name not in read and not name.startswith("POWERTOOLS_")}
+        assert unknown == set(), step
+        assert env["VIGIL_STAGE"] == stage.config.name
+        assert env["CANARY_WATCH_MINUTES"] == str(stage.config.model_loop.canary_watch_minutes)
