@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -76,8 +78,10 @@ def _local_definition(cfn, stage, topic_arn: str) -> dict:
     return definition
 
 
-def _run(cfn, stage, monkeypatch, results: dict[str, Any]) -> tuple[dict, FakeLambda, list[dict]]:
-    fake = FakeLambda(results)
+def _run(
+    cfn, stage, monkeypatch, results: dict[str, Any], fake_class: Callable[[dict], FakeLambda] = FakeLambda
+) -> tuple[dict, FakeLambda, list[str]]:
+    fake = fake_class(results)
     real_client = lambda_eval_utils.boto_client_for
 
     def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
@@ -178,3 +182,50 @@ def test_a_failing_step_notifies_operations_and_fails(cfn, dev, monkeypatch):
     assert described["status"] == "FAILED"
     assert [step for step, _ in fake.calls][-1] == "component"
     assert len(messages) == 1 and "bundle has no manifest" in messages[0]
+
+
+class ApprovingLambda(FakeLambda):
+    """Also stands in for the registry's decision: on wait_for_approval it sends the task
+    token back as the resume handler does (vigil_loop.registry.resume)."""
+
+    def __init__(self, results: dict[str, Any], decision: str) -> None:
+        super().__init__(results)
+        self.decision = decision
+
+    def invoke(self, **params: Any) -> dict[str, Any]:
+        response = super().invoke(**params)
+        step, event = self.calls[-1]
+        if step == "wait_for_approval":
+            threading.Thread(target=self._decide, args=(event["task_token"],)).start()
+        return response
+
+    def _decide(self, token: str) -> None:
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        if self.decision == "Approved":
+            sfn.send_task_success(taskToken=token, output=json.dumps({"approval": "Approved"}))
+        else:
+            sfn.send_task_failure(taskToken=token, error="ModelRejected", cause="rejected in the registry")
+
+
+@pytest.mark.parametrize("decision", ["Approved", "Rejected"])
+def test_prod_waits_for_the_registry_decision(cfn, synthesized, monkeypatch, decision):
+    prod = synthesized["prod"]
+    results = {
+        **OK,
+        "register": {**OK["register"], "approval": "PendingManualApproval"},
+        "wait_for_approval": {"status": "PendingManualApproval"},
+    }
+    described, fake, messages = _run(cfn, prod, monkeypatch, results, fake_class=lambda r: ApprovingLambda(r, decision))
+    steps = [step for step, _ in fake.calls]
+    arn = OK["register"]["model_package_arn"]
+    assert (
+        "wait_for_approval",
+        {"model_package_arn": arn, "task_token": fake.calls[3][1]["task_token"]},
+    ) == fake.calls[3]
+    if decision == "Approved":
+        assert described["status"] == "SUCCEEDED", described
+        assert steps[-1] == "promote"
+    else:
+        assert described["status"] == "FAILED"
+        assert steps == ["evaluate", "gate", "register", "wait_for_approval"]
+        assert messages == [arn]  # NotifyRejected
