@@ -51,6 +51,9 @@ LAMBDA_SERVICE_ERRORS = (
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
 )
+# What a Lambda reports (the boto3 exception's class name) when Greengrass refuses a
+# deployment of a component version it has not finished creating.
+NOT_YET_DEPLOYABLE = ("ValidationException", "ResourceNotFoundException")
 # aws-cdk-lib's AwsCustomResource provider function (a singleton per stack).
 PROVIDER_ID = "AWS679f53fac002430cb0da5b7982bd2287"
 REJECTED_ERROR = "ModelRejected"  # vigil_loop.registry.REJECTED_ERROR
@@ -533,6 +536,15 @@ class ModelLoop(Construct):
                 },
                 "$.canary",
             )
+        )
+        # CreateComponentVersion returns before the version is DEPLOYABLE (creation is
+        # asynchronous; docs/research/model-loop-design.md section 2): a deployment naming it
+        # too early is refused, so the canary step tries again for about 7 minutes.
+        canary.add_retry(
+            errors=list(NOT_YET_DEPLOYABLE),
+            interval=cdk.Duration.seconds(30),
+            max_attempts=4,
+            backoff_rate=2,
         )
         start_watch = sfn.Pass(self, "StartWatch", result=sfn.Result.from_object({"polls": 0}), result_path="$.watch")
         wait = sfn.Wait(self, "Watch", time=sfn.WaitTime.duration(cdk.Duration.seconds(loop.canary_poll_interval_s)))

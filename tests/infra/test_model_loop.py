@@ -12,7 +12,7 @@ import pytest
 
 from infra.config import STAGES_CONTEXT_KEY, ConfigError, load_stage, load_stages
 from infra.lambda_bundle import LAMBDA_DIR
-from infra.model_loop import LAMBDA_SERVICE_ERRORS, STEPS
+from infra.model_loop import LAMBDA_SERVICE_ERRORS, NOT_YET_DEPLOYABLE, STEPS
 
 LAMBDA_INVOKE = "arn:<AWS::Partition>:states:::lambda:invoke"
 SNS_PUBLISH = "arn:<AWS::Partition>:states:::sns:publish"
@@ -136,6 +136,9 @@ def test_every_lambda_task_retries_service_errors_and_catches_to_notify_and_fail
         assert set(LAMBDA_SERVICE_ERRORS) <= retried, name
         assert all(r["MaxAttempts"] >= 1 for r in state["Retry"]), name
         assert {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"} in state["Catch"]
+    # The canary also waits out a component version Greengrass has not finished creating.
+    (late,) = [r for r in states["Canary"]["Retry"] if r["ErrorEquals"] == list(NOT_YET_DEPLOYABLE)]
+    assert late["IntervalSeconds"] * (1 + 2 + 4) >= 180 and late["MaxAttempts"] == 4
     notify = states["NotifyFailure"]
     assert notify["Resource"] == SNS_PUBLISH
     assert notify["Parameters"]["TopicArn"] == cfn.ref(stage.stage.stack.operations.topic)
