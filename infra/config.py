@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -174,6 +174,49 @@ class EvidenceConfig(Frozen):
     )
 
 
+class ModelLoopConfig(Frozen):
+    """The model loop after training (infra/model_loop.py): approval and the canary."""
+
+    approval: Literal["auto", "manual"] = Field(
+        default="manual",
+        description="auto: registered as Approved (dev); manual: PendingManualApproval, the run waits for a "
+        "person to approve it in the model registry (prod).",
+    )
+    approval_timeout_hours: int = Field(default=168, ge=1, le=8760)  # a Standard execution lasts <= 1 year
+    canary_things: tuple[ThingName, ...] = Field(
+        strict=False,
+        min_length=1,
+        description="Things of the canary thing group (never also in the stage's things: a device in both "
+        "groups gets two pinned model versions and its deployment fails).",
+    )
+    canary_watch_minutes: int = Field(default=30, ge=1, le=1440)
+    canary_poll_interval_s: int = Field(default=300, ge=30, le=3600)
+    delay_tolerance_s: float = Field(default=0.5, ge=0.0, le=60.0)
+
+    @field_validator("canary_things")
+    @classmethod
+    def _unique_canaries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        duplicates = sorted({t for t in value if value.count(t) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate thing names {duplicates}")
+        return value
+
+    @model_validator(mode="after")
+    def _poll_within_watch(self) -> ModelLoopConfig:
+        if self.canary_poll_interval_s > self.canary_watch_minutes * 60:
+            raise ValueError(
+                "canary_poll_interval_s, canary_watch_minutes: the poll interval is longer than the watch: "
+                "the canary would be judged only once, after the watch"
+            )
+        return self
+
+    @property
+    def max_canary_polls(self) -> int:
+        """How many checks the loop makes at most: one per interval over the watch, plus two
+        (the check says WAITING until the watch has passed, then HEALTHY or FAILED)."""
+        return -(-self.canary_watch_minutes * 60 // self.canary_poll_interval_s) + 2
+
+
 class StageConfig(Frozen):
     """One stage (dev, prod, ...), read from ``cdk.json`` context ``vigil:stages.<name>``."""
 
@@ -209,6 +252,7 @@ class StageConfig(Frozen):
     rollout: RolloutConfig
     greengrass: GreengrassConfig = GreengrassConfig()
     health: HealthConfig = HealthConfig()
+    model_loop: ModelLoopConfig
 
     @field_validator("time_zone")
     @classmethod
@@ -253,6 +297,16 @@ class StageConfig(Frozen):
             )
         return self
 
+    @model_validator(mode="after")
+    def _canaries_outside_the_stage_group(self) -> StageConfig:
+        listed = sorted(set(self.model_loop.canary_things) & set(self.things))
+        if listed:
+            raise ValueError(
+                f"model_loop.canary_things, things: {listed} in both: a canary must be in the canary thing group "
+                "only (a device in both groups gets two pinned model versions and its deployment fails)"
+            )
+        return self
+
     @property
     def provisioning_thing_name_prefix(self) -> str:
         """``thing_name_prefix``, or ``vigil-<stage>-`` when it is not set."""
@@ -260,8 +314,11 @@ class StageConfig(Frozen):
 
     @property
     def stage_things(self) -> StageThings:
-        """The stage's things: the listed ones and, with fleet provisioning, ``<prefix>*``."""
-        return StageThings.of(self.things, self.provisioning_thing_name_prefix if self.fleet_provisioning else None)
+        """The stage's things: the listed ones, the canaries and, with fleet provisioning, ``<prefix>*``."""
+        return StageThings.of(
+            (*self.things, *self.model_loop.canary_things),
+            self.provisioning_thing_name_prefix if self.fleet_provisioning else None,
+        )
 
     def may_provision(self, thing_name: str) -> bool:
         """Whether this stage's claim certificates could register ``thing_name`` (fleet
@@ -269,6 +326,7 @@ class StageConfig(Frozen):
         return (
             self.fleet_provisioning
             and thing_name not in self.denied_thing_names
+            and thing_name not in self.model_loop.canary_things
             and re.fullmatch(provisioned_thing_pattern(self.provisioning_thing_name_prefix), thing_name) is not None
         )
 
@@ -322,13 +380,14 @@ def load_stages(raw: Any) -> dict[str, StageConfig]:
     stages = {name: load_stage(name, value) for name, value in raw.items()}
     seen: dict[str, str] = {}
     for stage in stages.values():
-        for thing in stage.things:
+        for thing in (*stage.things, *stage.model_loop.canary_things):
             if thing in seen:
                 raise ConfigError(f"stage {stage.name!r}: things: {thing!r} is already listed by stage {seen[thing]!r}")
             seen[thing] = stage.name
     for stage in stages.values():
+        # Listed things only: another stage's canaries fall under the prefix check below.
         for thing, owner in seen.items():
-            if owner != stage.name and stage.may_provision(thing):
+            if owner != stage.name and thing in stages[owner].things and stage.may_provision(thing):
                 raise ConfigError(
                     f"stage {stage.name!r}: thing_name_prefix: its claim certificates could register {thing!r}, "
                     f"which stage {owner!r} lists; choose prefixes that do not overlap, or add it to denied_thing_names"
@@ -339,7 +398,7 @@ def load_stages(raw: Any) -> dict[str, StageConfig]:
         for other in stages.values():
             if prefix is None or other is stage:
                 continue
-            theirs = [other.stage_things.prefix or "", *other.things]
+            theirs = [other.stage_things.prefix or "", *other.things, *other.model_loop.canary_things]
             overlap = [t for t in theirs if t.startswith(prefix)]
             if overlap:
                 raise ConfigError(

@@ -43,7 +43,9 @@ class Devices(Construct):
         thing_group: the ``iot.CfnThingGroup``; ``thing_group_name``/``thing_group_arn``.
         things: the listed ``iot.CfnThing``s, by name.
         policy: the device ``iot.CfnPolicy``; ``policy_name``.
-        stage_things: the names the policy (and the stage's alert rule) admit.
+        stage_things: the names the policy (and the stage's alert rule) admit: the listed
+            things, the ``canary_thing_names`` (created by :mod:`infra.model_loop`, in the
+            canary thing group, never claimable) and the claim prefix.
         token_exchange_role: what components get through the token exchange service.
         role_alias: the ``iot.CfnRoleAlias``; ``role_alias_name``.
         provisioning_template / claim_policy: fleet provisioning, or None.
@@ -58,6 +60,7 @@ class Devices(Construct):
         id_: str,
         *,
         thing_names: Sequence[str],
+        canary_thing_names: Sequence[str] = (),
         component_names: Sequence[str],
         evidence_bucket: s3.IBucket,
         fleet_provisioning: bool,
@@ -96,7 +99,7 @@ class Devices(Construct):
         self.role_alias_name: str = self.role_alias.ref
 
         prefix = thing_name_prefix or default_thing_name_prefix(stage_name)
-        self.stage_things = StageThings.of(tuple(thing_names), prefix if fleet_provisioning else None)
+        self.stage_things = StageThings.of((*thing_names, *canary_thing_names), prefix if fleet_provisioning else None)
         self.policy = iot.CfnPolicy(
             self,
             "DevicePolicy",
@@ -122,7 +125,7 @@ class Devices(Construct):
                 "thing_name_pattern": provisioned_thing_pattern(
                     thing_name_prefix or default_thing_name_prefix(stage_name)
                 ),
-                "denied_thing_names": sorted({*denied_thing_names, *thing_names}),
+                "denied_thing_names": sorted({*denied_thing_names, *thing_names, *canary_thing_names}),
             }
             self.hook_function = add_provisioning_hook(
                 self, self.hook_rules, log_retention, thing_name_prefix or default_thing_name_prefix(stage_name)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
@@ -20,6 +21,7 @@ from infra.greengrass_versions import FLEET_PROVISIONING_PLUGIN_VERSION, fleet_p
 from infra.health import Health
 from infra.housekeeping import Housekeeping
 from infra.model_component import ModelComponent
+from infra.model_loop import LoopPlace, ModelLoop
 from infra.operations import Operations
 from infra.storage import Storage
 from infra.training import Training
@@ -31,7 +33,7 @@ class VigilStack(cdk.Stack):
     """Everything one stage runs: creates the capability constructs and wires them.
 
     Attributes: ``config``, ``storage``, ``operations``, ``housekeeping``, ``devices``,
-    ``training``, ``model``, ``edge``, ``alerting``, ``health``.
+    ``training``, ``model``, ``model_loop``, ``edge``, ``alerting``, ``health``.
     """
 
     def __init__(self, scope: Construct, id_: str, *, config: StageConfig, **kwargs: object) -> None:
@@ -58,6 +60,8 @@ class VigilStack(cdk.Stack):
             upload_snapshots=config.evidence.upload_snapshots,
             thing_name_prefix=config.thing_name_prefix,
             denied_thing_names=config.denied_thing_names,
+            # The loop's (infra/model_loop.py): admitted, but a claim must not put them in the stage group.
+            canary_thing_names=config.model_loop.canary_things,
             log_retention=retention,
         )
         self.training = Training(
@@ -69,6 +73,7 @@ class VigilStack(cdk.Stack):
             log_retention=retention,
             removal_policy=removal,
             alarm_action=alarm_action,
+            then=self._model_loop,
         )
         # The model's seed artifact lives beside the loop's bundles, in the model bucket.
         self.model = ModelComponent(
@@ -94,8 +99,6 @@ class VigilStack(cdk.Stack):
             model=self.model,
             evidence_bucket=self.storage.evidence if config.evidence.upload_snapshots else None,
         )
-        policies = [p for p in (self.devices.policy, self.devices.claim_policy) if p is not None]
-        self.housekeeping.clean_up(policies, list(self.devices.things.values()))
         self.alerting = Alerting(
             self,
             "Alerting",
@@ -112,6 +115,11 @@ class VigilStack(cdk.Stack):
             alarm_action=alarm_action,
         )
         self.health = self._health(config, retention, removal, alarm_action)
+        self.model_loop.bind(self.training.state_machine)
+        # After the loop: its canary things are detached from their certificates too.
+        policies = [p for p in (self.devices.policy, self.devices.claim_policy) if p is not None]
+        things = [*self.devices.things.values(), *self.model_loop.canary_things.values()]
+        self.housekeeping.clean_up(policies, things)
         cdk.Tags.of(self).add("project", "vigil")
         cdk.Tags.of(self).add("stage", config.name)
         self._outputs()
@@ -143,6 +151,28 @@ class VigilStack(cdk.Stack):
             removal_policy=removal,
         )
 
+    def _model_loop(self, training: Training) -> tuple[sfn.IChainable, int]:
+        """The loop after the training task (infra/model_loop.py), on this stage's buckets and groups."""
+        config = self.config
+        self.model_loop = ModelLoop(
+            self,
+            "ModelLoop",
+            stage_name=config.name,
+            loop=config.model_loop,
+            place=LoopPlace(
+                model_bucket=training.model_bucket,
+                operations_topic=self.operations.topic,
+                operations_key=self.operations.key,
+                stage_thing_group_arn=self.devices.thing_group_arn,
+                token_exchange_role=self.devices.token_exchange_role,
+                inference_image=training.image_uri,
+            ),
+            powertools_layer_version=config.alerts.powertools_layer_version,
+            log_retention=_retention(config.log_retention_days),
+            removal_policy=cdk.RemovalPolicy.RETAIN if config.retain_data else cdk.RemovalPolicy.DESTROY,
+        )
+        return self.model_loop.definition, self.model_loop.max_duration_s
+
     def _outputs(self) -> None:
         devices = self.devices
         nucleus = self.config.greengrass.nucleus_version
@@ -166,6 +196,8 @@ class VigilStack(cdk.Stack):
             "TrainingDataBucketName": (self.training.data_bucket.bucket_name, "Labelled training data (train/)"),
             "ModelBucketName": (self.training.model_bucket.bucket_name, "Trained model bundles (models/)"),
             "TrainingStateMachineArn": (self.training.state_machine.state_machine_arn, "Starts a training run"),
+            "ModelPackageGroupName": (self.model_loop.group_name, "SageMaker model registry group of the stage"),
+            "CanaryThingGroupName": (self.model_loop.canary_thing_group.ref, "Thing group new models run on first"),
             # A versioned installer: one newer than the deployment's nucleus pin would be
             # moved back to the pin (and restarted) by the first deployment.
             "InstallerUrl": (

@@ -3,6 +3,7 @@ role and the state machine that runs the job (:mod:`infra.training_job`: what it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -48,13 +49,16 @@ class Training(Construct):
     ``s3://<data>/train/`` (and, when ``test_channel``, channel ``test`` from
     ``s3://<data>/test/``) and writing to ``s3://<models>/models/``, with managed spot
     training (no checkpoints) when ``use_spot``; its log group; an alarm on failed runs.
+    ``then(training)``, when given, returns the states that follow the training task (the
+    model loop, :mod:`infra.model_loop`) and how long they may take (s, added to the
+    machine's timeout).
 
     The test channel is opt-in: CreateTrainingJob refuses a channel whose S3 prefix holds
     no object ("No S3 objects found under S3 URL"), so an always-on channel would fail
     every run of a stage that has no test clips.
 
     Attributes:
-        data_bucket, model_bucket, sourcedir (asset), role, task, state_machine, alarm.
+        data_bucket, model_bucket, sourcedir (asset), role, image_uri, task, state_machine, alarm.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class Training(Construct):
         alarm_action: cloudwatch.IAlarmAction,
         training_dir: Path = TRAINING_DIR,
         edge_package_dir: Path = EDGE_PACKAGE_DIR,
+        then: Callable[[Training], tuple[sfn.IChainable, int]] | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = cdk.Stack.of(self)
@@ -88,7 +93,8 @@ class Training(Construct):
         self.channels = {"train": TRAIN_PREFIX, **({"test": TEST_PREFIX} if training.test_channel else {})}
         self._grant_training(stack)
 
-        image = tasks.DockerImage.from_registry(self._image_uri(stack, training.image_tag))
+        self.image_uri = self._image_uri(stack, training.image_tag)
+        image = tasks.DockerImage.from_registry(self.image_uri)
         self.task = SpotTrainingJob(
             self,
             "Train",
@@ -127,6 +133,7 @@ class Training(Construct):
             stopping_condition=tasks.StoppingCondition(max_runtime=cdk.Duration.seconds(training.max_runtime_s)),
         )
 
+        after, after_s = then(self) if then is not None else (None, 0)
         log_group = logs.LogGroup(
             self,
             "StateMachineLogs",
@@ -139,11 +146,12 @@ class Training(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            comment="Runs the Vigil training job; its model bundle lands in the model bucket",
-            definition_body=sfn.DefinitionBody.from_chainable(self.task),
+            comment="Runs the Vigil training job; its model bundle lands in the model bucket"
+            + ("; then evaluates, registers, canaries and promotes it" if after is not None else ""),
+            definition_body=sfn.DefinitionBody.from_chainable(self.task if after is None else self.task.next(after)),
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             tracing_enabled=True,
-            timeout=cdk.Duration.seconds(max(training.max_runtime_s, training.max_wait_s) + 3600),
+            timeout=cdk.Duration.seconds(max(training.max_runtime_s, training.max_wait_s) + 3600 + after_s),
         )
         self._acknowledge_state_machine()
         cfn_lint_ignore(self.state_machine, ROLE_DEPENDS_ON)

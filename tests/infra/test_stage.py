@@ -95,7 +95,8 @@ def test_destroy_detaches_the_stages_policies_and_things_from_certificates_first
         assert stage.template_json["Resources"][cfn.lid(policy)]["DeletionPolicy"] == "Retain"
     (cleanup,) = cfn.resources(stage.template_json, "Custom::VigilPolicyCleanup").values()
     assert cleanup["Properties"]["PolicyNames"] == [{"Ref": cfn.lid(p)} for p in policies]
-    assert cleanup["Properties"]["ThingNames"] == [{"Ref": cfn.lid(t)} for t in devices.things.values()]
+    things = [*devices.things.values(), *stack.model_loop.canary_things.values()]  # the loop's canaries too
+    assert cleanup["Properties"]["ThingNames"] == [{"Ref": cfn.lid(t)} for t in things]
     statements = cfn.policy_statements(stage.template_json, stack.housekeeping.role)
     policy_arns = {f"arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:policy/{cfn.ref(p)}" for p in policies}
     for action in ("iot:ListTargetsForPolicy", "iot:DeletePolicy", "iot:DeletePolicyVersion"):
