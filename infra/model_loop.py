@@ -365,14 +365,7 @@ class ModelLoop(Construct):
         allow("check", "EffectiveDeployments", ["greengrass:ListEffectiveDeployments"], core_devices)
         allow("check", "CoreDeviceHealth", ["greengrass:GetCoreDevice"], core_devices)
         allow("check", "ReadTelemetry", ["dynamodb:GetItem"], [self.device_status.table_arn])
-        # The cameras fetch the new model component's artifact with the token exchange role.
-        place.token_exchange_role.add_to_principal_policy(
-            iam.PolicyStatement(sid="ReadModelBundles", actions=["s3:GetObject"], resources=[bundle_zips])
-        )
-        acknowledge(
-            place.token_exchange_role,
-            {wildcard_resource(self, bundle_zips): "Model bundles sit under per-job keys below models/."},
-        )
+        # The cameras read a candidate's zip with the token exchange role: infra/model_component.py grants it.
 
         findings = {
             "AwsSolutions-IAM5[Resource::*]": "X-Ray PutTraceSegments/PutTelemetryRecords and greengrass:"
