@@ -62,6 +62,8 @@ OPTIONAL_KEYS = {
 }
 # Backticked CamelCase names in the section that are not stack outputs.
 NOT_OUTPUTS = {
+    "AdministratorAccess",  # an AWS managed IAM policy
+    "FailureHandlingPolicy",  # a field of the Greengrass deployment's policies
     "DeadLetters",  # an alarm
     "PublishToIoTCore",  # a Greengrass IPC operation
     "UnreservedConcurrentExecutions",  # a field of lambda get-account-settings
