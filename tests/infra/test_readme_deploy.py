@@ -319,8 +319,8 @@ def test_reissue_keeps_every_field_create_deployment_takes(deploying, synthesize
 def test_cameras_example_substitutes_the_outputs_and_validates(tmp_path):
     """The cameras deployment of "Configuring a device's cameras", run in bash with ``out``
     and ``aws`` stubbed and the real jq: the component key and version are the outputs, and
-    ``merge`` is the JSON string CreateDeployment's configurationUpdate takes
-    (https://docs.aws.amazon.com/greengrass/v2/developerguide/update-component-configurations.html),
+    ``merge`` is the string CreateDeployment's configurationUpdate takes ("A serialized JSON
+    string", https://docs.aws.amazon.com/greengrass/v2/APIReference/API_ComponentConfigurationUpdate.html),
     which, merged over the recipe's defaults, is a valid configuration."""
     import json
     import shutil
