@@ -356,3 +356,30 @@ def test_cameras_example_substitutes_the_outputs_and_validates(tmp_path):
     config = parse_config(configuration)
     assert [camera.name for camera in config.cameras] == ["back-door"]
     assert config.cameras[0].armed is not None
+
+
+VIDEO_GROUP = "sudo usermod -aG video ggc_user && sudo systemctl restart greengrass"
+
+
+@pytest.mark.parametrize("heading", ["### A camera (a listed thing)", "### A fleet (fleet provisioning by claim)"])
+def test_device_block_installs_the_packages_and_joins_the_video_group(deploying, heading):
+    # The recipe's install step makes the venv with the device's python3 (python3-venv on
+    # Debian and Ubuntu); the installer runs on Java; ggc_user reads /dev/video0.
+    assert "python3 -m venv" in (README.parent / "edge_component" / "recipe.yaml").read_text()
+    blocks = [b for b in code_blocks(section(deploying, heading, "###")) if "Greengrass.jar" in b]
+    assert len(blocks) == 1, blocks
+    lines = shell_lines(blocks[0])
+    installer = next(i for i, line in enumerate(lines) if "Greengrass.jar" in line)
+    apt = [i for i, line in enumerate(lines) if line.startswith("sudo apt-get install")]
+    assert len(apt) == 1 and apt[0] < installer, "the packages must be installed before the installer runs"
+    assert {"default-jre-headless", "python3-venv", "curl", "unzip"} <= set(shlex.split(lines[apt[0]]))
+    assert lines[installer + 1] == VIDEO_GROUP
+
+
+def test_cdk_selectors_are_the_construct_path(deploying, synthesized):
+    for name, stage in synthesized.items():
+        stack = stage.stage.stack
+        assert stack.stack_name == f"vigil-{name}"
+        assert stack.node.path == f"{name}/Vigil"
+    assert "npx cdk synth dev/Vigil" in deploying
+    assert "the stack is vigil-" not in deploying, "the stack name is not a CDK CLI selector"
