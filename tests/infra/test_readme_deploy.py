@@ -62,6 +62,8 @@ OPTIONAL_KEYS = {
 }
 # Backticked CamelCase names in the section that are not stack outputs.
 NOT_OUTPUTS = {
+    "AdministratorAccess",  # an AWS managed IAM policy
+    "FailureHandlingPolicy",  # a field of the Greengrass deployment's policies
     "DeadLetters",  # an alarm
     "PublishToIoTCore",  # a Greengrass IPC operation
     "UnreservedConcurrentExecutions",  # a field of lambda get-account-settings
@@ -275,3 +277,109 @@ def test_commands_have_no_placeholders_the_shell_would_take_as_redirections(depl
     for line in shell_lines("\n".join(code_blocks(deploying))):
         unquoted = re.sub(r"\"[^\"]*\"|'[^']*'", "", line).replace("<<EOF", "")
         assert not re.search(r"<\w", unquoted), f"a <placeholder> in a command to paste: {line}"
+
+
+def test_reissue_keeps_every_field_create_deployment_takes(deploying, synthesized):
+    """The failed-install recovery re-issues the group's deployment as AWS's "Revise
+    deployments" describes (https://docs.aws.amazon.com/greengrass/v2/developerguide/revise-deployments.html):
+    get-deployment, keep what CreateDeployment takes, create-deployment with the same target."""
+    import botocore.session
+    import jmespath
+
+    camera = section(deploying, "### A camera (a listed thing)", "###")
+    lines = shell_lines("\n".join(code_blocks(camera)))
+    get = [line for line in lines if line.startswith("aws greengrassv2 get-deployment")]
+    create = [line for line in lines if line.startswith("aws greengrassv2 create-deployment")]
+    assert len(get) == 1 and len(create) == 1, (get, create)
+    get_args = shlex.split(get[0])
+    assert get_args[-2:] == [">", "deployment.json"]
+    create_args = shlex.split(create[0])
+    assert create_args[create_args.index("--cli-input-json") + 1] == "file://deployment.json"
+
+    model = botocore.session.get_session().get_service_model("greengrassv2")
+    takes = set(model.operation_model("CreateDeployment").input_shape.members)
+    gives = set(model.operation_model("GetDeployment").output_shape.members)
+    # What the stack's deployment sets; tags (unset: null would be refused) and
+    # parentTargetArn (subdeployments) stay out, clientToken is the CLI's own.
+    expected = {"targetArn", "deploymentName", "components", "deploymentPolicies", "iotJobConfiguration"}
+    assert expected <= takes & gives
+    response = {name: f"<{name}>" for name in gives}
+    kept = jmespath.search(get_args[get_args.index("--query") + 1], response)
+    assert kept == {name: f"<{name}>" for name in expected}
+    for stage in synthesized.values():
+        resources = stage.template_json["Resources"].values()
+        deployment = next(r["Properties"] for r in resources if r["Type"] == "AWS::GreengrassV2::Deployment")
+        # Each kept field is set in the stack's deployment, so none comes back null.
+        assert {"TargetArn", "DeploymentName", "Components", "DeploymentPolicies", "IotJobConfiguration"} <= set(
+            deployment
+        )
+        assert deployment["DeploymentPolicies"]["FailureHandlingPolicy"] == "ROLLBACK"
+
+
+def test_cameras_example_substitutes_the_outputs_and_validates(tmp_path):
+    """The cameras deployment of "Configuring a device's cameras", run in bash with ``out``
+    and ``aws`` stubbed and the real jq: the component key and version are the outputs, and
+    ``merge`` is the string CreateDeployment's configurationUpdate takes ("A serialized JSON
+    string", https://docs.aws.amazon.com/greengrass/v2/APIReference/API_ComponentConfigurationUpdate.html),
+    which, merged over the recipe's defaults, is a valid configuration."""
+    import json
+    import shutil
+    import subprocess
+
+    from edge_component.config import parse_config
+
+    if shutil.which("jq") is None or shutil.which("bash") is None:
+        pytest.skip("jq and bash are needed to run the README's command")
+    cameras = section(README.read_text(), "## Configuring a device's cameras", "##")
+    blocks = code_blocks(cameras)
+    assert len(blocks) == 1, blocks
+    assert "com.vigil.EdgeDetector" not in blocks[0], "the component name must come from the ComponentName output"
+    args_file = tmp_path / "args"
+    stubs = (
+        'out() { case "$1" in ComponentName) echo com.vigil.EdgeDetector.test;; '
+        "ComponentVersion) echo 1.0.42;; *) exit 3;; esac; }\n"
+        'aws() { if [ "$1 $2" = "iot describe-thing" ]; then echo arn:aws:iot:eu-west-1:123456789012:thing/t; '
+        f"else printf '%s\\0' \"$@\" > {shlex.quote(str(args_file))}; fi; }}\n"
+    )
+    subprocess.run(["bash", "-euc", stubs + blocks[0]], check=True, timeout=60)
+    args = args_file.read_bytes().decode().split("\0")[:-1]
+    assert args[:2] == ["greengrassv2", "create-deployment"]
+    assert args[args.index("--target-arn") + 1] == "arn:aws:iot:eu-west-1:123456789012:thing/t"
+    components = json.loads(args[args.index("--components") + 1])
+    assert list(components) == ["com.vigil.EdgeDetector.test"]
+    entry = components["com.vigil.EdgeDetector.test"]
+    assert entry["componentVersion"] == "1.0.42"
+    merge = entry["configurationUpdate"]["merge"]
+    assert isinstance(merge, str), "merge must be a JSON string, not an object"
+    recipe = yaml.safe_load((README.parent / "edge_component" / "recipe.yaml").read_text())
+    configuration = {**recipe["ComponentConfiguration"]["DefaultConfiguration"], **json.loads(merge)}
+    config = parse_config(configuration)
+    assert [camera.name for camera in config.cameras] == ["back-door"]
+    assert config.cameras[0].armed is not None
+
+
+VIDEO_GROUP = "sudo usermod -aG video ggc_user && sudo systemctl restart greengrass"
+
+
+@pytest.mark.parametrize("heading", ["### A camera (a listed thing)", "### A fleet (fleet provisioning by claim)"])
+def test_device_block_installs_the_packages_and_joins_the_video_group(deploying, heading):
+    # The recipe's install step makes the venv with the device's python3 (python3-venv on
+    # Debian and Ubuntu); the installer runs on Java; ggc_user reads /dev/video0.
+    assert "python3 -m venv" in (README.parent / "edge_component" / "recipe.yaml").read_text()
+    blocks = [b for b in code_blocks(section(deploying, heading, "###")) if "Greengrass.jar" in b]
+    assert len(blocks) == 1, blocks
+    lines = shell_lines(blocks[0])
+    installer = next(i for i, line in enumerate(lines) if "Greengrass.jar" in line)
+    apt = [i for i, line in enumerate(lines) if line.startswith("sudo apt-get install")]
+    assert len(apt) == 1 and apt[0] < installer, "the packages must be installed before the installer runs"
+    assert {"default-jre-headless", "python3-venv", "curl", "unzip"} <= set(shlex.split(lines[apt[0]]))
+    assert lines[installer + 1] == VIDEO_GROUP
+
+
+def test_cdk_selectors_are_the_construct_path(deploying, synthesized):
+    for name, stage in synthesized.items():
+        stack = stage.stage.stack
+        assert stack.stack_name == f"vigil-{name}"
+        assert stack.node.path == f"{name}/Vigil"
+    assert "npx cdk synth dev/Vigil" in deploying
+    assert "the stack is vigil-" not in deploying, "the stack name is not a CDK CLI selector"
