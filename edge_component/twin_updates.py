@@ -15,14 +15,16 @@ Each outcome is reported in the reported properties::
     {"vigil": {"config": {"status": "applied" | "refused", "version": <desired $version>,
                           "message": "<what changed, or why refused>"}}}
 
-"IoT Hub does not preserve desired properties update notifications for disconnected
+"IoT Hub doesn't preserve desired properties update notifications for disconnected
 devices. It follows that a device that is connecting must retrieve the full desired
 properties document, in addition to subscribing for update notifications", and a
 notification whose ``$version`` is at most the full document's may be ignored
 (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins#device-reconnection-flow;
 MicrosoftDocs/azure-docs articles/iot-hub/iot-hub-devguide-device-twins.md). So the
 follower subscribes before it reads the twin, and reads the whole twin again after every
-reconnection (``on_connection_state_change``).
+reconnection (``on_connection_state_change``). The same page: twin values may be arrays
+(the cameras, zones and polygons are), keys exclude ``.``, ``$`` and space, a string
+holds at most 4 KB, the desired document at most 32 KB, nested at most 10 deep.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .config import ComponentConfig, ConfigError
 from .config_updates import check_update
 
 log = logging.getLogger(__name__)
+REPORT_MESSAGE_MAX = 1000  # characters of the reported message; pydantic can explain at length
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -180,6 +183,8 @@ class TwinConfigurationFollower:
         self._report("applied", check.message)
 
     def _report(self, status: str, message: str) -> None:
+        if len(message) > REPORT_MESSAGE_MAX:  # a twin string value holds at most 4 KB (same devguide page)
+            message = message[: REPORT_MESSAGE_MAX - 3] + "..."
         report = {"vigil": {"config": {"status": status, "version": self._version, "message": message}}}
         try:
             self._client.patch_twin_reported_properties(report)

@@ -23,7 +23,7 @@ class _FakeModuleClient:
     ``update_desired(patch)`` acts as the hub for a back-end update: merges the patch,
     increments ``$version`` and, while connected, delivers the patch (with ``$version``)
     to the patch handler on its own thread, waiting for it. While offline the patch is
-    not delivered: "IoT Hub does not preserve desired properties update notifications
+    not delivered: "IoT Hub doesn't preserve desired properties update notifications
     for disconnected devices" (learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins).
     ``reports`` lists each reported-properties patch.
     """

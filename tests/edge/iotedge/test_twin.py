@@ -2,7 +2,7 @@
 ``IoTHubModuleClient``: the same validation as on Greengrass, a patch merged into the
 last desired document (RFC 7396 JSON merge patch), an invalid one refused and reported
 while the old configuration keeps running, and the whole twin read again after a
-reconnection, because "IoT Hub does not preserve desired properties update notifications
+reconnection, because "IoT Hub doesn't preserve desired properties update notifications
 for disconnected devices" (learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins
 #device-reconnection-flow; MicrosoftDocs/azure-docs articles/iot-hub/iot-hub-devguide-device-twins.md).
 """
@@ -126,3 +126,14 @@ def test_a_stale_patch_is_ignored(FakeModuleClient):
     assert applied.wait(1)
     follower._on_patch({"detection_fps": 3, "$version": 2})  # a duplicate of version 2
     assert len(applied.configs) == 1 and applied.configs[0].detection_fps == 2
+
+
+def test_a_long_refusal_is_cut_to_fit_a_twin_string(FakeModuleClient):
+    """A twin string value holds at most 4 KB (iot-hub-devguide-device-twins, "Tags and properties format")."""
+    cameras = [{"name": f"c{k}", "source": "x", "zones": [], f"bogus{k}": 1} for k in range(16)]  # 32 errors
+    client = FakeModuleClient({"cameras": cameras})
+    client.connect()
+    with pytest.raises(ConfigError) as refused:
+        TwinConfigurationFollower(client, parse_config).start()
+    message = client.reported_config()["message"]
+    assert len(str(refused.value)) > 1000 and len(message) == 1000 and message.endswith("...")
