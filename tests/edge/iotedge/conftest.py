@@ -29,7 +29,16 @@ class _FakeModuleClient:
     """
 
     # Test controls and records: not part of the SDK's surface.
-    TEST_ONLY = {"TEST_ONLY", "offline", "online", "update_desired", "reported_config", "wait_attempts", "wait_reports"}
+    TEST_ONLY = {
+        "TEST_ONLY",
+        "offline",
+        "online",
+        "update_desired",
+        "reported_config",
+        "wait_attempts",
+        "wait_reports",
+        "on_send",
+    }
 
     def __init__(self, desired: dict[str, Any] | None = None):
         self.desired = {**copy.deepcopy(desired or {}), "$version": 1}
@@ -43,6 +52,7 @@ class _FakeModuleClient:
         self._patch_handler = None
         self._state_handler = None
         self._changed = threading.Condition()
+        self.on_send: Any = None  # test hook: called with (output_name, message) after each accepted send
 
     @classmethod
     def create_from_edge_environment(cls, **kwargs):
@@ -73,6 +83,8 @@ class _FakeModuleClient:
         if not self._connected:
             raise NoConnectionError("Client is not connected to IoTHub")
         self.sent.append((output_name, message))
+        if self.on_send:
+            self.on_send(output_name, message)
 
     def get_twin(self):
         from azure.iot.device.exceptions import NoConnectionError

@@ -1,12 +1,14 @@
 """``python -m edge_component run --iotedge`` (edge_component/__main__.py) outside a
 container: the fake ``IoTHubModuleClient`` stands in for the edge hub, the module twin
-holds the configuration, and the real clip and seed model run as on Greengrass."""
+holds the configuration (patched during the run, through Supervisor.update_config), and
+the real clip and seed model run as on Greengrass."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -44,17 +46,35 @@ def test_the_module_raises_the_same_alerts_on_the_clip_as_the_jsonl_path(FakeMod
 
     client = FakeModuleClient(CONFIG)
     client.connect()
+    patched = threading.Event()
+
+    def patch_during_the_run(output, message):
+        # After the first alert (media 7 s of the clip's 139 s): an invalid patch (refused,
+        # the old configuration keeps running), then its fix with a telemetry change, which
+        # restarts no camera. On the outbox's sender thread, which waits for both.
+        if output == "alerts" and not patched.is_set():
+            patched.set()
+            client.update_desired({"detection_fps": 0})
+            client.update_desired({"detection_fps": None, "telemetry_every_s": 30})
+
+    client.on_send = patch_during_the_run
     monkeypatch.setattr(cli, "_iotedge_client", lambda: client)
     monkeypatch.setenv("IOTEDGE_DEVICEID", "edge-cam")
     rc = cli.main(["run", "--iotedge", "--state-dir", str(tmp_path / "edge")] + common)
     assert rc == 0
+    assert [(r["vigil"]["config"]["status"], r["vigil"]["config"]["version"]) for r in client.reports] == [
+        ("applied", 1),
+        ("refused", 2),
+        ("applied", 3),
+    ]
+    assert "detection_fps" in client.reports[1]["vigil"]["config"]["message"]
+    assert client.reports[2]["vigil"]["config"]["message"] == "started [], restarted [], stopped []"
     alerts = [json.loads(m.data) for output, m in client.sent if output == "alerts"]
     telemetry = [json.loads(m.data) for output, m in client.sent if output == "telemetry"]
     assert sum(1 for m in expected if m["event_type"] == "start") == 6  # the clip's six intrusions
     assert _events(alerts) == _events(expected)
     assert {m["thing_name"] for m in alerts} == {"edge-cam"}
     assert telemetry[-1]["cameras"]["lab"]["state"] == "done"
-    assert client.reported_config() == {"status": "applied", "version": 1, "message": "initial configuration"}
     assert client.shut_down  # closed with the publisher
 
 
