@@ -175,11 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ipc = edge = twin = None
     try:
-        thing_name = _thing_name(args)
         if args.greengrass:
             ipc = _greengrass_client()
         if args.iotedge:
             edge = _iotedge_client()
+        thing_name = _thing_name(args)
         if args.config:
             config = load_config(args.config)
         elif args.config_json is None:

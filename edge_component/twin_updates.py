@@ -94,10 +94,13 @@ class TwinConfigurationFollower:
 
     def start(self) -> ComponentConfig:
         """Subscribe, then read the whole twin; its configuration, or ConfigError naming the problem
-        (or what the SDK raises if the twin cannot be read)."""
+        (an invalid configuration, or the SDK's error if the twin cannot be read)."""
         self._client.on_twin_desired_properties_patch_received = self._on_patch
         self._client.on_connection_state_change = self._on_connection_state_change
-        desired = self._client.get_twin()["desired"]
+        try:
+            desired = self._client.get_twin()["desired"]
+        except Exception as exc:  # the SDK raises many error types
+            raise ConfigError(f"the module twin cannot be read: {type(exc).__name__}: {exc}") from None
         with self._lock:
             self._version = desired.get("$version")
             self._desired = without_metadata(desired)

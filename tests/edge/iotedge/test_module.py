@@ -82,7 +82,7 @@ def test_outside_a_module_the_error_names_the_missing_variables(monkeypatch, tmp
     for name in cli.IOTEDGE_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("IOTEDGE_MODULEID", "vigil")
-    rc = cli.main(["run", "--iotedge", "--thing-name", "cam-1", "--model-dir", str(SEED), "--state-dir", str(tmp_path)])
+    rc = cli.main(["run", "--iotedge", "--model-dir", str(SEED), "--state-dir", str(tmp_path)])
     assert rc == 2
     assert "not running as an IoT Edge module" in caplog.text
     assert "IOTEDGE_DEVICEID" in caplog.text and "IOTEDGE_WORKLOADURI" in caplog.text
@@ -96,19 +96,30 @@ def test_a_device_id_that_is_no_thing_name_is_refused_clearly_and_thing_name_ove
     refuse (contracts/topics.py THING_NAME_PATTERN); mapping it could let two devices
     share a name, so it is refused with the way out."""
     monkeypatch.setenv("IOTEDGE_DEVICEID", "site1.cam01")
-    client = FakeModuleClient(CONFIG)
-    client.connect()
-    monkeypatch.setattr(cli, "_iotedge_client", lambda: client)
+    missing = {"cameras": [{**CONFIG["cameras"][0], "source": str(tmp_path / "missing.mp4")}]}
+    clients = []
+
+    def connected_client():
+        clients.append(FakeModuleClient(missing))
+        clients[-1].connect()
+        return clients[-1]
+
+    monkeypatch.setattr(cli, "_iotedge_client", connected_client)
     args = ["run", "--iotedge", "--model-dir", str(SEED), "--state-dir", str(tmp_path)]
     assert cli.main(args) == 2
     assert "IoT Edge device id 'site1.cam01' is not a valid thing name" in caplog.text
     assert "'.'" in caplog.text and "--thing-name" in caplog.text
-    assert client.sent == []
+    assert clients[0].reports == [] and clients[0].shut_down  # refused before the twin was read
 
-    client.desired["cameras"][0]["source"] = str(tmp_path / "missing.mp4")  # stop right after the name check
-    assert cli.main(args + ["--thing-name", "site1-cam01"]) == 2
+    assert cli.main(args + ["--thing-name", "site1-cam01"]) == 2  # past the name, to the twin's check
     assert "video file not found" in caplog.text
-    assert client.reported_config()["status"] == "refused"
+    assert clients[1].reported_config()["status"] == "refused" and clients[1].shut_down
+
+
+def test_a_twin_that_cannot_be_read_is_a_clear_error(FakeModuleClient, monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr(cli, "_iotedge_client", lambda: FakeModuleClient(CONFIG))  # not connected
+    rc = cli.main(["run", "--iotedge", "--thing-name", "cam-1", "--model-dir", str(SEED), "--state-dir", str(tmp_path)])
+    assert rc == 2 and "the module twin cannot be read: NoConnectionError" in caplog.text
 
 
 def test_without_iotedge_the_thing_name_is_still_required(tmp_path, caplog):
