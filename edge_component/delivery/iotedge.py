@@ -46,7 +46,8 @@ class IoTEdgePublisher:
     Delivery: the sync client's ``send_message_to_output`` "will not return until the event
     has been sent to the service and the service has acknowledged receipt of the event"
     (azure-iot-device 2.14.0, azure/iot/device/iothub/sync_clients.py: it waits on the
-    pipeline's callback, which the MQTT transport completes on the edge hub's PUBACK, QoS 1).
+    operation's callback, which azure/iot/device/common/pipeline/pipeline_stages_mqtt.py
+    completes on "PUBACK received", QoS 1; a publish cancelled first is an error).
     So when ``publish`` returns, the edge hub has the message (it stores and forwards it
     upstream) and the outbox may remove it; any error raises PublishError and the outbox
     keeps it and retries it, in order.
