@@ -6,7 +6,9 @@ The outbox may remove a message once ``send_message_to_output`` returns because 
 client's call "will not return until the event has been sent to the service and the
 service has acknowledged receipt of the event" (azure-iot-device 2.14.0,
 azure/iot/device/iothub/sync_clients.py, IoTHubModuleClient.send_message_to_output;
-Azure/azure-iot-sdk-python azure-iot-device/azure/iot/device/iothub/sync_clients.py).
+Azure/azure-iot-sdk-python azure-iot-device/azure/iot/device/iothub/sync_clients.py), and
+the MQTT stage completes that send on "PUBACK received"
+(azure/iot/device/common/pipeline/pipeline_stages_mqtt.py).
 """
 
 from __future__ import annotations
