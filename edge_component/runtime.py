@@ -19,8 +19,13 @@ cameras it changes.
 Telemetry (``vigil/<thing>/telemetry``, every ``telemetry_every_s``): per camera
 frames in, analysed, dropped, bad frames, reconnects, crashes, restarts, inference
 time, ``state`` (connecting, running, reconnecting, restarting, failed, done, stopped),
-``last_frame_at`` (UTC) and ``last_error`` (empty once frames flow again); and the
-publisher's delivery stats (outbox depth, sent, dropped).
+``last_frame_at`` (UTC), ``last_error`` (empty once frames flow again) and ``recent``
+(frames analysed and blank since the previous message); the publisher's delivery stats
+(outbox depth, sent, dropped); and the model it scores with: ``model``
+``{"sha256", "version", "file"}`` (the model file's SHA-256 as in alerts'
+``model_sha256``, the model component version or null, the file name;
+edge_component/model/source.py), or ``{"load_error": "..."}`` if the model of a
+configuration update cannot be read.
 """
 
 from __future__ import annotations
@@ -42,10 +47,13 @@ from .config import CameraConfig, ComponentConfig
 from .config_updates import plan_update
 from .contracts.topics import telemetry_topic
 from .delivery.publisher import Publisher, PublishError
+from .model.errors import ModelError
 from .worker import EXIT_SOURCE_ERROR, EXIT_STOPPED, camera_worker
 
 log = logging.getLogger(__name__)
-TELEMETRY_SCHEMA_VERSION = "1.0"
+# 1.1 (additive; 1.0 readers ignore both): per camera `recent` (analysed, blank_frames
+# since the previous message) and the "model" it scores with.
+TELEMETRY_SCHEMA_VERSION = "1.1"
 STOP_CODES = (EXIT_STOPPED, -signal.SIGTERM, -signal.SIGINT)  # a stop, not a crash
 
 
@@ -55,6 +63,8 @@ class Supervisor:
     ``run(stop)`` returns when ``stop`` is set or every camera has ended (files in
     replay mode) or failed, with the final telemetry message. ``worker`` is the
     process entry point (a module-level function; tests pass one that crashes).
+    ``model_info(model_file)``: telemetry's ``model`` object for the configuration's
+    ``model_file`` (None: the manifest's); absent, telemetry has no ``model``.
     """
 
     def __init__(
@@ -71,6 +81,7 @@ class Supervisor:
         max_crashes_without_progress: int = 5,
         worker: Callable[..., None] = camera_worker,
         delivery_stats: Callable[[], dict[str, Any]] | None = None,
+        model_info: Callable[[str | None], dict[str, Any]] | None = None,
     ):
         self.config = config
         self.model_dir = str(model_dir)
@@ -83,6 +94,7 @@ class Supervisor:
         self.max_crashes_without_progress = max_crashes_without_progress
         self.worker = worker
         self.delivery_stats = delivery_stats
+        self.model_info = model_info  # config.model_file -> telemetry's "model"
         self.telemetry_topic = telemetry_topic(thing_name)
         self.cameras = {c.name: self._state(c) for c in config.cameras}
         self.started = time.monotonic()
@@ -194,6 +206,11 @@ class Supervisor:
         }
         if self.delivery_stats is not None:
             msg["delivery"] = self.delivery_stats()
+        if self.model_info is not None:
+            try:
+                msg["model"] = self.model_info(self.config.model_file)
+            except ModelError as exc:  # a heartbeat must still go out, and say why
+                msg["model"] = {"sha256": None, "version": None, "file": self.config.model_file, "load_error": str(exc)}
         return msg
 
     def publish_telemetry(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, fie
 
 from infra.config_types import E164Phone, Email, Frozen, SemVer, ThingName, list_field, no_control_characters
 from infra.edge_settings import EdgeConfig
+from infra.health_config import HealthConfig
 from infra.training_config import TrainingConfig
 
 STAGES_CONTEXT_KEY = "vigil:stages"
@@ -159,6 +160,20 @@ class GreengrassConfig(Frozen):
     manage_system_log_group: bool = False
 
 
+class EvidenceConfig(Frozen):
+    """Snapshot uploads to the evidence bucket (issue 14). Off by default: a snapshot is a
+    picture of whoever the camera saw, personal data that should leave the device only
+    where the stage chooses so."""
+
+    upload_snapshots: bool = Field(
+        default=False,
+        description="Devices upload each event's snapshot to snapshots/<thing>/<event_id>/ with the token "
+        "exchange role's credentials, and the alert e-mail links it. On: the component configuration gets "
+        "evidence.upload_snapshots and evidence.bucket, the recipe a dependency on the token exchange "
+        "service, the role s3:PutObject on its own prefix. Off: none of them.",
+    )
+
+
 class StageConfig(Frozen):
     """One stage (dev, prod, ...), read from ``cdk.json`` context ``vigil:stages.<name>``."""
 
@@ -186,12 +201,14 @@ class StageConfig(Frozen):
     ops_emails: tuple[Email, ...] = list_field()
     log_retention_days: int
     evidence_retention_days: int = Field(default=30, ge=1, le=MAX_EVIDENCE_RETENTION_DAYS)
+    evidence: EvidenceConfig = EvidenceConfig()
     retain_data: bool = True
     edge: EdgeConfig
     alerts: AlertsConfig
     training: TrainingConfig
     rollout: RolloutConfig
     greengrass: GreengrassConfig = GreengrassConfig()
+    health: HealthConfig = HealthConfig()
 
     @field_validator("time_zone")
     @classmethod

@@ -26,7 +26,9 @@ class Devices(Construct):
     """IoT identity and permissions of the stage's cameras.
 
     Creates: a thing group; one thing per listed name and its group membership; the
-    device IoT policy; the Greengrass token exchange role and its role alias; and, when
+    device IoT policy; the Greengrass token exchange role and its role alias (with
+    ``upload_snapshots``, allowed ``s3:PutObject`` on ``snapshots/<its thing>/*`` of
+    ``evidence_bucket``, and nothing there otherwise); and, when
     ``fleet_provisioning`` is on, a fleet-provisioning-by-claim template, its
     provisioning role, the claim certificates' IoT policy and the template's
     pre-provisioning hook. Devices that join by claim add nothing to the template,
@@ -60,6 +62,7 @@ class Devices(Construct):
         evidence_bucket: s3.IBucket,
         fleet_provisioning: bool,
         log_retention: logs.RetentionDays,
+        upload_snapshots: bool = False,
         thing_name_prefix: str | None = None,
         denied_thing_names: Sequence[str] = (),
     ) -> None:
@@ -76,25 +79,17 @@ class Devices(Construct):
         self.thing_group_name: str = self.thing_group.ref
         self.thing_group_arn: str = self.thing_group.attr_arn
 
-        # Components may read their artifacts, write their logs (granted by the edge
-        # deployment, which owns both) and put snapshots under their own thing's prefix.
+        # Components may read their artifacts and write their logs (granted by the edge
+        # deployment, which owns both) and, with snapshot uploads on, put snapshots under
+        # their own thing's prefix.
         self.token_exchange_role = iam.Role(
             self,
             "TokenExchangeRole",
             assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com"),
             description="Greengrass token exchange role of Vigil cameras",
         )
-        snapshots = evidence_bucket.arn_for_objects(f"{EVIDENCE_SNAPSHOT_PREFIX}/{CREDENTIALS_THING}/*")
-        self.token_exchange_role.add_to_policy(
-            iam.PolicyStatement(sid="PutOwnSnapshots", actions=["s3:PutObject"], resources=[snapshots])
-        )
-        acknowledge(
-            self.token_exchange_role,
-            {
-                wildcard_resource(self, snapshots): "Snapshots have per-event keys; the prefix is pinned to the "
-                "calling device's own thing name.",
-            },
-        )
+        if upload_snapshots:
+            self._allow_snapshot_uploads(evidence_bucket)
         self.role_alias = iot.CfnRoleAlias(
             self, "RoleAlias", role_arn=self.token_exchange_role.role_arn, credential_duration_seconds=3600
         )
@@ -136,6 +131,23 @@ class Devices(Construct):
                 self, self.hook_function, thing_group_name=self.thing_group_name, policy_name=self.policy_name
             )
             self.provisioning_template, self.hook_permission, self.claim_policy = made
+
+    def _allow_snapshot_uploads(self, evidence_bucket: s3.IBucket) -> None:
+        # ${credentials-iot:ThingName} is the thing name the credentials provider was asked
+        # for with the device's certificate ("Authorizing direct calls to AWS services",
+        # https://docs.aws.amazon.com/iot/latest/developerguide/authorizing-direct-aws.html),
+        # so a device can write only under its own snapshots/<thing>/.
+        snapshots = evidence_bucket.arn_for_objects(f"{EVIDENCE_SNAPSHOT_PREFIX}/{CREDENTIALS_THING}/*")
+        self.token_exchange_role.add_to_policy(
+            iam.PolicyStatement(sid="PutOwnSnapshots", actions=["s3:PutObject"], resources=[snapshots])
+        )
+        acknowledge(
+            self.token_exchange_role,
+            {
+                wildcard_resource(self, snapshots): "Snapshots have per-event keys; the prefix is pinned to the "
+                "calling device's own thing name.",
+            },
+        )
 
     def _listed_things(self, thing_names: Sequence[str], log_retention: logs.RetentionDays) -> None:
         membership_logs = logs.LogGroup(self, "MembershipLogs", retention=log_retention)

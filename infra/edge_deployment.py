@@ -6,16 +6,18 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
 import yaml
 from aws_cdk import aws_greengrassv2 as greengrass
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
+from edge_component.contracts.model_component import bundle_dir_variable, model_dependency
 from infra.config import LOG_RETENTION_NAMES, GreengrassConfig, RolloutConfig
 from infra.edge_settings import EdgeConfig
 from infra.housekeeping import Housekeeping
@@ -29,6 +31,9 @@ from infra.packaging import (
     write_content_addressed,
 )
 
+if TYPE_CHECKING:  # infra.model_component imports infra.training, which imports this module
+    from infra.model_component import ModelComponent
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EDGE_PACKAGE_DIR = REPO_ROOT / EDGE_PACKAGE
 RECIPE_PATH = EDGE_PACKAGE_DIR / "recipe.yaml"
@@ -38,8 +43,27 @@ COMPONENT_BASE_NAME = "com.vigil.EdgeDetector"
 # A CDK asset's S3 object is named by its hash instead; the recipe's paths are rewritten to match.
 ARTIFACT_FOLDER = "vigil-edge"
 RECIPE_ARTIFACT_DIR = "{artifacts:decompressedPath}/" + ARTIFACT_FOLDER + "/"
+# The run step's environment variable naming the model bundle directory the detector loads.
+MODEL_DIR_ENV = "VIGIL_MODEL_DIR"
 NUCLEUS = "aws.greengrass.Nucleus"
 LOG_MANAGER = "aws.greengrass.LogManager"
+TOKEN_EXCHANGE_SERVICE = "aws.greengrass.TokenExchangeService"
+# The component configuration's snapshot upload settings (edge_component/config.py
+# EvidenceSettings), reset when the stage has uploads off so none stays on a device.
+EVIDENCE_KEY = "evidence"
+EVIDENCE_POINTER = "/" + EVIDENCE_KEY
+
+
+def token_exchange_dependency() -> dict[str, dict[str, str]]:
+    """The recipe's ``ComponentDependencies`` entry for the token exchange service.
+
+    The service sets AWS_CONTAINER_CREDENTIALS_FULL_URI and
+    AWS_CONTAINER_AUTHORIZATION_TOKEN for the components that depend on it, and an AWS
+    SDK client (boto3) reads its credentials from there ("Token exchange service",
+    https://docs.aws.amazon.com/greengrass/v2/developerguide/token-exchange-service-component.html).
+    ``HARD``: the detector restarts with the service, so it never holds a dead endpoint.
+    """
+    return {TOKEN_EXCHANGE_SERVICE: {"VersionRequirement": "^2.0.0", "DependencyType": "HARD"}}
 
 
 def component_name(stage_name: str) -> str:
@@ -81,6 +105,19 @@ class EdgeDeployment(Construct):
     ``housekeeping``) and grants
     the token exchange role the artifact and log access the device needs.
 
+    With ``evidence_bucket`` (the stage has snapshot uploads on), the recipe gains a HARD
+    dependency on the token exchange service (the uploads' credentials) and the
+    configuration update merges ``evidence: {upload_snapshots: true, bucket, region}``;
+    without it neither, and the update resets ``/evidence`` so a device keeps no
+    settings from a stage that had uploads on before. (The role's ``s3:PutObject`` is
+    :class:`infra.devices.Devices`' ``upload_snapshots``.)
+
+    With ``model`` (the stage's :class:`ModelComponent`), the recipe gains a HARD
+    dependency on the model component and its run step's ``VIGIL_MODEL_DIR`` names the
+    dependency's unpacked bundle; the deployment pins the model at the version
+    ``model.deployed_version`` returns (the promoted one), re-read whenever the
+    deployment changes. Without it the detector loads the seed inside its own artifact.
+
     Attributes:
         component_name, component_version: the concrete name and version (plain strings).
         artifact: the zip on disk and its digest; ``asset``: the uploaded ``s3_assets.Asset``.
@@ -105,9 +142,13 @@ class EdgeDeployment(Construct):
         housekeeping: Housekeeping,
         package_dir: Path = EDGE_PACKAGE_DIR,
         recipe_path: Path = RECIPE_PATH,
+        model: ModelComponent | None = None,
+        evidence_bucket: s3.IBucket | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.component_name = component_name(stage_name)
+        self.model = model
+        self.evidence_bucket = evidence_bucket
         self.artifact = build_artifact(package_dir, build_dir_for(self))
         self.asset = s3_assets.Asset(self, "Artifact", path=str(self.artifact.path))
 
@@ -119,6 +160,13 @@ class EdgeDeployment(Construct):
             raise ValueError(
                 f"{recipe_path}: expected exactly one artifact (the {ARTIFACT_FILE}), found {len(artifacts)}"
             )
+        if model is not None:
+            self._use_model_component(recipe, recipe_path, stage_name)
+        if evidence_bucket is not None:
+            recipe["ComponentDependencies"] = {
+                **(recipe.get("ComponentDependencies") or {}),
+                **token_exchange_dependency(),
+            }
         # Version from everything that reaches the device: the recipe as the stage
         # sees it, the zip's digest and the asset hash that names its S3 object.
         versioned = copy.deepcopy(recipe)
@@ -138,6 +186,8 @@ class EdgeDeployment(Construct):
             for phase in (manifest.get("Lifecycle") or {}).values():
                 if isinstance(phase, dict) and "Script" in phase:
                     phase["Script"] = phase["Script"].replace(RECIPE_ARTIFACT_DIR, unpacked_dir)
+                    for name, value in (phase.get("Setenv") or {}).items():
+                        phase["Setenv"][name] = value.replace(RECIPE_ARTIFACT_DIR, unpacked_dir)
                 elif isinstance(phase, str):
                     raise ValueError(f"{recipe_path}: write lifecycle steps as {{Script: ...}} mappings")
         self.artifact_dir = unpacked_dir
@@ -155,6 +205,27 @@ class EdgeDeployment(Construct):
             rollout=rollout,
             greengrass_config=greengrass_config,
         )
+
+    def _use_model_component(self, recipe: dict[str, Any], recipe_path: Path, stage_name: str) -> None:
+        """Depend on the stage's model component and load the bundle it unpacks.
+
+        A dependency's ``{<name>:artifacts:decompressedPath}`` resolves only for a direct
+        dependency (recipe reference, "Recipe variables":
+        https://docs.aws.amazon.com/greengrass/v2/developerguide/component-recipe-reference.html).
+        """
+        recipe["ComponentDependencies"] = {
+            **(recipe.get("ComponentDependencies") or {}),
+            **model_dependency(stage_name),
+        }
+        runs = [
+            m["Lifecycle"]["run"]
+            for m in recipe["Manifests"]
+            if isinstance((m.get("Lifecycle") or {}).get("run"), dict)
+        ]
+        if not runs or any(MODEL_DIR_ENV not in (run.get("Setenv") or {}) for run in runs):
+            raise ValueError(f"{recipe_path}: the run step must set {MODEL_DIR_ENV} (Setenv) for the model to override")
+        for run in runs:
+            run["Setenv"][MODEL_DIR_ENV] = bundle_dir_variable(stage_name)
 
     def _grant_device_access(
         self,
@@ -230,6 +301,14 @@ class EdgeDeployment(Construct):
     ) -> greengrass.CfnDeployment:
         # In the component configuration's shape (edge_component/config.py); reset runs first.
         merge, reset = edge.configuration_update()
+        if self.evidence_bucket is None:
+            reset = [*reset, EVIDENCE_POINTER]
+        else:
+            merge[EVIDENCE_KEY] = {
+                "upload_snapshots": True,
+                "bucket": self.evidence_bucket.bucket_name,
+                "region": cdk.Stack.of(self).region,
+            }
         Spec = greengrass.CfnDeployment.ComponentDeploymentSpecificationProperty
         Update = greengrass.CfnDeployment.ComponentConfigurationUpdateProperty
         log_manager_config = {
@@ -239,12 +318,18 @@ class EdgeDeployment(Construct):
             },
             "periodicUploadIntervalSec": greengrass_config.log_upload_interval_s,
         }
+        components: dict[str, Any] = {}
+        if self.model is not None:
+            # Pinned (never a range left to the cloud to resolve), at the version the
+            # custom resource read from SSM: the promoted model, or the seed before any.
+            components[self.model.component_name] = Spec(component_version=self.model.deployed_version)
         deployment = greengrass.CfnDeployment(
             self,
             "Deployment",
             target_arn=thing_group_arn,
             deployment_name=f"vigil-{stage_name}",
             components={
+                **components,
                 # Referencing the component's attribute orders the deployment after it.
                 self.component_name: Spec(
                     component_version=self.component.attr_component_version,
@@ -297,4 +382,16 @@ class EdgeDeployment(Construct):
                 ),
             ),
         )
+        if self.model is not None:
+            # Everything the deployment says (the model's version only as the reference to
+            # the custom resource), and the code version its GetAtt resolves to: when any
+            # of it changes, CloudFormation updates the deployment and, with this key
+            # changed, re-reads the promoted version first.
+            properties = cdk.Stack.of(self).resolve(deployment._cfn_properties)
+            material = json.dumps(
+                {"deployment": properties, "codeVersion": self.component_version},
+                sort_keys=True,
+                separators=(",", ":"),
+            )
+            self.model.refresh_on(hashlib.sha256(material.encode()).hexdigest())
         return deployment

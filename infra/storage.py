@@ -8,8 +8,11 @@ import aws_cdk as cdk
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from edge_component.contracts.alert_rules import SNAPSHOT_PREFIX as EVIDENCE_SNAPSHOT_PREFIX
+from edge_component.contracts.alert_rules import SNAPSHOT_PREFIX as EVIDENCE_SNAPSHOT_PREFIX  # noqa: F401 (re-exported)
 from infra.nag import acknowledge
+
+# Days a non-current evidence version (an expired or overwritten snapshot) is kept: S3's minimum.
+EVIDENCE_NONCURRENT_DAYS = 1
 
 
 def secure_bucket(
@@ -19,10 +22,15 @@ def secure_bucket(
     access_logs: s3.IBucket | None,
     removal_policy: cdk.RemovalPolicy,
     lifecycle_rules: Sequence[s3.LifecycleRule] = (),
+    noncurrent_days: int = 90,
+    abort_multipart_days: int = 7,
 ) -> s3.Bucket:
     """A private bucket: SSE-S3, versioned, TLS only, public access blocked, ACLs off, and its
     access logged to ``access_logs`` under ``<id>/`` (None only for the access-log bucket
-    itself). No physical name: CloudFormation picks one."""
+    itself). No physical name: CloudFormation picks one.
+
+    Non-current versions are deleted ``noncurrent_days`` (>= 1) after they stop being
+    current, incomplete multipart uploads ``abort_multipart_days`` after they start."""
     return s3.Bucket(
         scope,
         id_,
@@ -35,8 +43,8 @@ def secure_bucket(
         server_access_logs_prefix=f"{id_}/" if access_logs else None,
         lifecycle_rules=[
             s3.LifecycleRule(
-                noncurrent_version_expiration=cdk.Duration.days(90),
-                abort_incomplete_multipart_upload_after=cdk.Duration.days(7),
+                noncurrent_version_expiration=cdk.Duration.days(noncurrent_days),
+                abort_incomplete_multipart_upload_after=cdk.Duration.days(abort_multipart_days),
             ),
             *lifecycle_rules,
         ],
@@ -49,8 +57,11 @@ class Storage(Construct):
 
     Attributes:
         access_logs: S3 server access logs of every other bucket (kept 365 days).
-        evidence: alert snapshots, written by devices under ``snapshots/<thing>/``,
-            expired after ``evidence_retention_days``.
+        evidence: alert snapshots, written by devices under ``snapshots/<thing>/``.
+            Nothing in it outlives ``evidence_retention_days`` + 1 day: current versions
+            expire after ``evidence_retention_days`` (S3 then makes them non-current
+            behind a delete marker), non-current versions are deleted 1 day later, and
+            the delete markers left with no version behind them are removed.
     """
 
     def __init__(
@@ -78,10 +89,17 @@ class Storage(Construct):
             "Evidence",
             access_logs=self.access_logs,
             removal_policy=removal_policy,
+            # On a versioned bucket, Expiration only hides the current version behind a
+            # delete marker; the data stays as a non-current version until
+            # NoncurrentVersionExpiration deletes it, and ExpiredObjectDeleteMarker cannot
+            # share a rule with Days (S3 User Guide, "Expiring objects":
+            # https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-expire-general-considerations.html).
+            # The expiration covers the whole bucket: snapshots/ is all devices may write,
+            # and an object put anywhere else is personal data all the same.
+            noncurrent_days=EVIDENCE_NONCURRENT_DAYS,
+            abort_multipart_days=EVIDENCE_NONCURRENT_DAYS,
             lifecycle_rules=[
-                s3.LifecycleRule(
-                    prefix=f"{EVIDENCE_SNAPSHOT_PREFIX}/",
-                    expiration=cdk.Duration.days(evidence_retention_days),
-                )
+                s3.LifecycleRule(id="ExpireEvidence", expiration=cdk.Duration.days(evidence_retention_days)),
+                s3.LifecycleRule(id="RemoveExpiredDeleteMarkers", expired_object_delete_marker=True),
             ],
         )

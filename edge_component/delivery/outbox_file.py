@@ -29,6 +29,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -85,14 +86,14 @@ class OutboxCorruptError(OutboxError):
 
     kind = "corrupt"  # the moved-aside file is named <name>.<kind>-<UTC time>
 
-    def __init__(self, path: Path, reason: str):
-        super().__init__(self.describe(path, reason))
+    def __init__(self, path: Path, reason: str, what: str = "outbox database"):
+        super().__init__(self.describe(path, reason, what))
         self.path = path
         self.reason = reason
 
     @staticmethod
-    def describe(path: Path, reason: str) -> str:
-        return f"outbox database {path} is corrupt: {reason}"
+    def describe(path: Path, reason: str, what: str = "outbox database") -> str:
+        return f"{what} {path} is corrupt: {reason}"
 
 
 class OutboxUnwritableError(OutboxError):
@@ -105,8 +106,8 @@ class OutboxSchemaError(OutboxCorruptError):
     kind = "foreign"
 
     @staticmethod
-    def describe(path: Path, reason: str) -> str:
-        return f"outbox database {path} does not have the outbox schema (version {SCHEMA_VERSION}): {reason}"
+    def describe(path: Path, reason: str, what: str = "outbox database") -> str:
+        return f"{what} {path} does not have the outbox schema (version {SCHEMA_VERSION}): {reason}"
 
 
 def take_ownership(path: Path, lock_path: Path) -> IO[str]:
@@ -137,36 +138,49 @@ def take_ownership(path: Path, lock_path: Path) -> IO[str]:
     return fh
 
 
-def open_database(path: Path, synchronous: str) -> sqlite3.Connection:
-    """Connect to the outbox file ``path``, check it and create or migrate its schema.
+def open_database(
+    path: Path,
+    synchronous: str,
+    *,
+    check: Callable[[sqlite3.Connection, Path], bool] | None = None,
+    create: Callable[[sqlite3.Connection], None] | None = None,
+    what: str = "outbox database",
+) -> sqlite3.Connection:
+    """Connect to the SQLite file ``path``, check it and create or migrate its schema.
 
-    Raises OutboxCorruptError (SQLite calls it corrupt), OutboxSchemaError (not this
-    schema) or OutboxError (cannot be opened or used)."""
+    ``check(conn, path)`` (default :func:`check_schema`) says whether ``create(conn)``
+    (default :func:`create_schema`) must run, or raises OutboxSchemaError; other files
+    with the same discipline (WAL, ``synchronous``, corrupt-file errors), such as the
+    handover journal (:mod:`.handover`), pass their own, and ``what`` names the file in
+    errors. Raises OutboxCorruptError (SQLite calls it corrupt), OutboxSchemaError (not
+    this schema) or OutboxError (cannot be opened or used)."""
+    check = check or check_schema
+    create = create or create_schema
     try:
         # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE ... COMMIT below.
         conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
-        raise OutboxError(f"cannot open outbox database {path}: {exc}") from exc
+        raise OutboxError(f"cannot open {what} {path}: {exc}") from exc
     try:
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise OutboxCorruptError(path, f"quick_check: {check}")
-        migrate = check_schema(conn, path)  # before anything writes to a file that may not be ours
+        quick = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if quick != "ok":
+            raise OutboxCorruptError(path, f"quick_check: {quick}", what)
+        migrate = check(conn, path)  # before anything writes to a file that may not be ours
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
-            raise OutboxError(f"outbox database {path}: journal_mode is {mode}, WAL is required")
+            raise OutboxError(f"{what} {path}: journal_mode is {mode}, WAL is required")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         if migrate:
-            create_schema(conn)
+            create(conn)
     except sqlite3.DatabaseError as exc:
         rollback(conn)
         conn.close()
         name = getattr(exc, "sqlite_errorname", "")
         if name in _CORRUPT_ERRORS:
-            raise OutboxCorruptError(path, str(exc)) from exc
+            raise OutboxCorruptError(path, str(exc), what) from exc
         if name.startswith(_UNWRITABLE_ERRORS):
-            raise OutboxUnwritableError(f"cannot write outbox database {path}: {exc}") from exc
-        raise OutboxError(f"cannot use outbox database {path}: {exc}") from exc
+            raise OutboxUnwritableError(f"cannot write {what} {path}: {exc}") from exc
+        raise OutboxError(f"cannot use {what} {path}: {exc}") from exc
     except OutboxError:
         conn.close()
         raise

@@ -57,6 +57,21 @@ class EventDeduplicator:
         """Let Powertools expire an in-progress record when this invocation times out."""
         self.config.register_lambda_context(context)
 
+    def first_result(self, *, alert: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored result of the completed first run for this thing's event_id, or None
+        (never run, still in progress, or expired). Reads only; runs nothing."""
+        from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemNotFoundError
+
+        # The same prefix and key run() uses; configuring again is a no-op but for the prefix.
+        self.store.configure(self.config, key_prefix=IDEMPOTENCY_KEY_PREFIX)
+        try:
+            record = self.store.get_record({"thing_name": alert["thing_name"], "event_id": alert["event_id"]})
+        except IdempotencyItemNotFoundError:
+            return None
+        if record is None or record.status != "COMPLETED":
+            return None
+        return record.response_json_as_dict()
+
     def run(self, function: Callable[..., dict[str, Any]], *, alert: dict[str, Any]) -> dict[str, Any]:
         """``function(alert=alert)`` the first time this thing's event_id is seen; the stored
         result with ``"duplicate": True`` after that. Exceptions propagate and leave no

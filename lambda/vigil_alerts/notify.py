@@ -1,4 +1,6 @@
-"""What a person receives for a start alert, and the SNS publish that sends it.
+"""What a person receives for a start alert (and for an end whose camera went offline
+during the event, and for an update that brings the event's uploaded snapshot), and the
+SNS publish that sends it.
 
 :func:`format_notification` turns a validated alert into a :class:`Notification`: an
 e-mail subject, a plain-text body, one SMS worth of text and the message attributes
@@ -263,6 +265,107 @@ def format_held_summary(
 
     sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera])
     return Notification(subject, body, sms, {"severity": "summary", "thing_name": thing, "camera": camera})
+
+
+def format_offline_end(
+    alert: Mapping[str, Any], *, site_name: str = "Vigil", time_zone: str = "UTC", stage: str = ""
+) -> Notification:
+    """The notification for a validated ``end`` alert whose ``end_reason`` is
+    ``camera_offline``: the camera lost its stream while the event was open (an intruder
+    may have unplugged it), so its start's notification is the last word from it."""
+    zone = resolve_zone(time_zone)
+    started = parse_timestamp(alert["started_at"], "started_at")
+    lost = parse_timestamp(alert.get("ended_at") or alert["sent_at"], "ended_at")
+    camera, zone_name, thing = alert["camera"], alert["zone"], alert["thing_name"]
+    where = f"{site_name} ({stage})" if stage else site_name
+    subject = clean_subject(f"[{PRODUCT}] Camera offline during an event: {camera} at {place(site_name, stage, thing)}")
+    rows = [
+        ("Site", site_name),
+        *([("Stage", stage)] if stage else []),
+        ("Thing", thing),
+        ("Camera", camera),
+        ("Zone", zone_name),
+        ("Started", f"{_local(started, zone)} ({zone.key}); {_local(started, ZoneInfo('UTC'))}"),
+        ("Last frame", f"{_local(lost, zone)} ({zone.key}); {_local(lost, ZoneInfo('UTC'))}"),
+        *([("Seen", alert["label"])] if alert.get("label") else []),
+        ("Event ID", alert["event_id"]),
+    ]
+    body = "\n".join(
+        [
+            f"Camera {camera} (zone {zone_name}) at {where} went offline during an event: its video stream was lost.",
+            "",
+            *(f"{label + ':':<{LABEL_WIDTH}}{value}" for label, value in rows),
+            "",
+            "The camera may have been unplugged or covered. A new alert follows if it sees motion once it is back.",
+        ]
+    )
+    when = lost.astimezone(zone).strftime("%H:%M %Z")
+
+    def render_sms(names: list[str], keys: list[str], _kept: int) -> str:
+        shown = " ".join(filter(None, [names[0], f"({names[1]})" if names[1] else ""]))
+        return f"{PRODUCT}{' ' + shown if shown else ''}: camera {keys[0]}/{keys[1]} offline during an event {when}"
+
+    sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera, zone_name])
+    attributes = {"severity": "offline", "thing_name": thing, "camera": camera, "zone": zone_name}
+    return Notification(subject, body, sms, attributes)
+
+
+def format_snapshot_update(
+    alert: Mapping[str, Any],
+    *,
+    snapshot_url: str,
+    site_name: str = "Vigil",
+    time_zone: str = "UTC",
+    stage: str = "",
+    evidence_bucket: str | None = None,
+) -> Notification:
+    """The follow-up for a validated ``update`` alert whose ``snapshot.s3_key`` the device
+    uploaded (after the start went out): "Snapshot of" the event, with ``snapshot_url``
+    (:func:`snapshot_link`). The caller has checked the key with ``own_snapshot_key``;
+    ``ValueError`` if the alert carries no ``snapshot.s3_key``."""
+    snapshot = alert.get("snapshot") or {}
+    key = snapshot.get("s3_key")
+    if not key:
+        raise ValueError("a snapshot follow-up needs the alert's snapshot.s3_key")
+    zone = resolve_zone(time_zone)
+    started = parse_timestamp(alert["started_at"], "started_at")
+    camera, zone_name, thing = alert["camera"], alert["zone"], alert["thing_name"]
+    seen = alert.get("label")
+    where = f"{site_name} ({stage})" if stage else site_name
+    what = f"{seen} in zone {zone_name}" if seen else f"intrusion in zone {zone_name}"
+    subject = clean_subject(f"[{PRODUCT}] Snapshot of {what}: {camera} at {place(site_name, stage, thing)}")
+    stored = f"s3://{evidence_bucket}/{key}" if evidence_bucket else f"evidence bucket key {key}"
+    rows = [
+        ("Site", site_name),
+        *([("Stage", stage)] if stage else []),
+        ("Thing", thing),
+        ("Camera", camera),
+        ("Zone", zone_name),
+        ("Started", f"{_local(started, zone)} ({zone.key}); {_local(started, ZoneInfo('UTC'))}"),
+        *([("Seen", seen)] if seen else []),
+        ("Snapshot", f"{snapshot['file']}, {stored}"),
+        ("Link", f"{snapshot_url} (valid for up to {_duration(timedelta(seconds=SNAPSHOT_LINK_S))})"),
+        ("Event ID", alert["event_id"]),
+    ]
+    body = "\n".join(
+        [
+            f"Snapshot of the {what} seen by camera {camera} at {where}.",
+            "",
+            *(f"{label + ':':<{LABEL_WIDTH}}{value}" for label, value in rows),
+            "",
+            "Video stays on the device; only the alert and this snapshot left it.",
+        ]
+    )
+    when = started.astimezone(zone).strftime("%H:%M %Z")
+
+    # A presigned link is several hundred characters: the text points at the e-mail instead.
+    def render_sms(names: list[str], keys: list[str], _kept: int) -> str:
+        shown = " ".join(filter(None, [names[0], f"({names[1]})" if names[1] else ""]))
+        return f"{PRODUCT}{' ' + shown if shown else ''}: snapshot of {keys[0]}/{keys[1]} {when} event sent by e-mail"
+
+    sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera, zone_name])
+    attributes = {"severity": "snapshot", "thing_name": thing, "camera": camera, "zone": zone_name}
+    return Notification(subject, body, sms, attributes)
 
 
 def snapshot_link(s3_client: Any, bucket: str, key: str, expires_s: int = SNAPSHOT_LINK_S) -> str:

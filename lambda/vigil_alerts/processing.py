@@ -1,18 +1,29 @@
 """One alert end to end, without Lambda: validate, then for a start alert notify
-(through the optional deduplicator and throttle). The handler and the local demo
-both call :func:`process_alert`."""
+(through the optional deduplicator and throttle), for an end whose camera went
+offline during the event notify that (deduplicated, not throttled), and for an update
+that brings the event's uploaded snapshot send its link (deduplicated; held back with
+its start). The handler and the local demo both call :func:`process_alert`."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
 from vigil_alerts.evidence import SNAPSHOT_PREFIX, own_snapshot_key  # noqa: F401 (re-exported)
-from vigil_alerts.notify import format_notification, publish, snapshot_link
+from vigil_alerts.notify import (
+    format_notification,
+    format_offline_end,
+    format_snapshot_update,
+    publish,
+    snapshot_link,
+)
 from vigil_alerts.receipt import CLOCK_SKEW_MAX_S, MAX_DELIVERY_DELAY_S, check_clock, split_receipt
 from vigil_alerts.validation import TOPIC_THING_KEY, validate_alert
+
+logger = logging.getLogger(__name__)
 
 # process_alert's "status" values.
 NOTIFIED = "notified"
@@ -20,6 +31,15 @@ ACKNOWLEDGED = "acknowledged"  # update / end: valid, nobody is told
 THROTTLED = "throttled"
 DUPLICATE = "duplicate"
 REFUSED = "refused"  # another stage's thing: not this stage's to notify about
+
+# The end_reason (schema 1.2) of an event whose live camera lost its stream: worth telling.
+CAMERA_OFFLINE = "camera_offline"
+# What keys an event's snapshot follow-up apart from its start in the deduplicator.
+SNAPSHOT_FOLLOW_UP = "snapshot"
+# process_alert's "snapshot" values for an update carrying an s3_key it does not link.
+FOREIGN_KEY = "foreign_key"  # outside snapshots/<the alert's thing>/
+NO_BUCKET = "no_bucket"  # no evidence bucket or S3 client configured
+START_HELD = "start_held"  # the throttle held the event's start back
 
 
 def process_alert(
@@ -56,6 +76,19 @@ def process_alert(
     Raises ``InvalidAlertError`` (nothing published) if the event is not a valid alert
     of the thing in its topic; SNS and DynamoDB errors propagate.
 
+    An ``end`` with ``end_reason`` ``camera_offline`` notifies that the camera went
+    offline during the event (once per event with the deduplicator; not throttled: it
+    follows a start that was let through or held, and says the camera is now dark).
+
+    An ``update`` with ``snapshot.s3_key`` (the device uploaded the event's snapshot)
+    sends "Snapshot of ..." with a presigned link, once per event with the
+    deduplicator, only for a key under ``snapshots/<thing>/`` and only with
+    ``evidence_bucket`` and ``s3_client``; otherwise it is ``"acknowledged"`` with
+    ``snapshot`` saying why (``"foreign_key"``, ``"no_bucket"``). It takes no throttle
+    slot, but when the deduplicator's record shows the event's start was throttled it
+    stays silent too (``"throttled"``, ``snapshot`` ``"start_held"``): a held event
+    must not come through by its picture. Updates without ``s3_key`` stay silent.
+
     Returns a JSON-serialisable dict: ``status`` (``"notified"``, ``"acknowledged"``
     for update/end, ``"throttled"``, ``"duplicate"`` for a start already handled, or
     ``"refused"``, then with ``thing_name`` only),
@@ -73,6 +106,21 @@ def process_alert(
     clock = check_clock(alert, received_at, now=moment, max_ahead_s=clock_skew_max_s, max_age_s=max_delivery_delay_s)
     summary = {key: alert[key] for key in ("event_id", "event_type", "thing_name", "camera")}
     summary["device_clock"] = "wrong" if clock.wrong else "ok"
+    if alert["event_type"] == "end" and alert.get("end_reason") == CAMERA_OFFLINE:
+        return _notify_offline(alert, summary, sns_client, topic_arn, site_name, time_zone, stage, deduplicator)
+    if alert["event_type"] == "update" and (alert.get("snapshot") or {}).get("s3_key"):
+        return _notify_snapshot(
+            alert,
+            summary,
+            sns_client=sns_client,
+            topic_arn=topic_arn,
+            site_name=site_name,
+            time_zone=time_zone,
+            stage=stage,
+            evidence_bucket=evidence_bucket,
+            s3_client=s3_client,
+            deduplicator=deduplicator,
+        )
     if alert["event_type"] != "start":
         return {**summary, "status": ACKNOWLEDGED}
 
@@ -108,6 +156,77 @@ def process_alert(
     if deduplicator is None:
         return notify_once(alert=alert)
     result = deduplicator.run(notify_once, alert=alert)
+    if result.pop("duplicate", False):
+        return {**result, "status": DUPLICATE, "first_status": result["status"]}
+    return result
+
+
+def _notify_offline(alert, summary, sns_client, topic_arn, site_name, time_zone, stage, deduplicator):
+    """Publish the camera-offline notice of an end alert (``process_alert``'s result)."""
+
+    def notify_once(*, alert: dict[str, Any]) -> dict[str, Any]:
+        notification = format_offline_end(alert["alert"], site_name=site_name, time_zone=time_zone, stage=stage)
+        message_id = publish(sns_client, topic_arn, notification)
+        return {**summary, "status": NOTIFIED, "message_id": message_id, "held_reported": 0}
+
+    # Keyed apart from the event's start (same thing and event_id), so each notifies once.
+    keyed = {"thing_name": alert["thing_name"], "event_id": f"{alert['event_id']}:{CAMERA_OFFLINE}", "alert": alert}
+    if deduplicator is None:
+        return notify_once(alert=keyed)
+    result = deduplicator.run(notify_once, alert=keyed)
+    if result.pop("duplicate", False):
+        return {**result, "status": DUPLICATE, "first_status": result["status"]}
+    return result
+
+
+def _notify_snapshot(
+    alert: dict[str, Any],
+    summary: dict[str, Any],
+    *,
+    sns_client: Any,
+    topic_arn: str,
+    site_name: str,
+    time_zone: str,
+    stage: str,
+    evidence_bucket: str | None,
+    s3_client: Any,
+    deduplicator: EventDeduplicator | None,
+) -> dict[str, Any]:
+    """Publish the snapshot follow-up of an update alert (``process_alert``'s result)."""
+    key = alert["snapshot"]["s3_key"]
+    if not own_snapshot_key(key, alert["thing_name"]):
+        # Signing it would hand the device a link to another thing's picture.
+        logger.warning("snapshot key outside the thing's prefix, not linked", extra={"s3_key": key[:512]})
+        return {**summary, "status": ACKNOWLEDGED, "snapshot": FOREIGN_KEY}
+    if not evidence_bucket or s3_client is None:
+        return {**summary, "status": ACKNOWLEDGED, "snapshot": NO_BUCKET}
+    if deduplicator is not None:
+        start = deduplicator.first_result(alert=alert)
+        if start is not None and start.get("status") == THROTTLED:
+            return {**summary, "status": THROTTLED, "snapshot": START_HELD}
+
+    def notify_once(*, alert: dict[str, Any]) -> dict[str, Any]:
+        link = snapshot_link(s3_client, evidence_bucket, key)
+        notification = format_snapshot_update(
+            alert["alert"],
+            snapshot_url=link,
+            site_name=site_name,
+            time_zone=time_zone,
+            stage=stage,
+            evidence_bucket=evidence_bucket,
+        )
+        message_id = publish(sns_client, topic_arn, notification)
+        return {**summary, "status": NOTIFIED, "message_id": message_id, "held_reported": 0}
+
+    # Keyed apart from the event's start and offline notice, so each notifies once.
+    keyed = {
+        "thing_name": alert["thing_name"],
+        "event_id": f"{alert['event_id']}:{SNAPSHOT_FOLLOW_UP}",
+        "alert": alert,
+    }
+    if deduplicator is None:
+        return notify_once(alert=keyed)
+    result = deduplicator.run(notify_once, alert=keyed)
     if result.pop("duplicate", False):
         return {**result, "status": DUPLICATE, "first_status": result["status"]}
     return result

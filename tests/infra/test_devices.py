@@ -22,23 +22,27 @@ def test_role_alias_and_token_exchange_role(cfn, stage):
         {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "credentials.iot.amazonaws.com"}}
     ]
     statements = cfn.policy_statements(stage.template_json, devices.token_exchange_role)
+    uploads = stage.config.evidence.upload_snapshots
     assert cfn.actions_of(statements) == {
         "s3:GetObject",
         "s3:GetBucketLocation",
-        "s3:PutObject",
+        *(["s3:PutObject"] if uploads else []),
         "logs:CreateLogGroup",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "logs:DescribeLogStreams",
     }
-    (put,) = cfn.statements_allowing(statements, "s3:PutObject")
-    assert (
-        put["Resource"]
-        == f"{cfn.att(stage.stage.stack.storage.evidence, 'Arn')}/snapshots/${{credentials-iot:ThingName}}/*"
-    )
-    (read,) = cfn.statements_allowing(statements, "s3:GetObject")
+    if uploads:
+        (put,) = cfn.statements_allowing(statements, "s3:PutObject")
+        assert (
+            put["Resource"]
+            == f"{cfn.att(stage.stage.stack.storage.evidence, 'Arn')}/snapshots/${{credentials-iot:ThingName}}/*"
+        )
+    code, model = sorted(cfn.statements_allowing(statements, "s3:GetObject"), key=lambda s: s["Sid"])
     edge_asset = stage.stage.stack.edge.asset
-    assert read["Resource"].endswith(f"/{edge_asset.asset_hash}.zip"), "reads exactly the component's artifact"
+    assert code["Resource"].endswith(f"/{edge_asset.asset_hash}.zip"), "reads exactly the component's artifact"
+    # ...and the model component's version artifacts (tests/infra/test_model_component.py).
+    assert model["Resource"][0].endswith(f"/components/{stage.stage.stack.model.component_name}/*")
 
 
 def test_listed_things_join_the_group(cfn, stage):
@@ -61,7 +65,7 @@ def test_listed_things_join_the_group(cfn, stage):
             assert call["parameters"]["thingGroupName"] == cfn.ref(devices.thing_group)
 
 
-def _devices_template(thing_count: int, fleet_provisioning: bool = True) -> dict:
+def _devices_template(thing_count: int, fleet_provisioning: bool = True, upload_snapshots: bool = False) -> dict:
     app = cdk.App()
     stack = cdk.Stack(app, "Scale", env=cdk.Environment(region="eu-west-1"))
     Devices(
@@ -72,8 +76,33 @@ def _devices_template(thing_count: int, fleet_provisioning: bool = True) -> dict
         evidence_bucket=s3.Bucket(stack, "Evidence"),
         fleet_provisioning=fleet_provisioning,
         log_retention=logs.RetentionDays.ONE_WEEK,
+        upload_snapshots=upload_snapshots,
     )
     return Template.from_stack(stack).to_json()
+
+
+def _snapshot_puts(template: dict) -> list[dict]:
+    return [
+        statement
+        for policy in template["Resources"].values()
+        if policy["Type"] == "AWS::IAM::Policy"
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "s3:PutObject" in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    ]
+
+
+def test_snapshot_puts_are_granted_only_with_uploads_on():
+    """Off (the default): the token exchange role may put nothing in the evidence bucket.
+    On: only under snapshots/${credentials-iot:ThingName}/, the thing name the IoT
+    credentials provider resolves from the device's certificate ("Authorizing direct calls
+    to AWS services": https://docs.aws.amazon.com/iot/latest/developerguide/authorizing-direct-aws.html)."""
+    assert _snapshot_puts(_devices_template(0)) == []
+    (put,) = _snapshot_puts(_devices_template(0, upload_snapshots=True))
+    assert put["Effect"] == "Allow" and put["Action"] == "s3:PutObject"
+    (bucket_id,) = [k for k, v in _devices_template(0)["Resources"].items() if v["Type"] == "AWS::S3::Bucket"]
+    assert put["Resource"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/snapshots/${credentials-iot:ThingName}/*"]]
+    }
 
 
 def test_claim_provisioned_fleet_adds_nothing_listed_things_add_two_each():

@@ -14,8 +14,11 @@ import pytest
 import yaml
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
+from edge_component.config import EvidenceSettings
+from edge_component.contracts.model_component import bundle_dir_variable, model_component_name
 from edge_component.contracts.topics import (
     ALERT_CHANNEL,
     TELEMETRY_CHANNEL,
@@ -25,8 +28,10 @@ from infra.config import GreengrassConfig, RolloutConfig
 from infra.edge_deployment import (
     EDGE_PACKAGE_DIR,
     RECIPE_PATH,
+    TOKEN_EXCHANGE_SERVICE,
     EdgeDeployment,
     component_name,
+    token_exchange_dependency,
 )
 from infra.edge_settings import EdgeConfig
 from infra.housekeeping import Housekeeping
@@ -48,10 +53,14 @@ def test_recipe_is_the_source_recipe_with_stage_name_version_and_artifact(cfn, s
         assert recipe[key] == SOURCE_RECIPE[key]
     # The lifecycle is the source's, with only the artifact folder renamed (see the next test).
     folder = "{artifacts:decompressedPath}/" + stage.stage.stack.edge.asset.asset_hash + "/"
-    source = json.dumps(SOURCE_RECIPE["Manifests"][0]["Lifecycle"]).replace(
-        "{artifacts:decompressedPath}/vigil-edge/", folder
+    source = json.loads(
+        json.dumps(SOURCE_RECIPE["Manifests"][0]["Lifecycle"]).replace(
+            "{artifacts:decompressedPath}/vigil-edge/", folder
+        )
     )
-    assert recipe["Manifests"][0]["Lifecycle"] == json.loads(source)
+    # ...and the model bundle from the stage's model component (tests/infra/test_model_component.py).
+    source["run"]["Setenv"]["VIGIL_MODEL_DIR"] = bundle_dir_variable(stage.config.name)
+    assert recipe["Manifests"][0]["Lifecycle"] == source
 
 
 def test_recipe_access_control_uses_the_topic_contract(cfn, stage):
@@ -83,7 +92,7 @@ def test_recipe_runs_the_package_from_the_folder_greengrass_unpacks_the_artifact
     assert f"-r {unpacked}edge_component/requirements.txt" in lifecycle["install"]["Script"]
     assert lifecycle["run"]["Script"].startswith(f"cd {unpacked} && ")
     assert "-m edge_component run --greengrass" in lifecycle["run"]["Script"]
-    assert f"--model-dir {unpacked}edge_component/models/seed " in lifecycle["run"]["Script"]
+    assert '--model-dir "$VIGIL_MODEL_DIR" ' in lifecycle["run"]["Script"]
     names = set(zipfile.ZipFile(stage.asset_path(f"asset.{asset_hash}.zip")).namelist())
     assert {"edge_component/requirements.txt", "edge_component/models/seed/manifest.json"} <= names
 
@@ -126,12 +135,20 @@ def test_deployment_components_and_configuration(cfn, stage):
     stack, config = stage.stage.stack, stage.config
     components = cfn.properties(stage.template_json, stack.edge.deployment)["Components"]
     name = component_name(config.name)
-    assert set(components) == {name, "aws.greengrass.Nucleus", "aws.greengrass.LogManager"}
+    assert set(components) == {
+        name,
+        model_component_name(config.name),
+        "aws.greengrass.Nucleus",
+        "aws.greengrass.LogManager",
+    }
     ours = components[name]
     assert ours["ComponentVersion"] == {"Fn::GetAtt": [cfn.lid(stack.edge.component), "ComponentVersion"]}
     merge, reset = config.edge.configuration_update()
-    assert json.loads(ours["ConfigurationUpdate"]["Merge"]) == merge
-    assert ours["ConfigurationUpdate"].get("Reset", []) == reset
+    # The evidence settings (test_evidence_settings_and_token_exchange_follow_the_stage) aside.
+    merged = cfn.rendered_json(ours["ConfigurationUpdate"]["Merge"])
+    merged.pop("evidence", None)
+    assert merged == merge
+    assert [p for p in ours["ConfigurationUpdate"].get("Reset", []) if p != "/evidence"] == reset
     # The keys the stage merges exist in the recipe's defaults (same names, same nesting).
     defaults = SOURCE_RECIPE["ComponentConfiguration"]["DefaultConfiguration"]
     assert set(merge["decision"]) <= set(defaults["decision"]) and "detection_fps" in defaults
@@ -142,6 +159,57 @@ def test_deployment_components_and_configuration(cfn, stage):
     uploader = log_manager["logsUploaderConfiguration"]
     assert uploader["systemLogsConfiguration"]["uploadToCloudWatch"] == "true"
     assert name in uploader["componentLogsConfigurationMap"]
+
+
+def test_evidence_settings_and_token_exchange_follow_the_stage(cfn, stage):
+    """Uploads on (dev): the component gets the keys edge_component/config.py's
+    EvidenceSettings reads, naming the stage's evidence bucket, and the recipe a HARD
+    dependency on the token exchange service, which sets AWS_CONTAINER_CREDENTIALS_FULL_URI
+    for the component, where boto3 finds its credentials ("Token exchange service":
+    https://docs.aws.amazon.com/greengrass/v2/developerguide/token-exchange-service-component.html).
+    Off (prod): neither, and /evidence is reset so a device keeps no earlier settings."""
+    stack, config = stage.stage.stack, stage.config
+    ours = cfn.properties(stage.template_json, stack.edge.deployment)["Components"][component_name(config.name)]
+    merged = cfn.rendered_json(ours["ConfigurationUpdate"]["Merge"])
+    dependencies = _recipe(cfn, stage).get("ComponentDependencies", {})
+    reset = ours["ConfigurationUpdate"].get("Reset", [])
+    if config.evidence.upload_snapshots:
+        evidence = merged["evidence"]
+        assert evidence == {
+            "upload_snapshots": True,
+            "bucket": cfn.ref(stack.storage.evidence),
+            "region": config.region,
+        }
+        assert EvidenceSettings.model_validate({**evidence, "bucket": "vigil-dev-evidence"}).upload_snapshots
+        assert dependencies[TOKEN_EXCHANGE_SERVICE] == {"VersionRequirement": "^2.0.0", "DependencyType": "HARD"}
+        assert "/evidence" not in reset
+    else:
+        assert "evidence" not in merged
+        assert TOKEN_EXCHANGE_SERVICE not in dependencies
+        assert "/evidence" in reset
+
+
+def test_dev_uploads_snapshots_and_prod_does_not(synthesized):
+    """Pictures are personal data: uploads are opt-in per stage, and prod has them off."""
+    assert synthesized["dev"].config.evidence.upload_snapshots is True
+    assert synthesized["prod"].config.evidence.upload_snapshots is False
+
+
+def test_evidence_bucket_puts_upload_settings_in_a_standalone_deployment(cfn, tmp_path, sources):
+    package, recipe = sources
+    off = _edge(tmp_path, package, recipe)
+    on = _edge(tmp_path, package, recipe, evidence=True)
+    assert TOKEN_EXCHANGE_SERVICE not in (off.recipe.get("ComponentDependencies") or {})
+    assert on.recipe["ComponentDependencies"] == token_exchange_dependency()
+    assert on.component_version != off.component_version, "the dependency is part of the content"
+    template = Template.from_stack(cdk.Stack.of(on)).to_json()
+    update = template["Resources"][cfn.lid(on.deployment)]["Properties"]["Components"][on.component_name]
+    merged = cfn.rendered_json(update["ConfigurationUpdate"]["Merge"])
+    assert merged["evidence"] == {
+        "upload_snapshots": True,
+        "bucket": cfn.ref(on.evidence_bucket),
+        "region": "eu-west-1",
+    }
 
 
 def test_component_log_groups_have_retention(cfn, stage):
@@ -167,7 +235,7 @@ def test_only_one_stage_per_region_owns_the_system_log_group(synthesized):
 # --- content-derived versions ---------------------------------------------------------
 
 
-def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path) -> EdgeDeployment:
+def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path, *, evidence: bool = False) -> EdgeDeployment:
     app = cdk.App(outdir=str(tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"))
     stack = cdk.Stack(app, "Edge", env=cdk.Environment(region="eu-west-1"))
     role = iam.Role(stack, "Tes", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com"))
@@ -194,6 +262,7 @@ def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path) -> EdgeDeploymen
         housekeeping=housekeeping,
         package_dir=package_dir,
         recipe_path=recipe_path,
+        evidence_bucket=s3.Bucket(stack, "Evidence") if evidence else None,
     )
     return edge
 
@@ -266,7 +335,10 @@ def test_token_exchange_role_may_locate_the_artifact_bucket(cfn, stage):
     the installer's own TES policy grants it too: easysetup/DeviceProvisioningHelper.java)."""
     edge = stage.stage.stack.edge
     statements = cfn.policy_statements(stage.template_json, stage.stage.stack.devices.token_exchange_role)
-    (locate,) = cfn.statements_allowing(statements, "s3:GetBucketLocation")
+    # (LocateModelBucket, the model bucket's: tests/infra/test_model_component.py)
+    (locate,) = [
+        s for s in cfn.statements_allowing(statements, "s3:GetBucketLocation") if s["Sid"] == "LocateArtifactBucket"
+    ]
     bucket = cfn.render(cdk.Stack.of(edge).resolve(edge.asset.s3_bucket_name))
     # The bucket itself, not its objects: GetBucketLocation's resource type is the bucket.
     assert locate["Resource"] == f"arn:<AWS::Partition>:s3:::{bucket}"

@@ -174,3 +174,83 @@ def test_the_same_alert_delivered_three_times_gives_one_sns_message(app, topic, 
     statuses = [app.handler(dict(event), context)["status"] for _ in range(3)]
     assert statuses == ["notified", "duplicate", "duplicate"]
     assert len(topic.received()) == 1
+
+
+def test_a_camera_offline_end_notifies_once_apart_from_its_start(topic, table, dynamodb, start_event):
+    """The offline notice shares the start's thing and event_id, yet neither hides the
+    other; a redelivered end (at-least-once from the device's outbox) notifies no more."""
+    dedup = deduplicator(table, dynamodb)
+    end = start_event(
+        schema_version="1.2",
+        event_type="end",
+        sequence=1,
+        ended_at="2024-07-01T12:04:00Z",
+        sent_at="2024-07-01T12:04:00.300Z",
+        received_at_ms=1719835440450,
+        end_reason="camera_offline",
+    )
+    start = run(topic, start_event(), deduplicator=dedup)
+    first = run(topic, end, deduplicator=dedup)
+    again = run(topic, end, deduplicator=dedup)
+    assert (start["status"], first["status"], again["status"]) == ("notified", "notified", "duplicate")
+    assert again["message_id"] == first["message_id"] != start["message_id"]
+    subjects = [m["Subject"] for m in topic.received()]
+    assert len(subjects) == 2 and "Camera offline during an event" in subjects[1]
+    assert len(dynamodb.scan(TableName=table)["Items"]) == 2
+
+
+def snapshot_update(start: dict) -> dict:
+    """The update a device sends for ``start``'s event once its snapshot is uploaded."""
+    key = f"snapshots/{start['thing_name']}/{start['event_id']}/cam0_1.jpg"
+    return {
+        **start,
+        "event_type": "update",
+        "sequence": 1,
+        "sent_at": "2024-07-01T12:03:09.100Z",
+        "snapshot": {"file": "cam0_1.jpg", "s3_key": key},
+    }
+
+
+@pytest.fixture
+def s3(aws, region):
+    from botocore.config import Config
+
+    return boto3.client("s3", region_name=region, config=Config(signature_version="s3v4"))
+
+
+def test_a_resent_snapshot_update_notifies_once_apart_from_its_start(topic, table, dynamodb, s3, start_event):
+    """The device's outbox delivers at least once: the follow-up is deduplicated per event,
+    keyed apart from the start (same thing and event_id), so neither hides the other."""
+    dedup = deduplicator(table, dynamodb)
+    evidence = {"evidence_bucket": "vigil-evidence", "s3_client": s3}
+    start = run(topic, start_event(), deduplicator=dedup, **evidence)
+    update = snapshot_update(start_event())
+    first = run(topic, update, deduplicator=dedup, **evidence)
+    again = run(topic, update, deduplicator=dedup, **evidence)
+    assert (start["status"], first["status"], again["status"]) == ("notified", "notified", "duplicate")
+    assert again["message_id"] == first["message_id"] != start["message_id"]
+    subjects = [m["Subject"] for m in topic.received()]
+    assert len(subjects) == 2 and subjects[1].startswith("[Vigil] Snapshot of intrusion")
+    assert len(dynamodb.scan(TableName=table)["Items"]) == 2
+
+
+def test_the_snapshot_of_a_throttled_start_stays_held(topic, table, dynamodb, s3):
+    """A start the throttle held must not come through by its picture; an admitted
+    start's follow-up goes out even though the camera's window is full now."""
+    dedup = deduplicator(table, dynamodb)
+    throttle = CameraThrottle(table, dynamodb_client=dynamodb, max_per_window=1, window_s=600)
+    options = {"deduplicator": dedup, "throttle": throttle, "evidence_bucket": "vigil-evidence", "s3_client": s3}
+    admitted, held = new_start(), new_start()
+    assert run(topic, admitted, now=WINDOW_START, **options)["status"] == "notified"
+    assert run(topic, held, now=WINDOW_START, **options)["status"] == "throttled"
+
+    silent = run(topic, snapshot_update(held), now=WINDOW_START, **options)
+    sent = run(topic, snapshot_update(admitted), now=WINDOW_START, **options)
+
+    assert (silent["status"], silent["snapshot"]) == ("throttled", "start_held")
+    assert sent["status"] == "notified"
+    bodies = [m["Message"] for m in topic.received()]
+    assert len(bodies) == 2 and admitted["event_id"] in bodies[1] and held["event_id"] not in bodies[1]
+    # The follow-up took no slot and was not counted as held: the next window reports one.
+    report = run(topic, new_start(), now=WINDOW_START + timedelta(seconds=600), **options)
+    assert report["held_reported"] == 1

@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from vigil_alerts.notify import SUBJECT_MAX, Suppressed, clean_subject, format_notification, severity
+from vigil_alerts.notify import (
+    SUBJECT_MAX,
+    Suppressed,
+    clean_subject,
+    format_notification,
+    format_snapshot_update,
+    severity,
+)
 from vigil_alerts.sms import fit_sms, sms_length, to_gsm7
 from vigil_alerts.validation import validate_alert
 
@@ -158,3 +165,31 @@ def test_object_fields_are_validated(changes, reason, start_event):
     with pytest.raises(InvalidAlertError) as err:
         validate_alert(start_event(**changes))
     assert err.value.code == reason
+
+
+def test_snapshot_follow_up_of_an_object_event_says_what_was_seen(start_event, event_id, thing):
+    key = f"snapshots/{thing}/{event_id}/cam0_1.jpg"
+    alert = validate_alert(
+        start_event(
+            schema_version="1.1",
+            event_type="update",
+            sequence=1,
+            label="person",
+            box=[0.1, 0.2, 0.3, 0.4],
+            snapshot={"file": "cam0_1.jpg", "s3_key": key},
+        )
+    )
+    note = format_snapshot_update(
+        alert, snapshot_url="https://example.test/x?sig", site_name="Lakeside", stage="dev", evidence_bucket="b"
+    )
+    assert note.subject == "[Vigil] Snapshot of person in zone room: cam0 at Lakeside (dev)"
+    assert row(note, "Snapshot") == f"cam0_1.jpg, s3://b/{key}"
+    assert row(note, "Link") == "https://example.test/x?sig (valid for up to 24 h 0 min)"
+    assert row(note, "Seen") == "person" and row(note, "Event ID") == event_id
+    assert note.attributes["severity"] == "snapshot"
+
+
+def test_snapshot_follow_up_needs_the_uploaded_key(start_event):
+    alert = validate_alert(start_event(event_type="update", sequence=1, snapshot={"file": "cam0_1.jpg"}))
+    with pytest.raises(ValueError, match=r"snapshot\.s3_key"):
+        format_snapshot_update(alert, snapshot_url="https://example.test/x")
