@@ -11,7 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: demo test lint synth bench soak seed-model clean setup
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed $(VENV)/.azure-iot-device node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else "Vigil needs Python 3.11, 3.12 or 3.13 (TensorFlow 2.21 wheels); found %d.%d: run make PYTHON=python3.12 ..." % v)'
@@ -20,6 +20,14 @@ $(VENV)/.installed: pyproject.toml
 	  { echo "error: '$(PYTHON) -m venv' failed; on Debian/Ubuntu: sudo apt-get install python3-venv" >&2; exit 1; }
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check ".[edge,lambda,training,infra,dev]"
+	@touch $@
+
+# azure-iot-device (the Azure IoT Edge module's SDK) requires paho-mqtt<2 and the project pins paho-mqtt 2, so
+# the dev venv has it without dependencies (and the few it imports at start), only so that the tests build its
+# Message and check the real IoTHubModuleClient's signatures; the module image installs requirements-iotedge.txt.
+$(VENV)/.azure-iot-device: $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps azure-iot-device==2.14.0 \
+		deprecation==2.1.0 janus==2.0.0 PySocks==1.7.1 requests-unixsocket2==1.0.1
 	@touch $@
 
 node_modules/.installed: package-lock.json $(VENV)/.installed

@@ -1,10 +1,15 @@
-"""Command line: run the detector outside Greengrass, or as the Greengrass component.
+"""Command line: run the detector outside Greengrass, as the Greengrass component, or as
+an Azure IoT Edge module.
 
     python -m edge_component run --config examples/demo-config.yaml \\
         --model-dir build/model --thing-name vigil-demo-cam --alerts-out build/alerts.jsonl
 
 With ``--greengrass`` the component follows configuration updates over IPC
-(edge_component/config_updates.py) and restarts only the cameras they change.
+(edge_component/config_updates.py) and restarts only the cameras they change. With
+``--iotedge`` it runs as an Azure IoT Edge module: configuration from the module twin's
+desired properties, followed live (edge_component/twin_updates.py), alerts and telemetry
+to the module outputs ``alerts`` and ``telemetry`` (edge_component/delivery/iotedge.py),
+thing name = the IoT Edge device id unless ``--thing-name`` is given.
 
 The model bundle: ``$VIGIL_MODEL_DIR`` when set (on a device, the model component's
 unpacked bundle; a missing or corrupt one is an error, never a fall back to the seed),
@@ -32,7 +37,6 @@ from .contracts.alerts import AlertValidationError
 from .delivery.handover import HandoverJournal, replay_into
 from .delivery.ipc import GreengrassIpcPublisher
 from .delivery.jsonl import JsonLinesPublisher
-from .delivery.mqtt import MqttPublisher
 from .delivery.outbox import Outbox
 from .delivery.outbox_file import OutboxError
 from .delivery.sender import OutboxPublisher
@@ -54,17 +58,86 @@ def _parser() -> argparse.ArgumentParser:
         help=f"model bundle directory (manifest.json + model.tflite); ${MODEL_DIR_ENV}, when set, wins"
         " (on a device: the model component's bundle folder)",
     )
-    run.add_argument("--thing-name", required=True, help="IoT thing name; alerts go to vigil/<thing>/alerts")
+    run.add_argument(
+        "--thing-name",
+        help="IoT thing name; alerts go to vigil/<thing>/alerts (required, except with --iotedge: the device id)",
+    )
     run.add_argument("--source", help="override the first camera's source (file, rtsp:// URL or camera index)")
     run.add_argument("--alerts-out", help="JSON-lines file for alerts (default stdout) when the publisher is jsonl")
     run.add_argument("--snapshots", help="directory for evidence JPEGs (default <state-dir>/snapshots)")
     run.add_argument("--state-dir", default="build/edge-state", help="where snapshots and the outbox live")
-    run.add_argument(
+    platform = run.add_mutually_exclusive_group()
+    platform.add_argument(
         "--greengrass",
         action="store_true",
         help="on a device: read the configuration and publish through Greengrass IPC",
     )
+    platform.add_argument(
+        "--iotedge",
+        action="store_true",
+        help="as an Azure IoT Edge module: configuration from the module twin, messages to module outputs",
+    )
     return p
+
+
+# What IoTHubModuleClient.create_from_edge_environment reads (azure-iot-device 2.14.0,
+# azure/iot/device/iothub/abstract_clients.py); the IoT Edge runtime sets them in a module.
+IOTEDGE_ENVIRONMENT = (
+    "IOTEDGE_IOTHUBHOSTNAME",
+    "IOTEDGE_DEVICEID",
+    "IOTEDGE_MODULEID",
+    "IOTEDGE_GATEWAYHOSTNAME",
+    "IOTEDGE_MODULEGENERATIONID",
+    "IOTEDGE_WORKLOADURI",
+    "IOTEDGE_APIVERSION",
+)
+
+
+def _iotedge_client():
+    # Created once and shared by the publisher and the twin follower (one connection to the edge hub).
+    missing = [name for name in IOTEDGE_ENVIRONMENT if not os.environ.get(name)]
+    if missing:
+        raise ConfigError(
+            "--iotedge: not running as an IoT Edge module (missing environment variables "
+            f"{', '.join(missing)}); outside IoT Edge use --config with publisher jsonl or mqtt"
+        )
+    try:
+        from azure.iot.device import IoTHubModuleClient
+    except ImportError as exc:
+        raise ConfigError(
+            f"--iotedge: azure-iot-device cannot be imported ({exc}); "
+            "install edge_component/requirements-iotedge.txt (the module image does)"
+        ) from None
+    client = IoTHubModuleClient.create_from_edge_environment()
+    try:
+        client.connect()
+    except Exception as exc:  # the SDK raises many error types; the IoT Edge runtime restarts the module
+        raise ConfigError(f"--iotedge: cannot connect to the edge hub: {type(exc).__name__}: {exc}") from None
+    return client
+
+
+def _thing_name(args) -> str:
+    """--thing-name, or with --iotedge the IoT Edge device id; ConfigError if neither is a valid thing name.
+
+    IoT Hub device ids may hold characters (``.``, ``@``, ``$``, ...) that the alert topic and
+    the alert schema's ``thing_name`` refuse; such an id is refused rather than mapped, so
+    that two devices can never publish under one name: pass ``--thing-name`` then.
+    """
+    from .contracts.topics import THING_NAME_PATTERN
+
+    if args.thing_name is not None:
+        return args.thing_name  # checked by alert_topic() below, as before
+    if not args.iotedge:
+        raise ConfigError("give --thing-name (the IoT thing the device connects as)")
+    device = os.environ.get("IOTEDGE_DEVICEID", "")
+    if not THING_NAME_PATTERN.match(device):
+        bad = sorted({c for c in device if not THING_NAME_PATTERN.match(c)})
+        raise ConfigError(
+            f"IoT Edge device id {device!r} is not a valid thing name (1-128 characters of a-z A-Z 0-9 : _ -"
+            f"{'; it has ' + ' '.join(repr(c) for c in bad) if bad else ''}): pass --thing-name NAME "
+            "in the module's command"
+        )
+    return device
 
 
 def _greengrass_client():
@@ -131,30 +204,39 @@ def _report_model_error(ipc, thing_name: str, model: ModelSource, model_file: st
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
-    ipc = None
+    ipc = edge = twin = None
     try:
         if args.greengrass:
             ipc = _greengrass_client()
+        if args.iotedge:
+            edge = _iotedge_client()
+        thing_name = _thing_name(args)
+        model = resolve_model_source(args.model_dir)  # the twin's configuration is checked against it
         if args.config:
             config = load_config(args.config)
         elif args.config_json is None:
-            if ipc is None:
+            if edge is not None:
+                from .twin_updates import TwinConfigurationFollower
+
+                twin = TwinConfigurationFollower(edge, lambda raw: _device_config(raw, model))
+                config = twin.start()
+            elif ipc is None:
                 raise ConfigError(
-                    "give --config or --config-json (or --greengrass to read the component configuration)"
+                    "give --config or --config-json (or --greengrass or --iotedge to read the component configuration)"
                 )
-            config = parse_config(ipc.get_configuration(key_path=[]).value or {})
+            else:
+                config = parse_config(ipc.get_configuration(key_path=[]).value or {})
         else:
             config = parse_config(parse_json(args.config_json, "--config-json"))
         if args.source:
             first = config.cameras[0].model_copy(update={"source": args.source})
             config = config.model_copy(update={"cameras": [first, *config.cameras[1:]]})
-        model = resolve_model_source(args.model_dir)
         # Fail here, with the reason, before any camera starts (on a device: the component goes ERRORED).
         try:
             bundle = load_model(model, config.model_file)
         except ModelError as exc:
             if ipc is not None:
-                _report_model_error(ipc, args.thing_name, model, config.model_file, exc)
+                _report_model_error(ipc, thing_name, model, config.model_file, exc)
             raise
         log.info(
             "model bundle %s (from %s): %s sha256 %s, version %s",
@@ -175,12 +257,19 @@ def main(argv: list[str] | None = None) -> int:
         _check_sources(config)
         state = _writable_dir(Path(args.state_dir), "--state-dir")
         snapshot_dir = _writable_dir(Path(args.snapshots or state / "snapshots"), "snapshot directory")
-        if config.publisher == "greengrass" or ipc is not None:
+        if edge is not None:
+            from .delivery.iotedge import IoTEdgePublisher
+
+            transport = IoTEdgePublisher(edge)
+        elif config.publisher == "greengrass" or ipc is not None:
             transport = GreengrassIpcPublisher(ipc or _greengrass_client())
         elif config.publisher == "mqtt":
+            # Imported here: paho-mqtt 2 is not in the IoT Edge module image (azure-iot-device needs paho-mqtt<2).
+            from .delivery.mqtt import MqttPublisher
+
             m = config.mqtt
             transport = MqttPublisher(
-                m.host, m.port, client_id=args.thing_name, ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file
+                m.host, m.port, client_id=thing_name, ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file
             )
         else:
             try:
@@ -195,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             journal = HandoverJournal(
                 state / "handover.sqlite",
-                # Only Greengrass lets an alert go before IoT Core has it; MQTT waits for PUBACK.
+                # Only Greengrass lets an alert go before IoT Core has it; MQTT and the IoT Edge hub wait for PUBACK.
                 replay_s=config.handover_replay_s if isinstance(transport, GreengrassIpcPublisher) else 0,
                 max_messages=config.handover_max_messages,
             )
@@ -207,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         from .contracts.topics import alert_topic
         from .runtime import Supervisor
 
-        alert_topic(args.thing_name)  # a bad thing name is a configuration error, not a crash loop
+        alert_topic(thing_name)  # a bad thing name is a configuration error, not a crash loop
         stop = threading.Event()
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         for sig in previous:  # Greengrass stops a component with SIGTERM
@@ -215,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         supervisor = Supervisor(
             config,
             model_dir=model.directory,
-            thing_name=args.thing_name,
+            thing_name=thing_name,
             publisher=publisher,
             snapshot_dir=snapshot_dir,
             telemetry_every_s=config.telemetry_every_s,
@@ -228,17 +317,26 @@ def main(argv: list[str] | None = None) -> int:
 
             follower = ConfigurationFollower(ipc, lambda raw: _device_config(raw, model), supervisor.update_config)
             follower.start()
+        if twin is not None:
+            twin.follow(supervisor.update_config)
         try:
             final = supervisor.run(stop)
         finally:
             if follower is not None:
                 follower.close()
+            if twin is not None:
+                twin.close()
             publisher.close(drain_timeout_s=10.0)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return _summary(final["cameras"], {name: cs.replay for name, cs in supervisor.cameras.items()})
     except (ConfigError, ModelError, SourceError, AlertValidationError, OutboxError, ValueError) as exc:
         log.error("%s", exc)
+        if edge is not None:  # started before the error; the publisher (if built) already shut it down
+            try:
+                edge.shutdown()
+            except Exception:  # noqa: BLE001, S110 - exiting on an error already logged
+                pass
         return 2
 
 

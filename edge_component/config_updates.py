@@ -15,7 +15,9 @@ Two streams (``GreengrassCoreIPCClientV2``, awsiotsdk):
   ``get_configuration(key_path=[])``. A configuration that is invalid anyway (a local
   deployment) is refused with a log line, and the old one keeps running.
 
-:func:`plan_update` says which cameras a new configuration stops, starts and restarts.
+:func:`plan_update` says which cameras a new configuration stops, starts and restarts;
+:func:`check_update` validates one and says what it changes (also used by the Azure IoT
+Edge module twin follower, edge_component/twin_updates.py).
 """
 
 from __future__ import annotations
@@ -41,6 +43,34 @@ class UpdatePlan:
     start: list[str]  # cameras it adds
     restart: list[str]  # cameras whose settings (or the shared analysis settings) changed
     needs_component_restart: list[str]  # keys that take effect only when the component restarts
+
+    def summary(self) -> str:
+        """One line for a log or a report, e.g. ``"started [d], restarted [b], stopped [c]"``."""
+        text = f"started {self.start}, restarted {self.restart}, stopped {self.stop}"
+        if self.needs_component_restart:
+            text += f"; {', '.join(self.needs_component_restart)} change at the next component restart"
+        return text
+
+
+@dataclass(frozen=True)
+class UpdateCheck:
+    config: ComponentConfig | None  # None: refused
+    message: str  # why it was refused, or what it changes
+
+
+def check_update(
+    validate: Callable[[Mapping[str, Any]], ComponentConfig],
+    raw: Mapping[str, Any],
+    current: ComponentConfig | None = None,
+) -> UpdateCheck:
+    """Validate ``raw`` with ``validate`` (which raises ConfigError or ValueError naming the
+    problem): a refusal carries that message; an accepted configuration carries what it
+    changes against ``current`` (``"valid"`` without one)."""
+    try:
+        config = validate(raw)
+    except (ConfigError, ValueError) as exc:
+        return UpdateCheck(None, str(exc))
+    return UpdateCheck(config, plan_update(current, config).summary() if current is not None else "valid")
 
 
 def plan_update(old: ComponentConfig, new: ComponentConfig) -> UpdatePlan:
@@ -102,11 +132,9 @@ class ConfigurationFollower:
 
     def _on_validate(self, event: Any) -> None:
         update = event.validate_configuration_update_event
-        try:
-            self._validate(update.configuration or {})
-            status, message = "ACCEPTED", "valid"
-        except (ConfigError, ValueError) as exc:
-            status, message = "REJECTED", str(exc)
+        check = check_update(self._validate, update.configuration or {})
+        status, message = ("ACCEPTED" if check.config is not None else "REJECTED"), check.message
+        if check.config is None:
             self.refused += 1
             log.error("configuration of deployment %s rejected: %s", update.deployment_id, message)
         from awsiot.greengrasscoreipc.model import ConfigurationValidityReport
@@ -136,15 +164,14 @@ class ConfigurationFollower:
         except Exception as exc:  # the SDK raises many error types
             log.error("configuration changed (%s) but could not be read: %s; the old one keeps running", keys, exc)
             return
-        try:
-            config = self._validate(raw)
-        except (ConfigError, ValueError) as exc:
+        check = check_update(self._validate, raw)
+        if check.config is None:
             self.refused += 1
-            log.error("configuration update (%s) refused, the old one keeps running: %s", keys, exc)
+            log.error("configuration update (%s) refused, the old one keeps running: %s", keys, check.message)
             return
         log.info("configuration update (%s) accepted", keys)
         self.applied += 1
-        self._apply(config)
+        self._apply(check.config)
 
     def close(self) -> None:
         with self._lock:

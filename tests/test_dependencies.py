@@ -193,8 +193,10 @@ def test_the_lambda_imports_only_what_its_group_installs():
 def test_each_part_imports_only_what_its_group_installs(folder, name):
     # tflite_runtime: optional (the compatibility gate also runs it where it is installed);
     # fastjsonschema: the alert contract's engine in the Lambda (Powertools layer), tried
-    # first and optional everywhere else (edge_component/contracts/alert_rules.py).
-    optional = {"tflite_runtime", "fastjsonschema"}
+    # first and optional everywhere else (edge_component/contracts/alert_rules.py);
+    # azure (azure-iot-device): only in the Azure IoT Edge module's image (it needs
+    # paho-mqtt<2, the edge group pins 2), imported only by `run --iotedge`.
+    optional = {"tflite_runtime", "fastjsonschema", "azure"}
     assert _unprovided(folder, name, {"edge_component", "training", "infra", "tests"}, optional) == []
 
 
