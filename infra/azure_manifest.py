@@ -279,9 +279,7 @@ def create_options(devices: Sequence[str]) -> dict[str, Any]:
     write, as V4L2 needs), the state volume bound at :data:`STATE_DIR`."""
     host_config: dict[str, Any] = {"Binds": [f"{STATE_VOLUME}:{STATE_DIR}"]}
     if devices:
-        host_config["Devices"] = [
-            {"PathOnHost": d, "PathInContainer": d, "CgroupPermissions": "rwm"} for d in devices
-        ]
+        host_config["Devices"] = [{"PathOnHost": d, "PathInContainer": d, "CgroupPermissions": "rwm"} for d in devices]
     return {"HostConfig": host_config}
 
 
