@@ -61,6 +61,7 @@ RECIPE_PATH = REPO_ROOT / "edge_component" / "recipe.yaml"
 MODULE_JSON = REPO_ROOT / "edge_component" / "module.json"
 SCHEMA_PATH = REPO_ROOT / "infra" / "schemas" / "iotedge-deployment.schema.json"
 DEFAULT_OUT_DIR = REPO_ROOT / "build" / "azure"
+PASSWORD_ENV = "VIGIL_REGISTRY_PASSWORD"
 
 MODULE_ID = "vigil"
 IMAGE_NAME = "vigil-edge"
@@ -347,6 +348,7 @@ def build_manifest(
     version: str | None = None,
     time_to_live_s: int = DEFAULT_TIME_TO_LIVE_S,
     defaults: Mapping[str, Any] | None = None,
+    registry_credentials: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The deployment manifest (``modulesContent``) for ``stage``.
 
@@ -355,6 +357,9 @@ def build_manifest(
         version: image tag; default edge_component/module.json's ``image.tag.version``.
         time_to_live_s: ``storeAndForwardConfiguration.timeToLiveSecs`` (seconds, >= 1).
         defaults: the component's default configuration; default the recipe's.
+        registry_credentials: ``(username, password)`` the edge agent pulls the image with
+            (``runtime.settings.registryCredentials``); None for a public registry or one
+            the device can already pull from.
 
     Raises:
         ManifestError: a bad registry, tag or TTL, or a configuration the component or
@@ -364,6 +369,14 @@ def build_manifest(
         raise ManifestError(f"time to live {time_to_live_s!r}: must be a whole number of seconds >= 1")
     image = module_image(registry, image_version() if version is None else version)
     desired = module_desired_properties(stage, defaults)
+    runtime_settings: dict[str, Any] = {"minDockerVersion": MIN_DOCKER_VERSION, "loggingOptions": ""}
+    if registry_credentials is not None:
+        username, password = registry_credentials
+        if not username or not password:
+            raise ManifestError("registry credentials need both a username and a password")
+        runtime_settings["registryCredentials"] = {
+            "vigil": {"username": username, "password": password, "address": image.split("/", 1)[0]}
+        }
     module = {
         "version": "1.0",
         "type": "docker",
@@ -376,10 +389,7 @@ def build_manifest(
             "$edgeAgent": {
                 "properties.desired": {
                     "schemaVersion": SCHEMA_VERSION,
-                    "runtime": {
-                        "type": "docker",
-                        "settings": {"minDockerVersion": MIN_DOCKER_VERSION, "loggingOptions": ""},
-                    },
+                    "runtime": {"type": "docker", "settings": runtime_settings},
                     "systemModules": {
                         "edgeAgent": {
                             "type": "docker",
@@ -488,6 +498,7 @@ def write_manifests(
     registry: str,
     version: str | None = None,
     time_to_live_s: int = DEFAULT_TIME_TO_LIVE_S,
+    registry_credentials: tuple[str, str] | None = None,
 ) -> list[Path]:
     """Write ``<out_dir>/<stage>.deployment.json`` for each stage; return the paths.
 
@@ -495,7 +506,13 @@ def write_manifests(
     is written.
     """
     manifests = {
-        name: build_manifest(stage, registry=registry, version=version, time_to_live_s=time_to_live_s)
+        name: build_manifest(
+            stage,
+            registry=registry,
+            version=version,
+            time_to_live_s=time_to_live_s,
+            registry_credentials=registry_credentials,
+        )
         for name, stage in stages.items()
     }
     for name, manifest in manifests.items():
@@ -520,17 +537,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", help="image tag (default: edge_component/module.json image.tag.version)")
     parser.add_argument("--stage", action="append", help="only this stage (repeatable; default every stage)")
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR, help="default build/azure")
+    parser.add_argument(
+        "--registry-username",
+        help=f"write registryCredentials for the registry with this user; the password from ${PASSWORD_ENV}",
+    )
     parser.add_argument("--cdk-json", type=Path, default=CDK_JSON)
     parser.add_argument(
         "--time-to-live-s", type=int, default=DEFAULT_TIME_TO_LIVE_S, help="edge hub store-and-forward TTL (s)"
     )
     args = parser.parse_args(argv)
+    credentials = None
+    if args.registry_username:
+        # From the environment, never the command line (shell history, ps).
+        credentials = (args.registry_username, os.environ.get(PASSWORD_ENV, ""))
     try:
         stages = load_cdk_stages(args.cdk_json)
         if args.stage:
             stages = {name: select_stage(stages, name) for name in args.stage}
         paths = write_manifests(
-            stages, args.out_dir, registry=args.registry, version=args.version, time_to_live_s=args.time_to_live_s
+            stages,
+            args.out_dir,
+            registry=args.registry,
+            version=args.version,
+            time_to_live_s=args.time_to_live_s,
+            registry_credentials=credentials,
         )
     except ValueError as exc:  # ManifestError and infra.config.ConfigError
         print(f"error: {exc}", file=sys.stderr)

@@ -244,6 +244,23 @@ def test_bad_arguments_are_clear_errors(kwargs, message):
         am.build_manifest(STAGES["dev"], **kwargs)
 
 
+def test_registry_credentials_come_from_the_environment_and_name_the_registry(tmp_path, monkeypatch):
+    assert (
+        "registryCredentials"
+        not in manifest_for()["modulesContent"]["$edgeAgent"]["properties.desired"]["runtime"]["settings"]
+    )
+    monkeypatch.setenv(am.PASSWORD_ENV, "s3cret")
+    argv = ["--registry", REGISTRY, "--registry-username", "myacr", "--stage", "dev", "--out-dir", str(tmp_path)]
+    assert am.main(argv) == 0
+    manifest = json.loads((tmp_path / "dev.deployment.json").read_text())
+    settings = manifest["modulesContent"]["$edgeAgent"]["properties.desired"]["runtime"]["settings"]
+    assert settings["registryCredentials"] == {
+        "vigil": {"username": "myacr", "password": "s3cret", "address": REGISTRY}
+    }
+    monkeypatch.delenv(am.PASSWORD_ENV)
+    assert am.main(argv) == 2  # a username without a password is refused, not written
+
+
 # --- twin rules ---------------------------------------------------------------------------
 
 
