@@ -253,7 +253,8 @@ def check_twin_document(document: Mapping[str, Any], where: str) -> None:
         elif not (value is None or isinstance(value, bool | int)):
             raise ManifestError(f"{where}: {path}: {type(value).__name__} is not a JSON value")
 
-    walk(document, "(desired)", 1)
+    # The document itself is level 0: the docs' valid example nests ten objects below "tags".
+    walk(document, "(desired)", 0)
     size = _twin_size(document)
     if size > TWIN_DESIRED_MAX_BYTES:
         raise ManifestError(f"{where}: {size} bytes, over the 32 KB limit of a twin's desired properties")
@@ -367,7 +368,8 @@ def build_manifest(
     """
     if isinstance(time_to_live_s, bool) or not isinstance(time_to_live_s, int) or time_to_live_s < 1:
         raise ManifestError(f"time to live {time_to_live_s!r}: must be a whole number of seconds >= 1")
-    image = module_image(registry, image_version() if version is None else version)
+    version = image_version() if version is None else version
+    image = module_image(registry, version)
     desired = module_desired_properties(stage, defaults)
     runtime_settings: dict[str, Any] = {"minDockerVersion": MIN_DOCKER_VERSION, "loggingOptions": ""}
     if registry_credentials is not None:
@@ -378,7 +380,7 @@ def build_manifest(
             "vigil": {"username": username, "password": password, "address": image.split("/", 1)[0]}
         }
     module = {
-        "version": "1.0",
+        "version": version,  # user-defined (module-edgeagent-edgehub): the image's tag
         "type": "docker",
         "status": "running",
         "restartPolicy": "always",

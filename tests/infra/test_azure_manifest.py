@@ -77,6 +77,7 @@ def test_the_manifest_of_every_stage_in_cdk_json_validates(stage):
     module = vigil_module(manifest)
     assert module["settings"]["image"] == f"{REGISTRY}/vigil-edge:{am.image_version()}"
     assert (module["type"], module["status"], module["restartPolicy"]) == ("docker", "running", "always")
+    assert module["version"] == am.image_version()
 
 
 @pytest.mark.parametrize(
@@ -280,11 +281,13 @@ def test_twin_depth_string_and_size_limits():
     am.check_twin_document({"a": {"b": "x" * 4096}}, "t")
     with pytest.raises(am.ManifestError, match="string longer than 4 KB"):
         am.check_twin_document({"a": "x" * 4097}, "t")
-    deep: dict[str, Any] = {"v": 1}
-    for _ in range(10):
-        deep = {"k": deep}
+    # The docs' valid example: ten objects nested below the document, the last with a value.
+    deep: dict[str, Any] = {"property": "value"}
+    for name in ("ten", "nine", "eight", "seven", "six", "five", "four", "three", "two", "one"):
+        deep = {name: deep}
+    am.check_twin_document(deep, "t")
     with pytest.raises(am.ManifestError, match="nested deeper than 10"):
-        am.check_twin_document(deep, "t")
+        am.check_twin_document({"eleven": deep}, "t")
     with pytest.raises(am.ManifestError, match="over the 32 KB limit"):
         am.check_twin_document({f"k{i}": "x" * 4000 for i in range(9)}, "t")
     with pytest.raises(am.ManifestError, match=r"\$"):
@@ -364,3 +367,65 @@ def test_the_dockerfile_state_dir_is_the_manifests_volume_and_the_tag_is_module_
     module_json = json.loads((REPO_ROOT / "edge_component" / "module.json").read_text())
     assert module_json["image"]["repository"].endswith("/" + am.IMAGE_NAME)
     assert am.image_version() == module_json["image"]["tag"]["version"]
+
+
+def test_make_azure_manifest_installs_every_package_the_command_imports():
+    """`make azure-manifest` without `make setup` installs only AZURE_PINS (and what they
+    depend on), taken from edge_component/requirements.txt: building and validating every
+    stage's manifest must import nothing else (no CDK, no TensorFlow). Optional extras count
+    as theirs: jsonschema imports its format checkers' packages when they are installed, as
+    in .venv, and does without them in the small venv (`make azure-manifest` was run so)."""
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    [pins_line] = re.findall(r"^AZURE_PINS := (.+)$", makefile, flags=re.M)
+    azure_pins = pins_line.split()
+    requirements = (REPO_ROOT / "edge_component" / "requirements.txt").read_text()
+    for name in azure_pins:
+        assert re.search(rf"^{re.escape(name)}==", requirements, flags=re.M), (
+            f"{name} is not pinned in requirements.txt"
+        )
+
+    script = (
+        "import sys, json\n"
+        "from importlib import metadata\n"
+        "from infra import azure_manifest as am\n"
+        "for stage in am.load_cdk_stages().values():\n"
+        "    am.validate_manifest(am.build_manifest(stage, registry='r.example'))\n"
+        "dists = metadata.packages_distributions()\n"
+        "used = set()\n"
+        "for name, module in list(sys.modules.items()):\n"
+        "    path = getattr(module, '__file__', None) or ''\n"
+        "    if 'site-packages' in path:\n"
+        "        used.update(dists.get(name.split('.')[0], []))\n"
+        "print(json.dumps(sorted(used)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    used = {re.sub(r"[-_.]+", "-", d).lower() for d in json.loads(result.stdout.strip().splitlines()[-1])}
+
+    def closure(names: list[str]) -> set[str]:
+        """The pins and what they depend on, extras included (optional imports such as
+        lark's of regex happen only when the package is there)."""
+        top = {re.sub(r"[-_.]+", "-", n).lower() for n in names}
+        seen: set[str] = set()
+        todo = list(top)
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                requirements = metadata.requires(name) or []
+            except metadata.PackageNotFoundError:
+                continue  # an optional extra not installed here: nothing of it can be imported
+            for requirement in requirements:
+                todo.append(re.sub(r"[-_.]+", "-", re.split(r"[ ;<>=!~\[(]", requirement, maxsplit=1)[0]).lower())
+        return seen
+
+    used -= {"setuptools", "pip"}  # the venv's own (setuptools' distutils hook loads at start-up)
+    assert used, "the subprocess loaded nothing from site-packages: the check would pass vacuously"
+    assert used <= closure(azure_pins), (
+        f"imported but not installed by make azure-manifest: {used - closure(azure_pins)}"
+    )
