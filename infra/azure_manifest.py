@@ -72,16 +72,10 @@ EDGE_AGENT_IMAGE = "mcr.microsoft.com/azureiotedge-agent:1.5"
 EDGE_HUB_IMAGE = "mcr.microsoft.com/azureiotedge-hub:1.5"
 SCHEMA_VERSION = "1.1"
 MIN_DOCKER_VERSION = "v1.25"
-# The edge hub's own createOptions as every IoT Edge manifest has them (MQTT, AMQP, HTTPS).
-EDGE_HUB_CREATE_OPTIONS: dict[str, Any] = {
-    "HostConfig": {
-        "PortBindings": {
-            "5671/tcp": [{"HostPort": "5671"}],
-            "8883/tcp": [{"HostPort": "8883"}],
-            "443/tcp": [{"HostPort": "443"}],
-        }
-    }
-}
+# The edge hub publishes no ports on the host: modules reach it on IoT Edge's own Docker
+# network; the usual PortBindings (443, 5671, 8883) are for downstream devices of a
+# gateway, which a camera host is not, and would open those ports on it.
+EDGE_HUB_CREATE_OPTIONS: dict[str, Any] = {}
 # Where the module keeps its outbox and snapshots (the image's VOLUME and --state-dir;
 # tests/infra/test_azure_manifest.py checks the Dockerfile agrees), and the named volume
 # that survives a new image or container.

@@ -74,6 +74,7 @@ def test_the_manifest_of_every_stage_in_cdk_json_validates(stage):
     hub = agent["systemModules"]["edgeHub"]
     assert (hub["status"], hub["restartPolicy"]) == ("running", "always")  # "Has to be" per the docs
     assert hub["settings"]["image"] == "mcr.microsoft.com/azureiotedge-hub:1.5"
+    assert json.loads(hub["settings"]["createOptions"]) == {}  # no host ports: not a gateway
     module = vigil_module(manifest)
     assert module["settings"]["image"] == f"{REGISTRY}/vigil-edge:{am.image_version()}"
     assert (module["type"], module["status"], module["restartPolicy"]) == ("docker", "running", "always")
