@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # TensorFlow's C++ start-up chatter hides the output that matters.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint synth bench soak seed-model clean setup
+.PHONY: demo test lint synth bench soak seed-model clean setup azure-manifest
 
 setup: $(VENV)/.installed $(VENV)/.azure-iot-device node_modules/.installed
 
@@ -71,6 +71,25 @@ soak: setup
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg; }
 	$(PY) benchmarks/soak_live.py $(SOAK_ARGS)
+
+# The Azure IoT Edge deployment manifest of every stage: build/azure/<stage>.deployment.json
+# (infra/azure_manifest.py; README "Azure IoT Edge"). Needs no CDK, Node or TensorFlow, only
+# the configuration models' packages: .venv when `make setup` has run, else a small venv
+# (build/azure-venv) with those five pins taken from edge_component/requirements.txt.
+AZURE_REGISTRY ?=
+AZURE_VERSION ?=
+AZURE_PINS := numpy opencv-python-headless pydantic pyyaml jsonschema
+AZURE_PY := $(if $(wildcard $(VENV)/.installed),$(PY),build/azure-venv/bin/python)
+
+build/azure-venv/.installed: edge_component/requirements.txt
+	@rm -rf build/azure-venv && $(PYTHON) -m venv build/azure-venv
+	build/azure-venv/bin/pip install --quiet --disable-pip-version-check \
+	  $$(for p in $(AZURE_PINS); do grep -E "^$$p==" edge_component/requirements.txt | cut -d'#' -f1; done)
+	@touch $@
+
+azure-manifest: $(if $(wildcard $(VENV)/.installed),,build/azure-venv/.installed)
+	@[ -n "$(AZURE_REGISTRY)" ] || { echo "error: set AZURE_REGISTRY, the registry the image was pushed to: make azure-manifest AZURE_REGISTRY=myacr.azurecr.io [AZURE_VERSION=0.1.0]" >&2; exit 2; }
+	$(AZURE_PY) -m infra.azure_manifest --registry "$(AZURE_REGISTRY)" $(if $(AZURE_VERSION),--version "$(AZURE_VERSION)") --out-dir build/azure
 
 clean:
 	rm -rf build cdk.out .pytest_cache *.egg-info edge_component/greengrass-build
