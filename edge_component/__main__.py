@@ -97,6 +97,28 @@ def _device_config(raw, model_dir: str) -> ComponentConfig:
     return config
 
 
+def _evidence_uploader(config: ComponentConfig, state: Path, snapshot_dir: Path, thing_name: str, publisher):
+    """The started snapshot uploader when ``evidence.upload_snapshots`` is on, else None
+    (and no boto3 client). Its queue is ``<state-dir>/evidence.sqlite``, next to the outbox."""
+    if not config.evidence.upload_snapshots:
+        return None
+    from .evidence.uploader import SnapshotUploader
+
+    try:
+        uploader = SnapshotUploader(
+            state / "evidence.sqlite",
+            snapshot_dir,
+            thing_name=thing_name,
+            bucket=config.evidence.bucket,
+            publisher=publisher,
+            region=config.evidence.region,
+        )
+    except OutboxError as exc:  # evidence is worth less than the alerts: run without uploads
+        log.error("evidence uploads off for this run: %s", exc)
+        return None
+    return uploader.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
@@ -145,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         for sig in previous:  # Greengrass stops a component with SIGTERM
             signal.signal(sig, lambda *_: stop.set())
+        evidence = _evidence_uploader(config, state, snapshot_dir, args.thing_name, publisher)
         supervisor = Supervisor(
             config,
             model_dir=args.model_dir,
@@ -153,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             snapshot_dir=snapshot_dir,
             telemetry_every_s=config.telemetry_every_s,
             delivery_stats=publisher.stats,
+            evidence=evidence,
         )
         follower = None
         if ipc is not None and args.config is None and args.config_json is None:
@@ -167,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if follower is not None:
                 follower.close()
+            if supervisor.evidence is not None:  # before the publisher: its last update goes out too
+                supervisor.evidence.close()
             publisher.close(drain_timeout_s=10.0)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

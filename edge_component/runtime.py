@@ -16,6 +16,10 @@ on retrying at the longest backoff. A worker stopped by SIGTERM/SIGINT is stoppe
 crashed. A configuration update (:meth:`Supervisor.update_config`) restarts only the
 cameras it changes.
 
+With ``evidence`` (a started :class:`~edge_component.evidence.uploader.SnapshotUploader`)
+each alert's snapshot is queued for upload after the alert went to the publisher; an
+update that turns ``evidence.upload_snapshots`` off stops it at once.
+
 Telemetry (``vigil/<thing>/telemetry``, every ``telemetry_every_s``): per camera
 frames in, analysed, dropped, bad frames, reconnects, crashes, restarts, inference
 time, ``state`` (connecting, running, reconnecting, restarting, failed, done, stopped),
@@ -42,6 +46,7 @@ from .config import CameraConfig, ComponentConfig
 from .config_updates import plan_update
 from .contracts.topics import telemetry_topic
 from .delivery.publisher import Publisher, PublishError
+from .evidence.uploader import SnapshotUploader
 from .worker import EXIT_SOURCE_ERROR, EXIT_STOPPED, camera_worker
 
 log = logging.getLogger(__name__)
@@ -71,6 +76,7 @@ class Supervisor:
         max_crashes_without_progress: int = 5,
         worker: Callable[..., None] = camera_worker,
         delivery_stats: Callable[[], dict[str, Any]] | None = None,
+        evidence: SnapshotUploader | None = None,
     ):
         self.config = config
         self.model_dir = str(model_dir)
@@ -83,6 +89,7 @@ class Supervisor:
         self.max_crashes_without_progress = max_crashes_without_progress
         self.worker = worker
         self.delivery_stats = delivery_stats
+        self.evidence = evidence
         self.telemetry_topic = telemetry_topic(thing_name)
         self.cameras = {c.name: self._state(c) for c in config.cameras}
         self.started = time.monotonic()
@@ -129,6 +136,8 @@ class Supervisor:
                     try:
                         self.publisher.publish(topic, message)
                         self.alerts_forwarded += 1
+                        if self.evidence is not None:  # after the alert: an upload never delays it
+                            self.evidence.offer(message)
                     except PublishError as exc:
                         log.error(
                             "alert %s from camera %s not accepted by the publisher: %s",
@@ -223,6 +232,11 @@ class Supervisor:
             log.warning(
                 "configuration: %s change at the next component restart", ", ".join(plan.needs_component_restart)
             )
+        if self.evidence is not None and not new.evidence.upload_snapshots:
+            # Pictures are personal data: turning uploads off takes effect now, not at the next restart.
+            self.evidence.close()
+            self.evidence = None
+            log.warning("configuration: evidence uploads turned off; nothing more is uploaded")
         self.config, self.telemetry_every_s = new, new.telemetry_every_s
         cameras = {c.name: c for c in new.cameras}
         for name in plan.stop + plan.restart:

@@ -29,6 +29,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -74,6 +75,22 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """What :func:`open_database` checks and creates in a file: ``version`` (kept in
+    ``PRAGMA user_version``), each table's columns, the script that creates them (ending
+    with the ``user_version`` pragma) and the table sets a ``user_version`` 0 file may
+    have and still be ours (migrated by the script's ``IF NOT EXISTS``)."""
+
+    version: int
+    tables: dict[str, tuple[str, ...]]
+    script: str
+    legacy: tuple[dict[str, tuple[str, ...]], ...] = ({},)
+
+
+OUTBOX_SCHEMA = TableSchema(SCHEMA_VERSION, _TABLES, _V1_SCHEMA + _V2_ADDITIONS, legacy=({}, _V1_TABLES))
 
 
 class OutboxError(RuntimeError):
@@ -137,8 +154,9 @@ def take_ownership(path: Path, lock_path: Path) -> IO[str]:
     return fh
 
 
-def open_database(path: Path, synchronous: str) -> sqlite3.Connection:
-    """Connect to the outbox file ``path``, check it and create or migrate its schema.
+def open_database(path: Path, synchronous: str, schema: TableSchema = OUTBOX_SCHEMA) -> sqlite3.Connection:
+    """Connect to the outbox file ``path`` (or another file of ``schema``: the evidence
+    upload queue), check it and create or migrate its schema.
 
     Raises OutboxCorruptError (SQLite calls it corrupt), OutboxSchemaError (not this
     schema) or OutboxError (cannot be opened or used)."""
@@ -151,13 +169,13 @@ def open_database(path: Path, synchronous: str) -> sqlite3.Connection:
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise OutboxCorruptError(path, f"quick_check: {check}")
-        migrate = check_schema(conn, path)  # before anything writes to a file that may not be ours
+        migrate = check_schema(conn, path, schema)  # before anything writes to a file that may not be ours
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise OutboxError(f"outbox database {path}: journal_mode is {mode}, WAL is required")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         if migrate:
-            create_schema(conn)
+            create_schema(conn, schema)
     except sqlite3.DatabaseError as exc:
         rollback(conn)
         conn.close()
@@ -271,22 +289,22 @@ def open_without_writing(path: Path, synchronous: str) -> tuple[sqlite3.Connecti
     return conn, migrate
 
 
-def create_schema(conn: sqlite3.Connection) -> None:
+def create_schema(conn: sqlite3.Connection, schema: TableSchema = OUTBOX_SCHEMA) -> None:
     """Switch a new or first-release file to WAL and create or migrate its tables.
     Raises sqlite3.Error (e.g. on a full disk, with nothing changed)."""
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if mode.lower() != "wal":
         raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL is required")
     try:
-        conn.executescript(f"BEGIN IMMEDIATE; {_V1_SCHEMA} {_V2_ADDITIONS} COMMIT;")
+        conn.executescript(f"BEGIN IMMEDIATE; {schema.script} COMMIT;")
     except BaseException:
         rollback(conn)
         raise
 
 
-def check_schema(conn: sqlite3.Connection, path: Path) -> bool:
+def check_schema(conn: sqlite3.Connection, path: Path, schema: TableSchema = OUTBOX_SCHEMA) -> bool:
     """True if the file needs the schema created or migrated; OutboxSchemaError if it
-    is not an outbox of this or an earlier version."""
+    is not a file of ``schema`` (default the outbox's) of this or an earlier version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     names = [
         r[0]
@@ -298,9 +316,9 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> bool:
         name: tuple(c[1] for c in conn.execute('PRAGMA table_info("{}")'.format(name.replace('"', '""'))))
         for name in names
     }
-    if version == SCHEMA_VERSION and tables == _TABLES:
+    if version == schema.version and tables == schema.tables:
         return False
-    if version == 0 and tables in ({}, _V1_TABLES):  # new, or the first release's file
+    if version == 0 and tables in schema.legacy:  # new, or (outbox) the first release's file
         return True
     found = ", ".join(f"{n}({', '.join(c)})" for n, c in sorted(tables.items())) or "no tables"
     raise OutboxSchemaError(path, f"found schema version {version} with {found}")
