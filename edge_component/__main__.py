@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             if follower is not None:
                 follower.close()
             if supervisor.evidence is not None:  # before the publisher: its last update goes out too
-                supervisor.evidence.close()
+                supervisor.evidence.close(drain_timeout_s=10.0)
             publisher.close(drain_timeout_s=10.0)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -152,8 +152,19 @@ class SnapshotUploader:
         self._thread.start()
         return self
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the thread (an upload in flight finishes or times out) and close the queue."""
+    def close(self, drain_timeout_s: float = 0.0, timeout_s: float = 10.0) -> None:
+        """Stop the thread and close the queue. First, up to ``drain_timeout_s``, let it
+        finish the uploads that are due now (not those waiting out a backoff); then an
+        upload in flight finishes or times out within ``timeout_s``. What is left stays
+        queued for the next start."""
+        deadline = time.monotonic() + drain_timeout_s
+        while self._thread is not None and self._thread.is_alive() and time.monotonic() < deadline:
+            try:
+                if not self.queue.due(limit=1):
+                    break
+            except OutboxError:
+                break
+            time.sleep(0.05)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
