@@ -24,7 +24,8 @@ Telemetry (``vigil/<thing>/telemetry``, every ``telemetry_every_s``): per camera
 frames in, analysed, dropped, bad frames, reconnects, crashes, restarts, inference
 time, ``state`` (connecting, running, reconnecting, restarting, failed, done, stopped),
 ``last_frame_at`` (UTC) and ``last_error`` (empty once frames flow again); and the
-publisher's delivery stats (outbox depth, sent, dropped).
+publisher's delivery stats (outbox depth, sent, dropped); with evidence uploads on,
+``evidence`` (queued, uploaded, given_up, failed_attempts).
 """
 
 from __future__ import annotations
@@ -203,6 +204,8 @@ class Supervisor:
         }
         if self.delivery_stats is not None:
             msg["delivery"] = self.delivery_stats()
+        if self.evidence is not None:
+            msg["evidence"] = self.evidence.stats()
         return msg
 
     def publish_telemetry(self) -> dict[str, Any]:

@@ -8,7 +8,9 @@ Table ``uploads``: ``id`` (autoincrement: order of arrival), ``event_id`` and ``
 (unique together: later messages of an event name the same snapshot again), ``alert``
 (the JSON of the alert that named the file; the update message is built from it),
 ``attempts`` (failed uploads so far), ``next_at`` (Unix seconds before which it is not
-tried) and ``created_at``.
+tried), ``created_at`` and ``finished_at`` (when it landed or was given up; NULL while
+queued). A finished row is kept for :data:`KEEP_FINISHED_S` so that a later message of
+the event naming the same file does not upload it again, then deleted.
 
 A file SQLite calls corrupt, or whose tables are not this schema, is moved aside
 (``<name>.corrupt-<UTC time>`` / ``.foreign-``) with an error log line and a fresh
@@ -38,9 +40,11 @@ from edge_component.delivery.outbox_file import (
 
 log = logging.getLogger(__name__)
 
+KEEP_FINISHED_S = 86400.0  # far longer than any event: its later messages name the file again
+
 QUEUE_SCHEMA = TableSchema(
     version=1,
-    tables={"uploads": ("id", "event_id", "file", "alert", "attempts", "next_at", "created_at")},
+    tables={"uploads": ("id", "event_id", "file", "alert", "attempts", "next_at", "created_at", "finished_at")},
     script="""
 CREATE TABLE IF NOT EXISTS uploads (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,6 +54,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     attempts   INTEGER NOT NULL DEFAULT 0,
     next_at    REAL    NOT NULL,
     created_at REAL    NOT NULL,
+    finished_at REAL,
     UNIQUE (event_id, file)
 );
 PRAGMA user_version = 1;
@@ -104,7 +109,7 @@ class UploadQueue:
 
     def add(self, event_id: str, file: str, alert: dict[str, Any], now: float | None = None) -> bool:
         """Queue the upload of ``file`` for ``event_id`` (committed on return); False if
-        it is already queued."""
+        it is already queued or finished."""
         now = time.time() if now is None else now
         return (
             self._write(
@@ -120,7 +125,7 @@ class UploadQueue:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, event_id, file, alert, attempts, next_at FROM uploads"
-                " WHERE next_at <= ? ORDER BY next_at, id LIMIT ?",
+                " WHERE finished_at IS NULL AND next_at <= ? ORDER BY next_at, id LIMIT ?",
                 (now, limit),
             ).fetchall()
         out = []
@@ -139,20 +144,24 @@ class UploadQueue:
     def next_at(self) -> float | None:
         """When the earliest queued upload is due (Unix seconds), or None if none is queued."""
         with self._lock:
-            value = self._conn.execute("SELECT MIN(next_at) FROM uploads").fetchone()[0]
+            value = self._conn.execute("SELECT MIN(next_at) FROM uploads WHERE finished_at IS NULL").fetchone()[0]
         return None if value is None else float(value)
 
     def retry_at(self, upload_id: int, attempts: int, next_at: float) -> None:
         """Record a failed attempt: try again at ``next_at`` (Unix seconds)."""
         self._write("UPDATE uploads SET attempts = ?, next_at = ? WHERE id = ?", (attempts, next_at, upload_id))
 
-    def done(self, upload_id: int) -> None:
-        """Remove an upload that landed or was given up."""
-        self._write("DELETE FROM uploads WHERE id = ?", (upload_id,))
+    def done(self, upload_id: int, now: float | None = None) -> None:
+        """Mark an upload that landed or was given up as finished; forget those finished
+        more than :data:`KEEP_FINISHED_S` ago."""
+        now = time.time() if now is None else now
+        self._write("UPDATE uploads SET finished_at = ? WHERE id = ?", (now, upload_id))
+        self._write("DELETE FROM uploads WHERE finished_at < ?", (now - KEEP_FINISHED_S,))
 
     def depth(self) -> int:
+        """Uploads still to do."""
         with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM uploads").fetchone()[0])
+            return int(self._conn.execute("SELECT COUNT(*) FROM uploads WHERE finished_at IS NULL").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:

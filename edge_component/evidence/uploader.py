@@ -12,8 +12,9 @@ Choices, and why:
   upload is retried with :class:`~edge_component.backoff.Backoff` (its ``next_at`` is
   stored, so the wait survives a restart), and a queued upload completes after a
   restart. Order on success: upload, publish the update (the outbox commits it), then
-  remove the row; a crash in between uploads again (PutObject of the same key is
-  idempotent) and sends the update again (consumers deduplicate).
+  mark the row finished; a crash in between uploads again (PutObject of the same key
+  is idempotent) and sends the update again (consumers deduplicate). A finished row is
+  kept a day, so the event's later messages, which name the same file, upload nothing.
 - A snapshot deleted before its upload (the store keeps ``snapshot_max_files``) is
   given up with a log line: there is nothing left to send.
 - Credentials: boto3's default chain. On a Greengrass core the token exchange service
@@ -34,6 +35,7 @@ Choices, and why:
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -175,8 +177,13 @@ class SnapshotUploader:
         self.queue.close()
 
     def stats(self) -> dict[str, int]:
+        """Uploads queued (-1 if the queue cannot be read), uploaded, given up, and failed attempts."""
+        try:
+            queued = self.queue.depth()
+        except sqlite3.Error:
+            queued = -1
         return {
-            "queued": self.queue.depth(),
+            "queued": queued,
             "uploaded": self.uploaded,
             "given_up": self.given_up,
             "failed_attempts": self.failed_attempts,

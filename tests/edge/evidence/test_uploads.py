@@ -122,7 +122,11 @@ def test_the_edge_uploads_the_masked_snapshot_and_sends_an_update_with_its_key(
     assert alerts.index(starts[0]) < alerts.index(update)
     assert tes.hits and set(tes.hits) == {TES_TOKEN}  # credentials from the token exchange service
     with sqlite3.connect(state / "evidence.sqlite") as db:
-        assert db.execute("SELECT COUNT(*) FROM uploads").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM uploads WHERE finished_at IS NULL").fetchone()[0] == 0
+    telemetry = [json.loads(line)["message"] for line in out.read_text().splitlines() if "telemetry" in line]
+    evidence = telemetry[-1]["evidence"]  # the last heartbeat may come before the upload lands
+    assert set(evidence) == {"queued", "uploaded", "given_up", "failed_attempts"}
+    assert evidence["queued"] + evidence["uploaded"] == 1 and evidence["given_up"] == 0
 
 
 def test_an_upload_queued_before_a_kill_completes_when_a_new_uploader_starts(segment, tmp_path, device_env, tes):
@@ -247,7 +251,7 @@ def test_a_snapshot_deleted_before_its_upload_is_given_up_with_a_log_line(tmp_pa
     assert "lab-gone.jpg is gone" in caplog.text
     assert made == [] and uploader.uploaded == 0
     with sqlite3.connect(tmp_path / "evidence.sqlite") as db:
-        assert db.execute("SELECT COUNT(*) FROM uploads").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM uploads WHERE finished_at IS NULL").fetchone()[0] == 0
 
 
 def test_offer_returns_while_an_upload_is_in_flight(tmp_path):
@@ -283,3 +287,25 @@ def test_offer_returns_while_an_upload_is_in_flight(tmp_path):
         uploader.close()
     assert keys == [snapshot_key(THING, "b" * 32, "lab-1.jpg"), snapshot_key(THING, "c" * 32, "lab-2.jpg")]
     assert [m["snapshot"]["s3_key"] for _, m in recorder.messages] == keys
+
+
+def test_a_later_message_naming_an_uploaded_snapshot_uploads_nothing(tmp_path):
+    """An event's update and end messages name its start's snapshot again."""
+    (tmp_path / "lab-1.jpg").write_bytes(b"\xff\xd8\xff")
+    keys = []
+
+    class S3:
+        def put_object(self, **kw):
+            keys.append(kw["Key"])
+
+    recorder = _Recorder()
+    uploader = SnapshotUploader(
+        tmp_path / "evidence.sqlite", tmp_path, thing_name=THING, bucket=BUCKET, publisher=recorder, client_factory=S3
+    ).start()
+    assert uploader.offer(_start_alert("e" * 32, "lab-1.jpg"))
+    _wait_for(lambda: uploader.uploaded == 1, "the upload")
+    end = _start_alert("e" * 32, "lab-1.jpg") | {"event_type": "end", "sequence": 1}
+    assert not uploader.offer(end)
+    assert not uploader.offer(recorder.messages[0][1])  # the update itself carries the s3_key
+    uploader.close()
+    assert len(keys) == 1 and len(recorder.messages) == 1
