@@ -109,7 +109,7 @@ def _evidence_uploader(config: ComponentConfig, state: Path, snapshot_dir: Path,
             state / "evidence.sqlite",
             snapshot_dir,
             thing_name=thing_name,
-            bucket=config.evidence.bucket,
+            bucket=str(config.evidence.bucket),  # present: the config requires it when uploads are on
             publisher=publisher,
             region=config.evidence.region,
         )
