@@ -6,6 +6,10 @@
 With ``--greengrass`` the component follows configuration updates over IPC
 (edge_component/config_updates.py) and restarts only the cameras they change.
 
+The model bundle: ``$VIGIL_MODEL_DIR`` when set (on a device, the model component's
+unpacked bundle; a missing or corrupt one is an error, never a fall back to the seed),
+else ``--model-dir`` (edge_component/model/source.py).
+
 Exit status: 0 when every camera finished (every replay reached its end; live cameras
 stopped on request), 1 when stopped (SIGTERM, SIGINT) before every replay finished,
 2 when a camera failed, or on a configuration, model or source error (with a message
@@ -25,14 +29,15 @@ from pathlib import Path
 from .capture.source import SourceError
 from .config import ComponentConfig, ConfigError, is_live, load_config, parse_config, parse_json
 from .contracts.alerts import AlertValidationError
+from .delivery.handover import HandoverJournal, replay_into
 from .delivery.ipc import GreengrassIpcPublisher
 from .delivery.jsonl import JsonLinesPublisher
 from .delivery.mqtt import MqttPublisher
 from .delivery.outbox import Outbox
 from .delivery.outbox_file import OutboxError
 from .delivery.sender import OutboxPublisher
-from .model.bundle import load_bundle
 from .model.errors import ModelError
+from .model.source import MODEL_DIR_ENV, ModelSource, load_model, model_report, resolve_model_source
 
 log = logging.getLogger("vigil.edge")
 
@@ -44,7 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     src = run.add_mutually_exclusive_group()
     src.add_argument("--config", help="component configuration, YAML or JSON")
     src.add_argument("--config-json", help="component configuration as a JSON string")
-    run.add_argument("--model-dir", required=True, help="model bundle directory (manifest.json + model.tflite)")
+    run.add_argument(
+        "--model-dir",
+        help=f"model bundle directory (manifest.json + model.tflite); ${MODEL_DIR_ENV}, when set, wins"
+        " (on a device: the model component's bundle folder)",
+    )
     run.add_argument("--thing-name", required=True, help="IoT thing name; alerts go to vigil/<thing>/alerts")
     run.add_argument("--source", help="override the first camera's source (file, rtsp:// URL or camera index)")
     run.add_argument("--alerts-out", help="JSON-lines file for alerts (default stdout) when the publisher is jsonl")
@@ -87,11 +96,11 @@ def _check_sources(config: ComponentConfig) -> ComponentConfig:
     return config
 
 
-def _device_config(raw, model_dir: str) -> ComponentConfig:
+def _device_config(raw, model: ModelSource) -> ComponentConfig:
     """A configuration update from Greengrass, checked as at start: keys, files, model."""
     try:
         config = _check_sources(parse_config(raw))
-        load_bundle(model_dir, config.model_file)
+        load_model(model, config.model_file)
     except (SourceError, ModelError) as exc:
         raise ConfigError(str(exc)) from None
     return config
@@ -119,6 +128,28 @@ def _evidence_uploader(config: ComponentConfig, state: Path, snapshot_dir: Path,
     return uploader.start()
 
 
+def _report_model_error(ipc, thing_name: str, model: ModelSource, model_file: str | None, exc: ModelError) -> None:
+    """One telemetry message with ``model.load_error`` before exiting, so the canary check
+    reads the reason and need not wait for the core device to turn UNHEALTHY. Best effort:
+    a failure to send it is logged, the exit stays the model error's."""
+    from datetime import UTC, datetime
+
+    from .contracts.topics import telemetry_topic
+    from .runtime import TELEMETRY_SCHEMA_VERSION
+
+    message = {
+        "schema_version": TELEMETRY_SCHEMA_VERSION,
+        "thing_name": thing_name,
+        "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "cameras": {},
+        "model": {"sha256": None, "version": model.version, "file": model_file, "load_error": str(exc)},
+    }
+    try:
+        GreengrassIpcPublisher(ipc).publish(telemetry_topic(thing_name), message)
+    except Exception as send_exc:  # noqa: BLE001 - the model error is what the exit reports
+        log.warning("model load error not reported in telemetry: %s", send_exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
@@ -139,7 +170,30 @@ def main(argv: list[str] | None = None) -> int:
         if args.source:
             first = config.cameras[0].model_copy(update={"source": args.source})
             config = config.model_copy(update={"cameras": [first, *config.cameras[1:]]})
-        load_bundle(args.model_dir, config.model_file)  # fail here, with the reason, before any camera starts
+        model = resolve_model_source(args.model_dir)
+        # Fail here, with the reason, before any camera starts (on a device: the component goes ERRORED).
+        try:
+            bundle = load_model(model, config.model_file)
+        except ModelError as exc:
+            if ipc is not None:
+                _report_model_error(ipc, args.thing_name, model, config.model_file, exc)
+            raise
+        log.info(
+            "model bundle %s (from %s): %s sha256 %s, version %s",
+            model.directory,
+            model.origin,
+            bundle.manifest.model_file,
+            bundle.sha256,
+            model.version,
+        )
+        reports = {config.model_file: model_report(model, bundle)}
+
+        def model_info(model_file: str | None) -> dict:
+            # A configuration update may pick another of the bundle's files (checked before it applies).
+            if model_file not in reports:
+                reports[model_file] = model_report(model, load_model(model, model_file))
+            return reports[model_file]
+
         _check_sources(config)
         state = _writable_dir(Path(args.state_dir), "--state-dir")
         snapshot_dir = _writable_dir(Path(args.snapshots or state / "snapshots"), "snapshot directory")
@@ -157,8 +211,21 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(
                     f"--alerts-out {args.alerts_out}: cannot open for writing: {exc.strerror or exc}"
                 ) from None
-        # Every alert is stored on disk before it is sent and removed only once acknowledged.
-        publisher = OutboxPublisher(Outbox(state / "outbox.sqlite", config.outbox_max_messages), transport)
+        # Every alert is stored on disk before it is sent and removed only once acknowledged;
+        # what Greengrass took is journalled and, after a restart, handed over again first.
+        outbox = Outbox(state / "outbox.sqlite", config.outbox_max_messages)
+        try:
+            journal = HandoverJournal(
+                state / "handover.sqlite",
+                # Only Greengrass lets an alert go before IoT Core has it; MQTT waits for PUBACK.
+                replay_s=config.handover_replay_s if isinstance(transport, GreengrassIpcPublisher) else 0,
+                max_messages=config.handover_max_messages,
+            )
+        except BaseException:
+            outbox.close()
+            raise
+        replay_into(journal, outbox)  # before the sender starts and before any new alert
+        publisher = OutboxPublisher(outbox, transport, journal=journal)
         from .contracts.topics import alert_topic
         from .runtime import Supervisor
 
@@ -170,21 +237,20 @@ def main(argv: list[str] | None = None) -> int:
         evidence = _evidence_uploader(config, state, snapshot_dir, args.thing_name, publisher)
         supervisor = Supervisor(
             config,
-            model_dir=args.model_dir,
+            model_dir=model.directory,
             thing_name=args.thing_name,
             publisher=publisher,
             snapshot_dir=snapshot_dir,
             telemetry_every_s=config.telemetry_every_s,
             delivery_stats=publisher.stats,
             evidence=evidence,
+            model_info=model_info,
         )
         follower = None
         if ipc is not None and args.config is None and args.config_json is None:
             from .config_updates import ConfigurationFollower
 
-            follower = ConfigurationFollower(
-                ipc, lambda raw: _device_config(raw, args.model_dir), supervisor.update_config
-            )
+            follower = ConfigurationFollower(ipc, lambda raw: _device_config(raw, model), supervisor.update_config)
             follower.start()
         try:
             final = supervisor.run(stop)

@@ -9,6 +9,8 @@ the model bundle. A zone watching objects (default ``[person]``) gets events fro
 scores at least the gate, then :class:`~edge_component.events.objects.ObjectEvents`); a
 ``motion_only`` zone from the scores (:class:`~edge_component.events.decision.EventTracker`).
 Every transition goes to the publisher as a valid alert on ``vigil/<thing>/alerts``.
+A live camera whose stream is lost ends its open events at once (``end_reason``
+``camera_offline``); motion after the stream returns opens new ones.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from .analysis.motion import MotionAnalyzer
 from .analysis.windows import Window, analyse_frames
 from .camera_report import CameraReport
 from .capture.feed import Feed, open_live, open_replay
+from .capture.frames import StreamLost
 from .capture.source import media_duration_s
 from .config import CameraConfig, ComponentConfig, is_live
 from .contracts.topics import alert_topic
 from .delivery.publisher import Publisher, PublishError
 from .events.alerts import build_alert
-from .events.decision import EventTracker, Transition, random_event_id
+from .events.decision import END_CAMERA_OFFLINE, END_STOPPED, EventTracker, Transition, random_event_id
 from .events.objects import ObjectEvents, ObjectTransition
 from .events.snapshots import SnapshotStore, annotate, caption_for
 from .events.window_sample import WindowSample
@@ -149,7 +152,24 @@ class CameraPipeline:
         last_t = 0.0
         analyzer = MotionAnalyzer(self.config.motion, zones, camera.masks, self.config.detection_fps)
         pending: list[tuple[Window, float]] = []  # this frame's windows and scores, until its last zone
+
+        def close(time_s: float, reason: str, clock_origin: datetime, ended_s: float | None = None) -> None:
+            """End every open event of the camera now, for ``reason`` (END_*)."""
+            for z, tracker in enumerate(trackers):
+                for tr in tracker.close(time_s, reason, ended_s):
+                    self._emit(tr, camera, best[z], clock_origin, report, media_time, zones[z].name)
+                best[z] = None
+            if stage is not None:
+                for ot in objects.close(stage.end_all(), time_s, reason, ended_s):
+                    self._emit_object(ot, camera, None, stage.frame_shape, clock_origin, report, media_time)
+
         for window in analyse_frames(feed.frames, camera, self.config, analyzer):
+            if isinstance(window, StreamLost):
+                # A camera unplugged mid-event: end its events now, not when the stream returns.
+                origin = datetime.fromtimestamp(window.wall_s, UTC) - timedelta(seconds=window.time_s)
+                log.warning("camera %s: stream lost (%s); closing its open events", camera.name, window.error)
+                close(window.time_s, END_CAMERA_OFFLINE, origin, window.last_frame_s)
+                continue
             last_t = window.frame.time_s
             if window.frame.wall_s is not None:  # live: dates follow the wall clock now, also after it steps
                 origin = datetime.fromtimestamp(window.frame.wall_s, UTC) - timedelta(seconds=last_t)
@@ -180,12 +200,8 @@ class CameraPipeline:
                             sample.add(w.features)
                 pending = []
             report.wall_s = time.perf_counter() - started
-        for z, tracker in enumerate(trackers):
-            for tr in tracker.close(last_t):
-                self._emit(tr, camera, best[z], origin, report, media_time, zones[z].name)
+        close(last_t, END_STOPPED, origin)
         if stage is not None:
-            for ot in objects.close(stage.end_all(), last_t):
-                self._emit_object(ot, camera, None, stage.frame_shape, origin, report, media_time)
             report.detector_calls, report.detect_s = stage.counters.calls, stage.counters.detect_s
             report.detected_frames = stage.counters.frames_detected
         report.wall_s = time.perf_counter() - started

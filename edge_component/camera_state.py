@@ -61,6 +61,7 @@ class CameraState:
     given_up: bool = False  # live, after too many crashes without progress: failed, still retried
     last_frame_at: float = 0.0  # Unix s, newest frame of an earlier worker
     started_at: float = 0.0  # Unix s, when the current worker started
+    sent: dict[str, float] = field(default_factory=dict)  # counters in the previous telemetry message
 
     @property
     def replay(self) -> bool:
@@ -102,6 +103,9 @@ class CameraState:
 
     def telemetry(self, stats_every_s: float) -> dict[str, Any]:
         counters = {k: self.totals.get(k, 0) + self.stats.get(k, 0) for k in COUNTERS}
+        # Since the previous message: what the cloud's blank-frame ratio needs (totals would hide a covered camera).
+        recent = {k: max(0, counters[k] - self.sent.get(k, 0)) for k in ("analysed", "blank_frames")}
+        self.sent = {k: counters[k] for k in recent}
         return {
             "state": self.shown_state(stats_every_s),
             "crashes": self.crashes,
@@ -112,4 +116,5 @@ class CameraState:
             "worker_started_at": iso_utc(self.started_at),
             "last_frame_at": iso_utc(max(self.last_frame_at, self.stats.get("last_frame_at", 0.0))),
             **counters,
+            "recent": recent,
         }

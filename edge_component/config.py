@@ -205,6 +205,18 @@ class ComponentConfig(_Model):
     outbox_max_messages: int = Field(
         10_000, ge=10, le=10_000_000, description="alerts kept while offline; the oldest go first"
     )
+    # At most 7 days: the alert Lambda deduplicates a start for 7 days (IDEMPOTENCY_TTL_S,
+    # lambda/vigil_alerts/delivery.py); a longer replay could notify twice.
+    handover_replay_s: float = Field(
+        86_400.0,
+        ge=0,
+        le=7 * 86_400,
+        description="after a restart, alerts handed to Greengrass this recently (s) are sent again, since its"
+        " spooler is in memory; 0: off (edge_component/delivery/handover.py)",
+    )
+    handover_max_messages: int = Field(
+        10_000, ge=10, le=10_000_000, description="alerts the handover journal keeps for that; the oldest go first"
+    )
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16)
     detection_fps: float = Field(
         5.0, gt=0, le=30, description="analyses per second; other frames are grabbed, not decoded"

@@ -23,9 +23,14 @@ update that turns ``evidence.upload_snapshots`` off stops it at once.
 Telemetry (``vigil/<thing>/telemetry``, every ``telemetry_every_s``): per camera
 frames in, analysed, dropped, bad frames, reconnects, crashes, restarts, inference
 time, ``state`` (connecting, running, reconnecting, restarting, failed, done, stopped),
-``last_frame_at`` (UTC) and ``last_error`` (empty once frames flow again); and the
-publisher's delivery stats (outbox depth, sent, dropped); with evidence uploads on,
-``evidence`` (queued, uploaded, given_up, failed_attempts).
+``last_frame_at`` (UTC), ``last_error`` (empty once frames flow again) and ``recent``
+(frames analysed and blank since the previous message); the publisher's delivery stats
+(outbox depth, sent, dropped); with evidence uploads on, ``evidence`` (queued,
+uploaded, given_up, failed_attempts); and the model it scores with: ``model``
+``{"sha256", "version", "file"}`` (the model file's SHA-256 as in alerts'
+``model_sha256``, the model component version or null, the file name;
+edge_component/model/source.py), or ``{"load_error": "..."}`` if the model of a
+configuration update cannot be read.
 """
 
 from __future__ import annotations
@@ -48,10 +53,13 @@ from .config_updates import plan_update
 from .contracts.topics import telemetry_topic
 from .delivery.publisher import Publisher, PublishError
 from .evidence.uploader import SnapshotUploader
+from .model.errors import ModelError
 from .worker import EXIT_SOURCE_ERROR, EXIT_STOPPED, camera_worker
 
 log = logging.getLogger(__name__)
-TELEMETRY_SCHEMA_VERSION = "1.0"
+# 1.1 (additive; 1.0 readers ignore both): per camera `recent` (analysed, blank_frames
+# since the previous message) and the "model" it scores with.
+TELEMETRY_SCHEMA_VERSION = "1.1"
 STOP_CODES = (EXIT_STOPPED, -signal.SIGTERM, -signal.SIGINT)  # a stop, not a crash
 
 
@@ -61,6 +69,8 @@ class Supervisor:
     ``run(stop)`` returns when ``stop`` is set or every camera has ended (files in
     replay mode) or failed, with the final telemetry message. ``worker`` is the
     process entry point (a module-level function; tests pass one that crashes).
+    ``model_info(model_file)``: telemetry's ``model`` object for the configuration's
+    ``model_file`` (None: the manifest's); absent, telemetry has no ``model``.
     """
 
     def __init__(
@@ -78,6 +88,7 @@ class Supervisor:
         worker: Callable[..., None] = camera_worker,
         delivery_stats: Callable[[], dict[str, Any]] | None = None,
         evidence: SnapshotUploader | None = None,
+        model_info: Callable[[str | None], dict[str, Any]] | None = None,
     ):
         self.config = config
         self.model_dir = str(model_dir)
@@ -91,6 +102,7 @@ class Supervisor:
         self.worker = worker
         self.delivery_stats = delivery_stats
         self.evidence = evidence
+        self.model_info = model_info  # config.model_file -> telemetry's "model"
         self.telemetry_topic = telemetry_topic(thing_name)
         self.cameras = {c.name: self._state(c) for c in config.cameras}
         self.started = time.monotonic()
@@ -204,6 +216,11 @@ class Supervisor:
         }
         if self.delivery_stats is not None:
             msg["delivery"] = self.delivery_stats()
+        if self.model_info is not None:
+            try:
+                msg["model"] = self.model_info(self.config.model_file)
+            except ModelError as exc:  # a heartbeat must still go out, and say why
+                msg["model"] = {"sha256": None, "version": None, "file": self.config.model_file, "load_error": str(exc)}
         if self.evidence is not None:
             msg["evidence"] = self.evidence.stats()
         return msg

@@ -27,8 +27,8 @@ RULE_SQL_VERSION = "2016-03-23"
 _THING = f"topic({ALERT_TOPIC_THING_SEGMENT})"
 
 
-def stage_rule_sql(things: StageThings) -> str:
-    """:data:`RULE_SQL` with a WHERE that keeps only the stage's things: ``startswith`` on
+def stage_rule_sql(things: StageThings, sql: str = RULE_SQL) -> str:
+    """``sql`` (default :data:`RULE_SQL`) with a WHERE that keeps only the stage's things: ``startswith`` on
     the prefix and ``=`` per listed name outside it (IoT SQL functions:
     https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-functions.html).
     Thing names are ``[a-zA-Z0-9:_-]``, so they need no quoting.
@@ -38,7 +38,7 @@ def stage_rule_sql(things: StageThings) -> str:
     terms += [f"{_THING} = '{name}'" for name in things.names]
     if not terms:
         raise ValueError("a stage with neither listed things nor a thing name prefix has no alerts to select")
-    return f"{RULE_SQL} WHERE {' OR '.join(terms)}"
+    return f"{sql} WHERE {' OR '.join(terms)}"
 
 
 class AlertRule(NamedTuple):

@@ -156,6 +156,7 @@ class Alerting(Construct):
         self._env = self._environment(stage_name, site_name, time_zone, alerts, stage_things, evidence_bucket)
         # One bundle for both handlers (app.handler, app.flush_handler): bundled once per synth.
         self._code = local_python_code(lambda_dir, packages=ALERT_LAMBDA_PACKAGES)
+        self.code, self.layer = self._code, self._layer  # the health Lambda (infra/health.py) runs from them too
         function = lambda_.Function(
             self,
             "Function",
@@ -283,6 +284,17 @@ class Alerting(Construct):
             targets=[targets.LambdaFunction(function, retry_attempts=0)],  # the next minute retries
         )
         return function, schedule
+
+    def allow_alarms(self) -> None:
+        """Let CloudWatch alarms of this account publish to the encrypted alert topic (the health alarms)."""
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}},
+            )
+        )
 
     def _dead_letter_queue(self, id_: str, role: str) -> sqs.Queue:
         """A queue for what could not be delivered: SSE-SQS, TLS only, kept 14 days."""

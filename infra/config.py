@@ -28,6 +28,7 @@ from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, fie
 
 from infra.config_types import E164Phone, Email, Frozen, SemVer, ThingName, list_field, no_control_characters
 from infra.edge_settings import EdgeConfig
+from infra.health_config import HealthConfig
 from infra.training_config import TrainingConfig
 
 STAGES_CONTEXT_KEY = "vigil:stages"
@@ -192,6 +193,7 @@ class StageConfig(Frozen):
     training: TrainingConfig
     rollout: RolloutConfig
     greengrass: GreengrassConfig = GreengrassConfig()
+    health: HealthConfig = HealthConfig()
 
     @field_validator("time_zone")
     @classmethod

@@ -6,7 +6,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
 import yaml
@@ -16,6 +16,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
+from edge_component.contracts.model_component import bundle_dir_variable, model_dependency
 from infra.config import LOG_RETENTION_NAMES, GreengrassConfig, RolloutConfig
 from infra.edge_settings import EdgeConfig
 from infra.housekeeping import Housekeeping
@@ -29,6 +30,9 @@ from infra.packaging import (
     write_content_addressed,
 )
 
+if TYPE_CHECKING:  # infra.model_component imports infra.training, which imports this module
+    from infra.model_component import ModelComponent
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EDGE_PACKAGE_DIR = REPO_ROOT / EDGE_PACKAGE
 RECIPE_PATH = EDGE_PACKAGE_DIR / "recipe.yaml"
@@ -38,6 +42,8 @@ COMPONENT_BASE_NAME = "com.vigil.EdgeDetector"
 # A CDK asset's S3 object is named by its hash instead; the recipe's paths are rewritten to match.
 ARTIFACT_FOLDER = "vigil-edge"
 RECIPE_ARTIFACT_DIR = "{artifacts:decompressedPath}/" + ARTIFACT_FOLDER + "/"
+# The run step's environment variable naming the model bundle directory the detector loads.
+MODEL_DIR_ENV = "VIGIL_MODEL_DIR"
 NUCLEUS = "aws.greengrass.Nucleus"
 LOG_MANAGER = "aws.greengrass.LogManager"
 
@@ -81,6 +87,12 @@ class EdgeDeployment(Construct):
     ``housekeeping``) and grants
     the token exchange role the artifact and log access the device needs.
 
+    With ``model`` (the stage's :class:`ModelComponent`), the recipe gains a HARD
+    dependency on the model component and its run step's ``VIGIL_MODEL_DIR`` names the
+    dependency's unpacked bundle; the deployment pins the model at the version
+    ``model.deployed_version`` returns (the promoted one), re-read whenever the
+    deployment changes. Without it the detector loads the seed inside its own artifact.
+
     Attributes:
         component_name, component_version: the concrete name and version (plain strings).
         artifact: the zip on disk and its digest; ``asset``: the uploaded ``s3_assets.Asset``.
@@ -105,9 +117,11 @@ class EdgeDeployment(Construct):
         housekeeping: Housekeeping,
         package_dir: Path = EDGE_PACKAGE_DIR,
         recipe_path: Path = RECIPE_PATH,
+        model: ModelComponent | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.component_name = component_name(stage_name)
+        self.model = model
         self.artifact = build_artifact(package_dir, build_dir_for(self))
         self.asset = s3_assets.Asset(self, "Artifact", path=str(self.artifact.path))
 
@@ -119,6 +133,8 @@ class EdgeDeployment(Construct):
             raise ValueError(
                 f"{recipe_path}: expected exactly one artifact (the {ARTIFACT_FILE}), found {len(artifacts)}"
             )
+        if model is not None:
+            self._use_model_component(recipe, recipe_path, stage_name)
         # Version from everything that reaches the device: the recipe as the stage
         # sees it, the zip's digest and the asset hash that names its S3 object.
         versioned = copy.deepcopy(recipe)
@@ -138,6 +154,8 @@ class EdgeDeployment(Construct):
             for phase in (manifest.get("Lifecycle") or {}).values():
                 if isinstance(phase, dict) and "Script" in phase:
                     phase["Script"] = phase["Script"].replace(RECIPE_ARTIFACT_DIR, unpacked_dir)
+                    for name, value in (phase.get("Setenv") or {}).items():
+                        phase["Setenv"][name] = value.replace(RECIPE_ARTIFACT_DIR, unpacked_dir)
                 elif isinstance(phase, str):
                     raise ValueError(f"{recipe_path}: write lifecycle steps as {{Script: ...}} mappings")
         self.artifact_dir = unpacked_dir
@@ -155,6 +173,27 @@ class EdgeDeployment(Construct):
             rollout=rollout,
             greengrass_config=greengrass_config,
         )
+
+    def _use_model_component(self, recipe: dict[str, Any], recipe_path: Path, stage_name: str) -> None:
+        """Depend on the stage's model component and load the bundle it unpacks.
+
+        A dependency's ``{<name>:artifacts:decompressedPath}`` resolves only for a direct
+        dependency (recipe reference, "Recipe variables":
+        https://docs.aws.amazon.com/greengrass/v2/developerguide/component-recipe-reference.html).
+        """
+        recipe["ComponentDependencies"] = {
+            **(recipe.get("ComponentDependencies") or {}),
+            **model_dependency(stage_name),
+        }
+        runs = [
+            m["Lifecycle"]["run"]
+            for m in recipe["Manifests"]
+            if isinstance((m.get("Lifecycle") or {}).get("run"), dict)
+        ]
+        if not runs or any(MODEL_DIR_ENV not in (run.get("Setenv") or {}) for run in runs):
+            raise ValueError(f"{recipe_path}: the run step must set {MODEL_DIR_ENV} (Setenv) for the model to override")
+        for run in runs:
+            run["Setenv"][MODEL_DIR_ENV] = bundle_dir_variable(stage_name)
 
     def _grant_device_access(
         self,
@@ -239,12 +278,18 @@ class EdgeDeployment(Construct):
             },
             "periodicUploadIntervalSec": greengrass_config.log_upload_interval_s,
         }
+        components: dict[str, Any] = {}
+        if self.model is not None:
+            # Pinned (never a range left to the cloud to resolve), at the version the
+            # custom resource read from SSM: the promoted model, or the seed before any.
+            components[self.model.component_name] = Spec(component_version=self.model.deployed_version)
         deployment = greengrass.CfnDeployment(
             self,
             "Deployment",
             target_arn=thing_group_arn,
             deployment_name=f"vigil-{stage_name}",
             components={
+                **components,
                 # Referencing the component's attribute orders the deployment after it.
                 self.component_name: Spec(
                     component_version=self.component.attr_component_version,
@@ -297,4 +342,16 @@ class EdgeDeployment(Construct):
                 ),
             ),
         )
+        if self.model is not None:
+            # Everything the deployment says (the model's version only as the reference to
+            # the custom resource), and the code version its GetAtt resolves to: when any
+            # of it changes, CloudFormation updates the deployment and, with this key
+            # changed, re-reads the promoted version first.
+            properties = cdk.Stack.of(self).resolve(deployment._cfn_properties)
+            material = json.dumps(
+                {"deployment": properties, "codeVersion": self.component_version},
+                sort_keys=True,
+                separators=(",", ":"),
+            )
+            self.model.refresh_on(hashlib.sha256(material.encode()).hexdigest())
         return deployment

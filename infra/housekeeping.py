@@ -12,6 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.alerting import ARCHITECTURE, PYTHON_RUNTIME
@@ -21,6 +22,8 @@ from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_re
 HANDLER_DIR = Path(__file__).resolve().parent / "housekeeping"
 LOG_GROUP_TYPE = "Custom::VigilLogGroup"
 POLICY_CLEANUP_TYPE = "Custom::VigilPolicyCleanup"
+PROMOTED_MODEL_VERSION_TYPE = "Custom::VigilPromotedModelVersion"
+MODEL_SEED_ARTIFACT_TYPE = "Custom::VigilModelSeedArtifact"
 
 
 class Housekeeping(Construct):
@@ -88,6 +91,49 @@ class Housekeeping(Construct):
             },
         )
         return arn
+
+    def promoted_model_version(self, id_: str, *, parameter_name: str, seed_version: str) -> cdk.CustomResource:
+        """The model component version to deploy (``get_att_string("Version")``): the one in
+        SSM ``parameter_name``, or ``seed_version`` written there on the first deploy.
+
+        CloudFormation calls the function again only when a property changes: add one
+        that changes whenever the deployment would (see ``infra/edge_deployment.py``).
+        """
+        arn = cdk.Stack.of(self).format_arn(
+            service="ssm", resource="parameter", resource_name=parameter_name.lstrip("/")
+        )
+        self.role.add_to_policy(iam.PolicyStatement(actions=["ssm:GetParameter", "ssm:PutParameter"], resources=[arn]))
+        return cdk.CustomResource(
+            self,
+            id_,
+            service_token=self.function.function_arn,
+            resource_type=PROMOTED_MODEL_VERSION_TYPE,
+            properties={"ParameterName": parameter_name, "SeedVersion": seed_version},
+        )
+
+    def seed_artifact(
+        self, id_: str, *, source_bucket: str, source_key: str, bucket: s3.IBucket, key: str
+    ) -> cdk.CustomResource:
+        """Copy the object ``source_bucket``/``source_key`` (a CDK asset) to ``bucket``/``key``;
+        ``get_att_string("Uri")`` is ``s3://<bucket>/<key>``. The copy is kept on delete."""
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{source_bucket}/{source_key}"]
+            )
+        )
+        self.role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[bucket.arn_for_objects(key)]))
+        return cdk.CustomResource(
+            self,
+            id_,
+            service_token=self.function.function_arn,
+            resource_type=MODEL_SEED_ARTIFACT_TYPE,
+            properties={
+                "SourceBucket": source_bucket,
+                "SourceKey": source_key,
+                "Bucket": bucket.bucket_name,
+                "Key": key,
+            },
+        )
 
     def clean_up(self, policies: Sequence[iot.CfnPolicy], things: Sequence[iot.CfnThing]) -> cdk.CustomResource:
         """On stack delete: detach ``things`` from their certificates, ``policies`` from

@@ -5,17 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_logs as logs
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
+from edge_component.contracts.model_component import model_component_name
 from edge_component.contracts.topics import ALERT_CHANNEL, TELEMETRY_CHANNEL, topic_template
-from infra.alerting import Alerting
+from infra.alerting import ARCHITECTURE, PYTHON_RUNTIME, Alerting
 from infra.config import LOG_RETENTION_NAMES, StageConfig
 from infra.devices import Devices
 from infra.edge_deployment import EdgeDeployment, component_name
 from infra.greengrass_versions import FLEET_PROVISIONING_PLUGIN_VERSION, fleet_provisioning_plugin_url
+from infra.health import Health
 from infra.housekeeping import Housekeeping
+from infra.model_component import ModelComponent
 from infra.operations import Operations
 from infra.storage import Storage
 from infra.training import Training
@@ -27,7 +31,7 @@ class VigilStack(cdk.Stack):
     """Everything one stage runs: creates the capability constructs and wires them.
 
     Attributes: ``config``, ``storage``, ``operations``, ``housekeeping``, ``devices``,
-    ``edge``, ``alerting``, ``training``.
+    ``training``, ``model``, ``edge``, ``alerting``, ``health``.
     """
 
     def __init__(self, scope: Construct, id_: str, *, config: StageConfig, **kwargs: object) -> None:
@@ -48,12 +52,31 @@ class VigilStack(cdk.Stack):
             self,
             "Devices",
             thing_names=config.things,
-            component_names=[component],
+            component_names=[component, model_component_name(config.name)],
             evidence_bucket=self.storage.evidence,
             fleet_provisioning=config.fleet_provisioning,
             thing_name_prefix=config.thing_name_prefix,
             denied_thing_names=config.denied_thing_names,
             log_retention=retention,
+        )
+        self.training = Training(
+            self,
+            "Training",
+            stage_name=config.name,
+            training=config.training,
+            access_logs=self.storage.access_logs,
+            log_retention=retention,
+            removal_policy=removal,
+            alarm_action=alarm_action,
+        )
+        # The model's seed artifact lives beside the loop's bundles, in the model bucket.
+        self.model = ModelComponent(
+            self,
+            "Model",
+            stage_name=config.name,
+            bucket=self.training.model_bucket,
+            housekeeping=self.housekeeping,
+            token_exchange_role=self.devices.token_exchange_role,
         )
         self.edge = EdgeDeployment(
             self,
@@ -67,6 +90,7 @@ class VigilStack(cdk.Stack):
             log_retention=retention,
             removal_policy=removal,
             housekeeping=self.housekeeping,
+            model=self.model,
         )
         policies = [p for p in (self.devices.policy, self.devices.claim_policy) if p is not None]
         self.housekeeping.clean_up(policies, list(self.devices.things.values()))
@@ -85,19 +109,37 @@ class VigilStack(cdk.Stack):
             removal_policy=removal,
             alarm_action=alarm_action,
         )
-        self.training = Training(
-            self,
-            "Training",
-            stage_name=config.name,
-            training=config.training,
-            access_logs=self.storage.access_logs,
-            log_retention=retention,
-            removal_policy=removal,
-            alarm_action=alarm_action,
-        )
+        self.health = self._health(config, retention, removal, alarm_action)
         cdk.Tags.of(self).add("project", "vigil")
         cdk.Tags.of(self).add("stage", config.name)
         self._outputs()
+
+    def _health(
+        self,
+        config: StageConfig,
+        retention: logs.RetentionDays,
+        removal: cdk.RemovalPolicy,
+        alarm_action: cloudwatch.IAlarmAction,
+    ) -> Health:
+        topics = [self.operations.topic.topic_arn]
+        if config.health.notify_alert_recipients:
+            topics.append(self.alerting.topic.topic_arn)
+            self.alerting.allow_alarms()
+        return Health(
+            self,
+            "Health",
+            stage_name=config.name,
+            stage_things=self.devices.stage_things,
+            health=config.health,
+            code=self.alerting.code,
+            layer=self.alerting.layer,
+            runtime=PYTHON_RUNTIME,
+            architecture=ARCHITECTURE,
+            alarm_topic_arns=topics,
+            operations_action=alarm_action,
+            log_retention=retention,
+            removal_policy=removal,
+        )
 
     def _outputs(self) -> None:
         devices = self.devices
@@ -109,6 +151,11 @@ class VigilStack(cdk.Stack):
             "RoleAliasName": (devices.role_alias_name, "Greengrass token exchange role alias"),
             "ComponentName": (self.edge.component_name, "Vigil Greengrass component"),
             "ComponentVersion": (self.edge.component_version, "Deployed component version (from its content)"),
+            "ModelComponentName": (self.model.component_name, "Vigil model component (the detector's model bundle)"),
+            "ModelComponentVersion": (
+                self.model.deployed_version,
+                "Model version the stage deploys (SSM promoted-version; the seed until a promotion)",
+            ),
             "AlertTopicPattern": (topic_template("<thing>", ALERT_CHANNEL), "MQTT topic a camera publishes alerts on"),
             "TelemetryTopicPattern": (topic_template("<thing>", TELEMETRY_CHANNEL), "MQTT topic for telemetry"),
             "AlertTopicArn": (self.alerting.topic.topic_arn, "SNS topic of alert notifications"),

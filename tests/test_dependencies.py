@@ -185,7 +185,7 @@ def test_the_lambda_imports_only_what_its_group_installs():
     Powertools layer, with its validation and tracer extras, and the runtime's boto3).
     jsonschema is the validator's fallback where fastjsonschema is missing."""
     packages = {p.name for p in (REPO / "lambda").iterdir() if (p / "__init__.py").is_file()}
-    assert "vigil_alerts" in packages
+    assert {"vigil_alerts", "vigil_health"} <= packages
     assert _unprovided("lambda", "lambda", {"app"} | packages, {"jsonschema"}) == []
 
 

@@ -17,7 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 RUNTIME = ("edge_component", "lambda")
 FORBIDDEN = ("infra", "training", "tests", "benchmarks")
 # package name -> the folder that holds it
-PACKAGES = {"edge_component": REPO, "vigil_alerts": REPO / "lambda", "training": REPO, "infra": REPO}
+PACKAGES = {
+    "edge_component": REPO,
+    "vigil_alerts": REPO / "lambda",
+    "vigil_health": REPO / "lambda",
+    "training": REPO,
+    "infra": REPO,
+}
 
 
 def _module_name(path: Path, root: Path) -> str:

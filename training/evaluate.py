@@ -28,7 +28,7 @@ from typing import Any
 
 from edge_component.camera import CameraPipeline
 from edge_component.config import CameraConfig, ComponentConfig
-from edge_component.model.bundle import load_bundle
+from edge_component.model.bundle import load_bundle, read_manifest
 from training.labels import load_labels  # the label format's one home
 
 
@@ -55,6 +55,7 @@ class ClipResult:
     false_alerts_at_s: list[float]
     max_delay_s: float
     groups: dict[str, ClipResult] = field(default_factory=dict)  # "zone/label" -> its result
+    labels: dict[str, ClipResult] = field(default_factory=dict)  # "label" -> its result, every zone's alerts
 
     @property
     def found(self) -> int:
@@ -167,7 +168,71 @@ def evaluate_clip(
     result = match_alerts(starts, [(iv.start_s, iv.end_s) for iv in labels.abnormal], duration, clip.name, max_delay_s)
     spans = [(iv.start_s, iv.end_s, iv.label) for iv in labels.abnormal]
     result.groups = breakdown(report.starts, spans, [z.name for z in camera.zones], duration, clip.name, max_delay_s)
+    # Per label over the whole camera: an interval is found when any zone alerted it, so
+    # a camera with two zones does not count one event twice.
+    anywhere = [{**a, "zone": "*"} for a in report.starts]
+    result.labels = {
+        key.split("/", 1)[1]: r
+        for key, r in breakdown(anywhere, spans, ["*"], duration, clip.name, max_delay_s).items()
+    }
     return result
+
+
+def figures(results: Sequence[ClipResult]) -> dict[str, Any]:
+    """The loop's figures over ``results`` (clips pooled, not averaged):
+
+    ``recall``: events found within the clip's max delay / events (1.0 when there are
+    no events: nothing was missed); ``false_alerts_per_hour``: alerts outside every
+    interval per hour of footage (0.0 for no footage); ``delay_s_mean``: mean delay (s)
+    from an event's start to its first alert over the events that got one, or None.
+    Also the counts ``events``, ``found``, ``false_alerts`` and ``hours``.
+    """
+    events = sum(len(r.intervals) for r in results)
+    found = sum(r.found for r in results)
+    false = sum(len(r.false_alerts_at_s) for r in results)
+    hours = sum(r.duration_s for r in results) / 3600.0
+    delays = [iv.delay_s for r in results for iv in r.intervals if iv.delay_s is not None]
+    return {
+        "recall": round(found / events, 4) if events else 1.0,
+        "false_alerts_per_hour": round(false / hours, 2) if hours else 0.0,
+        "delay_s_mean": round(sum(delays) / len(delays), 2) if delays else None,
+        "events": events,
+        "found": found,
+        "false_alerts": false,
+        "hours": round(hours, 4),
+    }
+
+
+def score_bundle(
+    label_files: Sequence[str | Path],
+    bundle_dir: str | Path,
+    base: ComponentConfig | None = None,
+    max_delay_s: float = 2.0,
+) -> dict[str, Any]:
+    """Replay every labelled clip with the bundle in ``bundle_dir`` (the edge's pipeline).
+
+    Returns ``{"sha256": the manifest's model_file digest (what the edge reports),
+    "total": FIGURES, "by_label": {label: FIGURES}, "clips": [summary]}`` (FIGURES:
+    :func:`figures`; a label is every interval's label, ``any`` when unlabelled, and every
+    label an alert named). ValueError when ``label_files`` is empty; ModelError when the
+    bundle does not load; LabelError for a bad label file.
+    """
+    if not label_files:
+        raise ValueError("no label files to evaluate on")
+    results = [evaluate_clip(lf, bundle_dir, base, max_delay_s) for lf in label_files]
+    labels = sorted({label for r in results for label in r.labels})
+    return {
+        "sha256": read_manifest(bundle_dir).model_sha256,
+        "total": figures(results),
+        # a clip with neither events nor alerts of a label still counts its hours for it
+        "by_label": {
+            label: figures(
+                [r.labels.get(label) or ClipResult(r.clip, r.duration_s, [], [], r.max_delay_s) for r in results]
+            )
+            for label in labels
+        },
+        "clips": [{k: v for k, v in r.summary().items() if k not in ("intervals", "by_zone_label")} for r in results],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@ SageMaker script mode (sagemaker-training-toolkit ENVIRONMENT_VARIABLES.md): the
 model bundle goes to ``SM_MODEL_DIR``, the report to ``SM_OUTPUT_DATA_DIR``, data
 comes from ``SM_CHANNEL_TRAIN`` (and ``SM_CHANNEL_VALIDATION`` and ``SM_CHANNEL_TEST``
 when given; in a checkout the test channel defaults to ``examples/labels/test``, clips
-of other scenes that the model never trains on);
+of other scenes that the model never trains on; ``SM_CHANNEL_CURRENT``, optional, is
+the bundle the stage runs now, which the model loop compares the candidate with);
 hyperparameters arrive as ``--name value`` arguments (the training toolkit passes only
 the job's own hyperparameters that way; its ``sagemaker_*`` ones travel in the
 environment), so an argument this script does not know is a misspelling and is refused,
@@ -18,8 +19,11 @@ The bundle (``model.tflite`` int8, ``model_float.tflite``, ``model.onnx``,
 ``manifest.json``) is assembled in a staging folder beside ``SM_MODEL_DIR`` and moved
 there only after the compatibility, parity and quality gates (:mod:`training.gates`)
 pass. The report (``evaluation.json`` and PNG plots, :mod:`training.report`) is written
-either way. Exit status is 2, with the reason logged, when the data is unusable or a
-gate fails, and (argparse's usage error) when an argument is unknown or out of range;
+either way. Once the bundle ships, and when the test channel holds labelled clips,
+``comparison.json`` (:mod:`training.comparison`) joins the report: the candidate and
+the ``current`` bundle (if given) replayed on those clips with the edge's pipeline.
+Exit status is 2, with the reason logged, when the data is unusable, a gate fails or
+the current bundle is unusable, and (argparse's usage error) when an argument is unknown or out of range;
 on any failure the reason is also written as one line to ``SM_OUTPUT_DIR/failure``,
 which SageMaker reports as the job's FailureReason. In a multi-instance job only the
 first of ``SM_HOSTS`` trains and writes the bundle.
@@ -47,7 +51,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO line
 import numpy as np
 
 from edge_component.contracts.manifest import MANIFEST_FILE
-from training import export, gates
+from training import comparison, export, gates
 from training.channels import load_splits
 from training.dataset import DatasetError, window_settings
 from training.fit import cross_clip, fit, predict
@@ -148,6 +152,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=env("SM_CHANNEL_TEST", local_test),
         help="clips never trained on, scored by the shipped model ('none': skip)",
     )
+    p.add_argument(
+        "--current",
+        default=env("SM_CHANNEL_CURRENT"),
+        help="the stage's current bundle (folder, model-bundle.zip or model.tar.gz) to compare with on the test clips",
+    )
     add_arguments(p)
     # parse_known_args keeps the script-mode contract in view: SageMaker passes only the
     # job's own hyperparameters, so whatever is left over is a typo (_refuse_leftovers).
@@ -181,6 +190,8 @@ def train(args: argparse.Namespace) -> dict:
     (the report is written first; the bundle is not).
     """
     started = time.time()
+    with comparison.current_bundle(args.current):
+        pass  # an unusable current channel fails the job before training, not after it
     data, train_ds, val_ds, test_ds = load_splits(args)
     scaler, model = fit(train_ds, val_ds, args)
     Xt = scaler.transform(train_ds.X)
@@ -304,7 +315,28 @@ def train(args: argparse.Namespace) -> dict:
             os.replace(staging / name, model_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    write_comparison(args, model_dir, out, report["gates"])
     return report
+
+
+def write_comparison(args: argparse.Namespace, model_dir: Path, out: Path, gate_results: dict) -> Path | None:
+    """``comparison.json`` for the model loop, or None (logged) when the test channel has
+    no labelled clips to replay. ComparisonInputError for an unusable current channel."""
+    if not comparison.label_files(args.test):
+        log.warning("no comparison.json: the test channel %s holds no labelled clips to replay", args.test)
+        return None
+    with comparison.current_bundle(args.current) as current_dir:
+        result = comparison.build(gate_results, args.test, model_dir, current_dir)
+    path = comparison.write(out, result)
+    cand, curr = result["candidate"]["total"], (result["current"] or {}).get("total")
+    log.info(
+        "comparison on %d test clips: candidate recall %.2f, %.2f false alerts/h; current %s",
+        len(result["test_clips"]),
+        cand["recall"],
+        cand["false_alerts_per_hour"],
+        f"recall {curr['recall']:.2f}, {curr['false_alerts_per_hour']:.2f} false alerts/h" if curr else "none",
+    )
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         report = train(args)
-    except (DatasetError, LabelError, GateError) as exc:
+    except (DatasetError, LabelError, GateError, comparison.ComparisonInputError) as exc:
         log.error("%s", exc)
         write_failure(str(exc))
         return 2

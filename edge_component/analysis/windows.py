@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_component.capture.frames import CaptureStats, Frame
+from edge_component.capture.frames import CaptureStats, Frame, StreamLost
 from edge_component.capture.replay import replay
 from edge_component.config import CameraConfig, ComponentConfig
 
@@ -32,14 +32,23 @@ class Window:
 
 
 def analyse_frames(
-    frames: Iterator[Frame], camera: CameraConfig, config: ComponentConfig, analyzer: MotionAnalyzer | None = None
-) -> Iterator[Window]:
+    frames: Iterator[Frame | StreamLost],
+    camera: CameraConfig,
+    config: ComponentConfig,
+    analyzer: MotionAnalyzer | None = None,
+) -> Iterator[Window | StreamLost]:
     """Turn analysed frames into windows, one per zone per frame. ``analyzer`` (made
-    from the config when not given) is passed in by a caller that reads its counters."""
+    from the config when not given) is passed in by a caller that reads its counters.
+    A :class:`StreamLost` (live feeds) is passed on in its place, after the windows of
+    every frame before it, and starts the windows afresh: no window spans the gap."""
     analyzer = analyzer or MotionAnalyzer(config.motion, camera.zones, camera.masks, config.detection_fps)
     length = window_length(config.window_s, config.detection_fps)
     featurizers = [WindowFeaturizer(length) for _ in camera.zones]
     for frame in frames:
+        if isinstance(frame, StreamLost):
+            featurizers = [WindowFeaturizer(length) for _ in camera.zones]
+            yield frame
+            continue
         for i, (stats, fz) in enumerate(
             zip(analyzer.analyse(frame.luma, frame.studio_range), featurizers, strict=True)
         ):
@@ -53,4 +62,6 @@ def analyse_source(
 
     Raises capture.SourceError if the file cannot be read.
     """
-    yield from analyse_frames(replay(camera.source, config.detection_fps, stats), camera, config)
+    for item in analyse_frames(replay(camera.source, config.detection_fps, stats), camera, config):
+        if isinstance(item, Window):  # a replay loses no stream: windows only
+            yield item

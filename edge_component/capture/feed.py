@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .colour import ColourFrames
-from .frames import CaptureStats, Frame, prefetch
+from .frames import CaptureStats, Frame, StreamLost, prefetch
 from .live import LiveSettings, live
 from .replay import replay
 
@@ -22,12 +22,13 @@ class Feed:
     """Frames of one source and how to read them again.
 
     ``media_time`` is True for replays (``Frame.time_s`` is media time) and False for
-    live sources (monotonic seconds). ``identity`` names a replayed file as it is now
+    live sources (monotonic seconds), whose ``frames`` also carry a :class:`StreamLost`
+    between frames when the stream is lost. ``identity`` names a replayed file as it is now
     (absolute path, size and modification time), None for live sources.
     """
 
     source: str
-    frames: Iterator[Frame]
+    frames: Iterator[Frame | StreamLost]
     stats: CaptureStats
     media_time: bool
     identity: str | None = None
@@ -62,7 +63,9 @@ def open_live(
     source: str, detection_fps: float, *, stop: threading.Event, read_timeout_s: float, backoff_max_s: float
 ) -> Feed:
     """A live source followed until ``stop`` is set; a failing source is reopened with
-    backoff (:func:`.live.live`), never raised."""
+    backoff (:func:`.live.live`), never raised; each loss of the stream is marked by a
+    :class:`StreamLost` among the frames."""
     stats = CaptureStats()
     settings = LiveSettings(read_timeout_s=read_timeout_s, backoff_max_s=backoff_max_s)
-    return Feed(source, live(source, detection_fps, stats, stop=stop, settings=settings), stats, False)
+    frames = live(source, detection_fps, stats, stop=stop, settings=settings, mark_losses=True)
+    return Feed(source, frames, stats, False)

@@ -48,6 +48,20 @@ class Frame:
         return cv2.cvtColor(luma, cv2.COLOR_GRAY2BGR)
 
 
+@dataclass(frozen=True, slots=True)
+class StreamLost:
+    """A live source's frames stopped (the stream failed, ended or stalled past the
+    read timeout); yielded between frames by a live feed opened with ``mark_losses``.
+    ``time_s`` is on the frames' clock (monotonic s), ``wall_s`` the wall clock (Unix s)
+    when the loss was noticed, ``last_frame_s`` the ``time_s`` of the last frame before
+    it, ``error`` what failed."""
+
+    time_s: float
+    wall_s: float
+    last_frame_s: float
+    error: str
+
+
 @dataclass(slots=True)
 class CaptureStats:
     frames_in: int = 0  # frames read (grabbed) from the source

@@ -20,7 +20,7 @@ import cv2
 from edge_component.backoff import Backoff
 from edge_component.config import is_live
 
-from .frames import CaptureStats, Frame
+from .frames import CaptureStats, Frame, StreamLost
 from .source import SourceError, open_capture
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,16 @@ def live(
     settings: LiveSettings = LiveSettings(),
     opener: Callable[[str, float], cv2.VideoCapture] = open_capture,
     wall_clock: Callable[[], float] = time.time,
-) -> Iterator[Frame]:
+    mark_losses: bool = False,
+) -> Iterator[Frame | StreamLost]:
     """Yield the newest frame of a live source, at most ``detection_fps`` per second,
     until ``stop`` is set. Never raises for a failing source: it is reopened with
     exponential backoff (``settings``) and the failure is counted in ``stats``.
+
+    ``mark_losses``: once frames have flowed, a :class:`StreamLost` is yielded (once per
+    loss) as soon as the reader gives the stream up (a failed or ended read) or no frame
+    came for ``settings.read_timeout_s`` (a read that hangs), so a consumer can close
+    what it had open without waiting for the stream to come back.
 
     ``Frame.time_s`` is seconds on the monotonic clock since the generator started;
     ``Frame.wall_s`` is ``wall_clock()`` (Unix seconds) when the frame was read;
@@ -63,14 +69,24 @@ def live(
         args=(source, detection_fps, stats, stop, settings, opener, cond, mailbox, t0, wall_clock),
     )
     reader.start()
+    last_frame: Frame | None = None
+    last_at, lost = 0.0, False
     try:
         while not stop.is_set():
             with cond:
                 if not mailbox:
                     cond.wait(timeout=0.2)
-                if not mailbox:
-                    continue
-                frame = mailbox.pop()
+                frame = mailbox.pop() if mailbox else None
+            if frame is None:
+                if mark_losses and last_frame is not None and not lost:
+                    now = time.monotonic()
+                    # The reader marks a failed read at once; a read that hangs, only the clock shows.
+                    if stats.state == "reconnecting" or now - last_at > settings.read_timeout_s:
+                        lost = True
+                        error = stats.last_error or f"no frame for {now - last_at:.1f}s"
+                        yield StreamLost(now - t0, wall_clock(), last_frame.time_s, error)
+                continue
+            last_frame, last_at, lost = frame, time.monotonic(), False
             stats.analysed += 1
             yield frame
     finally:

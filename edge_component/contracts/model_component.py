@@ -8,7 +8,7 @@ without infra or the edge's packages.
 Names and places:
   - component ``com.vigil.Model.<stage>`` (:func:`model_component_name`), beside the
     code component ``com.vigil.EdgeDetector.<stage>``;
-  - its one artifact :data:`BUNDLE_FILE` (a zip of the bundle's files at its root:
+  - its one artifact :data:`BUNDLE_FILE` at :func:`artifact_key` (a zip of the bundle's files at its root:
     ``manifest.json`` and the model files it lists), which Greengrass unpacks into
     ``{artifacts:decompressedPath}/model-bundle/``. The code component reads it from
     there through a dependency recipe variable (:func:`bundle_dir_variable`);
@@ -53,6 +53,18 @@ def promoted_version_parameter(stage: str) -> str:
     """``/vigil/<stage>/model/promoted-version``: the SSM parameter the loop writes on promotion."""
     model_component_name(stage)  # same stage check
     return f"/vigil/{stage}/model/promoted-version"
+
+
+ARTIFACT_PREFIX = "components/"
+
+
+def artifact_key(stage: str, version: str) -> str:
+    """``components/com.vigil.Model.<stage>/<version>/model-bundle.zip``: where a version's
+    bundle zip lives in the stage's model bucket (the seed, copied there by the stack, and
+    the loop's versions). It ends in :data:`BUNDLE_FILE`, so every version unpacks to
+    ``model-bundle/``; the device's role reads ``components/com.vigil.Model.<stage>/*``."""
+    check_version(version)
+    return f"{ARTIFACT_PREFIX}{model_component_name(stage)}/{version}/{BUNDLE_FILE}"
 
 
 def bundle_dir_variable(stage: str) -> str:
@@ -131,7 +143,10 @@ def model_recipe(
                         "Digest": digest,
                         "Algorithm": "SHA-256",
                         "Unarchive": "ZIP",
-                        "Permission": {"Read": "OWNER", "Execute": "NONE"},
+                        # "To read or run an artifact from a component dependency, that
+                        # artifact's Read or Execute permission must be ALL" (recipe reference,
+                        # "Recipe variables"): the detector is that dependent.
+                        "Permission": {"Read": "ALL", "Execute": "NONE"},
                     }
                 ],
             }

@@ -20,7 +20,8 @@ class GreengrassIpcPublisher:
     MqttClient.java), so the outbox lets an alert go at that point; from then on the
     spooler keeps it: in memory unless the disk spooler is deployed, and only for
     ``mqtt.maxPublishRetry`` attempts (default 100). A full spool is refused at publish
-    time, and the outbox keeps the alert.
+    time, and the outbox keeps the alert. Because the spool is in memory here, what
+    was handed over is journalled and handed over again after a restart (:mod:`.handover`).
     """
 
     def __init__(self, client: Any):

@@ -177,6 +177,67 @@ class Outbox:
             )
         return int(new_id)
 
+    def put_first(self, messages: list[tuple[str, str, float]]) -> int:
+        """Store ``messages`` (``(topic, payload JSON text, created_at)``, oldest first)
+        ahead of the backlog the file holds, in one transaction: the backlog's rows are
+        stored again after them with new ids (keeping their bytes, ``created_at`` and
+        ``attempts``). A message whose topic and payload equal a backlog row's is skipped
+        (it is still to be sent). For the handover journal's replay at start
+        (:mod:`.handover`), before anything is sent. If the total is over
+        ``max_messages`` the oldest replayed messages are left out (logged), never the
+        backlog. Returns how many were stored; OutboxError if they cannot be."""
+        with self._lock:
+            conn = self._live()
+            if self._pending or self._needs_schema:
+                # Only at start: a new file on a full disk cannot take them, and rows
+                # waiting to be deleted must not be stored again.
+                if self._needs_schema and messages:
+                    raise OutboxError(f"outbox {self.path} cannot be written: replayed messages not stored")
+                if self._pending:
+                    raise OutboxError(f"outbox {self.path}: put_first is for the start, before anything is sent")
+                return 0
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    backlog = conn.execute(
+                        "SELECT id, topic, payload, created_at, attempts FROM outbox ORDER BY id"
+                    ).fetchall()
+                    waiting = {(t, p) for _, t, p, _, _ in backlog}
+                    fresh = [m for m in messages if (m[0], m[1]) not in waiting]
+                    room = max(0, self.max_messages - len(backlog))
+                    left_out = len(fresh) - room if len(fresh) > room else 0
+                    fresh = fresh[left_out:]
+                    if fresh:
+                        # The backlog's old ids leave the file: mark them done first, so a
+                        # crash around the commit is not counted as a loss (outbox_recovery).
+                        self._marks.write(self._stored, self._stored, sync=True)
+                        conn.execute("DELETE FROM outbox")
+                        conn.executemany("INSERT INTO outbox (topic, payload, created_at) VALUES (?, ?, ?)", fresh)
+                        conn.executemany(
+                            "INSERT INTO outbox (topic, payload, created_at, attempts) VALUES (?, ?, ?, ?)",
+                            [row[1:] for row in backlog],
+                        )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    rollback(conn)
+                    raise
+            except sqlite3.Error as exc:
+                self._marks.write(self._stored, done_through(conn, self._stored), sync=True)  # rolled back
+                raise OutboxError(f"cannot store replayed messages in outbox {self.path}: {exc}") from exc
+            if fresh:
+                self._depth += len(fresh)
+                self._stored = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0]
+                self._marks.write(self._stored, done_through(conn, self._stored), sync=self.synchronous != "NORMAL")
+        if left_out:
+            log.warning(
+                "outbox %s: %d replayed messages left out, the oldest: no room beside the %d stored (at most %d)",
+                self.path,
+                left_out,
+                len(backlog),
+                self.max_messages,
+            )
+        return len(fresh)
+
     def peek(self, n: int = 1) -> list[OutboxItem]:
         """Up to ``n`` stored messages, oldest first, without removing them. A row that
         cannot be read back is moved to ``dead_letters`` and the next one taken instead."""

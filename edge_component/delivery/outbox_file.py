@@ -29,7 +29,7 @@ import fcntl
 import logging
 import os
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -77,22 +77,6 @@ PRAGMA user_version = {SCHEMA_VERSION};
 """
 
 
-@dataclass(frozen=True)
-class TableSchema:
-    """What :func:`open_database` checks and creates in a file: ``version`` (kept in
-    ``PRAGMA user_version``), each table's columns, the script that creates them (ending
-    with the ``user_version`` pragma) and the table sets a ``user_version`` 0 file may
-    have and still be ours (migrated by the script's ``IF NOT EXISTS``)."""
-
-    version: int
-    tables: dict[str, tuple[str, ...]]
-    script: str
-    legacy: tuple[dict[str, tuple[str, ...]], ...] = ({},)
-
-
-OUTBOX_SCHEMA = TableSchema(SCHEMA_VERSION, _TABLES, _V1_SCHEMA + _V2_ADDITIONS, legacy=({}, _V1_TABLES))
-
-
 class OutboxError(RuntimeError):
     """The outbox cannot store or read messages (closed, disk full, unreadable file, in use)."""
 
@@ -102,14 +86,14 @@ class OutboxCorruptError(OutboxError):
 
     kind = "corrupt"  # the moved-aside file is named <name>.<kind>-<UTC time>
 
-    def __init__(self, path: Path, reason: str):
-        super().__init__(self.describe(path, reason))
+    def __init__(self, path: Path, reason: str, what: str = "outbox database"):
+        super().__init__(self.describe(path, reason, what))
         self.path = path
         self.reason = reason
 
     @staticmethod
-    def describe(path: Path, reason: str) -> str:
-        return f"outbox database {path} is corrupt: {reason}"
+    def describe(path: Path, reason: str, what: str = "outbox database") -> str:
+        return f"{what} {path} is corrupt: {reason}"
 
 
 class OutboxUnwritableError(OutboxError):
@@ -122,8 +106,8 @@ class OutboxSchemaError(OutboxCorruptError):
     kind = "foreign"
 
     @staticmethod
-    def describe(path: Path, reason: str) -> str:
-        return f"outbox database {path} does not have the outbox schema (version {SCHEMA_VERSION}): {reason}"
+    def describe(path: Path, reason: str, what: str = "outbox database") -> str:
+        return f"{what} {path} does not have the outbox schema (version {SCHEMA_VERSION}): {reason}"
 
 
 def take_ownership(path: Path, lock_path: Path) -> IO[str]:
@@ -154,37 +138,49 @@ def take_ownership(path: Path, lock_path: Path) -> IO[str]:
     return fh
 
 
-def open_database(path: Path, synchronous: str, schema: TableSchema = OUTBOX_SCHEMA) -> sqlite3.Connection:
-    """Connect to the outbox file ``path`` (or another file of ``schema``: the evidence
-    upload queue), check it and create or migrate its schema.
+def open_database(
+    path: Path,
+    synchronous: str,
+    *,
+    check: Callable[[sqlite3.Connection, Path], bool] | None = None,
+    create: Callable[[sqlite3.Connection], None] | None = None,
+    what: str = "outbox database",
+) -> sqlite3.Connection:
+    """Connect to the SQLite file ``path``, check it and create or migrate its schema.
 
-    Raises OutboxCorruptError (SQLite calls it corrupt), OutboxSchemaError (not this
-    schema) or OutboxError (cannot be opened or used)."""
+    ``check(conn, path)`` (default :func:`check_schema`) says whether ``create(conn)``
+    (default :func:`create_schema`) must run, or raises OutboxSchemaError; other files
+    with the same discipline (WAL, ``synchronous``, corrupt-file errors), such as the
+    handover journal (:mod:`.handover`), pass their own, and ``what`` names the file in
+    errors. Raises OutboxCorruptError (SQLite calls it corrupt), OutboxSchemaError (not
+    this schema) or OutboxError (cannot be opened or used)."""
+    check = check or check_schema
+    create = create or create_schema
     try:
         # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE ... COMMIT below.
         conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
-        raise OutboxError(f"cannot open outbox database {path}: {exc}") from exc
+        raise OutboxError(f"cannot open {what} {path}: {exc}") from exc
     try:
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise OutboxCorruptError(path, f"quick_check: {check}")
-        migrate = check_schema(conn, path, schema)  # before anything writes to a file that may not be ours
+        quick = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if quick != "ok":
+            raise OutboxCorruptError(path, f"quick_check: {quick}", what)
+        migrate = check(conn, path)  # before anything writes to a file that may not be ours
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
-            raise OutboxError(f"outbox database {path}: journal_mode is {mode}, WAL is required")
+            raise OutboxError(f"{what} {path}: journal_mode is {mode}, WAL is required")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         if migrate:
-            create_schema(conn, schema)
+            create(conn)
     except sqlite3.DatabaseError as exc:
         rollback(conn)
         conn.close()
         name = getattr(exc, "sqlite_errorname", "")
         if name in _CORRUPT_ERRORS:
-            raise OutboxCorruptError(path, str(exc)) from exc
+            raise OutboxCorruptError(path, str(exc), what) from exc
         if name.startswith(_UNWRITABLE_ERRORS):
-            raise OutboxUnwritableError(f"cannot write outbox database {path}: {exc}") from exc
-        raise OutboxError(f"cannot use outbox database {path}: {exc}") from exc
+            raise OutboxUnwritableError(f"cannot write {what} {path}: {exc}") from exc
+        raise OutboxError(f"cannot use {what} {path}: {exc}") from exc
     except OutboxError:
         conn.close()
         raise
@@ -289,22 +285,22 @@ def open_without_writing(path: Path, synchronous: str) -> tuple[sqlite3.Connecti
     return conn, migrate
 
 
-def create_schema(conn: sqlite3.Connection, schema: TableSchema = OUTBOX_SCHEMA) -> None:
+def create_schema(conn: sqlite3.Connection) -> None:
     """Switch a new or first-release file to WAL and create or migrate its tables.
     Raises sqlite3.Error (e.g. on a full disk, with nothing changed)."""
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if mode.lower() != "wal":
         raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL is required")
     try:
-        conn.executescript(f"BEGIN IMMEDIATE; {schema.script} COMMIT;")
+        conn.executescript(f"BEGIN IMMEDIATE; {_V1_SCHEMA} {_V2_ADDITIONS} COMMIT;")
     except BaseException:
         rollback(conn)
         raise
 
 
-def check_schema(conn: sqlite3.Connection, path: Path, schema: TableSchema = OUTBOX_SCHEMA) -> bool:
+def check_schema(conn: sqlite3.Connection, path: Path) -> bool:
     """True if the file needs the schema created or migrated; OutboxSchemaError if it
-    is not a file of ``schema`` (default the outbox's) of this or an earlier version."""
+    is not an outbox of this or an earlier version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     names = [
         r[0]
@@ -316,9 +312,9 @@ def check_schema(conn: sqlite3.Connection, path: Path, schema: TableSchema = OUT
         name: tuple(c[1] for c in conn.execute('PRAGMA table_info("{}")'.format(name.replace('"', '""'))))
         for name in names
     }
-    if version == schema.version and tables == schema.tables:
+    if version == SCHEMA_VERSION and tables == _TABLES:
         return False
-    if version == 0 and tables in schema.legacy:  # new, or (outbox) the first release's file
+    if version == 0 and tables in ({}, _V1_TABLES):  # new, or the first release's file
         return True
     found = ", ".join(f"{n}({', '.join(c)})" for n, c in sorted(tables.items())) or "no tables"
     raise OutboxSchemaError(path, f"found schema version {version} with {found}")

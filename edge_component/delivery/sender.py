@@ -34,6 +34,7 @@ from typing import Any
 
 from edge_component.backoff import Backoff
 
+from .handover import HandoverJournal
 from .outbox import Outbox
 from .outbox_file import OutboxError
 from .publisher import Publisher, PublishError
@@ -50,7 +51,10 @@ class OutboxPublisher:
     failure is ``min(retry_max_s, retry_initial_s * 2**(n-1))``, scaled by a random factor
     in [0.5, 1] so that many devices coming back at once do not retry in step.
     ``publish_latest(topic, message)`` is for telemetry (see the module docstring).
-    The publisher owns ``outbox`` and ``transport``: :meth:`close` closes both.
+    With ``journal`` (:class:`~edge_component.delivery.handover.HandoverJournal`) every
+    alert the transport took is recorded there before the outbox removes it, so that the
+    next start can hand it over again. The publisher owns ``outbox``, ``transport`` and
+    ``journal``: :meth:`close` closes them.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class OutboxPublisher:
         batch: int = 64,
         overflow_max_messages: int = 1000,
         rng: random.Random | None = None,
+        journal: HandoverJournal | None = None,
     ):
         if not 0 < retry_initial_s <= retry_max_s:
             raise ValueError(f"need 0 < retry_initial_s <= retry_max_s, got {retry_initial_s}, {retry_max_s}")
@@ -70,6 +75,7 @@ class OutboxPublisher:
             raise ValueError(f"overflow_max_messages must be at least 1, got {overflow_max_messages}")
         self.outbox = outbox
         self.transport = transport
+        self.journal = journal
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.overflow_max_messages = overflow_max_messages
@@ -188,6 +194,8 @@ class OutboxPublisher:
                     pass  # a full disk cannot count attempts; the retry matters, not the count
                 return self._failed(failures, f"outbox message {item.id}", exc)  # peek again after
             failures = self._delivered(failures)
+            if self.journal is not None:  # before the outbox lets it go: see .handover
+                self.journal.record(item.topic, item.message, item.created_at)
             self.outbox.ack(item.id)
         if items:
             return failures
@@ -198,6 +206,8 @@ class OutboxPublisher:
                 self.transport.publish(*head)
             except Exception as exc:
                 return self._failed(failures, "alert held in memory", exc)
+            if self.journal is not None:
+                self.journal.record(head[0], head[1], time.time())
             with self._overflow_lock:
                 if self._overflow and self._overflow[0] is head:  # not dropped meanwhile
                     self._overflow.popleft()
@@ -319,6 +329,8 @@ class OutboxPublisher:
                     )
             finally:
                 self.outbox.close()
+                if self.journal is not None:
+                    self.journal.close()
 
     def _store_held(self) -> None:
         """At close: write the alerts held in memory to the outbox, in order, while it takes them."""

@@ -37,7 +37,8 @@ def build_alert(
     An object's event also carries its ``label`` and ``box`` (x0, y0, x1, y1, each 0..1
     of the frame), with ``score`` and ``threshold`` the label's median score and threshold.
     ``features`` (end messages only) is the event's sampled window feature vectors
-    (:meth:`~edge_component.events.window_sample.WindowSample.message_part`).
+    (:meth:`~edge_component.events.window_sample.WindowSample.message_part`). An end
+    carries the transition's reason as ``end_reason`` (an END_* word of events.decision).
     """
     ev = tr.event
     msg: dict[str, Any] = {
@@ -65,6 +66,8 @@ def build_alert(
         msg["label"] = label
     if box is not None:
         msg["box"] = [round(min(max(float(v), 0.0), 1.0), 4) for v in box]
+    if tr.kind == "end" and tr.reason is not None:
+        msg["end_reason"] = tr.reason
     if features is not None and tr.kind == "end":
         msg["features"] = features
     validate_alert(msg)

@@ -20,6 +20,13 @@ from edge_component.config import DecisionSettings
 
 Kind = Literal["start", "update", "end"]
 
+# Why an event ended: the ``end_reason`` of its end message (schema 1.2), one vocabulary
+# for every path that ends an event.
+END_QUIET = "quiet"  # the zone fell below its threshold for end_after_quiet_s
+END_OBJECT_LOST = "object_lost"  # the tracker lost the object
+END_CAMERA_OFFLINE = "camera_offline"  # the live source was lost (failed, ended or stalled)
+END_STOPPED = "stopped"  # the component stopped watching the camera, or a replay ended
+
 
 @dataclass(slots=True)
 class Event:
@@ -38,6 +45,7 @@ class Transition:
     event: Event
     time_s: float
     score: float
+    reason: str | None = None  # an end's END_* reason; None on start and update
 
 
 def random_event_id(started_s: float) -> str:
@@ -83,7 +91,7 @@ class EventTracker:
                 self.active = None
                 self._cooldown_until_s = time_s + s.cooldown_s
                 self._run = 0
-                out.append(Transition("end", ev, time_s, score))
+                out.append(Transition("end", ev, time_s, score, END_QUIET))
             return out
 
         if not above:
@@ -99,12 +107,18 @@ class EventTracker:
             out.append(Transition("start", ev, time_s, score))
         return out
 
-    def close(self, time_s: float) -> list[Transition]:
-        """End an open event when the source ends (end of file, shutdown)."""
+    def close(self, time_s: float, reason: str = END_STOPPED, ended_s: float | None = None) -> list[Transition]:
+        """End an open event now (``time_s``) for ``reason`` (an END_* word): the source
+        ended or stopped, or a live source was lost. ``ended_s`` (default ``time_s``,
+        not after it) is when the event was last seen, e.g. the last frame before the
+        loss. No cooldown follows: the next motion opens a new event."""
         if self.active is None:
             return []
+        if ended_s is not None and ended_s > time_s:
+            raise ValueError(f"ended_s {ended_s} is after the closing time {time_s}")
         ev = self.active
         ev.sequence += 1
-        ev.ended_s = time_s
+        ev.ended_s = time_s if ended_s is None else max(ended_s, ev.started_s)
         self.active = None
-        return [Transition("end", ev, time_s, ev.peak_score)]
+        self._run = 0
+        return [Transition("end", ev, time_s, ev.peak_score, reason)]

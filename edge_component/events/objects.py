@@ -17,7 +17,7 @@ from edge_component.config import DecisionSettings, Zone
 from edge_component.objects.tracking import Track, TrackUpdate
 from edge_component.objects.zones import ZoneGeometry
 
-from .decision import Event, Transition
+from .decision import END_OBJECT_LOST, END_STOPPED, Event, Transition
 
 
 @dataclass(slots=True)
@@ -92,22 +92,29 @@ class ObjectEvents:
                     out.append(ObjectTransition(z, Transition("start", ev, time_s, track.score), track, threshold))
         return out
 
-    def _end(self, track: Track, time_s: float) -> list[ObjectTransition]:
+    def _end(
+        self, track: Track, time_s: float, reason: str = END_OBJECT_LOST, ended_s: float | None = None
+    ) -> list[ObjectTransition]:
         out = []
         for z in range(len(self.zones)):
             ev = self._open.pop((z, track.id), None)
             if ev is not None:
                 ev.sequence += 1
-                ev.ended_s = time_s
+                ev.ended_s = time_s if ended_s is None else max(min(ended_s, time_s), ev.started_s)
                 threshold = self.zones[z].filter_for(track.label).threshold
-                out.append(ObjectTransition(z, Transition("end", ev, time_s, ev.peak_score), track, threshold))
+                tr = Transition("end", ev, time_s, ev.peak_score, reason)
+                out.append(ObjectTransition(z, tr, track, threshold))
         return out
 
-    def close(self, tracks: Sequence[Track], time_s: float) -> list[ObjectTransition]:
-        """End the events of ``tracks`` (every track, when the source ends)."""
+    def close(
+        self, tracks: Sequence[Track], time_s: float, reason: str = END_STOPPED, ended_s: float | None = None
+    ) -> list[ObjectTransition]:
+        """End the events of ``tracks`` (every track: the source ended or stopped, or a
+        live source was lost) for ``reason`` (an END_* word of events.decision);
+        ``ended_s`` (default ``time_s``) is when they were last seen."""
         out = []
         for track in tracks:
-            out += self._end(track, time_s)
+            out += self._end(track, time_s, reason, ended_s)
         return out
 
     @property

@@ -1,8 +1,8 @@
 """The durable queue of snapshot uploads: one small SQLite file next to the outbox
 (``<state-dir>/evidence.sqlite``), opened with the outbox's discipline
-(:func:`~edge_component.delivery.outbox_file.open_database`: quick_check, schema check
-before any write, WAL, ``synchronous=FULL``; one owner per file through a ``flock`` on
-``<name>.lock``).
+(:func:`~edge_component.delivery.outbox_file.open_database` with this file's schema
+check: quick_check, schema check before any write, WAL, ``synchronous=FULL``; one owner
+per file through :func:`~edge_component.delivery.outbox_file.take_ownership`).
 
 Table ``uploads``: ``id`` (autoincrement: order of arrival), ``event_id`` and ``file``
 (unique together: later messages of an event name the same snapshot again), ``alert``
@@ -31,7 +31,7 @@ from typing import Any
 from edge_component.delivery.outbox_file import (
     OutboxCorruptError,
     OutboxError,
-    TableSchema,
+    OutboxSchemaError,
     open_database,
     quarantine,
     rollback,
@@ -42,24 +42,55 @@ log = logging.getLogger(__name__)
 
 KEEP_FINISHED_S = 86400.0  # far longer than any event: its later messages name the file again
 
-QUEUE_SCHEMA = TableSchema(
-    version=1,
-    tables={"uploads": ("id", "event_id", "file", "alert", "attempts", "next_at", "created_at", "finished_at")},
-    script="""
+QUEUE_SCHEMA_VERSION = 1
+WHAT = "evidence queue"
+_COLUMNS = ("id", "event_id", "file", "alert", "attempts", "next_at", "created_at", "finished_at")
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS uploads (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id   TEXT    NOT NULL,
-    file       TEXT    NOT NULL,
-    alert      TEXT    NOT NULL,
-    attempts   INTEGER NOT NULL DEFAULT 0,
-    next_at    REAL    NOT NULL,
-    created_at REAL    NOT NULL,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT    NOT NULL,
+    file        TEXT    NOT NULL,
+    alert       TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     REAL    NOT NULL,
+    created_at  REAL    NOT NULL,
     finished_at REAL,
     UNIQUE (event_id, file)
 );
-PRAGMA user_version = 1;
-""",
-)
+PRAGMA user_version = {QUEUE_SCHEMA_VERSION};
+"""
+
+
+class QueueSchemaError(OutboxSchemaError):
+    """A valid SQLite file that is not an evidence queue of this version."""
+
+    @staticmethod
+    def describe(path: Path, reason: str, what: str = WHAT) -> str:
+        return f"{what} {path} does not have the queue schema (version {QUEUE_SCHEMA_VERSION}): {reason}"
+
+
+def _check(conn: sqlite3.Connection, path: Path) -> bool:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    names = [n for n in names if not n.startswith("sqlite_")]
+    if version == 0 and not names:
+        return True
+    columns = tuple(c[1] for c in conn.execute("PRAGMA table_info(uploads)"))
+    if version == QUEUE_SCHEMA_VERSION and names == ["uploads"] and columns == _COLUMNS:
+        return False
+    raise QueueSchemaError(path, f"found version {version} with tables {sorted(names) or 'none'}", WHAT)
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    try:
+        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+    except BaseException:
+        rollback(conn)
+        raise
+
+
+def _open(path: Path, synchronous: str) -> sqlite3.Connection:
+    return open_database(path, synchronous, check=_check, create=_create, what=WHAT)
 
 
 @dataclass(frozen=True)
@@ -86,11 +117,11 @@ class UploadQueue:
         self._owner = take_ownership(self.path, self.path.with_name(self.path.name + ".lock"))
         try:
             try:
-                self._conn = open_database(self.path, synchronous, QUEUE_SCHEMA)
+                self._conn = _open(self.path, synchronous)
             except OutboxCorruptError as exc:
                 moved = quarantine(self.path, exc.kind)
-                log.error("evidence queue %s: %s; moved it to %s and started an empty queue", self.path, exc, moved)
-                self._conn = open_database(self.path, synchronous, QUEUE_SCHEMA)
+                log.error("%s; moved it to %s and started an empty queue", exc, moved)
+                self._conn = _open(self.path, synchronous)
         except BaseException:
             self._owner.close()
             raise

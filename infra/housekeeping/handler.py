@@ -20,9 +20,18 @@ The policies themselves are retained by CloudFormation, so only this deletes the
 ``Custom::VigilPromotedModelVersion`` (``ParameterName``, ``SeedVersion``): the model
 component version the stage's deployment uses. On Create and Update it returns
 (``Data.Version``) the version in the SSM parameter the model loop writes on promotion,
-and writes ``SeedVersion`` there only when the parameter does not exist yet (first
-deploy); a later ``cdk deploy`` so keeps the promoted model instead of putting the seed
-back. On Delete it leaves the parameter (the loop owns it from then on).
+and writes ``SeedVersion`` there when the parameter does not exist yet (first deploy)
+or still holds an older seed (``<major>.0.<n>``; the loop's versions are
+``<major>.<minor >= 1>.0``); a later ``cdk deploy`` so keeps the promoted model instead of
+putting the seed back, and a new seed replaces the old one, whose component version
+CloudFormation deletes, until the loop promotes a model. On Delete it leaves the
+parameter (the loop owns it from then on).
+
+``Custom::VigilModelSeedArtifact`` (``SourceBucket``, ``SourceKey``, ``Bucket``, ``Key``):
+copies the seed model bundle from the CDK asset (an object named by its hash) to ``Key``,
+which ends in ``model-bundle.zip``: Greengrass unpacks an archive into a folder named after
+the artifact's file, and every model version must unpack to the same ``model-bundle/``
+the detector reads. On Delete it leaves the object (a deployed version's artifact).
 
 Runs on the Lambda runtime's boto3; responds to CloudFormation's pre-signed URL.
 """
@@ -106,15 +115,30 @@ def delete_policy(
             waited += every_s
 
 
-def promoted_version(ssm: Any, name: str, seed_version: str) -> str:
-    """The version in parameter ``name``, or ``seed_version`` written there if it is absent.
+def is_seed_version(version: str) -> bool:
+    """``<major>.0.<n>``: a stack's seed (``seed_version`` in
+    edge_component/contracts/model_component.py), never a version the loop promotes."""
+    parts = version.split(".")
+    return len(parts) == 3 and all(p.isdigit() for p in parts) and parts[1] == "0"
 
-    ``Overwrite=False`` so a promotion written between the read and the write wins
-    (PutParameter then fails with ParameterAlreadyExists and the parameter is read again)."""
+
+def promoted_version(ssm: Any, name: str, seed_version: str) -> str:
+    """The version in parameter ``name``; ``seed_version`` written there if it is absent
+    or holds another seed (no model promoted yet).
+
+    ``Overwrite=False`` when absent, so a promotion written between the read and the write
+    wins (PutParameter then fails with ParameterAlreadyExists and the parameter is read again)."""
     try:
-        return str(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+        current = str(ssm.get_parameter(Name=name)["Parameter"]["Value"])
     except ssm.exceptions.ParameterNotFound:
-        pass
+        current = None
+    if current is not None:
+        if current == seed_version or not (is_seed_version(current) and is_seed_version(seed_version)):
+            return current
+        # An older seed (the bundle in the repository changed, or a stack rollback sends the
+        # old one back): the stack's seed is what runs until a promotion.
+        ssm.put_parameter(Name=name, Value=seed_version, Type="String", Overwrite=True)
+        return seed_version
     try:
         ssm.put_parameter(
             Name=name,
@@ -126,6 +150,12 @@ def promoted_version(ssm: Any, name: str, seed_version: str) -> str:
     except ssm.exceptions.ParameterAlreadyExists:
         return str(ssm.get_parameter(Name=name)["Parameter"]["Value"])
     return seed_version
+
+
+def copy_seed_artifact(s3: Any, source_bucket: str, source_key: str, bucket: str, key: str) -> str:
+    """Copy ``s3://source_bucket/source_key`` to ``s3://bucket/key``; returns the target URI."""
+    s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key})
+    return f"s3://{bucket}/{key}"
 
 
 def handle(event: dict[str, Any], clients: Callable[[str], Any]) -> tuple[str, dict[str, Any]]:
@@ -153,6 +183,11 @@ def handle(event: dict[str, Any], clients: Callable[[str], Any]) -> tuple[str, d
         if request == "Delete":
             return name, {}
         return name, {"Version": promoted_version(clients("ssm"), name, props["SeedVersion"])}
+    if kind == "Custom::VigilModelSeedArtifact":
+        uri = f"s3://{props['Bucket']}/{props['Key']}"
+        if request in ("Create", "Update"):
+            copy_seed_artifact(clients("s3"), props["SourceBucket"], props["SourceKey"], props["Bucket"], props["Key"])
+        return uri, {"Uri": uri}
     raise ValueError(f"unknown resource type {kind!r}")
 
 

@@ -1,4 +1,5 @@
-"""What a person receives for a start alert, and the SNS publish that sends it.
+"""What a person receives for a start alert (and for an end whose camera went offline
+during the event), and the SNS publish that sends it.
 
 :func:`format_notification` turns a validated alert into a :class:`Notification`: an
 e-mail subject, a plain-text body, one SMS worth of text and the message attributes
@@ -263,6 +264,49 @@ def format_held_summary(
 
     sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera])
     return Notification(subject, body, sms, {"severity": "summary", "thing_name": thing, "camera": camera})
+
+
+def format_offline_end(
+    alert: Mapping[str, Any], *, site_name: str = "Vigil", time_zone: str = "UTC", stage: str = ""
+) -> Notification:
+    """The notification for a validated ``end`` alert whose ``end_reason`` is
+    ``camera_offline``: the camera lost its stream while the event was open (an intruder
+    may have unplugged it), so its start's notification is the last word from it."""
+    zone = resolve_zone(time_zone)
+    started = parse_timestamp(alert["started_at"], "started_at")
+    lost = parse_timestamp(alert.get("ended_at") or alert["sent_at"], "ended_at")
+    camera, zone_name, thing = alert["camera"], alert["zone"], alert["thing_name"]
+    where = f"{site_name} ({stage})" if stage else site_name
+    subject = clean_subject(f"[{PRODUCT}] Camera offline during an event: {camera} at {place(site_name, stage, thing)}")
+    rows = [
+        ("Site", site_name),
+        *([("Stage", stage)] if stage else []),
+        ("Thing", thing),
+        ("Camera", camera),
+        ("Zone", zone_name),
+        ("Started", f"{_local(started, zone)} ({zone.key}); {_local(started, ZoneInfo('UTC'))}"),
+        ("Last frame", f"{_local(lost, zone)} ({zone.key}); {_local(lost, ZoneInfo('UTC'))}"),
+        *([("Seen", alert["label"])] if alert.get("label") else []),
+        ("Event ID", alert["event_id"]),
+    ]
+    body = "\n".join(
+        [
+            f"Camera {camera} (zone {zone_name}) at {where} went offline during an event: its video stream was lost.",
+            "",
+            *(f"{label + ':':<{LABEL_WIDTH}}{value}" for label, value in rows),
+            "",
+            "The camera may have been unplugged or covered. A new alert follows if it sees motion once it is back.",
+        ]
+    )
+    when = lost.astimezone(zone).strftime("%H:%M %Z")
+
+    def render_sms(names: list[str], keys: list[str], _kept: int) -> str:
+        shown = " ".join(filter(None, [names[0], f"({names[1]})" if names[1] else ""]))
+        return f"{PRODUCT}{' ' + shown if shown else ''}: camera {keys[0]}/{keys[1]} offline during an event {when}"
+
+    sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera, zone_name])
+    attributes = {"severity": "offline", "thing_name": thing, "camera": camera, "zone": zone_name}
+    return Notification(subject, body, sms, attributes)
 
 
 def snapshot_link(s3_client: Any, bucket: str, key: str, expires_s: int = SNAPSHOT_LINK_S) -> str:

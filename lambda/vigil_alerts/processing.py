@@ -1,5 +1,6 @@
 """One alert end to end, without Lambda: validate, then for a start alert notify
-(through the optional deduplicator and throttle). The handler and the local demo
+(through the optional deduplicator and throttle), and for an end whose camera went
+offline during the event notify that (deduplicated, not throttled). The handler and the local demo
 both call :func:`process_alert`."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
 from vigil_alerts.evidence import SNAPSHOT_PREFIX, own_snapshot_key  # noqa: F401 (re-exported)
-from vigil_alerts.notify import format_notification, publish, snapshot_link
+from vigil_alerts.notify import format_notification, format_offline_end, publish, snapshot_link
 from vigil_alerts.receipt import CLOCK_SKEW_MAX_S, MAX_DELIVERY_DELAY_S, check_clock, split_receipt
 from vigil_alerts.validation import TOPIC_THING_KEY, validate_alert
 
@@ -20,6 +21,9 @@ ACKNOWLEDGED = "acknowledged"  # update / end: valid, nobody is told
 THROTTLED = "throttled"
 DUPLICATE = "duplicate"
 REFUSED = "refused"  # another stage's thing: not this stage's to notify about
+
+# The end_reason (schema 1.2) of an event whose live camera lost its stream: worth telling.
+CAMERA_OFFLINE = "camera_offline"
 
 
 def process_alert(
@@ -56,6 +60,10 @@ def process_alert(
     Raises ``InvalidAlertError`` (nothing published) if the event is not a valid alert
     of the thing in its topic; SNS and DynamoDB errors propagate.
 
+    An ``end`` with ``end_reason`` ``camera_offline`` notifies that the camera went
+    offline during the event (once per event with the deduplicator; not throttled: it
+    follows a start that was let through or held, and says the camera is now dark).
+
     Returns a JSON-serialisable dict: ``status`` (``"notified"``, ``"acknowledged"``
     for update/end, ``"throttled"``, ``"duplicate"`` for a start already handled, or
     ``"refused"``, then with ``thing_name`` only),
@@ -73,6 +81,8 @@ def process_alert(
     clock = check_clock(alert, received_at, now=moment, max_ahead_s=clock_skew_max_s, max_age_s=max_delivery_delay_s)
     summary = {key: alert[key] for key in ("event_id", "event_type", "thing_name", "camera")}
     summary["device_clock"] = "wrong" if clock.wrong else "ok"
+    if alert["event_type"] == "end" and alert.get("end_reason") == CAMERA_OFFLINE:
+        return _notify_offline(alert, summary, sns_client, topic_arn, site_name, time_zone, stage, deduplicator)
     if alert["event_type"] != "start":
         return {**summary, "status": ACKNOWLEDGED}
 
@@ -108,6 +118,24 @@ def process_alert(
     if deduplicator is None:
         return notify_once(alert=alert)
     result = deduplicator.run(notify_once, alert=alert)
+    if result.pop("duplicate", False):
+        return {**result, "status": DUPLICATE, "first_status": result["status"]}
+    return result
+
+
+def _notify_offline(alert, summary, sns_client, topic_arn, site_name, time_zone, stage, deduplicator):
+    """Publish the camera-offline notice of an end alert (``process_alert``'s result)."""
+
+    def notify_once(*, alert: dict[str, Any]) -> dict[str, Any]:
+        notification = format_offline_end(alert["alert"], site_name=site_name, time_zone=time_zone, stage=stage)
+        message_id = publish(sns_client, topic_arn, notification)
+        return {**summary, "status": NOTIFIED, "message_id": message_id, "held_reported": 0}
+
+    # Keyed apart from the event's start (same thing and event_id), so each notifies once.
+    keyed = {"thing_name": alert["thing_name"], "event_id": f"{alert['event_id']}:{CAMERA_OFFLINE}", "alert": alert}
+    if deduplicator is None:
+        return notify_once(alert=keyed)
+    result = deduplicator.run(notify_once, alert=keyed)
     if result.pop("duplicate", False):
         return {**result, "status": DUPLICATE, "first_status": result["status"]}
     return result

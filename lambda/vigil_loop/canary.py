@@ -15,6 +15,9 @@ from typing import Any
 WAITING, HEALTHY, FAILED = "WAITING", "HEALTHY", "FAILED"
 _DONE = ("SUCCEEDED", "COMPLETED")
 _BROKEN = ("FAILED", "TIMED_OUT", "CANCELED", "REJECTED")
+# The nucleus's words when the groups a device is in pin different versions of one
+# component (see vigil_loop.deployments: a canary thing must not be in the stage group).
+_VERSION_CONFLICT = ("NoAvailableComponentVersion", "satisfies the requirements")
 
 
 def _parse(timestamp: str) -> datetime | None:
@@ -26,14 +29,19 @@ def _parse(timestamp: str) -> datetime | None:
 
 
 def device_state(gg: Any, table: Any, thing: str, deployment_id: str, sha256: str, since: datetime) -> tuple[str, str]:
-    """(WAITING | HEALTHY | FAILED, why) for one canary thing."""
+    """(WAITING | HEALTHY | FAILED, why) for one canary thing; ``sha256``: the model
+    file's digest (the component step's ``model_sha256``), the one the edge reports."""
     pages = gg.get_paginator("list_effective_deployments").paginate(coreDeviceThingName=thing)
     mine = [d for page in pages for d in page["effectiveDeployments"] if d["deploymentId"] == deployment_id]
     if not mine:
         return WAITING, f"{thing}: the deployment has not reached it"
     status = mine[0]["coreDeviceExecutionStatus"]
     if status in _BROKEN:
-        return FAILED, f"{thing}: deployment {status}: {mine[0].get('reason', 'no reason given')}"
+        reason = str(mine[0].get("reason") or "no reason given")
+        hint = ""
+        if any(words in reason for words in _VERSION_CONFLICT):
+            hint = " (is the thing in the stage's thing group too? a canary thing must be in the canary group only)"
+        return FAILED, f"{thing}: deployment {status}: {reason}{hint}"
     if status not in _DONE:
         return WAITING, f"{thing}: deployment {status}"
     if gg.get_core_device(coreDeviceThingName=thing)["status"] != "HEALTHY":

@@ -2,8 +2,11 @@
 component (``com.vigil.Model.<stage>``).
 
 The training job's ``model.tar.gz`` is repackaged into the zip the recipe's artifact
-names (the bundle's files at the zip's root: ``manifest.json``, ``model.tflite``, ...),
-uploaded beside it, and the recipe comes from the shared builder
+names (the builder's ``BUNDLE_FILE``, ``model-bundle.zip``: Greengrass unpacks it into
+``model-bundle/``, the folder the detector reads; the bundle's files at the zip's root:
+``manifest.json``, ``model.tflite``, ...), made by the builder's ``bundle_zip`` so the
+same files give the same digest as the stack's seed version, uploaded beside it, and
+the recipe comes from the shared builder
 ``edge_component/contracts/model_component.py`` (``model_recipe(stage, version,
 artifact_uri, sha256)``, ``next_version(versions)``), which the Lambda bundle ships at its
 root and a checkout reads from ``edge_component/contracts/``.
@@ -17,7 +20,6 @@ import importlib.util
 import io
 import json
 import tarfile
-import zipfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,7 +28,6 @@ from vigil_loop.evaluate import ComparisonError
 
 BUILDER_FILE = "model_component.py"
 MANIFEST = "manifest.json"
-ARTIFACT_NAME = "model.zip"
 _HERE = Path(__file__).resolve().parent
 _BUILDER_PLACES = (_HERE.parent / BUILDER_FILE, _HERE.parents[1] / "edge_component" / "contracts" / BUILDER_FILE)
 
@@ -47,37 +48,69 @@ def load_builder(places: tuple[Path, ...] = _BUILDER_PLACES) -> ModuleType:
     raise FileNotFoundError(f"{BUILDER_FILE} not found in {', '.join(str(p) for p in places)}")
 
 
-def repackage(tar_gz: bytes) -> tuple[bytes, str]:
-    """The bundle in ``tar_gz`` as a zip with its files at the root, and the zip's SHA-256.
+def bundle_files(tar_gz: bytes) -> dict[str, bytes]:
+    """The bundle's files (name -> bytes) in the training job's ``model.tar.gz``.
 
-    BundleError when the archive is unreadable, holds a link or a path leaving the
-    bundle, or has no ``manifest.json``. Files keep a fixed time stamp, so the same
-    bundle makes the same zip (and digest).
+    BundleError when the archive is unreadable, holds a link, a folder or a path leaving
+    the bundle, has no ``manifest.json``, or a file the manifest lists is missing or has
+    another SHA-256 than the manifest says (the edge would refuse that bundle on the
+    canary; better to stop here).
     """
-    out = io.BytesIO()
+    files: dict[str, bytes] = {}
     try:
-        with (
-            tarfile.open(fileobj=io.BytesIO(tar_gz), mode="r:gz") as archive,
-            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle,
-        ):
-            names = []
+        with tarfile.open(fileobj=io.BytesIO(tar_gz), mode="r:gz") as archive:
             for member in sorted(archive.getmembers(), key=lambda m: m.name):
                 name = member.name.removeprefix("./")
-                if member.isdir() or not name:
+                if member.isdir() and name in ("", "."):
                     continue
                 if not member.isfile():
-                    raise BundleError(f"{member.name}: not a regular file (links are refused)")
+                    raise BundleError(f"{member.name}: not a regular file (links and folders are refused)")
                 if name.startswith("/") or ".." in Path(name).parts:
                     raise BundleError(f"{member.name}: path leaves the bundle")
+                if "/" in name:
+                    raise BundleError(f"{member.name}: a bundle's files sit at its root, not in folders")
                 handle = archive.extractfile(member)
-                assert handle is not None
-                bundle.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), handle.read())
-                names.append(name)
+                assert handle is not None  # a regular file always has a handle
+                files[name] = handle.read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BundleError(f"model archive is not a readable tar.gz: {exc}") from exc
-    if MANIFEST not in names:
-        raise BundleError(f"model archive has no {MANIFEST} at its root (files: {', '.join(names) or 'none'})")
-    data = out.getvalue()
+    if MANIFEST not in files:
+        raise BundleError(f"model archive has no {MANIFEST} at its root (files: {', '.join(files) or 'none'})")
+    _check_manifest(files)
+    return files
+
+
+def _check_manifest(files: dict[str, bytes]) -> dict[str, Any]:
+    try:
+        manifest = json.loads(files[MANIFEST])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{MANIFEST} is not JSON: {exc}") from exc
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, dict) or manifest.get("model_file") not in listed:
+        raise BundleError(f"{MANIFEST} lists no 'files' digests with its 'model_file'")
+    for name, digest in sorted(listed.items()):
+        if name not in files:
+            raise BundleError(f"{MANIFEST} lists {name}, which the model archive does not hold")
+        actual = hashlib.sha256(files[name]).hexdigest()
+        if actual != digest:
+            raise BundleError(f"{name}: SHA-256 {actual}, {MANIFEST} says {digest}")
+    return manifest
+
+
+def model_sha256(files: dict[str, bytes]) -> str:
+    """The SHA-256 (hex) of the manifest's ``model_file``: the digest the edge reports in
+    telemetry and alerts (``ModelBundle.sha256``), which the canary check waits for."""
+    manifest = _check_manifest(files)
+    return str(manifest["files"][manifest["model_file"]])
+
+
+def repackage(files: dict[str, bytes], builder: ModuleType) -> tuple[bytes, str]:
+    """The bundle's ``files`` (:func:`bundle_files`) as the builder's deterministic zip,
+    and the zip's SHA-256 (hex). BundleError when the builder refuses a file name."""
+    try:
+        data = builder.bundle_zip(files)
+    except ValueError as exc:
+        raise BundleError(f"model archive: {exc}") from exc
     return data, hashlib.sha256(data).hexdigest()
 
 
@@ -103,23 +136,27 @@ def create_component(
     """Repackage, upload and create the next model component version.
 
     ``component_arn``: ``arn:aws:greengrass:<region>:<account>:components:<name>``.
-    Returns ``{"component_name", "component_version", "artifact_uri", "sha256", "arn"}``.
+    Returns ``{"component_name", "component_version", "artifact_uri", "sha256" (the
+    zip's, hex), "model_sha256" (the model file's, hex: what the canary check compares
+    with the edge's telemetry), "arn"}``. BundleError for an archive the edge could not
+    load, before anything is uploaded or created.
     """
     bucket, key = _split(model_data_url)
-    data, sha256 = repackage(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    artifact_key = f"{key.rsplit('/', 1)[0]}/{ARTIFACT_NAME}"
+    files = bundle_files(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    data, sha256 = repackage(files, builder)
+    model_digest = model_sha256(files)
+    artifact_key = f"{key.rsplit('/', 1)[0]}/{builder.BUNDLE_FILE}"
     s3.put_object(Bucket=bucket, Key=artifact_key, Body=data, ChecksumSHA256=_b64(sha256))
     artifact_uri = f"s3://{bucket}/{artifact_key}"
     version = builder.next_version(versions_of(gg, component_arn))
-    recipe = builder.model_recipe(stage, version, artifact_uri, sha256)
-    response = gg.create_component_version(
-        inlineRecipe=json.dumps(recipe).encode() if not isinstance(recipe, (str, bytes)) else recipe
-    )
+    recipe = builder.model_recipe(stage, version, artifact_uri, sha256, model_sha256=model_digest)
+    response = gg.create_component_version(inlineRecipe=json.dumps(recipe).encode())
     return {
         "component_name": response["componentName"],
         "component_version": response["componentVersion"],
         "artifact_uri": artifact_uri,
         "sha256": sha256,
+        "model_sha256": model_digest,
         "arn": response["arn"],
     }
 

@@ -4,6 +4,20 @@ promote it to the stage's thing group or roll the canary back.
 A thing group's deployment replaces that group's previous one, so every deployment
 here is the stage group's current components (code and model) with only the model
 component's version changed: the canary runs the code the fleet runs.
+
+The canary things must be in the canary group and NOT in the stage's group. A core
+device combines the version requirements of every thing group it is in ("Component
+dependency resolution": the requirements "already established on existing thing
+groups", the deployment's own component versions and the recipes' dependencies,
+https://docs.aws.amazon.com/greengrass/v2/developerguide/manage-deployments.html), and
+each group's deployment pins an exact version. A device in both groups would get
+``com.vigil.Model.<stage>`` ``==old`` from the stage group and ``==new`` from the canary:
+no version satisfies both, so the nucleus fails the canary deployment on that device
+(``NoAvailableComponentVersionException``; ResolveComponentCandidates: "If the requirements
+conflict, then this operation returns an error and the deployment fails",
+https://docs.aws.amazon.com/greengrass/v2/APIReference/API_ResolveComponentCandidates.html)
+and the canary check reports it as FAILED. Once promoted, both groups name the same
+version, so a canary thing left in both would not conflict, but the next canary would.
 """
 
 from __future__ import annotations
@@ -74,15 +88,22 @@ def rollback(
     stage_group_arn: str,
     canary_group_arn: str,
     stage: str,
+    model_component: str,
     reasons: list[str],
 ) -> dict[str, Any]:
-    """Put the canary group back on the stage's components (the previous model) and
-    publish the reasons to the operations topic."""
+    """Put the canary group back on the stage's components (the model the stage runs,
+    which the canary ran before) and publish the reasons to the operations topic.
+    Returns ``{"deployment_id", "model_version" (the one the canary goes back to), "reasons"}``.
+    """
     components = current_components(gg, stage_group_arn)
     deployment_id = deploy(gg, canary_group_arn, f"vigil-{stage}-canary-rollback", components)
+    version = components.get(model_component, {}).get("componentVersion")
     sns.publish(
         TopicArn=topic_arn,
         Subject=f"Vigil {stage}: canary rolled back"[:100],
-        Message="\n".join(reasons or ["the canary failed"]),
+        Message="\n".join(
+            [f"The canary group is back on {model_component} {version}, the model the stage runs.", "Why:"]
+            + (reasons or ["the canary failed"])
+        ),
     )
-    return {"deployment_id": deployment_id, "reasons": reasons}
+    return {"deployment_id": deployment_id, "model_version": version, "reasons": reasons}

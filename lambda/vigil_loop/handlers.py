@@ -133,14 +133,17 @@ def canary_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @logger.inject_lambda_context
 def check_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """``{"deployment_id", "sha256", "started_at"}`` -> ``{"state", "reasons"}``."""
+    """``{"deployment_id", "model_sha256", "started_at"}`` -> ``{"state", "reasons"}``.
+
+    ``model_sha256``: the component step's (the model file's digest, which the edge
+    reports), not its ``sha256`` (the zip's, which no device reports)."""
     settings = Settings.from_env()
     result = canary.check(
         _client("greengrassv2"),
         _table(settings.device_status_table),
         settings.canary_things,
         event["deployment_id"],
-        event["sha256"],
+        event["model_sha256"],
         event["started_at"],
         settings.watch_minutes,
         datetime.now(UTC),
@@ -177,6 +180,7 @@ def rollback_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         settings.stage_thing_group_arn,
         settings.canary_thing_group_arn,
         settings.stage,
+        model_component_name(settings.stage),
         list(event.get("reasons") or []),
     )
     logger.info("canary rolled back", extra=result)

@@ -103,6 +103,9 @@ def test_every_event_ends_and_every_message_is_schema_valid_on_the_thing_topic(c
     for msgs in by_event.values():
         assert [m["event_type"] for m in msgs][0] == "start" and msgs[-1]["event_type"] == "end"
         assert [m["sequence"] for m in msgs] == list(range(len(msgs)))
+        # A replay's ends say why: the tracker lost the person, or the file ended mid-event.
+        assert msgs[-1]["end_reason"] in {"object_lost", "stopped"}
+        assert all("end_reason" not in m for m in msgs[:-1])
 
 
 def test_each_start_alert_references_an_annotated_jpeg_snapshot(clip_run):

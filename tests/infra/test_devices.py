@@ -36,9 +36,11 @@ def test_role_alias_and_token_exchange_role(cfn, stage):
         put["Resource"]
         == f"{cfn.att(stage.stage.stack.storage.evidence, 'Arn')}/snapshots/${{credentials-iot:ThingName}}/*"
     )
-    (read,) = cfn.statements_allowing(statements, "s3:GetObject")
+    code, model = sorted(cfn.statements_allowing(statements, "s3:GetObject"), key=lambda s: s["Sid"])
     edge_asset = stage.stage.stack.edge.asset
-    assert read["Resource"].endswith(f"/{edge_asset.asset_hash}.zip"), "reads exactly the component's artifact"
+    assert code["Resource"].endswith(f"/{edge_asset.asset_hash}.zip"), "reads exactly the component's artifact"
+    # ...and the model component's version artifacts (tests/infra/test_model_component.py).
+    assert model["Resource"][0].endswith(f"/components/{stage.stage.stack.model.component_name}/*")
 
 
 def test_listed_things_join_the_group(cfn, stage):

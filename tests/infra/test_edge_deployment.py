@@ -16,6 +16,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Template
 
+from edge_component.contracts.model_component import bundle_dir_variable, model_component_name
 from edge_component.contracts.topics import (
     ALERT_CHANNEL,
     TELEMETRY_CHANNEL,
@@ -48,10 +49,14 @@ def test_recipe_is_the_source_recipe_with_stage_name_version_and_artifact(cfn, s
         assert recipe[key] == SOURCE_RECIPE[key]
     # The lifecycle is the source's, with only the artifact folder renamed (see the next test).
     folder = "{artifacts:decompressedPath}/" + stage.stage.stack.edge.asset.asset_hash + "/"
-    source = json.dumps(SOURCE_RECIPE["Manifests"][0]["Lifecycle"]).replace(
-        "{artifacts:decompressedPath}/vigil-edge/", folder
+    source = json.loads(
+        json.dumps(SOURCE_RECIPE["Manifests"][0]["Lifecycle"]).replace(
+            "{artifacts:decompressedPath}/vigil-edge/", folder
+        )
     )
-    assert recipe["Manifests"][0]["Lifecycle"] == json.loads(source)
+    # ...and the model bundle from the stage's model component (tests/infra/test_model_component.py).
+    source["run"]["Setenv"]["VIGIL_MODEL_DIR"] = bundle_dir_variable(stage.config.name)
+    assert recipe["Manifests"][0]["Lifecycle"] == source
 
 
 def test_recipe_access_control_uses_the_topic_contract(cfn, stage):
@@ -83,7 +88,7 @@ def test_recipe_runs_the_package_from_the_folder_greengrass_unpacks_the_artifact
     assert f"-r {unpacked}edge_component/requirements.txt" in lifecycle["install"]["Script"]
     assert lifecycle["run"]["Script"].startswith(f"cd {unpacked} && ")
     assert "-m edge_component run --greengrass" in lifecycle["run"]["Script"]
-    assert f"--model-dir {unpacked}edge_component/models/seed " in lifecycle["run"]["Script"]
+    assert '--model-dir "$VIGIL_MODEL_DIR" ' in lifecycle["run"]["Script"]
     names = set(zipfile.ZipFile(stage.asset_path(f"asset.{asset_hash}.zip")).namelist())
     assert {"edge_component/requirements.txt", "edge_component/models/seed/manifest.json"} <= names
 
@@ -126,7 +131,12 @@ def test_deployment_components_and_configuration(cfn, stage):
     stack, config = stage.stage.stack, stage.config
     components = cfn.properties(stage.template_json, stack.edge.deployment)["Components"]
     name = component_name(config.name)
-    assert set(components) == {name, "aws.greengrass.Nucleus", "aws.greengrass.LogManager"}
+    assert set(components) == {
+        name,
+        model_component_name(config.name),
+        "aws.greengrass.Nucleus",
+        "aws.greengrass.LogManager",
+    }
     ours = components[name]
     assert ours["ComponentVersion"] == {"Fn::GetAtt": [cfn.lid(stack.edge.component), "ComponentVersion"]}
     merge, reset = config.edge.configuration_update()
@@ -266,7 +276,10 @@ def test_token_exchange_role_may_locate_the_artifact_bucket(cfn, stage):
     the installer's own TES policy grants it too: easysetup/DeviceProvisioningHelper.java)."""
     edge = stage.stage.stack.edge
     statements = cfn.policy_statements(stage.template_json, stage.stage.stack.devices.token_exchange_role)
-    (locate,) = cfn.statements_allowing(statements, "s3:GetBucketLocation")
+    # (LocateModelBucket, the model bucket's: tests/infra/test_model_component.py)
+    (locate,) = [
+        s for s in cfn.statements_allowing(statements, "s3:GetBucketLocation") if s["Sid"] == "LocateArtifactBucket"
+    ]
     bucket = cfn.render(cdk.Stack.of(edge).resolve(edge.asset.s3_bucket_name))
     # The bucket itself, not its objects: GetBucketLocation's resource type is the bucket.
     assert locate["Resource"] == f"arn:<AWS::Partition>:s3:::{bucket}"

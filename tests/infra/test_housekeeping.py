@@ -135,3 +135,26 @@ def test_a_promotion_racing_the_first_deploy_wins(aws):
         stub.add_response("get_parameter", {"Parameter": {"Name": PARAMETER, "Value": "1.1.0", "Type": "String"}})
         assert housekeeping.promoted_version(ssm, PARAMETER, "1.0.5") == "1.1.0"
         stub.assert_no_pending_responses()
+
+
+def test_a_new_seed_replaces_an_older_seed_but_never_a_promoted_version(aws):
+    """Until the loop promotes a model the stage runs the stack's seed: a changed seed bundle
+    makes a new seed version and CloudFormation deletes the old one (its component version
+    is replaced), so the parameter must follow; a promoted ``1.<minor>=1..>.0`` never does."""
+    ssm = aws("ssm")
+    housekeeping.handle(_version_event("Create", "1.0.5"), aws)
+    assert housekeeping.handle(_version_event("Update", "1.0.77"), aws) == (PARAMETER, {"Version": "1.0.77"})
+    assert ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"] == "1.0.77"
+    ssm.put_parameter(Name=PARAMETER, Value="1.1.0", Type="String", Overwrite=True)  # promoted
+    assert housekeeping.handle(_version_event("Update", "1.0.99"), aws) == (PARAMETER, {"Version": "1.1.0"})
+    assert ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"] == "1.1.0"
+
+
+def test_seed_and_loop_versions_of_the_contract_are_told_apart():
+    from edge_component.contracts.model_component import next_version, seed_version
+
+    seed = seed_version("f" * 64)
+    assert housekeeping.is_seed_version(seed) and housekeeping.is_seed_version(seed_version("0" * 64))
+    assert not housekeeping.is_seed_version(next_version([seed]))
+    assert not housekeeping.is_seed_version(next_version(["1.4.0", seed]))
+    assert not housekeeping.is_seed_version("garbage")

@@ -122,7 +122,10 @@ def test_roles_iot_assumes_are_bound_to_this_account_and_its_rules_or_templates(
         for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
             if statement["Principal"].get("Service") == "iot.amazonaws.com":
                 iot_roles[logical_id] = cfn.render(statement.get("Condition", {}))
-    expected = {cfn.lid(stage.stage.stack.alerting.rule.node.scope.node.find_child("RuleRole")): "rule"}
+    expected = {
+        cfn.lid(stage.stage.stack.alerting.rule.node.scope.node.find_child("RuleRole")): "rule",
+        cfn.lid(stage.stage.stack.health.rule_role): "rule",  # the telemetry rule's error action
+    }
     if stage.config.fleet_provisioning:
         expected[cfn.lid(stage.stage.stack.devices.node.find_child("ProvisioningRole"))] = "provisioningtemplate"
     assert set(iot_roles) == set(expected)

@@ -174,3 +174,26 @@ def test_the_same_alert_delivered_three_times_gives_one_sns_message(app, topic, 
     statuses = [app.handler(dict(event), context)["status"] for _ in range(3)]
     assert statuses == ["notified", "duplicate", "duplicate"]
     assert len(topic.received()) == 1
+
+
+def test_a_camera_offline_end_notifies_once_apart_from_its_start(topic, table, dynamodb, start_event):
+    """The offline notice shares the start's thing and event_id, yet neither hides the
+    other; a redelivered end (at-least-once from the device's outbox) notifies no more."""
+    dedup = deduplicator(table, dynamodb)
+    end = start_event(
+        schema_version="1.2",
+        event_type="end",
+        sequence=1,
+        ended_at="2024-07-01T12:04:00Z",
+        sent_at="2024-07-01T12:04:00.300Z",
+        received_at_ms=1719835440450,
+        end_reason="camera_offline",
+    )
+    start = run(topic, start_event(), deduplicator=dedup)
+    first = run(topic, end, deduplicator=dedup)
+    again = run(topic, end, deduplicator=dedup)
+    assert (start["status"], first["status"], again["status"]) == ("notified", "notified", "duplicate")
+    assert again["message_id"] == first["message_id"] != start["message_id"]
+    subjects = [m["Subject"] for m in topic.received()]
+    assert len(subjects) == 2 and "Camera offline during an event" in subjects[1]
+    assert len(dynamodb.scan(TableName=table)["Items"]) == 2

@@ -116,3 +116,42 @@ def test_uploaded_snapshot_gets_a_presigned_link_under_the_things_prefix(topic, 
 def test_own_snapshot_key(key, own, thing):
     key = key.format(thing=thing)  # the thing of start_event
     assert own_snapshot_key(key, thing) is own
+
+
+def offline_end(start_event, **overrides):
+    """The end a device sends when its live camera lost the stream mid-event (schema 1.2)."""
+    fields = {
+        "schema_version": "1.2",
+        "event_type": "end",
+        "sequence": 2,
+        "ended_at": "2024-07-01T12:04:00Z",
+        "sent_at": "2024-07-01T12:04:00.300Z",
+        "received_at_ms": 1719835440450,  # 2024-07-01T12:04:00.450Z
+        "end_reason": "camera_offline",
+    }
+    return start_event(**{**fields, **overrides})
+
+
+def test_an_end_because_the_camera_went_offline_notifies_that(topic, event_id, start_event, thing):
+    result = run(topic, offline_end(start_event))
+    assert result["status"] == "notified" and result["event_type"] == "end"
+    [envelope] = topic.received()
+    assert envelope["MessageId"] == result["message_id"]
+    assert envelope["Subject"] == "[Vigil] Camera offline during an event: cam0 at Lakeside (dev)"
+    body = envelope["Message"]
+    assert "went offline during an event" in body
+    assert "2024-07-01 14:03:07 CEST (Europe/Berlin)" in body  # started
+    assert "2024-07-01 14:04:00 CEST (Europe/Berlin)" in body  # the last frame before the loss
+    assert event_id in body and thing in body
+    [(_, message, _, _, _)] = topic.published()
+    sms = json.loads(message)["sms"]
+    assert sms == "Vigil Lakeside (dev): camera cam0/room offline during an event 14:04 CEST" and len(sms) <= 160
+    attributes = {name: value["Value"] for name, value in envelope["MessageAttributes"].items()}
+    assert attributes["severity"] == "offline" and attributes["camera"] == "cam0"
+
+
+@pytest.mark.parametrize("reason", ["quiet", "object_lost", "stopped"])
+def test_an_end_for_any_other_reason_is_acknowledged_without_notifying(topic, start_event, reason):
+    result = run(topic, offline_end(start_event, end_reason=reason))
+    assert result["status"] == "acknowledged"
+    assert topic.received() == []

@@ -439,6 +439,44 @@ def Switch():
     return _Switch
 
 
+class _SpoolingNucleus:
+    """The nucleus's side of IPC PublishToIoTCore, as its source has it (aws-greengrass-nucleus,
+    MqttProxyIPCAgent.java handlePublishToIoTCore and MqttClient.java publish: the returned
+    future "only represents that the message has been successfully stored in the spooler"):
+    the call returns once the message is spooled, never on IoT Core's PUBACK, and raises at
+    publish time when the spool is full (SpoolerStoreException, an IPC ServiceError). The
+    spool is in memory unless ``aws.greengrass.DiskSpooler`` is deployed and the nucleus's
+    ``mqtt.spooler.storageType`` is Disk (mqttclient/spool/Spool.java); a nucleus restart
+    empties an in-memory spool."""
+
+    def __init__(self, max_messages: int, storage: str = "Memory"):
+        self.max_messages, self.storage = max_messages, storage
+        self.spool, self.iot_core = [], []
+
+    def publish_to_iot_core(self, *, topic_name, qos, payload):
+        from awsiot.greengrasscoreipc.model import ServiceError
+
+        if len(self.spool) >= self.max_messages:
+            raise ServiceError(message="SpoolerStoreException: spooler queue is full")
+        self.spool.append(json.loads(payload))
+
+    def restart(self):
+        if self.storage == "Memory":
+            self.spool = []
+
+    def reconnect(self):
+        self.iot_core, self.spool = self.iot_core + self.spool, []
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def SpoolingNucleus():
+    """A fake ``GreengrassCoreIPCClientV2`` with the nucleus's spooler behind ``publish_to_iot_core``."""
+    return _SpoolingNucleus
+
+
 # ---------------------------------------------------------------- a full disk
 
 

@@ -45,39 +45,9 @@ def test_ipc_publisher_via_outbox_retries_the_head_and_keeps_order(tmp_path, hea
     assert client.closed
 
 
-class SpoolingNucleus:
-    """The nucleus's side of IPC PublishToIoTCore, as its source has it (aws-greengrass-nucleus,
-    MqttProxyIPCAgent.java handlePublishToIoTCore and MqttClient.java publish: the returned
-    future "only represents that the message has been successfully stored in the spooler"):
-    the call returns once the message is spooled, never on IoT Core's PUBACK, and raises at
-    publish time when the spool is full (SpoolerStoreException, an IPC ServiceError). The
-    spool is in memory unless ``aws.greengrass.DiskSpooler`` is deployed and the nucleus's
-    ``mqtt.spooler.storageType`` is Disk (mqttclient/spool/Spool.java); a nucleus restart
-    empties an in-memory spool."""
-
-    def __init__(self, max_messages: int, storage: str = "Memory"):
-        self.max_messages, self.storage = max_messages, storage
-        self.spool, self.iot_core = [], []
-
-    def publish_to_iot_core(self, *, topic_name, qos, payload):
-        from awsiot.greengrasscoreipc.model import ServiceError
-
-        if len(self.spool) >= self.max_messages:
-            raise ServiceError(message="SpoolerStoreException: spooler queue is full")
-        self.spool.append(json.loads(payload))
-
-    def restart(self):
-        if self.storage == "Memory":
-            self.spool = []
-
-    def reconnect(self):
-        self.iot_core, self.spool = self.iot_core + self.spool, []
-
-    def close(self):
-        pass
-
-
-def test_an_alert_handed_to_greengrass_offline_is_the_spoolers_to_keep_not_the_outboxs(tmp_path, make_alerts):
+def test_an_alert_handed_to_greengrass_offline_is_the_spoolers_to_keep_not_the_outboxs(
+    tmp_path, make_alerts, SpoolingNucleus
+):
     """The guarantee that holds: the outbox keeps an alert until publish_to_iot_core returns,
     and that return means "spooled", not "received by IoT Core". An offline alert then
     survives a nucleus restart only with the disk spooler."""
@@ -95,7 +65,9 @@ def test_an_alert_handed_to_greengrass_offline_is_the_spoolers_to_keep_not_the_o
         pub.close()
 
 
-def test_a_full_spool_leaves_the_alerts_in_the_outbox_until_the_spool_takes_them(tmp_path, make_alerts, caplog):
+def test_a_full_spool_leaves_the_alerts_in_the_outbox_until_the_spool_takes_them(
+    tmp_path, make_alerts, caplog, SpoolingNucleus
+):
     alerts = make_alerts(2)
     nucleus = SpoolingNucleus(max_messages=2)
     pub = OutboxPublisher(Outbox(tmp_path / "o.sqlite"), GreengrassIpcPublisher(nucleus), **FAST)

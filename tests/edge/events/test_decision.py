@@ -51,3 +51,26 @@ def test_decision_sends_updates_while_an_event_lasts_and_closes_at_end_of_source
     kinds = [t.kind for i in range(12) for t in tr.update(i * 0.2, 0.9)]
     kinds += [t.kind for t in tr.close(2.4)]
     assert kinds == ["start", "update", "update", "end"]
+
+
+def test_each_end_says_why_and_a_close_starts_afresh():
+    """Ends carry their reason (the end message's end_reason): quiet after the quiet
+    time, the caller's on close (stopped by default). A close leaves no cooldown and no
+    half-counted run: the next event needs its min_consecutive_windows again."""
+    import pytest
+
+    tr = _tracker(min_consecutive_windows=2, end_after_quiet_s=1.0, cooldown_s=5.0)
+    assert [t.kind for t in tr.update(0.0, 0.9) + tr.update(0.5, 0.9)] == ["start"]
+    [quiet] = tr.update(2.0, 0.1)
+    assert (quiet.kind, quiet.reason) == ("end", "quiet")
+    assert [t.reason for t in tr.close(2.5)] == []  # nothing open
+    tr.update(8.0, 0.9), tr.update(8.5, 0.9)
+    with pytest.raises(ValueError, match="after the closing time"):
+        tr.close(9.0, "camera_offline", ended_s=9.5)
+    [lost] = tr.close(9.0, "camera_offline", ended_s=8.5)
+    assert (lost.kind, lost.reason, lost.time_s, lost.event.ended_s) == ("end", "camera_offline", 9.0, 8.5)
+    assert tr.update(9.5, 0.9) == []  # one window is not an event, even right after a close
+    [start] = tr.update(10.0, 0.9)  # no cooldown after a close: the stream came back
+    assert start.kind == "start" and start.event.event_id != lost.event.event_id
+    [stopped] = tr.close(11.0)
+    assert stopped.reason == "stopped" and stopped.event.ended_s == 11.0

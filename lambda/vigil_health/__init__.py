@@ -1,0 +1,1 @@
+"""Vigil health Lambda: device telemetry (``vigil/<thing>/telemetry``) into CloudWatch metrics."""

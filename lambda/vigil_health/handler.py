@@ -1,0 +1,62 @@
+"""The health Lambda: ``vigil_health.handler.handler``, invoked by the IoT topic rule
+``SELECT *, topic(2) AS topic_thing_name FROM 'vigil/+/telemetry'`` (``WHERE`` the
+stage's things, infra/health.py). Each message becomes CloudWatch metrics
+(:mod:`vigil_health.metrics`), put in one ``PutMetricData`` call.
+
+Each message is counted (``TelemetryReceived``); a malformed one is logged (with the
+problem and the thing), counted (``TelemetryRejected``, Powertools metrics in ``POWERTOOLS_METRICS_NAMESPACE``, default
+"Vigil") and re-raised, as the alert Lambda does (lambda/app.py): the asynchronous
+invocation fails (the function's ``Errors``) and the message ends on the function's
+dead-letter queue instead of vanishing. Environment: ``VIGIL_STAGE`` (the ``Stage``
+dimension), ``VIGIL_HEALTH_NAMESPACE`` (default ``Vigil/Health``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from vigil_health.metrics import NAMESPACE, TOPIC_THING_KEY, InvalidTelemetryError, metric_data
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "vigil-health"
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Vigil", service=SERVICE)
+_client: Any = None
+# PutMetricData takes at most 1000 metrics per call; a device has a handful of cameras.
+_BATCH = 1000
+
+
+def _cloudwatch() -> Any:
+    global _client
+    if _client is None:
+        import boto3  # with the first message, not at cold start (and after moto's mock in tests)
+
+        _client = boto3.client("cloudwatch")
+    return _client
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: Any, context: Any) -> dict[str, int]:
+    """Put one telemetry message's metrics; returns ``{"metrics": n}``.
+
+    Raises :class:`InvalidTelemetryError` (after logging and counting it) for a malformed
+    message; CloudWatch errors propagate. Both fail the invocation.
+    """
+    stage = os.environ["VIGIL_STAGE"]
+    namespace = os.environ.get("VIGIL_HEALTH_NAMESPACE") or NAMESPACE
+    thing = event.get(TOPIC_THING_KEY) if isinstance(event, dict) else None
+    logger.append_keys(thing=thing if isinstance(thing, str) else repr(thing))
+    metrics.add_metric(name="TelemetryReceived", unit=MetricUnit.Count, value=1)
+    try:
+        data = metric_data(event, stage)
+    except InvalidTelemetryError as exc:
+        metrics.add_metric(name="TelemetryRejected", unit=MetricUnit.Count, value=1)
+        logger.error("telemetry rejected", extra={"problem": str(exc)})
+        raise
+    for start in range(0, len(data), _BATCH):
+        _cloudwatch().put_metric_data(Namespace=namespace, MetricData=data[start : start + _BATCH])
+    return {"metrics": len(data)}

@@ -1,0 +1,180 @@
+"""A live camera that goes offline mid-event (edge_component/camera.py, capture/live.py):
+its open events end at once with ``end_reason`` ``camera_offline``, not when the stream
+comes back; motion after the stream returns opens a new event. Real OpenCV decoding of
+the example clip, the real trained model."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import pytest
+
+from edge_component.camera import CameraPipeline
+from edge_component.capture.frames import CaptureStats, Frame, StreamLost
+from edge_component.capture.live import LiveSettings, live
+from edge_component.capture.source import open_capture
+from edge_component.config import parse_config
+from edge_component.contracts.alerts import validate_alert
+from edge_component.model.bundle import load_bundle
+
+REPO = Path(__file__).resolve().parents[2]
+CLIP = REPO / "examples" / "clips" / "one-by-one-person-detection.mp4"
+READ_TIMEOUT_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def mid_event_clip(tmp_path_factory):
+    """3 s to 10 s of the real clip (10 fps): an empty room, then the first person walks
+    in at 6 s and is still there when the clip, played as a live stream, ends."""
+    path = tmp_path_factory.mktemp("offline") / "mid-event.avi"
+    cap = cv2.VideoCapture(str(CLIP))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 30)
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 432))
+    for _ in range(70):
+        ok, frame = cap.read()
+        assert ok
+        out.write(frame)
+    out.release()
+    cap.release()
+    return path
+
+
+def _config(source: Path, motion_only: bool):
+    zone = {"name": "room", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]], "motion_only": motion_only}
+    camera = {"name": "lab-room", "source": str(source), "mode": "live", "zones": [zone]}
+    camera["read_timeout_s"], camera["backoff_max_s"] = READ_TIMEOUT_S, 1.0
+    return parse_config(
+        {
+            "detection_fps": 5,
+            "cameras": [camera],
+            "decision": {"min_consecutive_windows": 2, "end_after_quiet_s": 2.0, "cooldown_s": 1.0},
+        }
+    )
+
+
+class StopAfterOfflineEnds:
+    """Records alerts; sets ``stop`` once ``count`` camera_offline ends came."""
+
+    def __init__(self, stop: threading.Event, count: int):
+        self.sent: list[dict] = []
+        self.stop, self.count = stop, count
+
+    def publish(self, topic, message):
+        self.sent.append(message)
+        if sum(m.get("end_reason") == "camera_offline" for m in self.sent) >= self.count:
+            self.stop.set()
+
+    def close(self):
+        pass
+
+
+def _ts(s: str) -> float:
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.parametrize("motion_only", [True, False], ids=["motion", "objects"])
+def test_an_event_open_when_the_stream_dies_ends_at_once_as_camera_offline(mid_event_clip, trained_bundle, motion_only):
+    """The clip, a file in live mode, plays in real time and its stream ends mid-event
+    (the reader's read fails, as an unplugged camera's does); it is reopened after the
+    backoff and plays again. Each event open when the stream died gets its end before the
+    stream returns, within one read timeout of the last frame, with end_reason
+    camera_offline; the second play's person opens a new event."""
+    config = _config(mid_event_clip, motion_only)
+    camera = config.cameras[0]
+    stop = threading.Event()
+    rec = StopAfterOfflineEnds(stop, count=2)
+    det = CameraPipeline(config, load_bundle(trained_bundle), rec, thing_name="vigil-test-cam")
+    watchdog = threading.Timer(60.0, stop.set)  # a regression must fail, not hang
+    watchdog.start()
+    try:
+        report = det.run_live(camera, stop)  # the worker's path: open_live, backoff 1 s
+    finally:
+        watchdog.cancel()
+    assert report.stats.reconnects >= 2
+    for m in rec.sent:
+        validate_alert(m)
+    offline = [m for m in rec.sent if m.get("end_reason") == "camera_offline"]
+    assert len(offline) == 2, [(m["event_type"], m.get("end_reason")) for m in rec.sent]
+    starts = [m for m in rec.sent if m["event_type"] == "start"]
+    for end in offline:
+        assert end["schema_version"] == "1.2" and end["event_type"] == "end"
+        assert end["event_id"] in {m["event_id"] for m in starts}
+        # ended_at is the last frame before the loss; sent_at when the loss was noticed.
+        assert 0.0 <= _ts(end["sent_at"]) - _ts(end["ended_at"]) <= READ_TIMEOUT_S, end
+        assert "features" in end and end["features"]["windows"]
+        if not motion_only:
+            assert end["label"] == "person"
+    # The first play's event ended before the second play's frames: its end comes before
+    # the new event's start, and the new event has a new id.
+    first, second = offline
+    i_first = rec.sent.index(first)
+    later_starts = [m for m in rec.sent[i_first + 1 :] if m["event_type"] == "start"]
+    assert later_starts and all(m["event_id"] != first["event_id"] for m in later_starts)
+    assert second["event_id"] in {m["event_id"] for m in later_starts}
+    # Every event ended exactly once, and none by the quiet rule while the stream was gone.
+    ended = [m["event_id"] for m in rec.sent if m["event_type"] == "end"]
+    assert sorted(ended) == sorted({m["event_id"] for m in starts})
+    assert len(report.alerts) == len(rec.sent)
+
+
+class _HangingCapture:
+    """A real VideoCapture of the clip whose ``grab`` hangs after ``frames`` frames, as a
+    network read that never returns would; ``release_hang`` lets it return False."""
+
+    def __init__(self, cap: cv2.VideoCapture, frames: int, hang: threading.Event):
+        self.cap, self.left, self.hang = cap, frames, hang
+
+    def grab(self) -> bool:
+        if self.left <= 0:
+            self.hang.wait()
+            return False
+        self.left -= 1
+        return self.cap.grab()
+
+    def __getattr__(self, name):
+        return getattr(self.cap, name)
+
+
+def test_a_stream_whose_read_hangs_is_marked_lost_after_the_read_timeout(mid_event_clip):
+    """A read that hangs leaves the reader stuck: the consumer's clock marks the loss once
+    no frame came for the read timeout, once per loss."""
+    hang, stop, stats = threading.Event(), threading.Event(), CaptureStats()
+    opened = []
+
+    def opener(source, timeout_s):
+        opened.append(source)
+        return _HangingCapture(open_capture(source, timeout_s), 15, hang)
+
+    settings = LiveSettings(read_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.1)
+    gen = live(str(mid_event_clip), 5.0, stats, stop=stop, settings=settings, opener=opener, mark_losses=True)
+    got: list[Frame | StreamLost] = []
+    try:
+        for item in gen:
+            got.append(item)
+            if isinstance(item, StreamLost):
+                break
+    finally:
+        stop.set()
+        hang.set()
+        gen.close()
+    frames, lost = got[:-1], got[-1]
+    assert isinstance(lost, StreamLost) and frames and all(isinstance(f, Frame) for f in frames)
+    assert lost.last_frame_s == frames[-1].time_s
+    assert lost.time_s - lost.last_frame_s >= settings.read_timeout_s
+    assert "no frame for" in lost.error
+    assert len(opened) == 1  # the reader was still stuck in its read: only the clock saw it
+
+
+def test_a_camera_that_never_connected_marks_no_loss():
+    """Nothing flowed, so nothing can be open: no StreamLost, however long it is down."""
+    stop, stats = threading.Event(), CaptureStats()
+    settings = LiveSettings(read_timeout_s=0.3, backoff_initial_s=0.05, backoff_max_s=0.1)
+    gen = live("rtsp://127.0.0.1:9/nothing-listens-here", 5.0, stats, stop=stop, settings=settings, mark_losses=True)
+    timer = threading.Timer(1.5, stop.set)
+    timer.start()
+    assert list(gen) == []
+    timer.join()
+    assert stats.reconnects >= 2
