@@ -179,6 +179,28 @@ def _device_config(raw, model: ModelSource) -> ComponentConfig:
     return config
 
 
+def _evidence_uploader(config: ComponentConfig, state: Path, snapshot_dir: Path, thing_name: str, publisher):
+    """The started snapshot uploader when ``evidence.upload_snapshots`` is on, else None
+    (and no boto3 client). Its queue is ``<state-dir>/evidence.sqlite``, next to the outbox."""
+    if not config.evidence.upload_snapshots:
+        return None
+    from .evidence.uploader import SnapshotUploader
+
+    try:
+        uploader = SnapshotUploader(
+            state / "evidence.sqlite",
+            snapshot_dir,
+            thing_name=thing_name,
+            bucket=str(config.evidence.bucket),  # present: the config requires it when uploads are on
+            publisher=publisher,
+            region=config.evidence.region,
+        )
+    except OutboxError as exc:  # evidence is worth less than the alerts: run without uploads
+        log.error("evidence uploads off for this run: %s", exc)
+        return None
+    return uploader.start()
+
+
 def _report_model_error(ipc, thing_name: str, model: ModelSource, model_file: str | None, exc: ModelError) -> None:
     """One telemetry message with ``model.load_error`` before exiting, so the canary check
     reads the reason and need not wait for the core device to turn UNHEALTHY. Best effort:
@@ -301,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         for sig in previous:  # Greengrass stops a component with SIGTERM
             signal.signal(sig, lambda *_: stop.set())
+        evidence = _evidence_uploader(config, state, snapshot_dir, args.thing_name, publisher)
         supervisor = Supervisor(
             config,
             model_dir=model.directory,
@@ -309,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             snapshot_dir=snapshot_dir,
             telemetry_every_s=config.telemetry_every_s,
             delivery_stats=publisher.stats,
+            evidence=evidence,
             model_info=model_info,
         )
         follower = None
@@ -326,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
                 follower.close()
             if twin is not None:
                 twin.close()
+            if supervisor.evidence is not None:  # before the publisher: its last update goes out too
+                supervisor.evidence.close(drain_timeout_s=10.0)
             publisher.close(drain_timeout_s=10.0)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

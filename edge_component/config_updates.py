@@ -31,8 +31,9 @@ from typing import Any
 from .config import ComponentConfig, ConfigError
 
 log = logging.getLogger(__name__)
-# Settings the running component cannot change without a restart (they build the publisher and outbox).
-COMPONENT_RESTART = ("publisher", "mqtt", "outbox_max_messages")
+# Settings the running component cannot change without a restart (they build the publisher, outbox
+# and evidence uploader; evidence turned off takes effect at once: runtime.Supervisor).
+COMPONENT_RESTART = ("publisher", "mqtt", "outbox_max_messages", "evidence")
 # Settings every worker reads; a change restarts every camera.
 SUPERVISOR_ONLY = ("cameras", "telemetry_every_s", *COMPONENT_RESTART)
 

@@ -16,12 +16,17 @@ on retrying at the longest backoff. A worker stopped by SIGTERM/SIGINT is stoppe
 crashed. A configuration update (:meth:`Supervisor.update_config`) restarts only the
 cameras it changes.
 
+With ``evidence`` (a started :class:`~edge_component.evidence.uploader.SnapshotUploader`)
+each alert's snapshot is queued for upload after the alert went to the publisher; an
+update that turns ``evidence.upload_snapshots`` off stops it at once.
+
 Telemetry (``vigil/<thing>/telemetry``, every ``telemetry_every_s``): per camera
 frames in, analysed, dropped, bad frames, reconnects, crashes, restarts, inference
 time, ``state`` (connecting, running, reconnecting, restarting, failed, done, stopped),
 ``last_frame_at`` (UTC), ``last_error`` (empty once frames flow again) and ``recent``
 (frames analysed and blank since the previous message); the publisher's delivery stats
-(outbox depth, sent, dropped); and the model it scores with: ``model``
+(outbox depth, sent, dropped); with evidence uploads on, ``evidence`` (queued,
+uploaded, given_up, failed_attempts); and the model it scores with: ``model``
 ``{"sha256", "version", "file"}`` (the model file's SHA-256 as in alerts'
 ``model_sha256``, the model component version or null, the file name;
 edge_component/model/source.py), or ``{"load_error": "..."}`` if the model of a
@@ -47,6 +52,7 @@ from .config import CameraConfig, ComponentConfig
 from .config_updates import plan_update
 from .contracts.topics import telemetry_topic
 from .delivery.publisher import Publisher, PublishError
+from .evidence.uploader import SnapshotUploader
 from .model.errors import ModelError
 from .worker import EXIT_SOURCE_ERROR, EXIT_STOPPED, camera_worker
 
@@ -81,6 +87,7 @@ class Supervisor:
         max_crashes_without_progress: int = 5,
         worker: Callable[..., None] = camera_worker,
         delivery_stats: Callable[[], dict[str, Any]] | None = None,
+        evidence: SnapshotUploader | None = None,
         model_info: Callable[[str | None], dict[str, Any]] | None = None,
     ):
         self.config = config
@@ -94,6 +101,7 @@ class Supervisor:
         self.max_crashes_without_progress = max_crashes_without_progress
         self.worker = worker
         self.delivery_stats = delivery_stats
+        self.evidence = evidence
         self.model_info = model_info  # config.model_file -> telemetry's "model"
         self.telemetry_topic = telemetry_topic(thing_name)
         self.cameras = {c.name: self._state(c) for c in config.cameras}
@@ -141,6 +149,8 @@ class Supervisor:
                     try:
                         self.publisher.publish(topic, message)
                         self.alerts_forwarded += 1
+                        if self.evidence is not None:  # after the alert: an upload never delays it
+                            self.evidence.offer(message)
                     except PublishError as exc:
                         log.error(
                             "alert %s from camera %s not accepted by the publisher: %s",
@@ -211,6 +221,8 @@ class Supervisor:
                 msg["model"] = self.model_info(self.config.model_file)
             except ModelError as exc:  # a heartbeat must still go out, and say why
                 msg["model"] = {"sha256": None, "version": None, "file": self.config.model_file, "load_error": str(exc)}
+        if self.evidence is not None:
+            msg["evidence"] = self.evidence.stats()
         return msg
 
     def publish_telemetry(self) -> dict[str, Any]:
@@ -240,6 +252,11 @@ class Supervisor:
             log.warning(
                 "configuration: %s change at the next component restart", ", ".join(plan.needs_component_restart)
             )
+        if self.evidence is not None and not new.evidence.upload_snapshots:
+            # Pictures are personal data: turning uploads off takes effect now, not at the next restart.
+            self.evidence.close()
+            self.evidence = None
+            log.warning("configuration: evidence uploads turned off; nothing more is uploaded")
         self.config, self.telemetry_every_s = new, new.telemetry_every_s
         cameras = {c.name: c for c in new.cameras}
         for name in plan.stop + plan.restart:
