@@ -51,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -114,6 +115,22 @@ def _create(conn: sqlite3.Connection) -> None:
     except BaseException:
         rollback(conn)
         raise
+
+
+def _is_time(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _unreadable(topic: object, payload: object, created_at: object, handed_at: object) -> str:
+    """Why a journal row cannot be replayed ("" if it can): SQLite keeps any type in any column."""
+    if not isinstance(topic, str) or not topic:
+        return f"topic is {type(topic).__name__} {topic!r:.40}, not text"
+    if not isinstance(payload, str):
+        return f"payload is {type(payload).__name__}, not JSON text"
+    for name, value in (("created_at", created_at), ("handed_at", handed_at)):
+        if not _is_time(value):
+            return f"{name} is {type(value).__name__} {value!r:.40}, not a finite number of seconds"
+    return ""
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -237,13 +254,52 @@ class HandoverJournal:
         conn = self._conn
         if conn is None:
             return []
+        cutoff = self._clock() - self.replay_s
         try:
-            conn.execute("DELETE FROM handover WHERE handed_at < ?", (self._clock() - self.replay_s,))
-            rows = conn.execute("SELECT topic, payload, created_at FROM handover ORDER BY id").fetchall()
+            rows = conn.execute("SELECT id, topic, payload, created_at, handed_at FROM handover ORDER BY id").fetchall()
         except sqlite3.Error as exc:
             log.error("%s %s cannot be read (%s): nothing replayed", WHAT, self.path, exc)
             return []
-        return [(str(t), str(p), float(c)) for t, p, c in rows]
+        young: list[tuple[str, str, float]] = []
+        old: list[int] = []
+        bad: list[tuple[int, str]] = []
+        for row_id, topic, payload, created_at, handed_at in rows:
+            reason = _unreadable(topic, payload, created_at, handed_at)
+            if reason:
+                bad.append((row_id, reason))
+            elif handed_at < cutoff:
+                old.append(row_id)
+            else:
+                young.append((topic, payload, float(created_at)))
+        if bad:
+            # A row another program (or bit rot) wrote must not stop the component from starting.
+            log.error(
+                "%s %s: %d entries cannot be read and are deleted, not replayed: %s",
+                WHAT,
+                self.path,
+                len(bad),
+                "; ".join(f"id {i}: {r}" for i, r in bad[:10]),
+            )
+        self._purge([i for i, _ in bad] + old)
+        return young
+
+    def _purge(self, ids: list[int]) -> None:
+        """Delete the rows ``ids``; a failure (a full disk) is logged and keeps them."""
+        if not ids or self._conn is None:
+            return
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("DELETE FROM handover WHERE id = ?", [(i,) for i in ids])
+                conn.execute("COMMIT")
+            except BaseException:
+                rollback(conn)
+                raise
+        except sqlite3.Error as exc:
+            log.warning(
+                "%s %s: cannot delete %d old or unreadable entries now (%s); kept", WHAT, self.path, len(ids), exc
+            )
 
     def __len__(self) -> int:
         """Entries in the file now (0 when the journal is off or closed)."""
@@ -266,7 +322,11 @@ class HandoverJournal:
 def replay_into(journal: HandoverJournal, outbox: Any) -> int:
     """Store the journal's young entries in ``outbox`` ahead of its backlog (before the
     sender starts); returns how many. A failure is logged: the component still starts."""
-    entries = journal.replay()
+    try:
+        entries = journal.replay()
+    except Exception:  # noqa: BLE001 - the journal only adds a second chance; it never stops a start
+        log.exception("%s %s: replay failed; nothing replayed", WHAT, journal.path)
+        return 0
     if not entries:
         return 0
     try:

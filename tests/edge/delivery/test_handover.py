@@ -249,3 +249,36 @@ def test_a_journal_that_cannot_be_written_never_holds_an_alert_back(tmp_path, pa
         assert pub.flush(10)
     assert len(pub.journal) == 3 and "can be written again" in caplog.text
     pub.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("created_at", "'2026-12-03T07:00:00Z'"),
+        ("handed_at", "'yesterday'"),
+        ("payload", "x'00ff'"),
+        ("topic", "x'41'"),
+    ],
+)
+def test_an_unreadable_journal_row_is_deleted_with_a_log_and_the_rest_is_replayed(tmp_path, caplog, column, value):
+    """SQLite keeps any type in any column: a row with a text time (another program, bit
+    rot) is skipped and deleted, naming the journal file, and never stops the start."""
+    clock = Clock()
+    path = tmp_path / "handover.sqlite"
+    jr = HandoverJournal(path, clock=clock)
+    for n in range(3):
+        jr.record(TOPIC, {"n": n}, clock.now)
+    jr.close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"UPDATE handover SET {column} = {value} WHERE id = 2")
+    conn.commit()
+    conn.close()
+    jr = HandoverJournal(path, clock=clock)
+    box = Outbox(tmp_path / "outbox.sqlite")
+    with caplog.at_level(logging.ERROR):
+        assert replay_into(jr, box) == 2
+    assert [i.message["n"] for i in box.peek(10)] == [0, 2]
+    assert f"handover journal {path}: 1 entries cannot be read" in caplog.text and column in caplog.text
+    assert len(jr) == 2  # deleted from the file
+    jr.close()
+    box.close()
