@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         except BaseException:
             outbox.close()
             raise
-        replay_into(journal, outbox)  # before the sender starts and before any new alert
+        replay_into(journal, outbox, thing_name=args.thing_name)  # before the sender starts and any new alert
         publisher = OutboxPublisher(outbox, transport, journal=journal)
         from .contracts.topics import alert_topic
         from .runtime import Supervisor

@@ -319,11 +319,19 @@ class HandoverJournal:
                 self._owner = None
 
 
-def replay_into(journal: HandoverJournal, outbox: Any) -> int:
+def replay_into(journal: HandoverJournal, outbox: Any, *, thing_name: str | None = None) -> int:
     """Store the journal's young entries in ``outbox`` ahead of its backlog (before the
-    sender starts); returns how many. A failure is logged: the component still starts."""
+    sender starts); returns how many. A failure is logged: the component still starts.
+
+    With ``thing_name`` only what this thing may send now is replayed: entries on its
+    alert or telemetry topic (one on another thing's topic, say from before a rename,
+    would be refused by the nucleus), and alerts that pass the current alert schema
+    (:func:`~edge_component.contracts.alerts.validate_alert`); the others are dropped
+    with a log."""
     try:
         entries = journal.replay()
+        if thing_name is not None:
+            entries = _sendable(journal, entries, thing_name)
     except Exception:  # noqa: BLE001 - the journal only adds a second chance; it never stops a start
         log.exception("%s %s: replay failed; nothing replayed", WHAT, journal.path)
         return 0
@@ -344,3 +352,41 @@ def replay_into(journal: HandoverJournal, outbox: Any) -> int:
         journal.replay_s,
     )
     return stored
+
+
+def _sendable(
+    journal: HandoverJournal, entries: list[tuple[str, str, float]], thing_name: str
+) -> list[tuple[str, str, float]]:
+    """The entries on this thing's topics that are valid now; the rest logged and left out."""
+    from edge_component.contracts.alerts import AlertValidationError, validate_alert
+    from edge_component.contracts.topics import alert_topic, telemetry_topic
+
+    alerts, telemetry = alert_topic(thing_name), telemetry_topic(thing_name)
+    keep: list[tuple[str, str, float]] = []
+    dropped: list[str] = []
+    for topic, payload, created_at in entries:
+        if topic not in (alerts, telemetry):
+            dropped.append(f"on {topic!r}, not a topic of thing {thing_name}")
+            continue
+        if topic == alerts:
+            message: Any = None
+            try:
+                message = json.loads(payload)
+                if not isinstance(message, dict):
+                    raise AlertValidationError(f"payload is JSON {type(message).__name__}, not an object")
+                validate_alert(message)
+            except (ValueError, TypeError) as exc:  # JSONDecodeError and AlertValidationError are ValueErrors
+                event = message.get("event_id") if isinstance(message, dict) else None
+                dropped.append(f"alert {event or '?'} no longer valid: {exc}")
+                continue
+        keep.append((topic, payload, created_at))
+    if dropped:
+        log.warning(
+            "%s %s: %d entries not replayed: %s%s",
+            WHAT,
+            journal.path,
+            len(dropped),
+            "; ".join(dropped[:10]),
+            f"; and {len(dropped) - 10} more" if len(dropped) > 10 else "",
+        )
+    return keep

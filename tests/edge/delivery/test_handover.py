@@ -41,7 +41,7 @@ def start(state, nucleus, clock=None, **journal):
     """What __main__ does at start: outbox, journal, replay, then the sender."""
     outbox = Outbox(state / "outbox.sqlite")
     jr = HandoverJournal(state / "handover.sqlite", clock=clock or Clock(), **journal)
-    replayed = replay_into(jr, outbox)
+    replayed = replay_into(jr, outbox, thing_name=THING)
     return OutboxPublisher(outbox, GreengrassIpcPublisher(nucleus), journal=jr, **FAST), replayed
 
 
@@ -282,3 +282,63 @@ def test_an_unreadable_journal_row_is_deleted_with_a_log_and_the_rest_is_replaye
     assert len(jr) == 2  # deleted from the file
     jr.close()
     box.close()
+
+
+def test_replay_keeps_only_this_things_topics_and_alerts_valid_now(tmp_path, make_alerts, caplog):
+    """An entry from before a thing rename would be refused by the nucleus (not authorized
+    for that topic); an alert the schema no longer accepts would be refused by the Lambda.
+    Neither is replayed; both are logged."""
+    clock = Clock()
+    alerts = make_alerts(1)
+    jr = HandoverJournal(tmp_path / "handover.sqlite", clock=clock)
+    jr.record(alert_topic("oldthing"), alerts[0], clock.now)
+    jr.record(TOPIC, {"schema_version": 99, "bogus": True}, clock.now)
+    jr.record(TOPIC, alerts[1], clock.now)
+    jr.close()
+    jr = HandoverJournal(tmp_path / "handover.sqlite", clock=clock)
+    box = Outbox(tmp_path / "outbox.sqlite")
+    with caplog.at_level(logging.WARNING):
+        assert replay_into(jr, box, thing_name=THING) == 1
+    assert [(i.topic, i.message) for i in box.peek(10)] == [(TOPIC, alerts[1])]
+    assert "2 entries not replayed" in caplog.text
+    assert "'vigil/oldthing/alerts', not a topic of thing cam-test-01" in caplog.text
+    assert "no longer valid" in caplog.text
+    jr.close()
+    box.close()
+
+
+def test_an_alert_the_nucleus_refuses_for_good_is_dead_lettered_and_the_queue_moves_on(
+    tmp_path, make_alerts, SpoolingNucleus, caplog
+):
+    """IPC UnauthorizedError (the recipe's accessControl does not allow PublishToIoTCore on
+    the topic: https://docs.aws.amazon.com/greengrass/v2/developerguide/ipc-iot-core-mqtt.html)
+    cannot pass on a retry: the message goes to dead_letters and the ones behind it go out.
+    A full spool (ServiceError) stays retryable: nothing is dead-lettered for it."""
+    from awsiot.greengrasscoreipc.model import UnauthorizedError
+
+    class Nucleus(SpoolingNucleus):
+        def publish_to_iot_core(self, *, topic_name, qos, payload):
+            if topic_name != TOPIC:
+                raise UnauthorizedError(message=f"not authorized to publish to {topic_name}")
+            super().publish_to_iot_core(topic_name=topic_name, qos=qos, payload=payload)
+
+    alerts = make_alerts(1)
+    nucleus = Nucleus(max_messages=0)  # the spool is full at first: refused, but not for good
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    pub = OutboxPublisher(outbox, GreengrassIpcPublisher(nucleus), **FAST)
+    pub.publish(TOPIC, alerts[0])
+    assert not pub.flush(0.5)
+    assert pub.stats()["retries"] >= 2 and pub.stats()["dead"] == 0 and outbox.depth == 1
+    nucleus.max_messages = 100
+    with caplog.at_level(logging.ERROR):
+        pub.publish(alert_topic("oldthing"), alerts[1])
+        pub.publish(TOPIC, alerts[2])
+        assert pub.flush(10)
+    assert nucleus.spool == [alerts[0], alerts[2]]
+    assert pub.stats()["dead"] == 1
+    assert "refused for good, moved to dead_letters" in caplog.text and "UnauthorizedError" in caplog.text
+    pub.close()
+    conn = sqlite3.connect(tmp_path / "outbox.sqlite")
+    [(topic, reason)] = conn.execute("SELECT CAST(topic AS TEXT), reason FROM dead_letters").fetchall()
+    conn.close()
+    assert topic == alert_topic("oldthing") and "UnauthorizedError" in reason
