@@ -41,9 +41,14 @@ them look old (not replayed: as without the journal).
 The file: SQLite with the outbox's discipline (:func:`~.outbox_file.open_database`: WAL,
 ``synchronous``, one owner by ``flock``). A corrupt or foreign journal is moved aside
 (``<name>.corrupt-<UTC time>`` / ``.foreign-``), logged as an error naming both files,
-and a fresh one starts; one that cannot be opened or written otherwise (a full disk) is
-logged and the component runs without it: the journal never stops an alert from going
-out, it only adds a second chance.
+and a fresh one starts; one that cannot be opened for writing (a full disk, a read-only
+file) is opened read-only, its young entries are replayed (held in memory if the outbox
+cannot store them either) and nothing is purged, then the component runs without it; a
+lock it cannot take (another owner) is logged and the component runs without it. A row
+that cannot be read (a text time, a blob) is logged and deleted. On replay only entries
+on this thing's topics whose alerts pass the current schema go out (others are logged).
+The journal never stops an alert from going out, or the component from starting; it
+only adds a second chance.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ import math
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -173,8 +179,13 @@ class HandoverJournal:
         self.quarantined: Path | None = None
         if not self.replay_s:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._owner = take_ownership(self.path, self.path.with_name(self.path.name + ".lock"))
+        self._read_only = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._owner = take_ownership(self.path, self.path.with_name(self.path.name + ".lock"), WHAT)
+        except (OSError, OutboxError) as exc:  # a lock it cannot take: never a reason to stop
+            log.error("%s; running without the handover journal: nothing is replayed or recorded", exc)
+            return
         try:
             self._conn = open_database(self.path, synchronous.upper(), check=_check, create=_create, what=WHAT)
         except OutboxCorruptError as exc:  # corrupt, or not a journal (JournalSchemaError)
@@ -184,9 +195,31 @@ class HandoverJournal:
             )
             self._conn = self._try_open(synchronous)
         except OutboxError as exc:
+            # A full disk or a read-only file: what it holds can still be read and replayed.
+            self._conn = self._open_read_only()
+            self._read_only = self._conn is not None
             log.error(
-                "%s; running without the handover journal: alerts handed over are not replayed after a restart", exc
+                "%s; %s; alerts handed over from now on are not replayed after a restart",
+                exc,
+                "opened it read-only to replay what it holds" if self._read_only else "running without it",
             )
+
+    def _open_read_only(self) -> sqlite3.Connection | None:
+        """The file opened without writing (``mode=ro``; else ``immutable=1``, which needs no
+        ``-shm`` on a full disk), if it is a journal with entries; else None."""
+        base = "file:" + urllib.parse.quote(str(self.path.absolute()))
+        for uri in (f"{base}?mode=ro", f"{base}?mode=ro&immutable=1"):
+            conn = None
+            try:
+                conn = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False)
+                if conn.execute("PRAGMA quick_check").fetchone()[0] == "ok" and not _check(conn, self.path):
+                    return conn
+                conn.close()
+                return None  # new (no tables) or damaged: nothing to replay
+            except (sqlite3.Error, OutboxError):
+                if conn is not None:
+                    conn.close()
+        return None
 
     def _try_open(self, synchronous: str) -> sqlite3.Connection | None:
         try:
@@ -280,6 +313,18 @@ class HandoverJournal:
                 len(bad),
                 "; ".join(f"id {i}: {r}" for i, r in bad[:10]),
             )
+        if self._read_only:  # never purge what cannot be written; the next start that can will
+            log.info(
+                "%s %s is read-only: replaying %d entries handed over in the last %.0f s, keeping %d old or unreadable",
+                WHAT,
+                self.path,
+                len(young),
+                self.replay_s,
+                len(old) + len(bad),
+            )
+            conn.close()
+            self._conn = None
+            return young
         self._purge([i for i, _ in bad] + old)
         return young
 
@@ -319,9 +364,18 @@ class HandoverJournal:
                 self._owner = None
 
 
-def replay_into(journal: HandoverJournal, outbox: Any, *, thing_name: str | None = None) -> int:
+def replay_into(
+    journal: HandoverJournal,
+    outbox: Any,
+    *,
+    thing_name: str | None = None,
+    unstored: list[tuple[str, str, float]] | None = None,
+) -> int:
     """Store the journal's young entries in ``outbox`` ahead of its backlog (before the
     sender starts); returns how many. A failure is logged: the component still starts.
+    If the outbox cannot store them (a full disk) and ``unstored`` is given, they are
+    appended to it instead (to be held in memory by
+    :meth:`~edge_component.delivery.sender.OutboxPublisher.hold_replayed`) and counted.
 
     With ``thing_name`` only what this thing may send now is replayed: entries on its
     alert or telemetry topic (one on another thing's topic, say from before a rename,
@@ -340,6 +394,16 @@ def replay_into(journal: HandoverJournal, outbox: Any, *, thing_name: str | None
     try:
         stored = outbox.put_first(entries)
     except OutboxError as exc:
+        if unstored is not None:
+            unstored.extend(entries)
+            log.error(
+                "%s %s: the outbox cannot store the %d alerts handed over earlier (%s); holding them in memory",
+                WHAT,
+                journal.path,
+                len(entries),
+                exc,
+            )
+            return len(entries)
         log.error(
             "%s %s: %d alerts handed over earlier could not be replayed: %s", WHAT, journal.path, len(entries), exc
         )

@@ -28,6 +28,7 @@ traceback, backed off and retried (``stats()["sender_alive"]`` says it runs).
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -148,6 +149,19 @@ class OutboxPublisher:
                 self.overflow_max_messages,
                 _describe(lost[1]),
             )
+
+    def hold_replayed(self, entries: list[tuple[str, str, float]]) -> None:
+        """Hold in memory, to be sent after the stored backlog, replayed journal entries
+        (``(topic, payload JSON text, created_at)``) that the outbox could not store
+        (:func:`~edge_component.delivery.handover.replay_into` with ``unstored``)."""
+        for topic, payload, _ in entries:
+            try:
+                message = json.loads(payload)
+            except ValueError:
+                continue  # the journal wrote it with json.dumps: not expected
+            if isinstance(message, dict):
+                self._hold(topic, message, OutboxError(f"outbox {self.outbox.path} cannot store replayed alerts"))
+        self._wake.set()
 
     def publish_latest(self, topic: str, message: dict[str, Any]) -> None:
         """Send ``message`` when the alert backlog is empty; not stored on disk.

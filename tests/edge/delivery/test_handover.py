@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import subprocess
 
 import pytest
 
@@ -342,3 +343,88 @@ def test_an_alert_the_nucleus_refuses_for_good_is_dead_lettered_and_the_queue_mo
     [(topic, reason)] = conn.execute("SELECT CAST(topic AS TEXT), reason FROM dead_letters").fetchall()
     conn.close()
     assert topic == alert_topic("oldthing") and "UnauthorizedError" in reason
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A real full disk: a 400 KiB tmpfs (needs root, as the outbox's full-disk tests do)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a 400 KiB tmpfs (needs root): {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _fill(directory):
+    with (directory / "filler").open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        except OSError:
+            pass
+        try:
+            fh.close()
+        except OSError:
+            pass
+
+
+def test_on_a_full_disk_the_journal_is_read_only_replayed_held_in_memory_and_not_purged(
+    tiny, make_alerts, SpoolingNucleus, caplog
+):
+    """SQLite cannot open the journal for writing on a full tmpfs ("disk I/O error": no room
+    for its -shm). It is opened read-only, its young entries are replayed (held in memory
+    when the outbox, on the same disk, cannot store them) and nothing is deleted from it."""
+    clock = Clock()
+    alerts = make_alerts(1)
+    Outbox(tiny / "outbox.sqlite").close()
+    jr = HandoverJournal(tiny / "handover.sqlite", clock=clock)
+    jr.record(TOPIC, alerts[0], clock.now)
+    clock.now += DAY / 2
+    for a in alerts[1:]:
+        jr.record(TOPIC, a, clock.now)
+    jr.close()
+    clock.now += DAY / 2 + 1  # the first is over a day old
+    _fill(tiny)
+
+    nucleus = SpoolingNucleus(max_messages=100)
+    outbox = Outbox(tiny / "outbox.sqlite")
+    unstored = []
+    with caplog.at_level(logging.INFO):
+        jr = HandoverJournal(tiny / "handover.sqlite", clock=clock)
+        assert replay_into(jr, outbox, thing_name=THING, unstored=unstored) == 2
+    assert "opened it read-only to replay what it holds" in caplog.text
+    assert "replaying 2 entries handed over in the last 86400 s, keeping 1 old" in caplog.text
+    pub = OutboxPublisher(outbox, GreengrassIpcPublisher(nucleus), journal=jr, **FAST)
+    pub.hold_replayed(unstored)
+    assert pub.flush(10)
+    assert nucleus.spool == alerts[1:]
+    pub.close()
+    (tiny / "filler").unlink()
+    conn = sqlite3.connect(tiny / "handover.sqlite")
+    assert conn.execute("SELECT COUNT(*) FROM handover").fetchone()[0] == 3  # nothing purged
+    conn.close()
+
+
+def test_a_journal_lock_it_cannot_take_runs_without_the_journal_and_says_journal(tmp_path, caplog):
+    """The lock file is a directory, or another owner holds it: the component still starts
+    (without the journal) and the log names the handover journal, not the outbox."""
+    path = tmp_path / "handover.sqlite"
+    first = HandoverJournal(path)
+    with caplog.at_level(logging.ERROR):
+        second = HandoverJournal(path)
+    assert first.enabled and not second.enabled
+    assert f"handover journal {path} is in use" in caplog.text and "running without the handover journal" in caplog.text
+    assert second.replay() == [] and not second.record(TOPIC, {"n": 1}, 0.0)
+    second.close()
+    first.close()
+    other = tmp_path / "other" / "handover.sqlite"
+    other.with_name("handover.sqlite.lock").mkdir(parents=True)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        jr = HandoverJournal(other)
+    assert not jr.enabled
+    assert f"of handover journal {other}" in caplog.text and "outbox" not in caplog.text
+    jr.close()
