@@ -29,8 +29,8 @@ from typing import Any
 from .config import ComponentConfig, ConfigError
 
 log = logging.getLogger(__name__)
-# Settings the running component cannot change without a restart (they build the publisher and outbox).
-COMPONENT_RESTART = ("publisher", "mqtt", "outbox_max_messages")
+# Settings the running component cannot change without a restart (they build the publisher, outbox and journal).
+COMPONENT_RESTART = ("publisher", "mqtt", "outbox_max_messages", "handover_replay_s", "handover_max_messages")
 # Settings every worker reads; a change restarts every camera.
 SUPERVISOR_ONLY = ("cameras", "telemetry_every_s", *COMPONENT_RESTART)
 

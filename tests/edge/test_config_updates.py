@@ -66,3 +66,13 @@ def test_an_invalid_configuration_is_rejected_before_it_is_applied(FakeIpcClient
     follower.close()
     assert applied == [] and follower.refused == 2
     assert "refused, the old one keeps running" in caplog.text and "bogus" in caplog.text
+
+
+def test_the_journals_settings_wait_for_a_component_restart_and_restart_no_camera():
+    """The handover journal is opened once, at start (edge_component/__main__.py): a change
+    to its settings takes effect at the next component restart and is no reason to stop
+    a camera."""
+    old = parse_config(_config({"a": WHOLE, "b": WHOLE}))
+    for key, value in (("handover_replay_s", 0), ("handover_max_messages", 20)):
+        plan = plan_update(old, parse_config(_config({"a": WHOLE, "b": WHOLE}, **{key: value})))
+        assert (plan.stop, plan.start, plan.restart, plan.needs_component_restart) == ([], [], [], [key])
