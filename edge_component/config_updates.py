@@ -61,8 +61,10 @@ class ConfigurationFollower:
 
     ``client``: a ``GreengrassCoreIPCClientV2`` (or a fake with the same methods).
     ``validate(raw mapping) -> ComponentConfig`` raises ConfigError (or ValueError) naming
-    the problem. ``apply(config)`` is called with each valid new configuration, on the
-    SDK's callback thread or the debounce timer's. ``debounce_s``: how long after the
+    the problem; any other exception (a bug, a model file that cannot be loaded) also
+    rejects the configuration, with its type and message, and never ends the stream.
+    ``apply(config)`` is called with each valid new configuration, on the SDK's callback
+    thread or the debounce timer's. ``debounce_s``: how long after the
     last update event the configuration is read.
     """
 
@@ -109,6 +111,10 @@ class ConfigurationFollower:
             status, message = "REJECTED", str(exc)
             self.refused += 1
             log.error("configuration of deployment %s rejected: %s", update.deployment_id, message)
+        except Exception as exc:  # noqa: BLE001 - a validator bug must still answer the nucleus, and not kill the stream
+            status, message = "REJECTED", f"the configuration could not be checked: {type(exc).__name__}: {exc}"
+            self.refused += 1
+            log.exception("configuration of deployment %s rejected: %s", update.deployment_id, message)
         from awsiot.greengrasscoreipc.model import ConfigurationValidityReport
 
         report = ConfigurationValidityReport(status=status, deployment_id=update.deployment_id, message=message)
@@ -141,6 +147,15 @@ class ConfigurationFollower:
         except (ConfigError, ValueError) as exc:
             self.refused += 1
             log.error("configuration update (%s) refused, the old one keeps running: %s", keys, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a validator bug refuses the update; the old one keeps running
+            self.refused += 1
+            log.exception(
+                "configuration update (%s) refused, the old one keeps running: it could not be checked: %s: %s",
+                keys,
+                type(exc).__name__,
+                exc,
+            )
             return
         log.info("configuration update (%s) accepted", keys)
         self.applied += 1
