@@ -428,3 +428,12 @@ def test_a_journal_lock_it_cannot_take_runs_without_the_journal_and_says_journal
     assert not jr.enabled
     assert f"of handover journal {other}" in caplog.text and "outbox" not in caplog.text
     jr.close()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_replay_age_that_is_not_a_finite_number_says_so(value):
+    """YAML ``.nan`` is not "more than 7 days": the message names the real problem."""
+    zone = {"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]]}
+    base = {"cameras": [{"name": "c", "source": "v.mp4", "zones": [zone]}]}
+    with pytest.raises(ConfigError, match="handover_replay_s: Input should be a finite number"):
+        parse_config(base | {"handover_replay_s": value})
