@@ -437,3 +437,28 @@ def test_a_replay_age_that_is_not_a_finite_number_says_so(value):
     base = {"cameras": [{"name": "c", "source": "v.mp4", "zones": [zone]}]}
     with pytest.raises(ConfigError, match="handover_replay_s: Input should be a finite number"):
         parse_config(base | {"handover_replay_s": value})
+
+
+def test_a_read_only_journal_still_replays_what_is_young_and_keeps_the_old(tmp_path, make_alerts, caplog):
+    """An immutable file (``chattr +i``, which binds root too): SQLite opens it read-only,
+    so the purge of old entries fails; that is logged and the young ones are replayed."""
+    clock = Clock()
+    alerts = make_alerts(1)
+    path = tmp_path / "handover.sqlite"
+    jr = HandoverJournal(path, clock=clock)
+    jr.record(TOPIC, alerts[0], clock.now)
+    clock.now += DAY / 2
+    jr.record(TOPIC, alerts[1], clock.now)
+    jr.close()
+    clock.now += DAY / 2 + 1  # the first is over a day old
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here (needs root and a filesystem that supports it)")
+    try:
+        jr = HandoverJournal(path, clock=clock)
+        with caplog.at_level(logging.WARNING):
+            assert [json.loads(p) for _, p, _ in jr.replay()] == [alerts[1]]
+        assert "cannot delete 1 old or unreadable entries now" in caplog.text
+        assert len(jr) == 2  # kept for a start that can write
+        jr.close()
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
