@@ -150,9 +150,10 @@ class HandoverJournal:
     ``record(topic, message, created_at)`` after the transport took a message;
     ``replay()`` at start returns the young entries, oldest first, as
     ``(topic, payload JSON text, created_at)``, and deletes the old ones. ``replay_s``
-    0 turns the journal off (nothing recorded or replayed). Neither method raises for
-    the file: failures are logged (see the module docstring). ValueError for bad
-    arguments; OutboxError if another owner holds the file.
+    0 turns the journal off (nothing recorded or replayed). Neither the constructor nor
+    these methods raise for the file or its lock: failures are logged and the journal
+    runs read-only or off (see the module docstring; :attr:`enabled`). ValueError for
+    bad arguments.
     """
 
     def __init__(
