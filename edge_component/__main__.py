@@ -313,8 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         except BaseException:
             outbox.close()
             raise
-        replay_into(journal, outbox)  # before the sender starts and before any new alert
+        unstored: list[tuple[str, str, float]] = []  # replayed, but a full disk kept the outbox from storing them
+        replay_into(journal, outbox, thing_name=args.thing_name, unstored=unstored)  # before the sender starts
         publisher = OutboxPublisher(outbox, transport, journal=journal)
+        publisher.hold_replayed(unstored)
         from .contracts.topics import alert_topic
         from .runtime import Supervisor
 

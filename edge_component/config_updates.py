@@ -31,9 +31,16 @@ from typing import Any
 from .config import ComponentConfig, ConfigError
 
 log = logging.getLogger(__name__)
-# Settings the running component cannot change without a restart (they build the publisher, outbox
-# and evidence uploader; evidence turned off takes effect at once: runtime.Supervisor).
-COMPONENT_RESTART = ("publisher", "mqtt", "outbox_max_messages", "evidence")
+# Settings the running component cannot change without a restart (they build the publisher, outbox,
+# handover journal and evidence uploader; evidence turned off takes effect at once: runtime.Supervisor).
+COMPONENT_RESTART = (
+    "publisher",
+    "mqtt",
+    "outbox_max_messages",
+    "handover_replay_s",
+    "handover_max_messages",
+    "evidence",
+)
 # Settings every worker reads; a change restarts every camera.
 SUPERVISOR_ONLY = ("cameras", "telemetry_every_s", *COMPONENT_RESTART)
 
@@ -71,6 +78,9 @@ def check_update(
         config = validate(raw)
     except (ConfigError, ValueError) as exc:
         return UpdateCheck(None, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a validator bug refuses the update (and answers the nucleus), never kills the stream
+        log.exception("configuration could not be checked")
+        return UpdateCheck(None, f"the configuration could not be checked: {type(exc).__name__}: {exc}")
     return UpdateCheck(config, plan_update(current, config).summary() if current is not None else "valid")
 
 
@@ -92,8 +102,10 @@ class ConfigurationFollower:
 
     ``client``: a ``GreengrassCoreIPCClientV2`` (or a fake with the same methods).
     ``validate(raw mapping) -> ComponentConfig`` raises ConfigError (or ValueError) naming
-    the problem. ``apply(config)`` is called with each valid new configuration, on the
-    SDK's callback thread or the debounce timer's. ``debounce_s``: how long after the
+    the problem; any other exception (a bug, a model file that cannot be loaded) also
+    rejects the configuration, with its type and message, and never ends the stream.
+    ``apply(config)`` is called with each valid new configuration, on the SDK's callback
+    thread or the debounce timer's. ``debounce_s``: how long after the
     last update event the configuration is read.
     """
 

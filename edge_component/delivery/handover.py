@@ -41,9 +41,14 @@ them look old (not replayed: as without the journal).
 The file: SQLite with the outbox's discipline (:func:`~.outbox_file.open_database`: WAL,
 ``synchronous``, one owner by ``flock``). A corrupt or foreign journal is moved aside
 (``<name>.corrupt-<UTC time>`` / ``.foreign-``), logged as an error naming both files,
-and a fresh one starts; one that cannot be opened or written otherwise (a full disk) is
-logged and the component runs without it: the journal never stops an alert from going
-out, it only adds a second chance.
+and a fresh one starts; one that cannot be opened for writing (a full disk, a read-only
+file) is opened read-only, its young entries are replayed (held in memory if the outbox
+cannot store them either) and nothing is purged, then the component runs without it; a
+lock it cannot take (another owner) is logged and the component runs without it. A row
+that cannot be read (a text time, a blob) is logged and deleted. On replay only entries
+on this thing's topics whose alerts pass the current schema go out (others are logged).
+The journal never stops an alert from going out, or the component from starting; it
+only adds a second chance.
 """
 
 from __future__ import annotations
@@ -51,9 +56,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -116,6 +123,22 @@ def _create(conn: sqlite3.Connection) -> None:
         raise
 
 
+def _is_time(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _unreadable(topic: object, payload: object, created_at: object, handed_at: object) -> str:
+    """Why a journal row cannot be replayed ("" if it can): SQLite keeps any type in any column."""
+    if not isinstance(topic, str) or not topic:
+        return f"topic is {type(topic).__name__} {topic!r:.40}, not text"
+    if not isinstance(payload, str):
+        return f"payload is {type(payload).__name__}, not JSON text"
+    for name, value in (("created_at", created_at), ("handed_at", handed_at)):
+        if not _is_time(value):
+            return f"{name} is {type(value).__name__} {value!r:.40}, not a finite number of seconds"
+    return ""
+
+
 def encode(message: dict[str, Any]) -> str:
     """The JSON text the outbox stores for ``message`` (same separators, so equal messages compare equal)."""
     return json.dumps(message, separators=(",", ":"), allow_nan=False)
@@ -127,9 +150,10 @@ class HandoverJournal:
     ``record(topic, message, created_at)`` after the transport took a message;
     ``replay()`` at start returns the young entries, oldest first, as
     ``(topic, payload JSON text, created_at)``, and deletes the old ones. ``replay_s``
-    0 turns the journal off (nothing recorded or replayed). Neither method raises for
-    the file: failures are logged (see the module docstring). ValueError for bad
-    arguments; OutboxError if another owner holds the file.
+    0 turns the journal off (nothing recorded or replayed). Neither the constructor nor
+    these methods raise for the file or its lock: failures are logged and the journal
+    runs read-only or off (see the module docstring; :attr:`enabled`). ValueError for
+    bad arguments.
     """
 
     def __init__(
@@ -156,8 +180,13 @@ class HandoverJournal:
         self.quarantined: Path | None = None
         if not self.replay_s:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._owner = take_ownership(self.path, self.path.with_name(self.path.name + ".lock"))
+        self._read_only = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._owner = take_ownership(self.path, self.path.with_name(self.path.name + ".lock"), WHAT)
+        except (OSError, OutboxError) as exc:  # a lock it cannot take: never a reason to stop
+            log.error("%s; running without the handover journal: nothing is replayed or recorded", exc)
+            return
         try:
             self._conn = open_database(self.path, synchronous.upper(), check=_check, create=_create, what=WHAT)
         except OutboxCorruptError as exc:  # corrupt, or not a journal (JournalSchemaError)
@@ -167,9 +196,31 @@ class HandoverJournal:
             )
             self._conn = self._try_open(synchronous)
         except OutboxError as exc:
+            # A full disk or a read-only file: what it holds can still be read and replayed.
+            self._conn = self._open_read_only()
+            self._read_only = self._conn is not None
             log.error(
-                "%s; running without the handover journal: alerts handed over are not replayed after a restart", exc
+                "%s; %s; alerts handed over from now on are not replayed after a restart",
+                exc,
+                "opened it read-only to replay what it holds" if self._read_only else "running without it",
             )
+
+    def _open_read_only(self) -> sqlite3.Connection | None:
+        """The file opened without writing (``mode=ro``; else ``immutable=1``, which needs no
+        ``-shm`` on a full disk), if it is a journal with entries; else None."""
+        base = "file:" + urllib.parse.quote(str(self.path.absolute()))
+        for uri in (f"{base}?mode=ro", f"{base}?mode=ro&immutable=1"):
+            conn = None
+            try:
+                conn = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False)
+                if conn.execute("PRAGMA quick_check").fetchone()[0] == "ok" and not _check(conn, self.path):
+                    return conn
+                conn.close()
+                return None  # new (no tables) or damaged: nothing to replay
+            except (sqlite3.Error, OutboxError):
+                if conn is not None:
+                    conn.close()
+        return None
 
     def _try_open(self, synchronous: str) -> sqlite3.Connection | None:
         try:
@@ -237,13 +288,64 @@ class HandoverJournal:
         conn = self._conn
         if conn is None:
             return []
+        cutoff = self._clock() - self.replay_s
         try:
-            conn.execute("DELETE FROM handover WHERE handed_at < ?", (self._clock() - self.replay_s,))
-            rows = conn.execute("SELECT topic, payload, created_at FROM handover ORDER BY id").fetchall()
+            rows = conn.execute("SELECT id, topic, payload, created_at, handed_at FROM handover ORDER BY id").fetchall()
         except sqlite3.Error as exc:
             log.error("%s %s cannot be read (%s): nothing replayed", WHAT, self.path, exc)
             return []
-        return [(str(t), str(p), float(c)) for t, p, c in rows]
+        young: list[tuple[str, str, float]] = []
+        old: list[int] = []
+        bad: list[tuple[int, str]] = []
+        for row_id, topic, payload, created_at, handed_at in rows:
+            reason = _unreadable(topic, payload, created_at, handed_at)
+            if reason:
+                bad.append((row_id, reason))
+            elif handed_at < cutoff:
+                old.append(row_id)
+            else:
+                young.append((topic, payload, float(created_at)))
+        if bad:
+            # A row another program (or bit rot) wrote must not stop the component from starting.
+            log.error(
+                "%s %s: %d entries cannot be read and are deleted, not replayed: %s",
+                WHAT,
+                self.path,
+                len(bad),
+                "; ".join(f"id {i}: {r}" for i, r in bad[:10]),
+            )
+        if self._read_only:  # never purge what cannot be written; the next start that can will
+            log.info(
+                "%s %s is read-only: replaying %d entries handed over in the last %.0f s, keeping %d old or unreadable",
+                WHAT,
+                self.path,
+                len(young),
+                self.replay_s,
+                len(old) + len(bad),
+            )
+            conn.close()
+            self._conn = None
+            return young
+        self._purge([i for i, _ in bad] + old)
+        return young
+
+    def _purge(self, ids: list[int]) -> None:
+        """Delete the rows ``ids``; a failure (a full disk) is logged and keeps them."""
+        if not ids or self._conn is None:
+            return
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("DELETE FROM handover WHERE id = ?", [(i,) for i in ids])
+                conn.execute("COMMIT")
+            except BaseException:
+                rollback(conn)
+                raise
+        except sqlite3.Error as exc:
+            log.warning(
+                "%s %s: cannot delete %d old or unreadable entries now (%s); kept", WHAT, self.path, len(ids), exc
+            )
 
     def __len__(self) -> int:
         """Entries in the file now (0 when the journal is off or closed)."""
@@ -263,15 +365,46 @@ class HandoverJournal:
                 self._owner = None
 
 
-def replay_into(journal: HandoverJournal, outbox: Any) -> int:
+def replay_into(
+    journal: HandoverJournal,
+    outbox: Any,
+    *,
+    thing_name: str | None = None,
+    unstored: list[tuple[str, str, float]] | None = None,
+) -> int:
     """Store the journal's young entries in ``outbox`` ahead of its backlog (before the
-    sender starts); returns how many. A failure is logged: the component still starts."""
-    entries = journal.replay()
+    sender starts); returns how many. A failure is logged: the component still starts.
+    If the outbox cannot store them (a full disk) and ``unstored`` is given, they are
+    appended to it instead (to be held in memory by
+    :meth:`~edge_component.delivery.sender.OutboxPublisher.hold_replayed`) and counted.
+
+    With ``thing_name`` only what this thing may send now is replayed: entries on its
+    alert or telemetry topic (one on another thing's topic, say from before a rename,
+    would be refused by the nucleus), and alerts that pass the current alert schema
+    (:func:`~edge_component.contracts.alerts.validate_alert`); the others are dropped
+    with a log."""
+    try:
+        entries = journal.replay()
+        if thing_name is not None:
+            entries = _sendable(journal, entries, thing_name)
+    except Exception:  # noqa: BLE001 - the journal only adds a second chance; it never stops a start
+        log.exception("%s %s: replay failed; nothing replayed", WHAT, journal.path)
+        return 0
     if not entries:
         return 0
     try:
         stored = outbox.put_first(entries)
     except OutboxError as exc:
+        if unstored is not None:
+            unstored.extend(entries)
+            log.error(
+                "%s %s: the outbox cannot store the %d alerts handed over earlier (%s); holding them in memory",
+                WHAT,
+                journal.path,
+                len(entries),
+                exc,
+            )
+            return len(entries)
         log.error(
             "%s %s: %d alerts handed over earlier could not be replayed: %s", WHAT, journal.path, len(entries), exc
         )
@@ -284,3 +417,41 @@ def replay_into(journal: HandoverJournal, outbox: Any) -> int:
         journal.replay_s,
     )
     return stored
+
+
+def _sendable(
+    journal: HandoverJournal, entries: list[tuple[str, str, float]], thing_name: str
+) -> list[tuple[str, str, float]]:
+    """The entries on this thing's topics that are valid now; the rest logged and left out."""
+    from edge_component.contracts.alerts import AlertValidationError, validate_alert
+    from edge_component.contracts.topics import alert_topic, telemetry_topic
+
+    alerts, telemetry = alert_topic(thing_name), telemetry_topic(thing_name)
+    keep: list[tuple[str, str, float]] = []
+    dropped: list[str] = []
+    for topic, payload, created_at in entries:
+        if topic not in (alerts, telemetry):
+            dropped.append(f"on {topic!r}, not a topic of thing {thing_name}")
+            continue
+        if topic == alerts:
+            message: Any = None
+            try:
+                message = json.loads(payload)
+                if not isinstance(message, dict):
+                    raise AlertValidationError(f"payload is JSON {type(message).__name__}, not an object")
+                validate_alert(message)
+            except (ValueError, TypeError) as exc:  # JSONDecodeError and AlertValidationError are ValueErrors
+                event = message.get("event_id") if isinstance(message, dict) else None
+                dropped.append(f"alert {event or '?'} no longer valid: {exc}")
+                continue
+        keep.append((topic, payload, created_at))
+    if dropped:
+        log.warning(
+            "%s %s: %d entries not replayed: %s%s",
+            WHAT,
+            journal.path,
+            len(dropped),
+            "; ".join(dropped[:10]),
+            f"; and {len(dropped) - 10} more" if len(dropped) > 10 else "",
+        )
+    return keep

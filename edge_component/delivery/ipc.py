@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .publisher import PublishError
+from .publisher import PublishError, PublishRefusedError
+
+# The IPC errors that say this message can never be published as it is: the component's
+# accessControl does not allow aws.greengrass#PublishToIoTCore on the topic
+# (https://docs.aws.amazon.com/greengrass/v2/developerguide/ipc-iot-core-mqtt.html,
+# "Authorization"), or the request itself is invalid. An offline or restarting nucleus
+# raises other errors (ServiceError, a lost connection), which stay retryable.
+REFUSALS = ("UnauthorizedError", "InvalidArgumentsError")
 
 
 class GreengrassIpcPublisher:
@@ -40,7 +47,8 @@ class GreengrassIpcPublisher:
         except Exception as exc:  # the SDK raises many error types; all mean "not sent"
             # The SDK's errors keep their text in .message; str() of one is empty.
             reason = getattr(exc, "message", None) or str(exc)
-            raise PublishError(f"publish_to_iot_core({topic}) failed: {type(exc).__name__}: {reason}") from exc
+            error = PublishRefusedError if type(exc).__name__ in REFUSALS else PublishError
+            raise error(f"publish_to_iot_core({topic}) failed: {type(exc).__name__}: {reason}") from exc
 
     def close(self) -> None:
         close = getattr(self._client, "close", None)

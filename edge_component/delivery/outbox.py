@@ -351,6 +351,27 @@ class Outbox:
                 self._marks.write(self._stored, done_through(conn, self._stored), sync=False)
         return True
 
+    def dead_letter(self, item_id: int, reason: str) -> bool:
+        """Move message ``item_id`` to ``dead_letters`` with ``reason`` (the transport
+        refused it for good); False if it was already gone. Counted in :attr:`dead`. On a
+        full disk the row is hidden from :meth:`peek` and moved once a write succeeds."""
+        with self._lock:
+            conn = self._live()
+            if item_id in self._pending or self._needs_schema:
+                return False
+            try:
+                exists = conn.execute("SELECT 1 FROM outbox WHERE id = ?", (item_id,)).fetchone() is not None
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
+            if not exists:
+                return False
+            self._pending[item_id] = reason
+            self._dead += 1
+            self._depth -= 1
+            if self._apply_pending(conn):
+                self._marks.write(self._stored, done_through(conn, self._stored), sync=False)
+        return True
+
     def record_attempt(self, item_id: int) -> None:
         """Count one failed send of ``item_id`` (shown as ``attempts`` by :meth:`peek`)."""
         with self._lock:
@@ -371,7 +392,8 @@ class Outbox:
 
     @property
     def dead(self) -> int:
-        """Stored messages that could not be read back (in ``dead_letters``), over the file's life."""
+        """Stored messages that could not be read back or that the transport refused for
+        good (in ``dead_letters``), over the file's life."""
         return self._dead
 
     @property

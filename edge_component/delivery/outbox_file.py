@@ -110,13 +110,14 @@ class OutboxSchemaError(OutboxCorruptError):
         return f"{what} {path} does not have the outbox schema (version {SCHEMA_VERSION}): {reason}"
 
 
-def take_ownership(path: Path, lock_path: Path) -> IO[str]:
+def take_ownership(path: Path, lock_path: Path, what: str = "outbox") -> IO[str]:
     """Open ``lock_path`` (``<name>.lock``) and hold an exclusive flock on it (released by close() or
-    by the kernel when the process dies); OutboxError if another owner holds it."""
+    by the kernel when the process dies); OutboxError if another owner holds it. ``what``
+    names the file in errors."""
     try:
         fh = open(lock_path, "a+", encoding="ascii")
     except OSError as exc:
-        raise OutboxError(f"cannot open the lock file {lock_path} of outbox {path}: {exc}") from exc
+        raise OutboxError(f"cannot open the lock file {lock_path} of {what} {path}: {exc}") from exc
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -124,12 +125,12 @@ def take_ownership(path: Path, lock_path: Path) -> IO[str]:
         holder = fh.read().strip() or "unknown"
         fh.close()
         raise OutboxError(
-            f"outbox {path} is in use: another process (pid {holder}) or another Outbox in this one "
+            f"{what} {path} is in use: another process (pid {holder}) or another owner in this one "
             f"holds its lock {lock_path}; one owner per file, or every message would be sent twice"
         ) from None
     except OSError as exc:
         fh.close()
-        raise OutboxError(f"cannot lock {lock_path} for outbox {path}: {exc}") from exc
+        raise OutboxError(f"cannot lock {lock_path} for {what} {path}: {exc}") from exc
     try:  # unbuffered: a pid line left in the buffer on a full disk would fail close() later
         os.ftruncate(fh.fileno(), 0)
         os.pwrite(fh.fileno(), f"{os.getpid()}\n".encode("ascii"), 0)

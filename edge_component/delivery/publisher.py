@@ -26,6 +26,13 @@ class PublishError(RuntimeError):
     """The message was not accepted by the transport; it must be kept and retried."""
 
 
+class PublishRefusedError(PublishError):
+    """The transport refused this message for good (e.g. not authorized to publish on
+    its topic): sending it again cannot succeed, so the sender dead-letters it instead
+    of retrying it at the head of the queue. Anything that may pass later (offline, a
+    full spool, a timeout) stays a plain :class:`PublishError`."""
+
+
 class Publisher(Protocol):
     def publish(self, topic: str, message: dict[str, Any]) -> None: ...
 

@@ -6,7 +6,10 @@ has accepted it (for IPC and MQTT: after the QoS 1 acknowledgement).
 
 When the transport refuses (:class:`~edge_component.delivery.publisher.PublishError`), the same
 head message is retried after an exponential backoff with jitter, so nothing behind it
-overtakes it. Delivery is at least once: a message whose acknowledgement was lost is
+overtakes it. A refusal for good (:class:`~edge_component.delivery.publisher.PublishRefusedError`:
+not authorized for the topic, say after a thing rename) is not retried: the message is
+moved to the outbox's ``dead_letters`` (logged with its id), as an unreadable row is,
+so it cannot block the queue forever. Delivery is at least once: a message whose acknowledgement was lost is
 sent again, with the same ``event_id``, and the alert Lambda deduplicates by it.
 
 An alert the outbox cannot store (full disk, unwritable file) is held in a bounded
@@ -25,6 +28,7 @@ traceback, backed off and retried (``stats()["sender_alive"]`` says it runs).
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -37,7 +41,7 @@ from edge_component.backoff import Backoff
 from .handover import HandoverJournal
 from .outbox import Outbox
 from .outbox_file import OutboxError
-from .publisher import Publisher, PublishError
+from .publisher import Publisher, PublishError, PublishRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +150,19 @@ class OutboxPublisher:
                 _describe(lost[1]),
             )
 
+    def hold_replayed(self, entries: list[tuple[str, str, float]]) -> None:
+        """Hold in memory, to be sent after the stored backlog, replayed journal entries
+        (``(topic, payload JSON text, created_at)``) that the outbox could not store
+        (:func:`~edge_component.delivery.handover.replay_into` with ``unstored``)."""
+        for topic, payload, _ in entries:
+            try:
+                message = json.loads(payload)
+            except ValueError:
+                continue  # the journal wrote it with json.dumps: not expected
+            if isinstance(message, dict):
+                self._hold(topic, message, OutboxError(f"outbox {self.outbox.path} cannot store replayed alerts"))
+        self._wake.set()
+
     def publish_latest(self, topic: str, message: dict[str, Any]) -> None:
         """Send ``message`` when the alert backlog is empty; not stored on disk.
 
@@ -187,6 +204,17 @@ class OutboxPublisher:
                 return failures
             try:
                 self.transport.publish(item.topic, item.message)
+            except PublishRefusedError as exc:  # for good: it must not block the queue behind it
+                self.outbox.dead_letter(item.id, f"refused by the transport: {exc}")
+                log.error(
+                    "outbox %s: message id %d on %s refused for good, moved to dead_letters (%s): %s",
+                    self.outbox.path,
+                    item.id,
+                    item.topic,
+                    _describe(item.message),
+                    exc,
+                )
+                continue
             except Exception as exc:  # PublishError is expected; anything else is a bug, still retried
                 try:
                     self.outbox.record_attempt(item.id)
@@ -204,6 +232,15 @@ class OutboxPublisher:
         if head is not None:
             try:
                 self.transport.publish(*head)
+            except PublishRefusedError as exc:
+                log.error(
+                    "alert held in memory on %s refused for good, dropped (%s): %s", head[0], _describe(head[1]), exc
+                )
+                with self._overflow_lock:
+                    if self._overflow and self._overflow[0] is head:
+                        self._overflow.popleft()
+                        self._overflow_dropped += 1
+                return failures
             except Exception as exc:
                 return self._failed(failures, "alert held in memory", exc)
             if self.journal is not None:
@@ -235,6 +272,8 @@ class OutboxPublisher:
         for topic, message in waiting:
             try:
                 self.transport.publish(topic, message)
+            except PublishRefusedError as exc:
+                log.error("telemetry on %s refused for good, dropped: %s", topic, exc)
             except Exception as exc:
                 self._latest_error = exc
                 return False

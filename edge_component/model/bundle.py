@@ -16,6 +16,7 @@ same raw rows and return the same probabilities; normalisation is the manifest's
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from dataclasses import dataclass, replace
@@ -31,6 +32,13 @@ from edge_component.contracts.manifest import MANIFEST_FILE, Manifest, manifest_
 from .errors import ModelError
 from .litert import Scorer
 from .onnx_runtime import OnnxScorer
+
+
+def _unresolvable(exc: OSError | RuntimeError) -> str:
+    """Why a path cannot be followed, for a message: a symlink loop, or the OS's reason."""
+    if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+        return "is a symbolic link loop"
+    return f"cannot be read: {exc.strerror or exc}"
 
 
 def sha256_file(path: str | Path) -> str:
@@ -82,10 +90,20 @@ def read_manifest(bundle_dir: str | Path) -> LoadedManifest:
     for name, digest in files.items():
         fp = bundle_dir / name
         # Files are plain names inside the bundle: no paths, no links out of it.
-        if Path(name).name != name or name in (".", "..") or fp.resolve().parent != root:
+        if Path(name).name != name or name in (".", ".."):
             raise ModelError(f"model bundle {bundle_dir}: {name!r} is not a file inside the bundle")
-        if not fp.is_file():
-            raise ModelError(f"model bundle {bundle_dir}: {name} is listed in the manifest but missing")
+        try:
+            resolved = fp.resolve(strict=True)
+        except FileNotFoundError:
+            raise ModelError(f"model bundle {bundle_dir}: {name} is listed in the manifest but missing") from None
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, before Python 3.13
+            raise ModelError(f"model bundle {bundle_dir}: {name} {_unresolvable(exc)}") from None
+        if resolved.parent != root:
+            raise ModelError(f"model bundle {bundle_dir}: {name!r} is not a file inside the bundle")
+        if resolved.is_dir():
+            raise ModelError(f"model bundle {bundle_dir}: {name} is a directory, not a model file")
+        if not resolved.is_file():
+            raise ModelError(f"model bundle {bundle_dir}: {name} is not a regular file")
         try:
             actual = sha256_file(fp)
         except OSError as exc:

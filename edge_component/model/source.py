@@ -36,6 +36,7 @@ So the version comes from, in order:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Mapping
@@ -123,8 +124,7 @@ def load_model(source: ModelSource, model_file: str | None = None) -> ModelBundl
     directory = source.directory
     try:
         if not directory.is_dir():
-            what = "does not exist" if not directory.exists() else "is not a directory"
-            raise ModelError(f"the model bundle folder {what}")
+            raise ModelError(f"the model bundle folder {_not_a_folder(directory)}")
         return load_bundle(directory, model_file)
     except ModelError as exc:
         if source.from_component:
@@ -135,6 +135,19 @@ def load_model(source: ModelSource, model_file: str | None = None) -> ModelBundl
         if not directory.is_dir():
             raise ModelError(f"--model-dir {directory}: {exc}") from None
         raise
+
+
+def _not_a_folder(directory: Path) -> str:
+    """Why ``directory`` (not a folder) is not one: missing, a symlink loop, unreadable, or a file."""
+    try:
+        os.stat(directory)
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        return f"cannot be read: {exc.strerror or exc}"
+    return "is not a directory"
 
 
 def model_report(source: ModelSource, bundle: ModelBundle) -> dict[str, str | None]:

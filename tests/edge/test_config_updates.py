@@ -66,3 +66,37 @@ def test_an_invalid_configuration_is_rejected_before_it_is_applied(FakeIpcClient
     follower.close()
     assert applied == [] and follower.refused == 2
     assert "refused, the old one keeps running" in caplog.text and "bogus" in caplog.text
+
+
+def test_the_journals_settings_wait_for_a_component_restart_and_restart_no_camera():
+    """The handover journal is opened once, at start (edge_component/__main__.py): a change
+    to its settings takes effect at the next component restart and is no reason to stop
+    a camera."""
+    old = parse_config(_config({"a": WHOLE, "b": WHOLE}))
+    for key, value in (("handover_replay_s", 0), ("handover_max_messages", 20)):
+        plan = plan_update(old, parse_config(_config({"a": WHOLE, "b": WHOLE}, **{key: value})))
+        assert (plan.stop, plan.start, plan.restart, plan.needs_component_restart) == ([], [], [], [key])
+
+
+def test_a_validator_that_raises_anything_rejects_the_deployment_and_the_stream_lives_on(FakeIpcClient, caplog):
+    """A bug in validation (here a RuntimeError, as pathlib raises for a symlink loop) is a
+    REJECTED report with the reason, not a dead callback thread the nucleus waits out."""
+    calls = []
+
+    def validate(raw):
+        calls.append(raw)
+        if len(calls) == 1:
+            raise RuntimeError("Symlink loop from 'model.tflite'")
+        return parse_config(raw)
+
+    fake = FakeIpcClient(_config({"a": WHOLE}))
+    applied = []
+    follower = ConfigurationFollower(fake, validate, applied.append, debounce_s=0.2)
+    follower.start()
+    assert not fake.deploy(_config({"a": HALF}), deployment_id="d1", timeout_s=5)
+    report = fake.reports[-1]
+    assert (report.status, report.deployment_id) == ("REJECTED", "d1")
+    assert "RuntimeError: Symlink loop from 'model.tflite'" in report.message
+    assert fake.deploy(_config({"a": HALF}), deployment_id="d2", timeout_s=5)  # the next deployment is checked
+    assert fake.reports[-1].status == "ACCEPTED"
+    follower.close()

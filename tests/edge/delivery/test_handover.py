@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import subprocess
 
 import pytest
 
@@ -41,7 +42,7 @@ def start(state, nucleus, clock=None, **journal):
     """What __main__ does at start: outbox, journal, replay, then the sender."""
     outbox = Outbox(state / "outbox.sqlite")
     jr = HandoverJournal(state / "handover.sqlite", clock=clock or Clock(), **journal)
-    replayed = replay_into(jr, outbox)
+    replayed = replay_into(jr, outbox, thing_name=THING)
     return OutboxPublisher(outbox, GreengrassIpcPublisher(nucleus), journal=jr, **FAST), replayed
 
 
@@ -249,3 +250,215 @@ def test_a_journal_that_cannot_be_written_never_holds_an_alert_back(tmp_path, pa
         assert pub.flush(10)
     assert len(pub.journal) == 3 and "can be written again" in caplog.text
     pub.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("created_at", "'2026-12-03T07:00:00Z'"),
+        ("handed_at", "'yesterday'"),
+        ("payload", "x'00ff'"),
+        ("topic", "x'41'"),
+    ],
+)
+def test_an_unreadable_journal_row_is_deleted_with_a_log_and_the_rest_is_replayed(tmp_path, caplog, column, value):
+    """SQLite keeps any type in any column: a row with a text time (another program, bit
+    rot) is skipped and deleted, naming the journal file, and never stops the start."""
+    clock = Clock()
+    path = tmp_path / "handover.sqlite"
+    jr = HandoverJournal(path, clock=clock)
+    for n in range(3):
+        jr.record(TOPIC, {"n": n}, clock.now)
+    jr.close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"UPDATE handover SET {column} = {value} WHERE id = 2")
+    conn.commit()
+    conn.close()
+    jr = HandoverJournal(path, clock=clock)
+    box = Outbox(tmp_path / "outbox.sqlite")
+    with caplog.at_level(logging.ERROR):
+        assert replay_into(jr, box) == 2
+    assert [i.message["n"] for i in box.peek(10)] == [0, 2]
+    assert f"handover journal {path}: 1 entries cannot be read" in caplog.text and column in caplog.text
+    assert len(jr) == 2  # deleted from the file
+    jr.close()
+    box.close()
+
+
+def test_replay_keeps_only_this_things_topics_and_alerts_valid_now(tmp_path, make_alerts, caplog):
+    """An entry from before a thing rename would be refused by the nucleus (not authorized
+    for that topic); an alert the schema no longer accepts would be refused by the Lambda.
+    Neither is replayed; both are logged."""
+    clock = Clock()
+    alerts = make_alerts(1)
+    jr = HandoverJournal(tmp_path / "handover.sqlite", clock=clock)
+    jr.record(alert_topic("oldthing"), alerts[0], clock.now)
+    jr.record(TOPIC, {"schema_version": 99, "bogus": True}, clock.now)
+    jr.record(TOPIC, alerts[1], clock.now)
+    jr.close()
+    jr = HandoverJournal(tmp_path / "handover.sqlite", clock=clock)
+    box = Outbox(tmp_path / "outbox.sqlite")
+    with caplog.at_level(logging.WARNING):
+        assert replay_into(jr, box, thing_name=THING) == 1
+    assert [(i.topic, i.message) for i in box.peek(10)] == [(TOPIC, alerts[1])]
+    assert "2 entries not replayed" in caplog.text
+    assert "'vigil/oldthing/alerts', not a topic of thing cam-test-01" in caplog.text
+    assert "no longer valid" in caplog.text
+    jr.close()
+    box.close()
+
+
+def test_an_alert_the_nucleus_refuses_for_good_is_dead_lettered_and_the_queue_moves_on(
+    tmp_path, make_alerts, SpoolingNucleus, caplog
+):
+    """IPC UnauthorizedError (the recipe's accessControl does not allow PublishToIoTCore on
+    the topic: https://docs.aws.amazon.com/greengrass/v2/developerguide/ipc-iot-core-mqtt.html)
+    cannot pass on a retry: the message goes to dead_letters and the ones behind it go out.
+    A full spool (ServiceError) stays retryable: nothing is dead-lettered for it."""
+    from awsiot.greengrasscoreipc.model import UnauthorizedError
+
+    class Nucleus(SpoolingNucleus):
+        def publish_to_iot_core(self, *, topic_name, qos, payload):
+            if topic_name != TOPIC:
+                raise UnauthorizedError(message=f"not authorized to publish to {topic_name}")
+            super().publish_to_iot_core(topic_name=topic_name, qos=qos, payload=payload)
+
+    alerts = make_alerts(1)
+    nucleus = Nucleus(max_messages=0)  # the spool is full at first: refused, but not for good
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    pub = OutboxPublisher(outbox, GreengrassIpcPublisher(nucleus), **FAST)
+    pub.publish(TOPIC, alerts[0])
+    assert not pub.flush(0.5)
+    assert pub.stats()["retries"] >= 2 and pub.stats()["dead"] == 0 and outbox.depth == 1
+    nucleus.max_messages = 100
+    with caplog.at_level(logging.ERROR):
+        pub.publish(alert_topic("oldthing"), alerts[1])
+        pub.publish(TOPIC, alerts[2])
+        assert pub.flush(10)
+    assert nucleus.spool == [alerts[0], alerts[2]]
+    assert pub.stats()["dead"] == 1
+    assert "refused for good, moved to dead_letters" in caplog.text and "UnauthorizedError" in caplog.text
+    pub.close()
+    conn = sqlite3.connect(tmp_path / "outbox.sqlite")
+    [(topic, reason)] = conn.execute("SELECT CAST(topic AS TEXT), reason FROM dead_letters").fetchall()
+    conn.close()
+    assert topic == alert_topic("oldthing") and "UnauthorizedError" in reason
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A real full disk: a 400 KiB tmpfs (needs root, as the outbox's full-disk tests do)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a 400 KiB tmpfs (needs root): {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _fill(directory):
+    with (directory / "filler").open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        except OSError:
+            pass
+        try:
+            fh.close()
+        except OSError:
+            pass
+
+
+def test_on_a_full_disk_the_journal_is_read_only_replayed_held_in_memory_and_not_purged(
+    tiny, make_alerts, SpoolingNucleus, caplog
+):
+    """SQLite cannot open the journal for writing on a full tmpfs ("disk I/O error": no room
+    for its -shm). It is opened read-only, its young entries are replayed (held in memory
+    when the outbox, on the same disk, cannot store them) and nothing is deleted from it."""
+    clock = Clock()
+    alerts = make_alerts(1)
+    Outbox(tiny / "outbox.sqlite").close()
+    jr = HandoverJournal(tiny / "handover.sqlite", clock=clock)
+    jr.record(TOPIC, alerts[0], clock.now)
+    clock.now += DAY / 2
+    for a in alerts[1:]:
+        jr.record(TOPIC, a, clock.now)
+    jr.close()
+    clock.now += DAY / 2 + 1  # the first is over a day old
+    _fill(tiny)
+
+    nucleus = SpoolingNucleus(max_messages=100)
+    outbox = Outbox(tiny / "outbox.sqlite")
+    unstored = []
+    with caplog.at_level(logging.INFO):
+        jr = HandoverJournal(tiny / "handover.sqlite", clock=clock)
+        assert replay_into(jr, outbox, thing_name=THING, unstored=unstored) == 2
+    assert "opened it read-only to replay what it holds" in caplog.text
+    assert "replaying 2 entries handed over in the last 86400 s, keeping 1 old" in caplog.text
+    pub = OutboxPublisher(outbox, GreengrassIpcPublisher(nucleus), journal=jr, **FAST)
+    pub.hold_replayed(unstored)
+    assert pub.flush(10)
+    assert nucleus.spool == alerts[1:]
+    pub.close()
+    (tiny / "filler").unlink()
+    conn = sqlite3.connect(tiny / "handover.sqlite")
+    assert conn.execute("SELECT COUNT(*) FROM handover").fetchone()[0] == 3  # nothing purged
+    conn.close()
+
+
+def test_a_journal_lock_it_cannot_take_runs_without_the_journal_and_says_journal(tmp_path, caplog):
+    """The lock file is a directory, or another owner holds it: the component still starts
+    (without the journal) and the log names the handover journal, not the outbox."""
+    path = tmp_path / "handover.sqlite"
+    first = HandoverJournal(path)
+    with caplog.at_level(logging.ERROR):
+        second = HandoverJournal(path)
+    assert first.enabled and not second.enabled
+    assert f"handover journal {path} is in use" in caplog.text and "running without the handover journal" in caplog.text
+    assert second.replay() == [] and not second.record(TOPIC, {"n": 1}, 0.0)
+    second.close()
+    first.close()
+    other = tmp_path / "other" / "handover.sqlite"
+    other.with_name("handover.sqlite.lock").mkdir(parents=True)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        jr = HandoverJournal(other)
+    assert not jr.enabled
+    assert f"of handover journal {other}" in caplog.text and "outbox" not in caplog.text
+    jr.close()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_replay_age_that_is_not_a_finite_number_says_so(value):
+    """YAML ``.nan`` is not "more than 7 days": the message names the real problem."""
+    zone = {"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]]}
+    base = {"cameras": [{"name": "c", "source": "v.mp4", "zones": [zone]}]}
+    with pytest.raises(ConfigError, match="handover_replay_s: Input should be a finite number"):
+        parse_config(base | {"handover_replay_s": value})
+
+
+def test_a_read_only_journal_still_replays_what_is_young_and_keeps_the_old(tmp_path, make_alerts, caplog):
+    """An immutable file (``chattr +i``, which binds root too): SQLite opens it read-only,
+    so the purge of old entries fails; that is logged and the young ones are replayed."""
+    clock = Clock()
+    alerts = make_alerts(1)
+    path = tmp_path / "handover.sqlite"
+    jr = HandoverJournal(path, clock=clock)
+    jr.record(TOPIC, alerts[0], clock.now)
+    clock.now += DAY / 2
+    jr.record(TOPIC, alerts[1], clock.now)
+    jr.close()
+    clock.now += DAY / 2 + 1  # the first is over a day old
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here (needs root and a filesystem that supports it)")
+    try:
+        jr = HandoverJournal(path, clock=clock)
+        with caplog.at_level(logging.WARNING):
+            assert [json.loads(p) for _, p, _ in jr.replay()] == [alerts[1]]
+        assert "cannot delete 1 old or unreadable entries now" in caplog.text
+        assert len(jr) == 2  # kept for a start that can write
+        jr.close()
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)

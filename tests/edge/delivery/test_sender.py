@@ -211,3 +211,29 @@ def test_a_message_too_deep_to_encode_is_refused_as_publish_error(tmp_path, Reco
         pub.publish(TOPIC, {"event_id": "x", "d": deep})
     assert pub.stats()["depth"] == 0 and pub.stats()["unstored"] == 0
     pub.close()
+
+
+def test_telemetry_refused_for_good_is_dropped_and_does_not_hold_the_sender(tmp_path, Recorder, make_alerts, caplog):
+    """PublishRefusedError (e.g. not authorized for the topic) on telemetry: dropped with a
+    log, not retried forever; the alerts and later telemetry still go out."""
+    from edge_component.delivery.publisher import PublishRefusedError
+
+    class Refusing(Recorder):
+        def publish(self, topic, message):
+            if topic == "vigil/oldthing/telemetry":
+                raise PublishRefusedError(f"UnauthorizedError: not authorized to publish to {topic}")
+            super().publish(topic, message)
+
+    transport = Refusing()
+    pub = OutboxPublisher(Outbox(tmp_path / "outbox.sqlite"), transport, **FAST)
+    with caplog.at_level(logging.ERROR):
+        pub.publish_latest("vigil/oldthing/telemetry", {"n": 1})
+        assert pub.flush(5)
+        alert = make_alerts(1)[0]
+        pub.publish(TOPIC, alert)
+        pub.publish_latest("vigil/cam-test-01/telemetry", {"n": 2})
+        assert pub.flush(5)
+    assert transport.sent == [(TOPIC, alert), ("vigil/cam-test-01/telemetry", {"n": 2})]
+    assert "telemetry on vigil/oldthing/telemetry refused for good, dropped" in caplog.text
+    assert pub.stats()["retries"] == 0
+    pub.close()

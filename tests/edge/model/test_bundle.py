@@ -177,3 +177,16 @@ def test_a_symlink_out_of_the_bundle_is_refused(bundle_copy, tmp_path):
     (bundle_copy / "model.tflite").symlink_to(outside)
     with pytest.raises(ModelError, match="not a file inside the bundle"):
         load_bundle(bundle_copy)
+
+
+def test_a_model_file_that_is_a_symlink_loop_or_a_directory_says_so(bundle_copy):
+    """Not a RuntimeError traceback (pathlib's symlink loop) nor "missing": the cause, naming the file."""
+    model = bundle_copy / "model.tflite"
+    model.unlink()
+    model.symlink_to(model)
+    with pytest.raises(ModelError, match=r"model.tflite is a symbolic link loop"):
+        load_bundle(bundle_copy)
+    model.unlink()
+    model.mkdir()
+    with pytest.raises(ModelError, match=r"model.tflite is a directory, not a model file"):
+        load_bundle(bundle_copy)

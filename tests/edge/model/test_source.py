@@ -133,3 +133,14 @@ def test_a_folder_outside_a_model_component_has_no_version(tmp_path):
     folder.mkdir(parents=True)
     assert resolve_model_source(None, {MODEL_DIR_ENV: str(folder)}).version is None
     assert resolve_model_source(None, {MODEL_DIR_ENV: str(tmp_path)}).version is None
+
+
+def test_a_model_dir_that_is_a_symlink_loop_says_so_not_does_not_exist(tmp_path):
+    loop_a, loop_b = tmp_path / "loopA", tmp_path / "loopB"
+    loop_a.symlink_to(loop_b)
+    loop_b.symlink_to(loop_a)
+    source = resolve_model_source(None, {MODEL_DIR_ENV: str(loop_a)})
+    with pytest.raises(ModelError, match=r"the model bundle folder is a symbolic link loop"):
+        load_model(source)
+    with pytest.raises(ModelError, match=r"does not exist"):
+        load_model(resolve_model_source(None, {MODEL_DIR_ENV: str(tmp_path / "absent")}))
