@@ -236,8 +236,8 @@ def with_feedback(notification: Notification, links: FeedbackLinks | None, zone:
         [
             "",
             "Was this alert right? One click tells Vigil, and teaches its model this site:",
-            f"{'False alarm:':<{LABEL_WIDTH}}{links.false_alarm}",
-            f"{'Correct:':<{LABEL_WIDTH}}{links.correct}",
+            f"{'False alarm:':<{LABEL_WIDTH + 1}}{links.false_alarm}",
+            f"{'Correct:':<{LABEL_WIDTH + 1}}{links.correct}",
             f"(links work until {_local(links.expires, zone)}; the first answer counts)",
         ]
     )
