@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -22,6 +23,7 @@ import pytest
 from edge_component.analysis.features import FEATURE_NAMES, FEATURE_VERSION
 from training.channels import load_channel
 from vigil_alerts.feedback import FeedbackSigner
+from vigil_alerts.local import sample_event
 from vigil_alerts.processing import process_alert
 from vigil_alerts.sms import sms_length
 from vigil_feedback import handler as feedback
@@ -335,3 +337,31 @@ def test_signature_covers_the_exact_canonical_string():
 def test_feedback_settings_name_missing_variables():
     with pytest.raises(RuntimeError, match="EVENTS_TABLE, TRAINING_BUCKET"):
         feedback.Settings.from_env({"FEEDBACK_SECRET_ARN": "arn"})
+
+
+def test_alert_handler_wires_links_and_events_from_its_environment(env, app, topic, context, monkeypatch, thing):
+    monkeypatch.setenv("EVENTS_TABLE", EVENTS)
+    monkeypatch.setenv("FEEDBACK_URL", URL)
+    monkeypatch.setenv("FEEDBACK_SECRET_ARN", env.secret_arn)
+    monkeypatch.setenv("FEEDBACK_LINK_S", "3600")
+    app.use_clients(sns=topic.sns, dynamodb=env.dynamodb, secrets=env.secrets)
+    start = sample_event(thing_name=thing, topic_thing_name=thing)
+    assert app.handler(start, context)["status"] == "notified"
+    ((message,),) = [p[1:2] for p in topic.published()]
+    links = re.findall(r"^(?:False alarm|Correct):\s+(\S+)$", json.loads(message)["email"], re.M)
+    assert len(links) == 2
+    lifetimes = [int(parse_qs(urlsplit(u).query)["x"][0]) - time.time() for u in links]
+    assert all(3500 < life <= 3600 for life in lifetimes)  # FEEDBACK_LINK_S
+    end = {**start, "schema_version": "1.2", "event_type": "end", "sequence": 1, "ended_at": start["sent_at"]}
+    end["features"] = {"feature_version": FEATURE_VERSION, "windows": WINDOWS}
+    assert app.handler(end, context)["features_stored"] is True
+    assert env.item(thing, start["event_id"])["features"]["S"].startswith('{"feature_version"')
+
+
+def test_alert_settings_need_url_and_secret_together():
+    from vigil_alerts.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match="FEEDBACK_URL and FEEDBACK_SECRET_ARN"):
+        Settings.from_env({"ALERT_TOPIC_ARN": "arn:x", "FEEDBACK_URL": URL})
+    settings = Settings.from_env({"ALERT_TOPIC_ARN": "arn:x"})
+    assert settings.feedback_url is None and settings.feedback_link_s == 7 * 86400
