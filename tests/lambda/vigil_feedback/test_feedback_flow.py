@@ -365,3 +365,24 @@ def test_alert_settings_need_url_and_secret_together():
         Settings.from_env({"ALERT_TOPIC_ARN": "arn:x", "FEEDBACK_URL": URL})
     settings = Settings.from_env({"ALERT_TOPIC_ARN": "arn:x"})
     assert settings.feedback_url is None and settings.feedback_link_s == 7 * 86400
+
+
+def test_offline_end_notice_carries_links_and_stores_features(env, topic, start_event, thing, event_id):
+    result = store_end(env, topic, start_event, end_reason="camera_offline")
+    assert result["status"] == "notified" and result["features_stored"] is True
+    ((message,),) = [p[1:2] for p in topic.published()]
+    links = re.findall(r"^(?:False alarm|Correct):\s+(\S+)$", json.loads(message)["email"], re.M)
+    assert [parse_qs(urlsplit(u).query)["v"] for u in links] == [["false"], ["true"]]
+    assert env.request(links[0])["statusCode"] == 200
+    assert env.item(thing, event_id)["verdict"]["S"] == "false"
+
+
+def test_a_secrets_outage_sends_the_alert_without_links(env, topic, start_event, monkeypatch):
+    def down(**_kwargs):
+        raise RuntimeError("Secrets Manager unavailable")
+
+    monkeypatch.setattr(env.secrets, "get_secret_value", down)
+    result = process_alert(start_event(), sns_client=topic.sns, topic_arn=topic.arn, feedback=env.signer, now=NOW)
+    assert result["status"] == "notified"
+    ((message,),) = [p[1:2] for p in topic.published()]
+    assert "False alarm:" not in json.loads(message)["email"]
