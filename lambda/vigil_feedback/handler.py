@@ -177,7 +177,7 @@ def handle(event: Mapping[str, Any], *, settings: Settings, clients: Clients, no
         return page(
             409,
             "A different verdict is already recorded",
-            f"{_what(link).capitalize()} was already marked '{VERDICTS[recorded.verdict]}'. "
+            f"Event {link.event_id} of {link.thing} was already marked '{VERDICTS[recorded.verdict]}'. "
             "The first verdict is kept and not changed by link; ask the administrator to correct it.",
         )
     rows_note = _write_rows(link, recorded.item, settings, clients)
@@ -193,7 +193,8 @@ def _write_rows(link: Link, item: Mapping[str, Any], settings: Settings, clients
     try:
         version, text, count = training_csv(item, link.verdict)
     except NoRows as why:
-        return f"No training rows were written: {why}. Open this link again after the event ends to add them."
+        later = " Open this link again after the event ends to add them." if why.later else ""
+        return f"No training rows were written: {why}.{later}"
     key = rows_key(settings.stage, version, link.thing, link.event_id)
     clients.get("s3").put_object(
         Bucket=settings.training_bucket, Key=key, Body=text.encode("utf-8"), ContentType="text/csv"

@@ -137,7 +137,12 @@ def mark_rows(dynamodb: Any, table: str, thing: str, event_id: str, rows_key: st
 
 
 class NoRows(ValueError):
-    """The event's stored item cannot give training rows; the message says why (for the page)."""
+    """The event's stored item cannot give training rows; the message says why (for the
+    page), ``later`` whether they may still come (the end message has not arrived)."""
+
+    def __init__(self, message: str, *, later: bool = False):
+        super().__init__(message)
+        self.later = later
 
 
 def rows_key(stage: str, feature_version: str, thing: str, event_id: str) -> str:
@@ -156,8 +161,10 @@ def training_csv(item: Mapping[str, Any], verdict: str) -> tuple[str, str, int]:
     ``feedback/<thing>/<camera>``, so an event's windows group with its camera's.
     """
     raw = item.get("features", {}).get("S")
+    if not raw and "ended_at" in item:
+        raise NoRows("the device sent no feature vectors with the event's end (an edge older than schema 1.2)")
     if not raw:
-        raise NoRows("the event's feature vectors have not arrived (the event may still be open)")
+        raise NoRows("the event's feature vectors have not arrived (the event may still be open)", later=True)
     features = json.loads(raw)
     version = str(features.get("feature_version"))
     columns = FEATURE_COLUMNS.get(version)

@@ -214,7 +214,8 @@ def test_missing_features_records_verdict_without_rows_and_says_so(env, topic, s
     assert env.row_keys() == []
     # An end from a device that sends no features: still none.
     assert store_end(env, topic, start_event, features=False)["features_stored"] is False
-    assert "No training rows" in env.request(false_link)["body"] and env.row_keys() == []
+    body = env.request(false_link)["body"]
+    assert "sent no feature vectors" in body and "Open this link again" not in body and env.row_keys() == []
     # Once an end with features arrived, opening the link again adds them (the verdict stays the first).
     store_end(env, topic, start_event)
     replay = env.request(false_link)
