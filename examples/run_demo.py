@@ -246,9 +246,58 @@ class FeedbackDemo:
             local.parent.mkdir(parents=True, exist_ok=True)
             local.write_bytes(self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read())
             print(f"  feedback: s3://{self.bucket}/{obj['Key']} -> {local.relative_to(REPO)}")
-        if channel.is_dir():
-            ds = load_channel(channel)
-            print(f"  feedback: training's loader reads {len(ds)} rows, labels {sorted(set(ds.y.tolist()))}")
+        if not channel.is_dir():
+            return
+        ds = load_channel(channel)
+        print(f"  feedback: training's loader reads {len(ds)} rows, labels {sorted(set(ds.y.tolist()))}")
+        # A training run on the demo clip plus the verdict's rows: the labelled clip beside
+        # the feedback folder (its clip path made absolute), as the bucket's train/ holds both.
+        labels = json.loads(LABELS.read_text())
+        labels["clip"] = str((LABELS.parent / labels["clip"]).resolve())
+        (channel / LABELS.name).write_text(json.dumps(labels))
+        self.retrain(channel, len(ds))
+
+    def retrain(self, channel: Path, feedback_rows: int) -> None:
+        import logging
+
+        from training.gates import GateError
+        from training.train import parse_args, train
+
+        seen: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+        train_log = logging.getLogger("vigil.train")
+        level = train_log.level
+        train_log.addHandler(handler)
+        train_log.setLevel(logging.INFO)
+        report, refused = None, None
+        try:
+            with native_output_to(OUT / "training-feedback.log"):
+                report = train(
+                    parse_args(
+                        [
+                            "--model-dir",
+                            str(OUT / "model-with-feedback"),
+                            "--output-data-dir",
+                            str(OUT / "training-feedback-output"),
+                            "--train",
+                            str(channel),
+                        ]
+                    )
+                )
+        except GateError as err:
+            # The demo's events are real intrusions: "false alarm" contradicts the clip's
+            # labels and the retrained model may fail a gate; the run read the rows either way.
+            refused = str(err)
+        finally:
+            train_log.removeHandler(handler)
+            train_log.setLevel(level)
+        read = "; ".join(m for m in seen if "feedback rows" in m) or "no feedback rows read"
+        print(f"  feedback: a training run on the demo clip + the verdict ({feedback_rows} rows): {read}")
+        if report is not None:
+            print(f"  feedback: retrained threshold {report['threshold']:.3f}, AUC keras {report['auc_keras']:.3f}")
+        else:
+            print(f"  feedback: the retrained model failed a gate (the verdict contradicts the clip): {refused}")
 
 
 def synth() -> list[Path]:
