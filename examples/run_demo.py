@@ -7,7 +7,9 @@
    with each person's labelled box), publishing alerts as JSON lines.
 3. Pass every alert, as the IoT topic rule delivers it, through the real alert Lambda
    handler into an SNS topic in moto, and print each notification that reaches a
-   subscriber.
+   subscriber. Then click the first notification's "false alarm" link through the real
+   feedback handler (DynamoDB, S3, Secrets Manager in moto) and read the labelled rows it
+   wrote with training's own channel loader.
 4. Synthesize the CDK app (one CloudFormation template per stage).
 5. Summarise: alerts against the ground truth, model size, speed, where things are.
 
@@ -157,6 +159,8 @@ def run_cloud(alerts_path: Path) -> list[dict]:
         os.environ.update(
             ALERT_TOPIC_ARN=topic_arn, SITE_NAME="Vigil demo lab", TIME_ZONE="Europe/London", STAGE="demo"
         )
+        feedback = FeedbackDemo()
+        os.environ.update(feedback.alert_environment())
         app = load_handler_module()
         emf = io.StringIO()  # Powertools writes CloudWatch metrics (EMF) to stdout, as in Lambda
         with contextlib.redirect_stdout(emf):
@@ -180,11 +184,120 @@ def run_cloud(alerts_path: Path) -> list[dict]:
                 body = json.loads(msg["Body"])
                 received.append(body)
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=msg["ReceiptHandle"])
-    for n in received:
-        print(f"\n  Subject: {n.get('Subject')}")
-        for line in str(n.get("Message", "")).splitlines():
-            print(f"  | {line}")
+        for n in received:
+            print(f"\n  Subject: {n.get('Subject')}")
+            for line in str(n.get("Message", "")).splitlines():
+                print(f"  | {line}")
+        if received:
+            feedback.click_false_alarm(str(received[0].get("Message", "")))
     return received
+
+
+class FeedbackDemo:
+    """The feedback half in moto: events table, training data bucket, link key; clicks a
+    notification's "false alarm" link through the real handler and reads the rows back."""
+
+    URL = "https://vigil-demo-feedback.lambda-url.eu-west-1.on.aws/"
+
+    def __init__(self) -> None:
+        import boto3
+
+        self.dynamodb, self.s3 = boto3.client("dynamodb"), boto3.client("s3")
+        self.secrets = boto3.client("secretsmanager")
+        self.table, self.bucket = "vigil-demo-events", "vigil-demo-training-data"
+        keys = [("thing", "HASH"), ("event_id", "RANGE")]
+        self.dynamodb.create_table(
+            TableName=self.table,
+            KeySchema=[{"AttributeName": n, "KeyType": t} for n, t in keys],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n, _ in keys],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.s3.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        key = os.urandom(32).hex()  # CloudFormation generates the stage's (GenerateSecretString)
+        self.secret_arn = self.secrets.create_secret(Name="vigil-demo-link-key", SecretString=key)["ARN"]
+
+    def alert_environment(self) -> dict[str, str]:
+        return {"EVENTS_TABLE": self.table, "FEEDBACK_URL": self.URL, "FEEDBACK_SECRET_ARN": self.secret_arn}
+
+    def click_false_alarm(self, body: str) -> None:
+        import html
+        import re
+        from urllib.parse import urlsplit
+
+        from training.channels import load_channel
+        from vigil_feedback import handler as feedback
+
+        links = re.findall(r"^False alarm:\s+(\S+)$", body, re.M)
+        if not links:
+            print("  feedback: the notification carries no 'false alarm' link")
+            return
+        settings = feedback.Settings(
+            events_table=self.table, secret_arn=self.secret_arn, training_bucket=self.bucket, stage="demo"
+        )
+        clients = feedback.Clients(dynamodb=self.dynamodb, s3=self.s3, secrets=self.secrets)
+        request = {"rawQueryString": urlsplit(links[0]).query, "requestContext": {"http": {"method": "POST"}}}
+        page = feedback.handle(request, settings=settings, clients=clients)
+        said = html.unescape(re.sub(r"<[^>]+>", " ", page["body"].split("<body>")[-1]))
+        print(f"\n  feedback: 'false alarm' clicked -> HTTP {page['statusCode']}: {' '.join(said.split())}")
+        channel = OUT / "feedback-channel"
+        shutil.rmtree(channel, ignore_errors=True)
+        for obj in self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", []):
+            local = channel / obj["Key"].removeprefix("train/")
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read())
+            print(f"  feedback: s3://{self.bucket}/{obj['Key']} -> {local.relative_to(REPO)}")
+        if not channel.is_dir():
+            return
+        ds = load_channel(channel)
+        print(f"  feedback: training's loader reads {len(ds)} rows, labels {sorted(set(ds.y.tolist()))}")
+        # A training run on the demo clip plus the verdict's rows: the labelled clip beside
+        # the feedback folder (its clip path made absolute), as the bucket's train/ holds both.
+        labels = json.loads(LABELS.read_text())
+        labels["clip"] = str((LABELS.parent / labels["clip"]).resolve())
+        (channel / LABELS.name).write_text(json.dumps(labels))
+        self.retrain(channel, len(ds))
+
+    def retrain(self, channel: Path, feedback_rows: int) -> None:
+        import logging
+
+        from training.gates import GateError
+        from training.train import parse_args, train
+
+        seen: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+        train_log = logging.getLogger("vigil.train")
+        level = train_log.level
+        train_log.addHandler(handler)
+        train_log.setLevel(logging.INFO)
+        report, refused = None, None
+        try:
+            with native_output_to(OUT / "training-feedback.log"):
+                report = train(
+                    parse_args(
+                        [
+                            "--model-dir",
+                            str(OUT / "model-with-feedback"),
+                            "--output-data-dir",
+                            str(OUT / "training-feedback-output"),
+                            "--train",
+                            str(channel),
+                        ]
+                    )
+                )
+        except GateError as err:
+            # The demo's events are real intrusions: "false alarm" contradicts the clip's
+            # labels and the retrained model may fail a gate; the run read the rows either way.
+            refused = str(err)
+        finally:
+            train_log.removeHandler(handler)
+            train_log.setLevel(level)
+        read = "; ".join(m for m in seen if "feedback rows" in m) or "no feedback rows read"
+        print(f"  feedback: a training run on the demo clip + the verdict ({feedback_rows} rows): {read}")
+        if report is not None:
+            print(f"  feedback: retrained threshold {report['threshold']:.3f}, AUC keras {report['auc_keras']:.3f}")
+        else:
+            print(f"  feedback: the retrained model failed a gate (the verdict contradicts the clip): {refused}")
 
 
 def synth() -> list[Path]:
