@@ -31,6 +31,13 @@ def _events(alerts: list[dict]) -> list[tuple]:
 
 @pytest.mark.slow
 def test_the_module_raises_the_same_alerts_on_the_clip_as_the_jsonl_path(FakeModuleClient, monkeypatch, tmp_path):
+    """The jsonl path runs the Greengrass default, the int8 TFLite classifier in LiteRT; the
+    module runs what the deployment manifest's twin sets, model.onnx in ONNX Runtime
+    (infra/azure_manifest.py MODULE_MODEL_FILE). Same alerts from both; each alert's
+    model_sha256 names the file that scored it."""
+    from infra.azure_manifest import MODULE_MODEL_FILE
+
+    files = json.loads((SEED / "manifest.json").read_text())["files"]
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(CONFIG))
     out = tmp_path / "alerts.jsonl"
@@ -44,7 +51,7 @@ def test_the_module_raises_the_same_alerts_on_the_clip_as_the_jsonl_path(FakeMod
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     expected = [line["message"] for line in lines if line["topic"] == "vigil/edge-cam/alerts"]
 
-    client = FakeModuleClient(CONFIG)
+    client = FakeModuleClient({**CONFIG, "model_file": MODULE_MODEL_FILE})
     client.connect()
     patched = threading.Event()
 
@@ -73,6 +80,10 @@ def test_the_module_raises_the_same_alerts_on_the_clip_as_the_jsonl_path(FakeMod
     telemetry = [json.loads(m.data) for output, m in client.sent if output == "telemetry"]
     assert sum(1 for m in expected if m["event_type"] == "start") == 6  # the clip's six intrusions
     assert _events(alerts) == _events(expected)
+    assert {m["model_sha256"] for m in expected} == {files["model.tflite"]}  # LiteRT, int8
+    assert MODULE_MODEL_FILE == "model.onnx"
+    assert {m["model_sha256"] for m in alerts} == {files["model.onnx"]}  # ONNX Runtime, float32
+    assert {m["model"]["file"] for m in telemetry} == {"model.onnx"}
     assert {m["thing_name"] for m in alerts} == {"edge-cam"}
     assert telemetry[-1]["cameras"]["lab"]["state"] == "done"
     assert client.shut_down  # closed with the publisher
