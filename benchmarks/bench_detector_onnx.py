@@ -130,8 +130,8 @@ def onnx_call(path: Path):
 
 def kept(outputs: list[np.ndarray]) -> list[tuple[int, float, np.ndarray]]:
     """(class, score, box) of the detections scoring >= MIN_SCORE, as ObjectDetector keeps them."""
-    boxes, classes, scores, count = (np.asarray(o).reshape(-1) for o in outputs)
-    boxes = boxes.reshape(-1, 4)
+    classes, scores, count = (np.asarray(o).reshape(-1) for o in outputs[1:])
+    boxes = np.asarray(outputs[0]).reshape(-1, 4)
     n = min(int(count[0]), len(scores))
     return [(int(classes[i]), float(scores[i]), boxes[i]) for i in range(n) if scores[i] >= MIN_SCORE]
 
