@@ -132,7 +132,7 @@ def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mai
                 stats.state = "reconnecting"
             if got_any[0]:
                 backoff.reset()
-            if True:
+            if not stop.is_set():  # a clean stop is no failure and reopens nothing
                 log.warning(
                     "camera source %s: %s; reopening in %.1fs",
                     source,

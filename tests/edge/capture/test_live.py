@@ -231,6 +231,17 @@ def test_an_exception_in_the_reader_is_logged_and_the_stream_reopened(caplog):
     assert len(failed) == 1 and failed[0].exc_info is not None
 
 
+def test_a_clean_stop_logs_no_reopen(caplog):
+    """Stopping a camera is no failure: no warning, and nothing is reopened."""
+    cam = _FakeCamera(lambda n: SMALL)
+    stop, stats = threading.Event(), CaptureStats()
+    with caplog.at_level(logging.INFO, logger="edge_component.capture.live"):
+        gen = live("rtsp://cam/x", 25.0, stats, stop=stop, opener=cam.open)
+        _run_until(gen, stop, lambda g: len(g) >= 3)  # closing the generator joins the reader
+    assert [r.getMessage() for r in caplog.records] == []
+    assert cam.opened == 1 and stats.reconnects == 0
+
+
 def _wait(predicate, timeout_s=30.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
