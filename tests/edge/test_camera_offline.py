@@ -308,3 +308,66 @@ def test_a_replay_worker_signalled_ends_its_open_event_as_stopped(tmp_path):
     _assert_every_start_ended_as_stopped(out.alerts())
     cam = result["cameras"]["lab-room"]
     assert cam["state"] == "stopped" and cam["crashes"] == 0 and cam["last_exit"] == EXIT_STOPPED
+
+
+class _ProfileSwitchingCamera:
+    """The real clip as an RTSP camera whose stream switches profile, 768x432 to
+    1280x720, after ``switch_at`` frames (a day/night profile, a setting changed)."""
+
+    def __init__(self, switch_at: int):
+        self.cap, self.switch_at = cv2.VideoCapture(str(CLIP)), switch_at
+        self.grabbed = self.opened = 0
+
+    def open(self, source, timeout_s):
+        self.opened += 1
+        return self
+
+    def get(self, prop):
+        return 10.0
+
+    def grab(self):
+        time.sleep(0.02)
+        self.grabbed += 1
+        return self.cap.grab()
+
+    def retrieve(self):
+        ok, image = self.cap.retrieve()
+        if ok and self.grabbed > self.switch_at:
+            image = cv2.resize(image, (1280, 720))
+        return ok, image
+
+    def release(self):
+        pass
+
+
+def test_a_live_camera_whose_resolution_changes_keeps_being_analysed(trained_bundle, monkeypatch):
+    """Before the fix every frame after the change was "bad" and the camera, shown
+    running, analysed nothing more. Now the stream is reopened (one reconnect, the loss
+    marked) and the pipeline, object stage included, analyses the frames at the new size."""
+    import functools
+
+    import edge_component.capture.feed as feed_module
+
+    cam = _ProfileSwitchingCamera(switch_at=100)
+    monkeypatch.setattr(feed_module, "live", functools.partial(live, opener=cam.open))
+    config = _config(Path("rtsp://cam/lab"), motion_only=False)
+    stop, counts = threading.Event(), {}
+    det = CameraPipeline(config, load_bundle(trained_bundle), StopAfterOfflineEnds(stop, 99), thing_name="t1")
+
+    def watch():  # stop once 25 frames were analysed after the reconnect (watchdog: 90 s)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not stop.is_set():
+            report = det.reports.get("lab-room")
+            if report is not None and report.stats.reconnects >= 1:
+                counts.setdefault("at_reconnect", report.windows)
+                if report.windows - counts["at_reconnect"] >= 25:
+                    break
+            time.sleep(0.02)
+        stop.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    report = det.run_live(config.cameras[0], stop)
+    watcher.join()
+    assert cam.opened == 2 and report.stats.reconnects == 1 and report.stats.bad_frames == 0
+    assert report.windows - counts["at_reconnect"] >= 25  # one zone: a window per analysed frame
