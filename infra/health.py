@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
 from aws_cdk import aws_lambda as lambda_
@@ -52,6 +53,9 @@ def camera_query(function: str, metric: str, stage: str) -> str:
 class Health(Construct):
     """The telemetry rule, the health Lambda and the health alarms of one stage.
 
+    ``device_status``: the model loop's DeviceStatus table (infra/model_loop.py), which
+    the health Lambda keeps at each thing's latest telemetry.
+
     Attributes: ``function``, ``dead_letter_queue``, ``rule``, ``rule_role``, ``permission``, ``alarms`` (by
     name: ``CameraNotRunning``, ``CameraBlank``, ``Silent-<thing>``, ``StageSilent``; to
     ``alarm_topic_arns``) and ``operations_alarms`` (``FunctionErrors``, ``DeadLetters``,
@@ -66,6 +70,7 @@ class Health(Construct):
         stage_name: str,
         stage_things: StageThings,
         health: HealthConfig,
+        device_status: dynamodb.ITableV2,
         code: lambda_.Code,
         layer: lambda_.ILayerVersion,
         runtime: lambda_.Runtime,
@@ -88,6 +93,13 @@ class Health(Construct):
                 actions=["cloudwatch:PutMetricData"],
                 resources=["*"],
                 conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
+            )
+        )
+        # Each message also updates its thing's DeviceStatus item (the model loop's canary check
+        # reads it); a conditional put, so PutItem, and UpdateItem for last_seen of an older one.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[device_status.table_arn]
             )
         )
         # A message the Lambda refuses (malformed) fails the invocation and lands here, not nowhere.
@@ -120,6 +132,7 @@ class Health(Construct):
             environment={
                 "VIGIL_STAGE": stage_name,
                 "VIGIL_HEALTH_NAMESPACE": NAMESPACE,
+                "VIGIL_DEVICE_STATUS_TABLE": device_status.table_name,
                 "POWERTOOLS_SERVICE_NAME": "vigil-health",
                 "POWERTOOLS_METRICS_NAMESPACE": "Vigil",  # TelemetryRejected, as the alert Lambda's counters
             },

@@ -124,12 +124,34 @@ def test_function_puts_metrics_only_in_its_namespace_and_fails_onto_a_dead_lette
     assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}
 
 
+def test_function_keeps_the_device_status_table_and_may_only_write_that_table(cfn, stage):
+    """The canary check reads DeviceStatus (infra/model_loop.py); the health Lambda is its
+    only writer: a conditional PutItem and an UpdateItem of ``last_seen``, on that table only
+    (DynamoDB actions and table ARNs:
+    https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html)."""
+    stack = stage.stage.stack
+    health, table = stack.health, stack.model_loop.device_status
+    env = cfn.properties(stage.template_json, health.function)["Environment"]["Variables"]
+    assert cfn.render(env["VIGIL_DEVICE_STATUS_TABLE"]) == cfn.ref(table)
+    statements = cfn.policy_statements(stage.template_json, health.function.role)
+    dynamo = [s for s in statements if any(a.startswith("dynamodb:") for a in cfn.as_list(s["Action"]))]
+    assert len(dynamo) == 1
+    assert set(cfn.as_list(dynamo[0]["Action"])) == {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert cfn.as_list(dynamo[0]["Resource"]) == [cfn.att(table, "Arn")]
+
+
 def test_function_runs_from_the_alert_bundle_which_carries_the_handler(cfn, stage):
     stack = stage.stage.stack
     code = cfn.properties(stage.template_json, stack.health.function)["Code"]
     assert code == cfn.properties(stage.template_json, stack.alerting.function)["Code"]  # bundled once
     bundle = stage.asset_path("asset." + code["S3Key"].removesuffix(".zip"))
-    assert {p.name for p in (bundle / "vigil_health").glob("*.py")} == {"__init__.py", "handler.py", "metrics.py"}
+    assert {p.name for p in (bundle / "vigil_health").glob("*.py")} == {
+        "__init__.py",
+        "handler.py",
+        "metrics.py",
+        "status.py",
+        "sweep.py",
+    }
     layers = cfn.properties(stage.template_json, stack.health.function)["Layers"]
     assert layers == cfn.properties(stage.template_json, stack.alerting.function)["Layers"]  # Powertools
 
@@ -225,6 +247,9 @@ def test_silent_alarm_for_a_listed_thing_outside_the_prefix():
         stage_name="lab",
         stage_things=StageThings(prefix=None, names=("bench-1",)),
         health=HealthConfig(silent_heartbeats=4, period_s=120),
+        device_status=cdk.aws_dynamodb.TableV2(
+            stack, "DeviceStatus", partition_key={"name": "thing_name", "type": cdk.aws_dynamodb.AttributeType.STRING}
+        ),
         code=lambda_.Code.from_inline("def handler(e, c): pass"),
         layer=lambda_.LayerVersion.from_layer_version_arn(
             stack, "L", "arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:1"
