@@ -54,7 +54,7 @@ def _status_table() -> Any:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def handler(event: Any, context: Any) -> dict[str, int]:
+def handler(event: Any, context: Any) -> dict[str, int | bool]:
     """Put one telemetry message's metrics and its DeviceStatus item; returns
     ``{"metrics": n, "status_written": bool}`` (False: a newer message was already stored).
 
