@@ -156,6 +156,7 @@ class VigilStack(cdk.Stack):
             stage_name=config.name,
             stage_things=self.devices.stage_things,
             health=config.health,
+            device_status=self.model_loop.device_status,
             code=self.alerting.code,
             layer=self.alerting.layer,
             runtime=PYTHON_RUNTIME,
