@@ -159,7 +159,8 @@ def _folder(path: Path) -> dict[str, bytes]:
 
 class _Http:
     def __init__(self, status_code: int) -> None:
-        self.status_code, self.headers, self.content = status_code, {}, b""
+        self.status_code, self.content = status_code, b""
+        self.headers: dict[str, str] = {}
 
 
 class LocalGreengrass:
@@ -364,8 +365,9 @@ class Loop:
             PROMOTED_VERSION_PARAMETER=self.parameter,
             INFERENCE_IMAGE=f"763104351884.dkr.ecr.{REGION}.amazonaws.com/tensorflow-training:local",
         )
-        from vigil_alerts.local import LocalContext
         from vigil_loop import handlers
+
+        from vigil_alerts.local import LocalContext
 
         self.handlers, self.context = handlers, LocalContext(function_name="vigil-dev-model-loop")
         handlers._client = lambda name: self.gg.client if name == "greengrassv2" else boto3.client(name)
@@ -392,7 +394,8 @@ class Loop:
         )
         self.ssm.put_parameter(Name=self.parameter, Value=version, Type="String", Overwrite=True)
         print(
-            f"  the stack: {self.model_component} {version} (the seed) deployed to the stage group; SSM {self.parameter}"
+            f"  the stack: {self.model_component} {version} (the seed) deployed to the stage group; "
+            f"SSM {self.parameter}"
         )
 
     def upload_training_output(self, model_dir: Path, output_dir: Path, comparison: dict[str, Any]) -> None:
@@ -471,7 +474,8 @@ def run_loop(loop: Loop, worse: bool) -> dict[str, Any]:
         run,
     )
     print(
-        f"  {made['component_name']} {made['component_version']}: zip {made['sha256'][:12]}, model {made['model_sha256'][:12]}"
+        f"  {made['component_name']} {made['component_version']}: zip {made['sha256'][:12]}, "
+        f"model {made['model_sha256'][:12]}"
     )
     canary = loop.step(
         "Canary",
@@ -642,7 +646,6 @@ def main(argv: list[str] | None = None) -> int:
         comparison = worsen(comparison)
         print("  --worse: the candidate's figures edited to miss one event more than the current model")
 
-    import boto3
     from moto import mock_aws
 
     from infra.config import STAGES_CONTEXT_KEY, load_stages
