@@ -133,3 +133,45 @@ def test_the_greengrass_fake_refuses_what_the_service_model_refuses():
     # an unknown component is the real error class, which vigil_loop.component.versions_of catches
     with pytest.raises(gg.client.exceptions.ResourceNotFoundException):
         gg.client.list_component_versions(arn="arn:aws:greengrass:eu-west-1:123456789012:components:nope")
+
+
+README = REPO / "README.md"
+# The AWS CLI's own options (not members of an operation's input).
+CLI_OPTIONS = {"query", "output", "max-items", "cli-input-json", "region", "no-paginate"}
+
+
+def _section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"## {title}\n")
+    return text[start : text.index("\n## ", start + 3)]
+
+
+def test_the_readme_section_names_real_outputs_and_real_cli_operations():
+    """README "Retraining: the model loop": each ``$(out Name)`` is an output of
+    infra/stage.py, and each ``aws <service> <operation> --option`` command names an
+    operation of botocore's service model and members of its input (the CLI's names are
+    the model's, kebab-cased: https://docs.aws.amazon.com/cli/latest/userguide/cli-usage-commandstructure.html)."""
+    import re
+
+    import botocore.session
+    from botocore import xform_name
+
+    section = _section("Retraining: the model loop")
+    assert "make loop" in section and "make loop LOOP_ARGS=--worse" in section
+    outputs = set(re.findall(r'^\s+"(\w+)": \(', (REPO / "infra" / "stage.py").read_text(), re.M))
+    named = set(re.findall(r"\$\(out (\w+)\)", section))
+    assert named and named <= outputs, named - outputs
+    session = botocore.session.get_session()
+    commands = re.findall(r"aws ([a-z0-9]+) ([a-z-]+)((?:[^\n`]|\\\n)*)", section)
+    checked = 0
+    for service, operation, rest in commands:
+        if service == "s3":  # the CLI's own high-level commands (cp), no API operation
+            continue
+        model = session.get_service_model(service)
+        ops = {xform_name(name, "-"): name for name in model.operation_names}
+        assert operation in ops, f"aws {service} {operation}: no such operation"
+        members = {xform_name(m, "-") for m in model.operation_model(ops[operation]).input_shape.members}
+        options = set(re.findall(r"--([a-z][a-z-]*)", rest)) - CLI_OPTIONS
+        assert options <= members, f"aws {service} {operation}: {options - members} are not its parameters"
+        checked += 1
+    assert checked >= 8
