@@ -5,8 +5,8 @@
 2. Run the edge component on the clip (OpenCV decoding, motion features, LiteRT int8
    inference, the COCO detector on regions around motion, tracks, decisions, snapshots
    with each person's labelled box and the privacy mask blacked out), publishing alerts
-   as JSON lines. With evidence on (the default here: examples/demo-config.yaml opts in,
-   as a stage does in cdk.json; a device's default is off), the edge's real snapshot
+   as JSON lines. With evidence on (the default here: the demo opts in, as a stage does
+   in cdk.json; a device's default is off), the edge's real snapshot
    uploader sends each event's snapshot over HTTP to the evidence bucket in moto's S3
    (server mode on a free localhost port) and an ``update`` alert carries its key.
 3. Pass every alert, as the IoT topic rule delivers it, through the real alert Lambda
@@ -66,6 +66,7 @@ CONFIG = REPO / "examples" / "demo-config.yaml"
 THING = "vigil-demo-cam"
 MAX_DELAY_S = 1.5  # issue 11: each alert within 1.5 s of the person entering
 REGION = "eu-west-1"
+DEMO_BUCKET = "vigil-demo-evidence"  # in moto only
 # Inside a privacy mask a snapshot must be black. JPEG codes 8x8 blocks, so blocks that
 # straddle the mask's edge ring a little: pixels this far inside it are checked.
 MASK_INSET_PX = 16
@@ -220,11 +221,14 @@ def train_model() -> tuple[Path, dict]:
 
 def load_demo_config(evidence: bool, clip: Path | None = None) -> ComponentConfig:
     """examples/demo-config.yaml with its camera's source made absolute (or ``clip``), and
-    ``evidence.upload_snapshots`` set to ``evidence``."""
+    with ``evidence`` the opt-in to uploads to DEMO_BUCKET. The file itself leaves them
+    off (a device's default): it is the template users copy for their own camera, and
+    ``python -m edge_component run --config`` with it must not send pictures anywhere."""
     raw = yaml.safe_load(CONFIG.read_text())
     for cam in raw["cameras"]:
         cam["source"] = str(clip or REPO / cam["source"])
-    raw["evidence"] = {**raw.get("evidence", {}), "upload_snapshots": evidence}
+    if evidence:
+        raw["evidence"] = {"upload_snapshots": True, "bucket": DEMO_BUCKET}
     return parse_config(raw)
 
 
@@ -249,9 +253,10 @@ def run_edge(model_dir: Path, moto: DemoMoto, config: ComponentConfig, out: Path
     banner("2/4 edge component on the real clip")
     if evidence.upload_snapshots:
         print(
-            f"  evidence uploads ON: the opt-in (evidence.upload_snapshots in {CONFIG.relative_to(REPO)}; off by\n"
-            f"  default on a device). Each event's snapshot, privacy masks black, goes to s3://{evidence.bucket}/\n"
-            f"  in moto's S3 at {moto.url}; video and other frames stay on the device. --no-evidence: off."
+            "  evidence uploads ON: the demo opts in, as a stage does with evidence.upload_snapshots in cdk.json\n"
+            "  (off by default on a device: pictures are personal data). Each event's snapshot, privacy masks\n"
+            f"  black, goes to s3://{evidence.bucket}/ in moto's S3 at {moto.url}; video and other frames\n"
+            "  stay on the device. --no-evidence runs it with uploads off."
         )
     else:
         print("  evidence uploads OFF (the default on a device): snapshots stay on the device, nothing goes to S3")
@@ -531,12 +536,10 @@ def main(argv: list[str] | None = None) -> int:
     model_dir, train_report = train_model()
     config = load_demo_config(args.evidence)
     with DemoMoto() as moto:
-        moto.client("s3").create_bucket(
-            Bucket=str(config.evidence.bucket), CreateBucketConfiguration={"LocationConstraint": REGION}
-        )
+        moto.client("s3").create_bucket(Bucket=DEMO_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         after_setup = len(moto.requests)
         edge_run = run_edge(model_dir, moto, config)
-        notifications = run_cloud(edge_run.alerts_path, moto, str(config.evidence.bucket) if args.evidence else None)
+        notifications = run_cloud(edge_run.alerts_path, moto, DEMO_BUCKET if args.evidence else None)
         checks = check_snapshots(notifications, config)
         s3_requests = moto.s3_requests(after_setup)  # the edge's uploads and the links' GETs
     edge, alerts_path = edge_run.report, edge_run.alerts_path

@@ -65,13 +65,13 @@ def _run(demo, clip: Path, out: Path, evidence: bool):
     config = demo.load_demo_config(evidence, clip)
     with demo.DemoMoto() as moto:
         s3 = moto.client("s3")
-        s3.create_bucket(Bucket=config.evidence.bucket, CreateBucketConfiguration={"LocationConstraint": demo.REGION})
+        s3.create_bucket(Bucket=demo.DEMO_BUCKET, CreateBucketConfiguration={"LocationConstraint": demo.REGION})
         after_setup = len(moto.requests)
         edge = demo.run_edge(SEED, moto, config, out)
-        notifications = demo.run_cloud(edge.alerts_path, moto, config.evidence.bucket if evidence else None, out)
+        notifications = demo.run_cloud(edge.alerts_path, moto, demo.DEMO_BUCKET if evidence else None, out)
         checks = demo.check_snapshots(notifications, config)
         s3_requests = moto.s3_requests(after_setup)
-        objects = s3.list_objects_v2(Bucket=config.evidence.bucket).get("Contents", [])
+        objects = s3.list_objects_v2(Bucket=demo.DEMO_BUCKET).get("Contents", [])
         # Fetched again here, by the test itself, while the server is up.
         links = [c.url for c in checks]
         bodies = [urllib.request.urlopen(url, timeout=10).read() for url in links]  # noqa: S310 - moto on localhost
