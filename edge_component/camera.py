@@ -84,17 +84,22 @@ class CameraPipeline:
 
     def run(self, camera: CameraConfig, stop: threading.Event | None = None) -> CameraReport:
         """Watch one camera: replay a file (mode auto/replay) or follow a live source
-        until ``stop`` is set (mode auto/live). Returns what happened."""
+        until ``stop`` is set (mode auto/live). A replay also ends when ``stop`` is set
+        (``report.stopped``). Either way the events still open end with ``end_reason``
+        ``stopped``. Returns what happened."""
         if camera.mode == "replay" or (camera.mode == "auto" and not is_live(camera.source)):
-            return self.run_replay(camera)
+            return self.run_replay(camera, stop=stop)
         return self.run_live(camera, stop or threading.Event())
 
-    def run_replay(self, camera: CameraConfig, origin: datetime | None = None) -> CameraReport:
+    def run_replay(
+        self, camera: CameraConfig, origin: datetime | None = None, stop: threading.Event | None = None
+    ) -> CameraReport:
         """Replay a file source in media order; returns what happened. Raises SourceError.
 
         ``origin`` is the UTC time the recording started; alert times and the armed
         schedule are reckoned from it. Default: as if the recording ended now, so no
-        alert carries a time in the future."""
+        alert carries a time in the future. ``stop`` set: the replay ends at its next
+        window (``report.stopped`` True), its open events ended as ``stopped``."""
         if is_live(camera.source):
             raise ValueError(f"camera {camera.name}: {camera.source!r} is a live source; replay takes files")
         if origin is None:
@@ -104,7 +109,8 @@ class CameraPipeline:
         colour = self.snapshots is not None or any(not z.motion_only for z in camera.zones)
         feed = open_replay(camera.source, self.config.detection_fps, colour=colour)
         try:
-            return self._run(camera, feed, origin=origin, replay_key=f"{self.thing_name}|{camera.name}|{feed.identity}")
+            key = f"{self.thing_name}|{camera.name}|{feed.identity}"
+            return self._run(camera, feed, origin=origin, replay_key=key, stop=stop)
         finally:
             feed.close()
 
@@ -118,7 +124,7 @@ class CameraPipeline:
             read_timeout_s=camera.read_timeout_s,
             backoff_max_s=camera.backoff_max_s,
         )
-        return self._run(camera, feed)
+        return self._run(camera, feed, stop=stop)
 
     def _detector(self) -> ObjectDetector:
         # One per pipeline (camera worker), checked against the bundle's manifest.
@@ -128,7 +134,13 @@ class CameraPipeline:
         return self._object_detector
 
     def _run(
-        self, camera: CameraConfig, feed: Feed, *, origin: datetime | None = None, replay_key: str | None = None
+        self,
+        camera: CameraConfig,
+        feed: Feed,
+        *,
+        origin: datetime | None = None,
+        replay_key: str | None = None,
+        stop: threading.Event | None = None,
     ) -> CameraReport:
         report = CameraReport(camera.name, feed.stats)
         media_time, self.reports[camera.name] = feed.media_time, report
@@ -164,6 +176,11 @@ class CameraPipeline:
                     self._emit_object(ot, camera, None, stage.frame_shape, clock_origin, report, media_time)
 
         for window in analyse_frames(feed.frames, camera, self.config, analyzer):
+            if stop is not None and stop.is_set():
+                # Told to stop (a live feed ends by itself; a replay does not look): the
+                # open events still get their end below, before the worker exits.
+                report.stopped = True
+                break
             if isinstance(window, StreamLost):
                 # A camera unplugged mid-event: end its events now, not when the stream returns.
                 origin = datetime.fromtimestamp(window.wall_s, UTC) - timedelta(seconds=window.time_s)

@@ -25,6 +25,7 @@ class CameraReport:
     detected_frames: int = 0  # analysed frames the detector ran on
     detect_s: float = 0.0  # wall time in the detection stage (crops, detector, NMS)
     colour_s: float = 0.0  # wall time decoding colour images of replayed frames to detect on
+    stopped: bool = False  # the run was told to stop before its source ended
 
     @property
     def source_fps(self) -> float:  # source frames processed per wall-clock second

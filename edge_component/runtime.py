@@ -280,13 +280,30 @@ class Supervisor:
             cs.conn.send("stop")
         except (OSError, AttributeError, ValueError):
             pass
-        cs.process.join(timeout=grace_s)
-        self._drain(cs)
+        self._join_draining([cs], time.monotonic() + grace_s)
         if cs.process.is_alive():
             log.warning("camera %s: worker did not stop in time; terminating", cs.camera.name)
             cs.process.terminate()
             cs.process.join(timeout=5)
         cs.retire()
+
+    def _join_draining(self, states: list[CameraState], deadline: float) -> None:
+        """Wait until the workers of ``states`` exit or ``deadline`` (monotonic s) passes,
+        forwarding what they send meanwhile: a stopping worker sends the ends of its open
+        events, and one blocked on a full pipe would never exit."""
+        while True:
+            alive = [cs for cs in states if cs.process is not None and cs.process.is_alive()]
+            left = deadline - time.monotonic()
+            if not alive or left <= 0:
+                break
+            handles = [cs.process.sentinel for cs in alive] + [cs.conn for cs in alive if cs.conn is not None]
+            wait(handles, timeout=min(left, 0.5))
+            for cs in alive:
+                self._drain(cs)
+        for cs in states:
+            if cs.process is not None:
+                cs.process.join(timeout=0.1)  # reaped: exitcode set
+            self._drain(cs)
 
     def run(self, stop: threading.Event | None = None) -> dict[str, Any]:
         self._stop = stop = stop or threading.Event()
@@ -322,12 +339,10 @@ class Supervisor:
                     cs.conn.send("stop")
                 except (OSError, AttributeError, ValueError):
                     pass
-        deadline = time.monotonic() + 10
+        self._join_draining(list(self.cameras.values()), time.monotonic() + 10)
         for cs in self.cameras.values():
             if cs.process is None:
                 continue
-            cs.process.join(timeout=max(0.1, deadline - time.monotonic()))
-            self._drain(cs)
             if cs.process.is_alive():
                 log.warning("camera %s: worker did not stop in time; terminating", cs.camera.name)
                 cs.process.terminate()

@@ -2,9 +2,14 @@
 and sends its alerts and stats to the supervisor (edge_component/runtime.py) over a pipe.
 
 Exit status, read by the supervisor: 0 the source ended (a replay finished, or a live
-camera was told to stop); ``EXIT_SOURCE_ERROR`` the file cannot be read (restarting will
-not help); ``EXIT_STOPPED`` stopped by SIGTERM/SIGINT or the supervisor's ``"stop"``
-before the source ended. Anything else, or death by another signal, is a crash.
+camera was told to stop by the supervisor); ``EXIT_SOURCE_ERROR`` the file cannot be read
+(restarting will not help); ``EXIT_STOPPED`` stopped by SIGTERM/SIGINT, or a replay told
+to stop by the supervisor's ``"stop"`` before it ended. Anything else, or death by
+another signal, is a crash.
+
+A stop, by signal or ``"stop"``, ends the pipeline at its next frame (live) or window
+(replay), so the events it has open get their ``end`` (``end_reason`` ``stopped``) and
+reach the supervisor before the worker exits. A second signal stops it at once.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ EXIT_STOPPED = 4  # told to stop before the source ended: not a crash
 
 
 class _Stopped(BaseException):
-    """Raised in the worker's main thread by its SIGTERM/SIGINT handler."""
+    """Raised in the worker's main thread by a second SIGTERM/SIGINT: stop at once."""
 
 
 class _PipePublisher:
@@ -48,10 +53,6 @@ class _PipePublisher:
 
     def close(self) -> None:
         pass
-
-
-def _raise_stopped(signum, frame) -> None:
-    raise _Stopped(signal.Signals(signum).name)
 
 
 def camera_worker(
@@ -102,24 +103,38 @@ def camera_worker(
                     break
         except (EOFError, OSError):
             pass
-        stop.set()  # a live pipeline ends at its next frame, closing its events
-        if replay:  # a replay does not look at ``stop``: interrupt it as a signal would
-            os.kill(os.getpid(), signal.SIGTERM)
+        stop.set()  # the pipeline ends at its next frame or window, closing its events
 
     threading.Thread(target=watch_parent, daemon=True).start()
-    # Greengrass stops a component by signalling its whole process tree, and Ctrl-C reaches
-    # every process of the terminal's group: both are a stop, reported as such, not a crash.
-    signal.signal(signal.SIGTERM, _raise_stopped)
-    signal.signal(signal.SIGINT, _raise_stopped)
+    signalled: list[str] = []
+
+    def on_signal(signum, frame) -> None:
+        # Greengrass stops a component by signalling its whole process tree, and Ctrl-C
+        # reaches every process of the terminal's group: both are a stop, not a crash. The
+        # first one stops the pipeline where it can still end its open events; a second
+        # one (the supervisor's terminate after its grace) stops it at once.
+        if signalled:
+            raise _Stopped(signal.Signals(signum).name)
+        signalled.append(signal.Signals(signum).name)
+        # Set from another thread: the main thread may hold ``stop``'s lock right now.
+        threading.Thread(target=stop.set, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     code = 0
+    log = logging.getLogger(__name__)
     try:
-        detector.run(camera, stop)
+        report = detector.run(camera, stop)
+        if signalled:
+            log.info("camera %s: stopped (%s)", camera.name, signalled[0])
+        if signalled or (replay and report.stopped):
+            code = EXIT_STOPPED
     except SourceError as exc:
-        logging.getLogger(__name__).error("camera %s: %s", camera.name, exc)
+        log.error("camera %s: %s", camera.name, exc)
         pipe.send_stats({"last_error": str(exc)})
         code = EXIT_SOURCE_ERROR
     except _Stopped as why:
-        logging.getLogger(__name__).info("camera %s: stopped (%s)", camera.name, why)
+        log.warning("camera %s: stopped at once (second %s); its open events got no end", camera.name, why)
         code = EXIT_STOPPED
     finally:
         done.set()

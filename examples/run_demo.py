@@ -12,7 +12,10 @@
 3. Pass every alert, as the IoT topic rule delivers it, through the real alert Lambda
    handler into an SNS topic in the same moto server, and print each notification that
    reaches a subscriber; fetch each snapshot notification's presigned link over HTTP and
-   check it is a JPEG whose privacy mask is black.
+   check it is a JPEG whose privacy mask is black. Then click the
+   first notification's "false alarm" link through the real feedback handler (DynamoDB,
+   S3, Secrets Manager in the same moto) and read the labelled rows it wrote with
+   training's own channel loader.
 4. Synthesize the CDK app (one CloudFormation template per stage).
 5. Summarise: alerts against the ground truth, snapshot links, model size, speed, where
    things are.
@@ -314,10 +317,14 @@ def run_edge(model_dir: Path, moto: DemoMoto, config: ComponentConfig, out: Path
     return EdgeRun(report, alerts_path, uploads, requests)
 
 
-def run_cloud(alerts_path: Path, moto: DemoMoto, evidence_bucket: str | None, out: Path = OUT) -> list[dict]:
+def run_cloud(
+    alerts_path: Path, moto: DemoMoto, evidence_bucket: str | None, out: Path = OUT, with_feedback: bool = True
+) -> list[dict]:
     """Every alert through the real Lambda handler into SNS on ``moto``; returns the
     notifications an SQS subscriber received. ``evidence_bucket``: the Lambda's
-    ``EVIDENCE_BUCKET`` (None: unset), whose presigned links point at ``moto``."""
+    ``EVIDENCE_BUCKET`` (None: unset), whose presigned links point at ``moto``.
+    ``with_feedback``: feedback links in the notifications, and the first one's "false
+    alarm" clicked (:class:`FeedbackDemo`, which retrains on it)."""
     banner("3/4 alert Lambda -> SNS (moto)")
     sys.path.insert(0, str(REPO / "lambda"))
     from vigil_alerts.local import LocalContext, load_handler_module, rule_event
@@ -342,6 +349,9 @@ def run_cloud(alerts_path: Path, moto: DemoMoto, evidence_bucket: str | None, ou
         TIME_ZONE="Europe/London",
         STAGE="demo",
         EVIDENCE_BUCKET=evidence_bucket,
+        EVENTS_TABLE=None,
+        FEEDBACK_URL=None,
+        FEEDBACK_SECRET_ARN=None,
     ):
         sns, sqs = moto.client("sns"), moto.client("sqs")
         topic_arn = sns.create_topic(Name="vigil-demo-alerts")["TopicArn"]
@@ -349,6 +359,9 @@ def run_cloud(alerts_path: Path, moto: DemoMoto, evidence_bucket: str | None, ou
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
         os.environ["ALERT_TOPIC_ARN"] = topic_arn
+        feedback = FeedbackDemo() if with_feedback else None
+        if feedback is not None:
+            os.environ.update(feedback.alert_environment())
         app = load_handler_module()
         app.use_clients()  # fresh clients on this moto (a second run in one process gets its own)
         emf = io.StringIO()  # Powertools writes CloudWatch metrics (EMF) to stdout, as in Lambda
@@ -376,11 +389,13 @@ def run_cloud(alerts_path: Path, moto: DemoMoto, evidence_bucket: str | None, ou
                 body = json.loads(msg["Body"])
                 received.append(body)
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=msg["ReceiptHandle"])
+        for n in received:
+            print(f"\n  Subject: {n.get('Subject')}")
+            for line in str(n.get("Message", "")).splitlines():
+                print(f"  | {line}")
+        if feedback is not None and received:
+            feedback.click_false_alarm(str(received[0].get("Message", "")))
         app.use_clients()  # the next run makes its own
-    for n in received:
-        print(f"\n  Subject: {n.get('Subject')}")
-        for line in str(n.get("Message", "")).splitlines():
-            print(f"  | {line}")
     return received
 
 
@@ -472,6 +487,113 @@ def check_snapshots(notifications: list[dict], config: ComponentConfig) -> list[
     return checks
 
 
+class FeedbackDemo:
+    """The feedback half in moto: events table, training data bucket, link key; clicks a
+    notification's "false alarm" link through the real handler and reads the rows back."""
+
+    URL = "https://vigil-demo-feedback.lambda-url.eu-west-1.on.aws/"
+
+    def __init__(self) -> None:
+        import boto3
+
+        self.dynamodb, self.s3 = boto3.client("dynamodb"), boto3.client("s3")
+        self.secrets = boto3.client("secretsmanager")
+        self.table, self.bucket = "vigil-demo-events", "vigil-demo-training-data"
+        keys = [("thing", "HASH"), ("event_id", "RANGE")]
+        self.dynamodb.create_table(
+            TableName=self.table,
+            KeySchema=[{"AttributeName": n, "KeyType": t} for n, t in keys],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n, _ in keys],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.s3.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        key = os.urandom(32).hex()  # CloudFormation generates the stage's (GenerateSecretString)
+        self.secret_arn = self.secrets.create_secret(Name="vigil-demo-link-key", SecretString=key)["ARN"]
+
+    def alert_environment(self) -> dict[str, str]:
+        return {"EVENTS_TABLE": self.table, "FEEDBACK_URL": self.URL, "FEEDBACK_SECRET_ARN": self.secret_arn}
+
+    def click_false_alarm(self, body: str) -> None:
+        import html
+        import re
+        from urllib.parse import urlsplit
+
+        from training.channels import load_channel
+        from vigil_feedback import handler as feedback
+
+        links = re.findall(r"^False alarm:\s+(\S+)$", body, re.M)
+        if not links:
+            print("  feedback: the notification carries no 'false alarm' link")
+            return
+        settings = feedback.Settings(
+            events_table=self.table, secret_arn=self.secret_arn, training_bucket=self.bucket, stage="demo"
+        )
+        clients = feedback.Clients(dynamodb=self.dynamodb, s3=self.s3, secrets=self.secrets)
+        request = {"rawQueryString": urlsplit(links[0]).query, "requestContext": {"http": {"method": "POST"}}}
+        page = feedback.handle(request, settings=settings, clients=clients)
+        said = html.unescape(re.sub(r"<[^>]+>", " ", page["body"].split("<body>")[-1]))
+        print(f"\n  feedback: 'false alarm' clicked -> HTTP {page['statusCode']}: {' '.join(said.split())}")
+        channel = OUT / "feedback-channel"
+        shutil.rmtree(channel, ignore_errors=True)
+        for obj in self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", []):
+            local = channel / obj["Key"].removeprefix("train/")
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read())
+            print(f"  feedback: s3://{self.bucket}/{obj['Key']} -> {local.relative_to(REPO)}")
+        if not channel.is_dir():
+            return
+        ds = load_channel(channel)
+        print(f"  feedback: training's loader reads {len(ds)} rows, labels {sorted(set(ds.y.tolist()))}")
+        # A training run on the demo clip plus the verdict's rows: the labelled clip beside
+        # the feedback folder (its clip path made absolute), as the bucket's train/ holds both.
+        labels = json.loads(LABELS.read_text())
+        labels["clip"] = str((LABELS.parent / labels["clip"]).resolve())
+        (channel / LABELS.name).write_text(json.dumps(labels))
+        self.retrain(channel, len(ds))
+
+    def retrain(self, channel: Path, feedback_rows: int) -> None:
+        import logging
+
+        from training.gates import GateError
+        from training.train import parse_args, train
+
+        seen: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+        train_log = logging.getLogger("vigil.train")
+        level = train_log.level
+        train_log.addHandler(handler)
+        train_log.setLevel(logging.INFO)
+        report, refused = None, None
+        try:
+            with native_output_to(OUT / "training-feedback.log"):
+                report = train(
+                    parse_args(
+                        [
+                            "--model-dir",
+                            str(OUT / "model-with-feedback"),
+                            "--output-data-dir",
+                            str(OUT / "training-feedback-output"),
+                            "--train",
+                            str(channel),
+                        ]
+                    )
+                )
+        except GateError as err:
+            # The demo's events are real intrusions: "false alarm" contradicts the clip's
+            # labels and the retrained model may fail a gate; the run read the rows either way.
+            refused = str(err)
+        finally:
+            train_log.removeHandler(handler)
+            train_log.setLevel(level)
+        read = "; ".join(m for m in seen if "feedback rows" in m) or "no feedback rows read"
+        print(f"  feedback: a training run on the demo clip + the verdict ({feedback_rows} rows): {read}")
+        if report is not None:
+            print(f"  feedback: retrained threshold {report['threshold']:.3f}, AUC keras {report['auc_keras']:.3f}")
+        else:
+            print(f"  feedback: the retrained model failed a gate (the verdict contradicts the clip): {refused}")
+
+
 def synth() -> list[Path]:
     banner("4/4 cdk synth (offline, no credentials)")
     out = REPO / "cdk.out"
@@ -491,18 +613,20 @@ def evidence_verdict(
     starts: list[dict],
     notifications: list[dict],
     checks: list[SnapshotCheck],
-    s3_requests: list[tuple[str, str, str]],
+    leaks: list[tuple[str, str, str]],
     evidence_on: bool,
 ) -> tuple[bool, str]:
     """The summary's evidence check: with evidence on, every event start has a snapshot
-    notification whose link fetched a masked JPEG (and there is no other); off, S3 got no
-    request (``s3_requests``: those after the bucket was made) and no snapshot notification
-    was sent. Returns (ok, the line to print)."""
+    notification whose link fetched a masked JPEG (and there is no other); off, ``leaks``
+    is empty (the requests moto got while the edge ran and any request to the evidence
+    bucket after it was made) and no snapshot notification was sent. Returns (ok, the
+    line to print)."""
     snapshot_notes = [n for n in notifications if is_snapshot_notification(n)]
     if not evidence_on:
-        ok = not s3_requests and not snapshot_notes
+        ok = not leaks and not snapshot_notes
         return ok, (
-            f"evidence off: {len(s3_requests)} requests reached S3, {len(snapshot_notes)} snapshot notifications"
+            f"evidence off: {len(leaks)} requests from the edge or to the evidence bucket, "
+            f"{len(snapshot_notes)} snapshot notifications"
             + (" (no image left the device)" if ok else "  <-- expected none")
         )
     start_ids = [s["event_id"] for s in starts]
@@ -541,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
         edge_run = run_edge(model_dir, moto, config)
         notifications = run_cloud(edge_run.alerts_path, moto, DEMO_BUCKET if args.evidence else None)
         checks = check_snapshots(notifications, config)
-        s3_requests = moto.s3_requests(after_setup)  # the edge's uploads and the links' GETs
+        # What would mean a picture left the device (the feedback step has its own bucket).
+        leaks = edge_run.requests + [r for r in moto.s3_requests(after_setup) if r[1].startswith(f"/{DEMO_BUCKET}")]
     edge, alerts_path = edge_run.report, edge_run.alerts_path
     templates = synth()
 
@@ -589,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f" and {len(notifications) - len(alert_notes)} snapshot follow-ups" if args.evidence else "")
     )
     ok &= len(alert_notes) == len(starts)
-    evidence_ok, evidence_line = evidence_verdict(starts, notifications, checks, s3_requests, args.evidence)
+    evidence_ok, evidence_line = evidence_verdict(starts, notifications, checks, leaks, args.evidence)
     print(f"  {evidence_line}")
     ok &= evidence_ok
     sizes = train_report["size_bytes"]

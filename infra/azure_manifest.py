@@ -97,6 +97,13 @@ _TWIN_KEY_FORBIDDEN = re.compile(r"[.$ \x00-\x1f\x7f-\x9f]")
 # Keys Greengrass adds to the component configuration that are not the component's own
 # settings (edge_component.config._GREENGRASS_KEYS); accessControl's keys contain '.'.
 GREENGRASS_ONLY_KEYS = ("accessControl",)
+# The classifier the module runs: the bundle's float32 ONNX model in ONNX Runtime, the
+# usual runtime of IoT Edge modules, where Greengrass runs the int8 TFLite model (the
+# bundle manifest's model_file). A difference from the Greengrass configuration on purpose
+# (tests/infra/test_azure_manifest.py names it); a twin patch of model_file: model.tflite
+# (or null: the manifest's) switches the module back to LiteRT. The detector stays on LiteRT on both
+# (README "Azure IoT Edge"; benchmarks/bench_detector_onnx.py).
+MODULE_MODEL_FILE = "model.onnx"
 
 # Device IDs the alerts' thing_name accepts (edge_component/contracts alert schema).
 DEVICE_ID_PATTERN = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
@@ -192,9 +199,13 @@ def component_configuration(stage: StageConfig, defaults: Mapping[str, Any] | No
 def module_desired_properties(stage: StageConfig, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``vigil`` module twin's desired properties: the component configuration without
     the Greengrass-only keys (``accessControl``: IPC authorisation, meaningless on IoT Edge,
-    and its keys contain ``.``, which twin keys may not). Checked against the twin limits."""
+    and its keys contain ``.``, which twin keys may not), and with ``model_file``
+    :data:`MODULE_MODEL_FILE` (ONNX Runtime) unless the configuration already names a model
+    file. Checked against the twin limits."""
     config = component_configuration(stage, defaults)
     desired = {k: v for k, v in config.items() if k not in GREENGRASS_ONLY_KEYS}
+    if desired.get("model_file") is None:
+        desired["model_file"] = MODULE_MODEL_FILE
     check_twin_document(desired, f"stage {stage.name!r}: {MODULE_ID}.properties.desired")
     return desired
 

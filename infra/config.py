@@ -126,6 +126,12 @@ class AlertsConfig(Frozen):
         "notification is of no use to anyone.",
     )
     powertools_layer_version: int = Field(default=27, ge=1)
+    feedback_link_days: int = Field(
+        default=7,
+        ge=1,
+        le=90,
+        description="How long the 'false alarm' / 'correct' links in a notification work (days).",
+    )
     memory_mb: int = Field(default=256, ge=128, le=10240)
     timeout_s: int = Field(default=30, ge=1, le=900)
 

@@ -13,6 +13,12 @@ one alarm, and a camera that appears later joins it
 A silent device has no data at all, which only an alarm on its own metric sees: one
 per listed thing, missing data breaching; with fleet provisioning also one on the whole
 stage's heartbeats (every device of the stage silent, e.g. the site offline).
+
+One silent fleet-provisioned device is seen by the sweep (lambda/vigil_health/sweep.py):
+an EventBridge schedule runs it every period; it scans the DeviceStatus table the health
+Lambda keeps (the stage's things only) and puts ``SilentDevices`` (things last seen
+between ``silent_heartbeats`` periods and :data:`RETIRED_AFTER` ago), which the
+``DeviceSilent`` alarm watches, missing data breaching: a sweep that stops running alarms too.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from collections.abc import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_iot as iot
 from aws_cdk import aws_lambda as lambda_
@@ -38,6 +47,11 @@ from infra.operations import alarm_on_any
 
 NAMESPACE = "Vigil/Health"  # lambda/vigil_health/metrics.py's
 TELEMETRY_TOPIC_FILTER = topic_template("+", TELEMETRY_CHANNEL)
+# A thing not seen for this long is retired (scrapped, renamed), not silent: it stops counting.
+RETIRED_AFTER = cdk.Duration.days(30)
+# The DeviceSilent alarm's period in sweeps: a sweep run late by seconds must not leave a
+# period without a point (missing data breaches), so each period holds two runs.
+SWEEPS_PER_ALARM_PERIOD = 2
 TELEMETRY_RULE_SQL = f"SELECT *, topic({ALERT_TOPIC_THING_SEGMENT}) AS topic_thing_name FROM '{TELEMETRY_TOPIC_FILTER}'"
 
 
@@ -52,8 +66,12 @@ def camera_query(function: str, metric: str, stage: str) -> str:
 class Health(Construct):
     """The telemetry rule, the health Lambda and the health alarms of one stage.
 
-    Attributes: ``function``, ``dead_letter_queue``, ``rule``, ``rule_role``, ``permission``, ``alarms`` (by
-    name: ``CameraNotRunning``, ``CameraBlank``, ``Silent-<thing>``, ``StageSilent``; to
+    ``device_status``: the model loop's DeviceStatus table (infra/model_loop.py), which
+    the health Lambda keeps at each thing's latest telemetry.
+
+    Attributes: ``function``, ``sweep_function``, ``sweep_schedule``, ``dead_letter_queue``,
+    ``rule``, ``rule_role``, ``permission``, ``alarms`` (by name: ``CameraNotRunning``,
+    ``CameraBlank``, ``Silent-<thing>``, ``DeviceSilent``, ``StageSilent``; to
     ``alarm_topic_arns``) and ``operations_alarms`` (``FunctionErrors``, ``DeadLetters``,
     ``RuleActionFailures``; to ``operations_action``).
     """
@@ -66,6 +84,7 @@ class Health(Construct):
         stage_name: str,
         stage_things: StageThings,
         health: HealthConfig,
+        device_status: dynamodb.ITableV2,
         code: lambda_.Code,
         layer: lambda_.ILayerVersion,
         runtime: lambda_.Runtime,
@@ -88,6 +107,13 @@ class Health(Construct):
                 actions=["cloudwatch:PutMetricData"],
                 resources=["*"],
                 conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
+            )
+        )
+        # Each message also updates its thing's DeviceStatus item (the model loop's canary check
+        # reads it); a conditional put, so PutItem, and UpdateItem for last_seen of an older one.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[device_status.table_arn]
             )
         )
         # A message the Lambda refuses (malformed) fails the invocation and lands here, not nowhere.
@@ -120,6 +146,7 @@ class Health(Construct):
             environment={
                 "VIGIL_STAGE": stage_name,
                 "VIGIL_HEALTH_NAMESPACE": NAMESPACE,
+                "VIGIL_DEVICE_STATUS_TABLE": device_status.table_name,
                 "POWERTOOLS_SERVICE_NAME": "vigil-health",
                 "POWERTOOLS_METRICS_NAMESPACE": "Vigil",  # TelemetryRejected, as the alert Lambda's counters
             },
@@ -137,8 +164,94 @@ class Health(Construct):
             },
         )
         self._rule(stage_things, log_retention, removal_policy)
+        self._sweep(
+            stage_name,
+            stage_things,
+            health,
+            device_status,
+            code,
+            layer,
+            runtime,
+            architecture,
+            log_retention,
+            removal_policy,
+        )
         self.alarms = self._alarms(stage_name, stage_things, health, list(alarm_topic_arns))
         self.operations_alarms = self._operations_alarms(operations_action)
+
+    def _sweep(
+        self,
+        stage: str,
+        things: StageThings,
+        health: HealthConfig,
+        table: dynamodb.ITableV2,
+        code: lambda_.Code,
+        layer: lambda_.ILayerVersion,
+        runtime: lambda_.Runtime,
+        architecture: lambda_.Architecture,
+        retention: logs.RetentionDays,
+        removal: cdk.RemovalPolicy,
+    ) -> None:
+        """``sweep_function`` (vigil_health.sweep.handler, may Scan the table and put its
+        metric, nothing else) and ``sweep_schedule``, every ``health.period_s``."""
+        log_group = logs.LogGroup(self, "SweepLogs", retention=retention, removal_policy=removal)
+        role = iam.Role(
+            self, "SweepRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description="Vigil silent sweep"
+        )
+        log_group.grant_write(role)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
+            )
+        )
+        role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:Scan"], resources=[table.table_arn]))
+        acknowledge(
+            role,
+            {"AwsSolutions-IAM5[Resource::*]": "PutMetricData has no resource-level permissions; namespace-bound."},
+        )
+        self.sweep_function = lambda_.Function(
+            self,
+            "SweepFunction",
+            description="Vigil: count the stage's silent devices in DeviceStatus into CloudWatch",
+            runtime=runtime,
+            architecture=architecture,
+            handler="vigil_health.sweep.handler",
+            code=code,
+            layers=[layer],
+            role=role,
+            memory_size=128,
+            timeout=cdk.Duration.seconds(50),  # done before the next run
+            retry_attempts=0,  # a late count is worth nothing; the next run counts again
+            max_event_age=cdk.Duration.seconds(health.period_s),
+            log_group=log_group,
+            environment={
+                "VIGIL_STAGE": stage,
+                "VIGIL_HEALTH_NAMESPACE": NAMESPACE,
+                "VIGIL_DEVICE_STATUS_TABLE": table.table_name,
+                "VIGIL_SILENT_AFTER_S": str(health.silent_heartbeats * health.period_s),
+                "VIGIL_RETIRED_AFTER_S": str(int(RETIRED_AFTER.to_seconds())),
+                "STAGE_THING_PREFIX": things.prefix or "",
+                "STAGE_THINGS": ",".join(things.names),
+                "POWERTOOLS_SERVICE_NAME": "vigil-health-sweep",
+            },
+        )
+        cfn_lint_ignore(self.sweep_function, ROLE_DEPENDS_ON)
+        acknowledge(
+            self.sweep_function,
+            {
+                "AwsSolutions-L1": "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for "
+                "that this stack pins; raise with the layer."
+            },
+        )
+        self.sweep_schedule = events.Rule(
+            self,
+            "SweepSchedule",
+            description=f"Vigil {stage}: count silent devices",
+            schedule=events.Schedule.rate(cdk.Duration.minutes(health.period_s // 60)),
+            targets=[targets.LambdaFunction(self.sweep_function, retry_attempts=0)],  # the next run counts again
+        )
 
     def _operations_alarms(self, action: cloudwatch.IAlarmAction) -> dict[str, cloudwatch.Alarm]:
         """The pipeline's own failures, to the operations topic only: a refused (malformed)
@@ -263,6 +376,24 @@ class Health(Construct):
                 {"Stage": stage, "Thing": thing},
                 f"Vigil {stage}: device {thing} sent no telemetry for {health.silent_heartbeats} heartbeats",
             )
+        alarms["DeviceSilent"] = cw.CfnAlarm(
+            self,
+            "DeviceSilent",
+            alarm_description=f"Vigil {stage}: a device sent no telemetry for {health.silent_heartbeats} heartbeats "
+            "(the sweep's log 'silent devices' names it), or the silent-device sweep did not run",
+            namespace=NAMESPACE,
+            metric_name="SilentDevices",
+            dimensions=[cw.CfnAlarm.DimensionProperty(name="Stage", value=stage)],
+            statistic="Maximum",
+            period=period * SWEEPS_PER_ALARM_PERIOD,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data="breaching",  # no count: the sweep is not running, so nothing watches
+            alarm_actions=actions,
+            ok_actions=actions,
+        )
         if things.prefix is not None:
             alarms["StageSilent"] = cw.CfnAlarm(
                 self,

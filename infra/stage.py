@@ -17,6 +17,7 @@ from infra.alerting import ARCHITECTURE, PYTHON_RUNTIME, Alerting
 from infra.config import LOG_RETENTION_NAMES, StageConfig
 from infra.devices import Devices
 from infra.edge_deployment import EdgeDeployment, component_name
+from infra.feedback import Feedback
 from infra.greengrass_versions import FLEET_PROVISIONING_PLUGIN_VERSION, fleet_provisioning_plugin_url
 from infra.health import Health
 from infra.housekeeping import Housekeeping
@@ -114,6 +115,20 @@ class VigilStack(cdk.Stack):
             removal_policy=removal,
             alarm_action=alarm_action,
         )
+        self.feedback = Feedback(
+            self,
+            "Feedback",
+            stage_name=config.name,
+            site_name=config.site_name,
+            link_days=config.alerts.feedback_link_days,
+            alert_function=self.alerting.function,
+            training_bucket=self.training.data_bucket,
+            code=self.alerting.code,
+            runtime=PYTHON_RUNTIME,
+            architecture=ARCHITECTURE,
+            log_retention=retention,
+            removal_policy=removal,
+        )
         self.health = self._health(config, retention, removal, alarm_action)
         self.model_loop.bind(self.training.state_machine)
         # After the loop: its canary things are detached from their certificates too.
@@ -141,6 +156,7 @@ class VigilStack(cdk.Stack):
             stage_name=config.name,
             stage_things=self.devices.stage_things,
             health=config.health,
+            device_status=self.model_loop.device_status,
             code=self.alerting.code,
             layer=self.alerting.layer,
             runtime=PYTHON_RUNTIME,
@@ -191,6 +207,7 @@ class VigilStack(cdk.Stack):
             "AlertTopicPattern": (topic_template("<thing>", ALERT_CHANNEL), "MQTT topic a camera publishes alerts on"),
             "TelemetryTopicPattern": (topic_template("<thing>", TELEMETRY_CHANNEL), "MQTT topic for telemetry"),
             "AlertTopicArn": (self.alerting.topic.topic_arn, "SNS topic of alert notifications"),
+            "FeedbackUrl": (self.feedback.url.url, "Function URL of the signed false alarm / correct links"),
             "OperationsTopicArn": (self.operations.topic.topic_arn, "SNS topic of alarms"),
             "EvidenceBucketName": (self.storage.evidence.bucket_name, "Alert snapshots (snapshots/<thing>/)"),
             "TrainingDataBucketName": (self.training.data_bucket.bucket_name, "Labelled training data (train/)"),

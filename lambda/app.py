@@ -31,9 +31,11 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from vigil_alerts.config import Settings
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
+from vigil_alerts.feedback import FeedbackSigner
 from vigil_alerts.notify import format_held_summary, publish
 from vigil_alerts.processing import process_alert
 from vigil_alerts.validation import TOPIC_THING_KEY, InvalidAlertError
+from vigil_feedback.secret import hmac_key
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "vigil-alerts"
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Vigil"
@@ -101,8 +103,8 @@ class AwsClients:
     first), and the deduplicator and throttle built on them. Pass clients in to use
     those instead."""
 
-    def __init__(self, *, sns: Any = None, dynamodb: Any = None, s3: Any = None):
-        self._sns, self._dynamodb, self._s3 = sns, dynamodb, s3
+    def __init__(self, *, sns: Any = None, dynamodb: Any = None, s3: Any = None, secrets: Any = None):
+        self._sns, self._dynamodb, self._s3, self._secrets = sns, dynamodb, s3, secrets
         self._guard_key: tuple | None = None
         self._guards: tuple[EventDeduplicator | None, CameraThrottle | None] = (None, None)
 
@@ -124,6 +126,22 @@ class AwsClients:
             # SigV4 with the regional endpoint, so presigned links work in every region.
             self._s3 = _client("s3", signature_version="s3v4", s3={"addressing_style": "virtual"})
         return self._s3
+
+    @property
+    def secrets(self) -> Any:
+        if self._secrets is None:
+            self._secrets = _client("secretsmanager")
+        return self._secrets
+
+    def feedback(self, settings: Settings) -> FeedbackSigner | None:
+        """The link signer ``settings`` ask for (FEEDBACK_URL and FEEDBACK_SECRET_ARN), or
+        None. Its key is read from Secrets Manager on first use, then cached."""
+        if not (settings.feedback_url and settings.feedback_secret_arn):
+            return None
+        arn = settings.feedback_secret_arn
+        return FeedbackSigner(
+            url=settings.feedback_url, key=lambda: hmac_key(self.secrets, arn), link_s=settings.feedback_link_s
+        )
 
     def guards(self, settings: Settings) -> tuple[EventDeduplicator | None, CameraThrottle | None]:
         """The deduplicator and throttle ``settings`` ask for (None where not), built
@@ -151,10 +169,10 @@ class AwsClients:
 clients = AwsClients()
 
 
-def use_clients(*, sns: Any = None, dynamodb: Any = None, s3: Any = None) -> None:
+def use_clients(*, sns: Any = None, dynamodb: Any = None, s3: Any = None, secrets: Any = None) -> None:
     """Replace the handler's clients (None: create a default one on next use)."""
     global clients
-    clients = AwsClients(sns=sns, dynamodb=dynamodb, s3=s3)
+    clients = AwsClients(sns=sns, dynamodb=dynamodb, s3=s3, secrets=secrets)
 
 
 def _log_keys(event: Any) -> dict[str, str]:
@@ -208,6 +226,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             clock_skew_max_s=settings.clock_skew_max_s,
             max_delivery_delay_s=settings.max_delivery_delay_s,
             owns_thing=settings.owns_thing,
+            feedback=clients.feedback(settings),
+            events_table=settings.events_table,
+            dynamodb_client=clients.dynamodb if settings.events_table else None,
         )
     except InvalidAlertError as err:
         _count_rejection(err.code)

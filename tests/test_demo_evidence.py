@@ -68,7 +68,8 @@ def _run(demo, clip: Path, out: Path, evidence: bool):
         s3.create_bucket(Bucket=demo.DEMO_BUCKET, CreateBucketConfiguration={"LocationConstraint": demo.REGION})
         after_setup = len(moto.requests)
         edge = demo.run_edge(SEED, moto, config, out)
-        notifications = demo.run_cloud(edge.alerts_path, moto, demo.DEMO_BUCKET if evidence else None, out)
+        bucket = demo.DEMO_BUCKET if evidence else None
+        notifications = demo.run_cloud(edge.alerts_path, moto, bucket, out, with_feedback=False)
         checks = demo.check_snapshots(notifications, config)
         s3_requests = moto.s3_requests(after_setup)
         objects = s3.list_objects_v2(Bucket=demo.DEMO_BUCKET).get("Contents", [])
@@ -141,8 +142,10 @@ def test_with_evidence_off_no_request_reaches_moto_from_the_edge_and_no_snapshot
     assert not [n for n in notifications if demo.is_snapshot_notification(n)] and checks == []
     assert len(notifications) == len(starts)  # the alerts themselves still notify
     assert "s3_key" not in edge.alerts_path.read_text()
-    ok, line = demo.evidence_verdict(starts, notifications, checks, s3_requests, evidence_on=False)
-    assert ok and line.startswith("evidence off: 0 requests reached S3, 0 snapshot notifications")
+    ok, line = demo.evidence_verdict(starts, notifications, checks, edge.requests + s3_requests, evidence_on=False)
+    assert ok and line.startswith("evidence off: 0 requests from the edge or to the evidence bucket, 0 snapshot")
+    ok, _ = demo.evidence_verdict(starts, notifications, checks, [("PUT", "/x", "s3")], evidence_on=False)
+    assert not ok
 
 
 def test_the_snapshot_check_fails_on_an_unmasked_image_and_the_verdict_then_fails(demo, tmp_path):

@@ -3,6 +3,12 @@
 A channel (``SM_CHANNEL_<NAME>``, or a path given on the command line) holds either
 feature CSVs (:mod:`training.dataset` format) or label files (``*.json``) with their
 clips, which are featurised with the edge's own code; a channel holding both is refused.
+
+A channel's ``feedback/`` folder holds the rows users' verdicts on alerts made (the
+feedback Lambda writes ``train/feedback/<stage>/v<feature version>/<thing>/<event>.csv``,
+each file one event, all one class). Its files of this featuriser's
+:data:`FEATURE_VERSION` join the channel's data, whichever kind the channel holds; files
+of other versions are left out (logged): their numbers mean something else.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_component.analysis.features import FEATURE_VERSION
 from training.dataset import Dataset, DatasetError, featurize_labels, read_dataset
 
 log = logging.getLogger("vigil.train")
@@ -23,9 +30,34 @@ def _names(paths: list[Path], most: int = 3) -> str:
     return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
 
 
+FEEDBACK_DIR = "feedback"
+
+
+def _concat(parts: list[Dataset]) -> Dataset:
+    return Dataset(*(np.concatenate([getattr(d, f) for d in parts]) for f in ("X", "y", "clips", "times")))
+
+
+def feedback_files(path: Path) -> list[Path]:
+    """The feedback CSVs under ``path/feedback/`` of this featuriser's version, sorted."""
+    root = path / FEEDBACK_DIR
+    if not root.is_dir():
+        return []
+    every = sorted(root.rglob("*.csv"))
+    mine = sorted(root.glob(f"*/v{FEATURE_VERSION}/**/*.csv"))
+    if len(every) > len(mine):
+        log.warning(
+            "%d feedback file(s) under %s are of another feature version than %s; left out",
+            len(every) - len(mine),
+            root,
+            FEATURE_VERSION,
+        )
+    return mine
+
+
 def load_channel(path: str | Path, channel: str = "training") -> Dataset:
-    """Read every feature CSV in ``path``, or featurise every label file in it; a
-    channel holding both kinds is refused (DatasetError naming both)."""
+    """Read every feature CSV in ``path``, or featurise every label file in it, plus the
+    feedback rows under ``path/feedback/`` (see the module docstring); a channel holding
+    both kinds is refused (DatasetError naming both)."""
     path = Path(path)
     if path.is_file():
         return read_dataset(path) if path.suffix == ".csv" else featurize_labels([path])
@@ -37,12 +69,16 @@ def load_channel(path: str | Path, channel: str = "training") -> Dataset:
             f"{channel} channel {path} mixes feature CSVs ({_names(csvs)}) and label files "
             f"({_names(labels)}); a channel holds one kind: move the other to its own channel"
         )
+    feedback = [read_dataset(f, both_classes=False) for f in feedback_files(path)]
+    if feedback:
+        log.info("%s channel: %d feedback rows from %d event(s)", channel, sum(map(len, feedback)), len(feedback))
     if csvs:
-        parts = [read_dataset(c) for c in csvs]
-        return Dataset(*(np.concatenate([getattr(d, f) for d in parts]) for f in ("X", "y", "clips", "times")))
+        return _concat([read_dataset(c) for c in csvs] + feedback)
     if not labels:
+        if feedback:
+            return _concat(feedback)
         raise DatasetError(f"{channel} channel {path} holds no *.csv dataset and no *.json label file")
-    return featurize_labels(labels)
+    return _concat([featurize_labels(labels), *feedback]) if feedback else featurize_labels(labels)
 
 
 def split_blocks(ds: Dataset, every: int, block_s: float = 10.0) -> tuple[Dataset, Dataset]:

@@ -113,14 +113,15 @@ def write_dataset(ds: Dataset, path: str | Path, zone: str = "") -> Path:
     return path
 
 
-def read_dataset(path: str | Path) -> Dataset:
+def read_dataset(path: str | Path, *, both_classes: bool = True) -> Dataset:
     """Read and check a feature CSV.
 
     Raises DatasetError for: a missing file or one that is not UTF-8 (naming the line),
     a header that does not match the feature contract (missing, extra, duplicated or
     reordered columns; a missing label column), a non-numeric, NaN or infinite feature
     or one beyond float32's range, a non-numeric or non-finite time, a label other than
-    0/1, or a single class. Row numbers are line numbers (the header is row 1).
+    0/1, or (unless ``both_classes`` is False: one event's feedback rows are all of one
+    class) a single class. Row numbers are line numbers (the header is row 1).
     """
     path = Path(path)
     try:
@@ -129,7 +130,7 @@ def read_dataset(path: str | Path) -> Dataset:
         raise DatasetError(f"{path}: cannot read dataset: {exc.strerror}") from None
     try:
         with fh:
-            return _read_rows(path, csv.reader(fh))
+            return _read_rows(path, csv.reader(fh), both_classes)
     except UnicodeDecodeError:
         with path.open("rb") as raw:
             raise DatasetError(f"{path}: {not_utf8(raw)}") from None
@@ -139,7 +140,7 @@ def _is_empty(row: list[str]) -> bool:
     return not any(field.strip() for field in row)
 
 
-def _read_rows(path: Path, reader) -> Dataset:
+def _read_rows(path: Path, reader, both_classes: bool = True) -> Dataset:
     """The checks of :func:`read_dataset` on the rows of a ``csv.reader``."""
     header = next((row for row in reader if not _is_empty(row)), None)
     if not header:
@@ -199,7 +200,7 @@ def _read_rows(path: Path, reader) -> Dataset:
         times.append(t)
     if not X:
         raise DatasetError(f"{path}: no data rows")
-    if len(set(y)) < 2:
+    if both_classes and len(set(y)) < 2:
         raise DatasetError(f"{path}: every row has label {y[0]}; training needs both classes (0 and 1)")
     return Dataset(np.array(X, np.float32), np.array(y, np.int8), np.array(clips), np.array(times))
 

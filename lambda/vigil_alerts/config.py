@@ -23,6 +23,12 @@ Variables (names fixed with the infrastructure):
 ``STAGE_THINGS``           unset     ... and these (comma-separated); an alert of any
                                      other thing is refused (another stage's camera).
                                      Both unset = every thing (the local demo)
+``EVENTS_TABLE``           unset     DynamoDB table of events (keys ``thing``,
+                                     ``event_id``): an end's features are stored there
+``FEEDBACK_URL``           unset     the feedback function's URL; with
+``FEEDBACK_SECRET_ARN``    unset     the HMAC key's secret, each notification carries
+                                     "false alarm" and "correct" links
+``FEEDBACK_LINK_S``        604800    how long the links work (7 days)
 =========================  ========  ==================================================
 
 ``POWERTOOLS_SERVICE_NAME`` and ``POWERTOOLS_METRICS_NAMESPACE`` are read by Powertools.
@@ -70,6 +76,10 @@ class Settings:
     max_delivery_delay_s: int = 7 * 24 * 3600
     thing_prefix: str | None = None
     things: frozenset[str] = frozenset()
+    events_table: str | None = None
+    feedback_url: str | None = None
+    feedback_secret_arn: str | None = None
+    feedback_link_s: int = 7 * 24 * 3600
 
     def owns_thing(self, thing_name: str) -> bool:
         """Whether ``thing_name`` is one of this stage's things (always, when neither is set)."""
@@ -91,6 +101,13 @@ class Settings:
         window = _positive_int(env, "THROTTLE_WINDOW_S", 600)
         if window == 0:
             raise ConfigError("THROTTLE_WINDOW_S must be at least 1")
+        feedback_url = env.get("FEEDBACK_URL", "").strip() or None
+        feedback_secret = env.get("FEEDBACK_SECRET_ARN", "").strip() or None
+        if bool(feedback_url) != bool(feedback_secret):
+            raise ConfigError("FEEDBACK_URL and FEEDBACK_SECRET_ARN go together: set both or neither")
+        link_s = _positive_int(env, "FEEDBACK_LINK_S", cls.feedback_link_s)
+        if not link_s:
+            raise ConfigError("FEEDBACK_LINK_S must be at least 1")
         return cls(
             alert_topic_arn=topic,
             site_name=env.get("SITE_NAME", "").strip() or "Vigil",
@@ -104,4 +121,8 @@ class Settings:
             max_delivery_delay_s=_positive_int(env, "MAX_DELIVERY_DELAY_S", cls.max_delivery_delay_s),
             thing_prefix=env.get("STAGE_THING_PREFIX", "").strip() or None,
             things=frozenset(t.strip() for t in env.get("STAGE_THINGS", "").split(",") if t.strip()),
+            events_table=env.get("EVENTS_TABLE", "").strip() or None,
+            feedback_url=feedback_url,
+            feedback_secret_arn=feedback_secret,
+            feedback_link_s=link_s,
         )

@@ -21,8 +21,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vigil_alerts.evidence import own_snapshot_key
+from vigil_alerts.feedback import FeedbackLinks
 from vigil_alerts.receipt import ClockCheck
-from vigil_alerts.sms import compose_sms
+from vigil_alerts.sms import compose_sms, sms_length
 from vigil_alerts.subject import place
 from vigil_alerts.validation import parse_timestamp
 
@@ -121,6 +122,7 @@ def format_notification(
     suppressed: Suppressed | None = None,
     now: datetime | None = None,
     clock: ClockCheck | None = None,
+    feedback: FeedbackLinks | None = None,
 ) -> Notification:
     """The notification for a validated ``start`` alert (see ``alert.schema.json``).
 
@@ -129,7 +131,8 @@ def format_notification(
     default the current time) decides whether the alert is marked as delivered late,
     unless ``clock`` (:func:`receipt.check_clock`) gives the receipt time. When
     ``clock`` finds the device's clock wrong, the receipt time is shown as when it
-    happened, with what the device said and why it looks wrong.
+    happened, with what the device said and why it looks wrong. ``feedback`` adds the
+    "false alarm" and "correct" links (:func:`with_feedback`).
     """
     zone = resolve_zone(time_zone)
     started = parse_timestamp(alert["started_at"], "started_at")
@@ -221,7 +224,32 @@ def format_notification(
     sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera, zone_name], extras=len(extras))
 
     attributes = {"severity": level, "thing_name": thing, "camera": camera, "zone": zone_name}
-    return Notification(subject=subject, body=body, sms=sms, attributes=attributes)
+    return with_feedback(Notification(subject=subject, body=body, sms=sms, attributes=attributes), feedback, zone)
+
+
+def with_feedback(notification: Notification, links: FeedbackLinks | None, zone: ZoneInfo) -> Notification:
+    """``notification`` with the two feedback links at the end of its body, and of its
+    SMS only where they still fit one text (a signed link is ~250 characters, so in
+    practice the SMS stays as it was and the links go by e-mail only)."""
+    if links is None:
+        return notification
+    block = "\n".join(
+        [
+            "",
+            "Was this alert right? One click tells Vigil, and teaches its model this site:",
+            f"{'False alarm:':<{LABEL_WIDTH + 1}}{links.false_alarm}",
+            f"{'Correct:':<{LABEL_WIDTH + 1}}{links.correct}",
+            f"(links work until {_local(links.expires, zone)}; the first answer counts)",
+        ]
+    )
+    sms = f"{notification.sms} False alarm: {links.false_alarm} Correct: {links.correct}"
+    _, used, allowed = sms_length(sms)
+    return Notification(
+        subject=notification.subject,
+        body=notification.body + "\n" + block,
+        sms=sms if used <= allowed else notification.sms,
+        attributes=notification.attributes,
+    )
 
 
 def format_held_summary(
@@ -268,7 +296,12 @@ def format_held_summary(
 
 
 def format_offline_end(
-    alert: Mapping[str, Any], *, site_name: str = "Vigil", time_zone: str = "UTC", stage: str = ""
+    alert: Mapping[str, Any],
+    *,
+    site_name: str = "Vigil",
+    time_zone: str = "UTC",
+    stage: str = "",
+    feedback: FeedbackLinks | None = None,
 ) -> Notification:
     """The notification for a validated ``end`` alert whose ``end_reason`` is
     ``camera_offline``: the camera lost its stream while the event was open (an intruder
@@ -307,7 +340,7 @@ def format_offline_end(
 
     sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera, zone_name])
     attributes = {"severity": "offline", "thing_name": thing, "camera": camera, "zone": zone_name}
-    return Notification(subject, body, sms, attributes)
+    return with_feedback(Notification(subject, body, sms, attributes), feedback, zone)
 
 
 def format_snapshot_update(

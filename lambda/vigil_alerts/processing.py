@@ -13,6 +13,7 @@ from typing import Any
 
 from vigil_alerts.delivery import CameraThrottle, EventDeduplicator
 from vigil_alerts.evidence import SNAPSHOT_PREFIX, own_snapshot_key  # noqa: F401 (re-exported)
+from vigil_alerts.feedback import FeedbackLinks, FeedbackSigner
 from vigil_alerts.notify import (
     format_notification,
     format_offline_end,
@@ -22,6 +23,7 @@ from vigil_alerts.notify import (
 )
 from vigil_alerts.receipt import CLOCK_SKEW_MAX_S, MAX_DELIVERY_DELAY_S, check_clock, split_receipt
 from vigil_alerts.validation import TOPIC_THING_KEY, validate_alert
+from vigil_feedback.store import record_end
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,9 @@ def process_alert(
     clock_skew_max_s: int = CLOCK_SKEW_MAX_S,
     max_delivery_delay_s: int = MAX_DELIVERY_DELAY_S,
     owns_thing: Callable[[str], bool] | None = None,
+    feedback: FeedbackSigner | None = None,
+    events_table: str | None = None,
+    dynamodb_client: Any = None,
 ) -> dict[str, Any]:
     """Handle one topic-rule event: the alert dict plus ``topic_thing_name``.
 
@@ -89,6 +94,12 @@ def process_alert(
     stays silent too (``"throttled"``, ``snapshot`` ``"start_held"``): a held event
     must not come through by its picture. Updates without ``s3_key`` stay silent.
 
+    With ``feedback``, each notification carries its signed "false alarm" and "correct"
+    links. With ``events_table`` and ``dynamodb_client``, every ``end`` is stored on its
+    event (:func:`vigil_feedback.store.record_end`: its ``features``, for a verdict to
+    turn into training rows) before anything is notified; ``"features_stored"`` in the
+    result says whether it carried features.
+
     Returns a JSON-serialisable dict: ``status`` (``"notified"``, ``"acknowledged"``
     for update/end, ``"throttled"``, ``"duplicate"`` for a start already handled, or
     ``"refused"``, then with ``thing_name`` only),
@@ -106,8 +117,13 @@ def process_alert(
     clock = check_clock(alert, received_at, now=moment, max_ahead_s=clock_skew_max_s, max_age_s=max_delivery_delay_s)
     summary = {key: alert[key] for key in ("event_id", "event_type", "thing_name", "camera")}
     summary["device_clock"] = "wrong" if clock.wrong else "ok"
-    if alert["event_type"] == "end" and alert.get("end_reason") == CAMERA_OFFLINE:
-        return _notify_offline(alert, summary, sns_client, topic_arn, site_name, time_zone, stage, deduplicator)
+    if alert["event_type"] == "end" and events_table and dynamodb_client is not None:
+        record_end(dynamodb_client, events_table, alert, ttl_s=feedback.link_s if feedback else 0, now=moment)
+        summary["features_stored"] = bool(alert.get("features"))
+    offline_end = alert["event_type"] == "end" and alert.get("end_reason") == CAMERA_OFFLINE
+    links = _links(feedback, alert, moment) if alert["event_type"] == "start" or offline_end else None
+    if offline_end:
+        return _notify_offline(alert, summary, sns_client, topic_arn, site_name, time_zone, stage, deduplicator, links)
     if alert["event_type"] == "update" and (alert.get("snapshot") or {}).get("s3_key"):
         return _notify_snapshot(
             alert,
@@ -141,6 +157,7 @@ def process_alert(
             suppressed=admission.held if admission else None,
             now=moment,
             clock=clock,
+            feedback=links,
         )
         try:
             message_id = publish(sns_client, topic_arn, notification)
@@ -161,11 +178,25 @@ def process_alert(
     return result
 
 
-def _notify_offline(alert, summary, sns_client, topic_arn, site_name, time_zone, stage, deduplicator):
+def _links(feedback: FeedbackSigner | None, alert: dict[str, Any], moment: datetime) -> FeedbackLinks | None:
+    """The notification's feedback links; None (logged) if they cannot be signed: an
+    alert without its links beats an alert held back by a Secrets Manager outage."""
+    if feedback is None:
+        return None
+    try:
+        return feedback.links(alert["thing_name"], alert["event_id"], moment)
+    except Exception:
+        logger.exception("feedback links not signed; notifying without them")
+        return None
+
+
+def _notify_offline(alert, summary, sns_client, topic_arn, site_name, time_zone, stage, deduplicator, links):
     """Publish the camera-offline notice of an end alert (``process_alert``'s result)."""
 
     def notify_once(*, alert: dict[str, Any]) -> dict[str, Any]:
-        notification = format_offline_end(alert["alert"], site_name=site_name, time_zone=time_zone, stage=stage)
+        notification = format_offline_end(
+            alert["alert"], site_name=site_name, time_zone=time_zone, stage=stage, feedback=links
+        )
         message_id = publish(sns_client, topic_arn, notification)
         return {**summary, "status": NOTIFIED, "message_id": message_id, "held_reported": 0}
 

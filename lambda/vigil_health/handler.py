@@ -8,23 +8,28 @@ problem and the thing), counted (``TelemetryRejected``, Powertools metrics in ``
 "Vigil") and re-raised, as the alert Lambda does (lambda/app.py): the asynchronous
 invocation fails (the function's ``Errors``) and the message ends on the function's
 dead-letter queue instead of vanishing. Environment: ``VIGIL_STAGE`` (the ``Stage``
-dimension), ``VIGIL_HEALTH_NAMESPACE`` (default ``Vigil/Health``).
+dimension), ``VIGIL_HEALTH_NAMESPACE`` (default ``Vigil/Health``),
+``VIGIL_DEVICE_STATUS_TABLE`` (the DeviceStatus table each message also updates,
+:mod:`vigil_health.status`, for the model loop's canary check and the silent sweep).
 """
 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from vigil_health.metrics import NAMESPACE, TOPIC_THING_KEY, InvalidTelemetryError, metric_data
+from vigil_health.status import status_item, write_status
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "vigil-health"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Vigil", service=SERVICE)
 _client: Any = None
+_table: Any = None
 # PutMetricData takes at most 1000 metrics per call; a device has a handful of cameras.
 _BATCH = 1000
 
@@ -38,25 +43,40 @@ def _cloudwatch() -> Any:
     return _client
 
 
+def _status_table() -> Any:
+    global _table
+    if _table is None:
+        import boto3
+
+        _table = boto3.resource("dynamodb").Table(os.environ["VIGIL_DEVICE_STATUS_TABLE"])
+    return _table
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def handler(event: Any, context: Any) -> dict[str, int]:
-    """Put one telemetry message's metrics; returns ``{"metrics": n}``.
+def handler(event: Any, context: Any) -> dict[str, int | bool]:
+    """Put one telemetry message's metrics and its DeviceStatus item; returns
+    ``{"metrics": n, "status_written": bool}`` (False: a newer message was already stored).
 
     Raises :class:`InvalidTelemetryError` (after logging and counting it) for a malformed
-    message; CloudWatch errors propagate. Both fail the invocation.
+    message; CloudWatch and DynamoDB errors propagate. Both fail the invocation.
     """
     stage = os.environ["VIGIL_STAGE"]
     namespace = os.environ.get("VIGIL_HEALTH_NAMESPACE") or NAMESPACE
     thing = event.get(TOPIC_THING_KEY) if isinstance(event, dict) else None
     logger.append_keys(thing=thing if isinstance(thing, str) else repr(thing))
     metrics.add_metric(name="TelemetryReceived", unit=MetricUnit.Count, value=1)
+    now = datetime.now(UTC)
     try:
-        data = metric_data(event, stage)
+        data = metric_data(event, stage, now)
+        item = status_item(event, now)  # validated before anything is put: not half a message
     except InvalidTelemetryError as exc:
         metrics.add_metric(name="TelemetryRejected", unit=MetricUnit.Count, value=1)
         logger.error("telemetry rejected", extra={"problem": str(exc)})
         raise
     for start in range(0, len(data), _BATCH):
         _cloudwatch().put_metric_data(Namespace=namespace, MetricData=data[start : start + _BATCH])
-    return {"metrics": len(data)}
+    written = write_status(_status_table(), item)
+    if not written:
+        logger.info("older telemetry: status kept", extra={"timestamp": item["timestamp"]})
+    return {"metrics": len(data), "status_written": written}

@@ -4,7 +4,8 @@ take the deployment and load the new model without a load error?
 Per canary thing: the deployment's execution status on the core device
 (ListEffectiveDeployments), the core device's health (GetCoreDevice) and its latest
 telemetry in the DeviceStatus table (key ``thing_name``; ``timestamp`` ISO 8601,
-``model`` ``{sha256, version, load_error}``; an IoT rule on telemetry writes it).
+``model`` ``{sha256, version, load_error}``; the health Lambda writes it from each
+telemetry message, lambda/vigil_health/status.py).
 """
 
 from __future__ import annotations

@@ -138,6 +138,11 @@ def test_function_runtime_layer_and_environment(cfn, stage):
         "EVIDENCE_BUCKET": cfn.ref(stage.stage.stack.storage.evidence),
         "STAGE_THING_PREFIX": config.stage_things.prefix,
         "STAGE_THINGS": ",".join(config.stage_things.names),
+        # infra/feedback.py: the signed links and the events table (tests/infra/test_feedback.py).
+        "EVENTS_TABLE": cfn.ref(stage.stage.stack.feedback.table),
+        "FEEDBACK_URL": cfn.att(stage.stage.stack.feedback.url, "FunctionUrl"),
+        "FEEDBACK_SECRET_ARN": cfn.ref(stage.stage.stack.feedback.secret),
+        "FEEDBACK_LINK_S": str(config.alerts.feedback_link_days * 86400),
     }
     assert function["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [cfn.lid(alerting.dead_letter_queue), "Arn"]}}
     assert function.get("ReservedConcurrentExecutions") == config.alerts.reserved_concurrency
@@ -156,7 +161,11 @@ def test_function_role_grants_exactly_what_the_handler_uses(cfn, stage):
     (kms,) = cfn.statements_allowing(statements, "kms:GenerateDataKey")
     assert set(kms["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
     assert kms["Resource"] == f"<{cfn.lid(alerting.key)}.Arn>"
-    (table,) = cfn.statements_allowing(statements, "dynamodb:PutItem")
+    (table,) = [
+        s
+        for s in cfn.statements_allowing(statements, "dynamodb:PutItem")
+        if cfn.att(alerting.table, "Arn") in cfn.as_list(s["Resource"])
+    ]
     assert set(table["Action"]) == {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
@@ -243,7 +252,10 @@ def test_held_alerts_are_flushed_every_minute_by_their_own_function(cfn, stage):
     assert flush["Runtime"] == main["Runtime"] and flush["Architectures"] == main["Architectures"]
     assert "ReservedConcurrentExecutions" not in flush
     env = cfn.render(flush["Environment"]["Variables"])
-    assert env == {k: v for k, v in cfn.render(main["Environment"]["Variables"]).items() if k != "EVIDENCE_BUCKET"}
+    # Neither the snapshot bucket nor the feedback links: a held-alert summary has neither.
+    feedback = ("EVENTS_TABLE", "FEEDBACK_URL", "FEEDBACK_SECRET_ARN", "FEEDBACK_LINK_S")
+    unused = ("EVIDENCE_BUCKET", *feedback)
+    assert env == {k: v for k, v in cfn.render(main["Environment"]["Variables"]).items() if k not in unused}
 
     rule = cfn.properties(stage.template_json, alerting.flush_schedule)
     assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"

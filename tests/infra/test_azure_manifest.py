@@ -133,11 +133,16 @@ def test_twin_desired_properties_are_the_greengrass_deployments_component_config
         desired = manifest_for(name)["modulesContent"][am.MODULE_ID]["properties.desired"]
         # Snapshot uploads use the Greengrass token exchange service's credentials: on IoT
         # Edge they stay off (the recipe's default), whatever the stage says for Greengrass.
+        # The classifier: ONNX Runtime on IoT Edge (model_file model.onnx), the bundle
+        # manifest's int8 TFLite model on Greengrass (no model_file). Nothing else differs.
         greengrass_only = ("accessControl", "evidence")
-        assert {k: v for k, v in desired.items() if k != "evidence"} == {
-            k: v for k, v in on_greengrass.items() if k not in greengrass_only
+        module_only = ("evidence", "model_file")
+        assert {k: v for k, v in desired.items() if k not in module_only} == {
+            k: v for k, v in on_greengrass.items() if k not in greengrass_only + ("model_file",)
         }, name
         assert not parse_config(desired).evidence.upload_snapshots, name
+        assert "model_file" not in on_greengrass, name
+        assert desired["model_file"] == am.MODULE_MODEL_FILE == "model.onnx", name
         # ...and it carries the stage's settings and the recipe's cameras, as the device reads them.
         config, edge = parse_config(desired), stage.config.edge
         assert config.detection_fps == edge.detection_fps, name
@@ -157,6 +162,21 @@ def test_a_threshold_override_reaches_the_twin_and_none_leaves_the_recipes():
     defaults = copy.deepcopy(DEFAULTS)
     defaults["decision"]["threshold"] = 0.9
     assert am.module_desired_properties(dev, defaults=defaults)["decision"]["threshold"] == 0.9
+
+
+def test_the_module_runs_onnx_unless_the_configuration_names_a_model_file():
+    """The twin's model_file is model.onnx, which the seed bundle holds and ONNX Runtime
+    loads; a configuration that already picks a file (here the float TFLite) keeps it."""
+    from edge_component.model.bundle import load_bundle
+    from edge_component.model.onnx_runtime import OnnxScorer
+
+    desired = am.module_desired_properties(STAGES["dev"])
+    bundle = load_bundle(REPO_ROOT / "edge_component" / "models" / "seed", parse_config(desired).model_file)
+    assert bundle.manifest.model_file == "model.onnx"
+    assert isinstance(bundle.scorer, OnnxScorer)
+    defaults = copy.deepcopy(DEFAULTS)
+    defaults["model_file"] = "model_float.tflite"
+    assert am.module_desired_properties(STAGES["dev"], defaults=defaults)["model_file"] == "model_float.tflite"
 
 
 def test_greengrass_reset_restores_a_default_or_removes_a_key_and_merge_is_deep():

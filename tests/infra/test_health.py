@@ -15,6 +15,12 @@ AWS facts these assertions pin:
   ``notBreaching`` as within it; the default is ``missing``
   (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarms-and-missing-data.html).
   A silent device sends nothing, so its heartbeat alarm must treat missing data as breaching.
+- EventBridge schedule expressions: ``rate(value unit)``, unit singular for 1
+  (``rate(1 minute)``), plural above (``rate(5 minutes)``); a rate starts when the rule is
+  created (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rate-expressions.html,
+  https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-scheduled-rule-pattern.html).
+  The DeviceSilent alarm's period holds two sweep runs, so a run a few seconds late still
+  leaves a point in every period and ``breaching`` missing data means the sweep stopped.
 - IoT SQL ``topic(2)`` is the second topic level; ``startswith`` a Boolean
   (https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-functions.html).
 """
@@ -124,12 +130,34 @@ def test_function_puts_metrics_only_in_its_namespace_and_fails_onto_a_dead_lette
     assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}
 
 
+def test_function_keeps_the_device_status_table_and_may_only_write_that_table(cfn, stage):
+    """The canary check reads DeviceStatus (infra/model_loop.py); the health Lambda is its
+    only writer: a conditional PutItem and an UpdateItem of ``last_seen``, on that table only
+    (DynamoDB actions and table ARNs:
+    https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html)."""
+    stack = stage.stage.stack
+    health, table = stack.health, stack.model_loop.device_status
+    env = cfn.properties(stage.template_json, health.function)["Environment"]["Variables"]
+    assert cfn.render(env["VIGIL_DEVICE_STATUS_TABLE"]) == cfn.ref(table)
+    statements = cfn.policy_statements(stage.template_json, health.function.role)
+    dynamo = [s for s in statements if any(a.startswith("dynamodb:") for a in cfn.as_list(s["Action"]))]
+    assert len(dynamo) == 1
+    assert set(cfn.as_list(dynamo[0]["Action"])) == {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert cfn.as_list(dynamo[0]["Resource"]) == [cfn.att(table, "Arn")]
+
+
 def test_function_runs_from_the_alert_bundle_which_carries_the_handler(cfn, stage):
     stack = stage.stage.stack
     code = cfn.properties(stage.template_json, stack.health.function)["Code"]
     assert code == cfn.properties(stage.template_json, stack.alerting.function)["Code"]  # bundled once
     bundle = stage.asset_path("asset." + code["S3Key"].removesuffix(".zip"))
-    assert {p.name for p in (bundle / "vigil_health").glob("*.py")} == {"__init__.py", "handler.py", "metrics.py"}
+    assert {p.name for p in (bundle / "vigil_health").glob("*.py")} == {
+        "__init__.py",
+        "handler.py",
+        "metrics.py",
+        "status.py",
+        "sweep.py",
+    }
     layers = cfn.properties(stage.template_json, stack.health.function)["Layers"]
     assert layers == cfn.properties(stage.template_json, stack.alerting.function)["Layers"]  # Powertools
 
@@ -225,6 +253,9 @@ def test_silent_alarm_for_a_listed_thing_outside_the_prefix():
         stage_name="lab",
         stage_things=StageThings(prefix=None, names=("bench-1",)),
         health=HealthConfig(silent_heartbeats=4, period_s=120),
+        device_status=cdk.aws_dynamodb.TableV2(
+            stack, "DeviceStatus", partition_key={"name": "thing_name", "type": cdk.aws_dynamodb.AttributeType.STRING}
+        ),
         code=lambda_.Code.from_inline("def handler(e, c): pass"),
         layer=lambda_.LayerVersion.from_layer_version_arn(
             stack, "L", "arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:1"
@@ -379,3 +410,113 @@ def test_the_lambdas_metrics_breach_the_alarms_in_the_templates_terms(stage):
     assert evaluate(alarms["StageSilent"], data) == {(): False}  # a heartbeat came: the stage is not silent
     other = metric_data(message, "another-stage")  # another stage's metrics are not this stage's alarms'
     assert evaluate(alarms["CameraBlank"], other) == {} and evaluate(alarms["StageSilent"], other) == {}
+
+
+def _rate(period_s: int) -> str:
+    minutes = period_s // 60
+    return "rate(1 minute)" if minutes == 1 else f"rate({minutes} minutes)"
+
+
+def test_the_sweep_runs_every_period_on_a_schedule_that_may_invoke_it_only(cfn, stage):
+    health = stage.stage.stack.health
+    template = stage.template_json
+    rule = cfn.properties(template, health.sweep_schedule)
+    assert rule["ScheduleExpression"] == _rate(stage.config.health.period_s) == "rate(1 minute)"
+    assert rule["State"] == "ENABLED"
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [cfn.lid(health.sweep_function), "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0  # the next run counts again
+    function_arn = {"Fn::GetAtt": [cfn.lid(health.sweep_function), "Arn"]}
+    permissions = cfn.resources(template, "AWS::Lambda::Permission")
+    (permission,) = [p["Properties"] for p in permissions.values() if p["Properties"]["FunctionName"] == function_arn]
+    assert permission["Principal"] == "events.amazonaws.com"
+    assert permission["SourceArn"] == {"Fn::GetAtt": [cfn.lid(health.sweep_schedule), "Arn"]}
+
+
+def test_the_sweep_counts_this_stages_things_and_may_only_scan_the_table_and_put_its_metric(cfn, stage):
+    stack = stage.stage.stack
+    health, table, things = stack.health, stack.model_loop.device_status, stack.devices.stage_things
+    function = cfn.properties(stage.template_json, health.sweep_function)
+    assert function["Handler"] == "vigil_health.sweep.handler"
+    env = function["Environment"]["Variables"]
+    assert cfn.render(env["VIGIL_DEVICE_STATUS_TABLE"]) == cfn.ref(table)
+    assert env["VIGIL_STAGE"] == stage.config.name
+    assert env["VIGIL_HEALTH_NAMESPACE"] == NAMESPACE
+    # The same membership as the telemetry rule and the alert Lambda: prefix plus listed names.
+    assert (env["STAGE_THING_PREFIX"], env["STAGE_THINGS"]) == (things.prefix or "", ",".join(things.names))
+    health_config = stage.config.health
+    assert int(env["VIGIL_SILENT_AFTER_S"]) == health_config.silent_heartbeats * health_config.period_s == 180
+    assert int(env["VIGIL_RETIRED_AFTER_S"]) == 30 * 24 * 3600
+    statements = cfn.policy_statements(stage.template_json, health.sweep_function.role)
+    (scan,) = cfn.statements_allowing(statements, "dynamodb:Scan")
+    assert cfn.as_list(scan["Action"]) == ["dynamodb:Scan"]
+    assert cfn.as_list(scan["Resource"]) == [cfn.att(table, "Arn")]
+    assert {a for a in cfn.actions_of(statements) if a.startswith("dynamodb:")} == {"dynamodb:Scan"}
+    (put,) = cfn.statements_allowing(statements, "cloudwatch:PutMetricData")
+    assert put["Resource"] == "*"
+    assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}
+    assert cfn.actions_of(statements) <= {
+        "dynamodb:Scan",
+        "cloudwatch:PutMetricData",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+
+
+def test_one_silent_device_alarms_and_so_does_a_sweep_that_stopped(cfn, stage):
+    """SilentDevices >= 1 in one period alarms; missing data (no sweep ran) is breaching
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarms-and-missing-data.html)."""
+    stack = stage.stage.stack
+    alarm = alarms_of(stage)["DeviceSilent"]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (NAMESPACE, "SilentDevices", "Maximum")
+    assert alarm["Dimensions"] == [{"Name": "Stage", "Value": stage.config.name}]
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and alarm["Threshold"] == 1
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 1
+    assert alarm["Period"] == 2 * stage.config.health.period_s  # two sweep runs per period
+    assert alarm["TreatMissingData"] == "breaching"
+    expected = [{"Ref": cfn.lid(stack.operations.topic)}]
+    if stage.config.health.notify_alert_recipients:
+        expected.append({"Ref": cfn.lid(stack.alerting.topic)})
+    assert alarm["AlarmActions"] == alarm["OKActions"] == expected
+
+
+def test_the_sweeps_metric_is_what_the_alarm_reads(cfn, stage, monkeypatch):
+    """The sweep, run in moto with the template's environment, puts the metric (namespace,
+    name, dimensions) the alarm reads; were they to differ, the alarm would only ever see
+    missing data."""
+    import sys
+
+    import boto3
+    from moto import mock_aws
+
+    from infra.alerting import LAMBDA_DIR
+
+    if str(LAMBDA_DIR) not in sys.path:
+        sys.path.append(str(LAMBDA_DIR))
+    from vigil_health import sweep
+
+    from vigil_alerts.local import LocalContext
+
+    alarm = alarms_of(stage)["DeviceSilent"]
+    env = cfn.properties(stage.template_json, stage.stage.stack.health.sweep_function)["Environment"]["Variables"]
+    for name, value in env.items():
+        if isinstance(value, str):
+            monkeypatch.setenv(name, value)
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("VIGIL_DEVICE_STATUS_TABLE", "device-status")  # a token in the template
+    with mock_aws():
+        boto3.client("dynamodb").create_table(
+            TableName="device-status",
+            KeySchema=[{"AttributeName": "thing_name", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "thing_name", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sweep.handler({}, LocalContext())
+        [metric] = boto3.client("cloudwatch").list_metrics(Namespace=alarm["Namespace"])["Metrics"]
+    assert metric["MetricName"] == alarm["MetricName"]
+    assert metric["Dimensions"] == alarm["Dimensions"]

@@ -72,14 +72,31 @@ def cloudwatch(aws, region) -> Any:
     return boto3.client("cloudwatch", region_name=region)
 
 
+STATUS_TABLE = "vigil-dev-device-status"
+
+
 @pytest.fixture
-def health(aws, monkeypatch):
-    """lambda/vigil_health/handler.py with ``VIGIL_STAGE=dev``; its client reset so it is made under moto."""
+def status_table(aws, region) -> Any:
+    """The DeviceStatus table (key ``thing_name``, as infra/model_loop.py makes it) in moto."""
+    return boto3.resource("dynamodb", region_name=region).create_table(
+        TableName=STATUS_TABLE,
+        KeySchema=[{"AttributeName": "thing_name", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "thing_name", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+@pytest.fixture
+def health(aws, status_table, monkeypatch):
+    """lambda/vigil_health/handler.py with ``VIGIL_STAGE=dev`` and the moto DeviceStatus
+    table; its clients reset so they are made under moto."""
     from vigil_health import handler
 
     monkeypatch.setenv("VIGIL_STAGE", STAGE)
+    monkeypatch.setenv("VIGIL_DEVICE_STATUS_TABLE", STATUS_TABLE)
     monkeypatch.delenv("VIGIL_HEALTH_NAMESPACE", raising=False)
     monkeypatch.setattr(handler, "_client", None)
+    monkeypatch.setattr(handler, "_table", None)
     return handler
 
 
@@ -124,7 +141,7 @@ def values(cloudwatch, name: str, dimensions: list[dict[str, str]], stat: str = 
 
 
 def test_telemetry_becomes_heartbeat_and_per_camera_metrics(health, cloudwatch, context, telemetry, capsys):
-    assert health.handler(telemetry(), context) == {"metrics": 5}
+    assert health.handler(telemetry(), context) == {"metrics": 5, "status_written": True}
     assert emf(capsys.readouterr().out) == {"TelemetryReceived": 1}
 
     assert listed(cloudwatch) == {
@@ -144,7 +161,10 @@ def test_telemetry_becomes_heartbeat_and_per_camera_metrics(health, cloudwatch, 
 
 def test_a_camera_not_running_reports_zero_and_partial_blank_is_the_share(health, cloudwatch, context, telemetry):
     cameras = {"front": camera(state="reconnecting", analysed=0, blank=0), "side": camera(analysed=200, blank=50)}
-    assert health.handler(telemetry(cameras=cameras), context) == {"metrics": 4}  # no ratio without frames
+    assert health.handler(telemetry(cameras=cameras), context) == {
+        "metrics": 4,
+        "status_written": True,
+    }  # no ratio without frames
 
     front = dims(Stage=STAGE, Thing=THING, Camera="front")
     assert values(cloudwatch, "CameraRunning", front) == [0.0]
@@ -153,7 +173,7 @@ def test_a_camera_not_running_reports_zero_and_partial_blank_is_the_share(health
 
 
 def test_a_device_without_cameras_still_beats(health, cloudwatch, context, telemetry):
-    assert health.handler(telemetry(cameras={}), context) == {"metrics": 1}
+    assert health.handler(telemetry(cameras={}), context) == {"metrics": 1, "status_written": True}
     assert values(cloudwatch, "Heartbeat", dims(Stage=STAGE, Thing=THING), "Sum") == [1.0]
 
 
@@ -161,7 +181,10 @@ def test_telemetry_1_0_without_recent_has_no_ratio(health, cloudwatch, context, 
     """A device before telemetry 1.1 sends totals only; a ratio of totals would hide a covered camera."""
     old = camera(analysed=0, blank=0)
     del old["recent"]
-    assert health.handler(telemetry(schema_version="1.0", cameras={"front": old}), context) == {"metrics": 2}
+    assert health.handler(telemetry(schema_version="1.0", cameras={"front": old}), context) == {
+        "metrics": 2,
+        "status_written": True,
+    }
     assert {name for name, _ in listed(cloudwatch)} == {"Heartbeat", "CameraRunning"}
 
 
@@ -206,18 +229,24 @@ MALFORMED: dict[str, tuple[Any, str]] = {
         {"topic_thing_name": THING, "cameras": {"f": camera(analysed=5, blank=6)}},
         "cameras.f.recent: blank_frames 6 > analysed 5",
     ),
+    "model_not_object": ({"topic_thing_name": THING, "cameras": {}, "model": "m.tflite"}, "model: must be an object"),
+    "model_digest_number": (
+        {"topic_thing_name": THING, "cameras": {}, "model": {"sha256": 7}},
+        "model.sha256: must be a string or null, got 7",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", MALFORMED)
 def test_malformed_telemetry_is_logged_counted_raised_and_puts_nothing(
-    case, health, health_logs, cloudwatch, context, capsys
+    case, health, health_logs, cloudwatch, status_table, context, capsys
 ):
     event, problem = MALFORMED[case]
     with pytest.raises(InvalidTelemetryError, match=problem.replace(".", r"\.").replace("[", r"\[")):
         health.handler(event, context)
 
     assert cloudwatch.list_metrics(Namespace=NAMESPACE)["Metrics"] == []  # not half a message either
+    assert status_table.scan()["Items"] == []
     assert emf(capsys.readouterr().out) == {"TelemetryReceived": 1, "TelemetryRejected": 1}
     [record] = [json.loads(line) for line in health_logs.getvalue().splitlines() if "telemetry rejected" in line]
     assert record["level"] == "ERROR"
