@@ -106,6 +106,7 @@ class DemoMoto:
         # Record requests by wrapping the WSGI app werkzeug serves (ThreadedMotoServer has
         # no hook for it; werkzeug's BaseWSGIServer keeps the app in ``.app``).
         wsgi = self._server._server  # noqa: SLF001
+        assert wsgi is not None  # start() returns once the server is made
         app = wsgi.app
 
         def recorded(environ, start_response):
