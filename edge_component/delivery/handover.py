@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .outbox_file import (
+    OneTableSchema,
     OutboxCorruptError,
     OutboxError,
     OutboxSchemaError,
@@ -103,24 +104,9 @@ class JournalSchemaError(OutboxSchemaError):
         return f"{what} {path} does not have the journal schema (version {JOURNAL_SCHEMA_VERSION}): {reason}"
 
 
-def _check(conn: sqlite3.Connection, path: Path) -> bool:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    names = [n for n in names if not n.startswith("sqlite_")]
-    if version == 0 and not names:
-        return True
-    columns = tuple(c[1] for c in conn.execute("PRAGMA table_info(handover)"))
-    if version == JOURNAL_SCHEMA_VERSION and names == ["handover"] and columns == _COLUMNS:
-        return False
-    raise JournalSchemaError(path, f"found version {version} with tables {sorted(names) or 'none'}", WHAT)
-
-
-def _create(conn: sqlite3.Connection) -> None:
-    try:
-        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-    except BaseException:
-        rollback(conn)
-        raise
+_TABLE = OneTableSchema("handover", _COLUMNS, JOURNAL_SCHEMA_VERSION, _SCHEMA, JournalSchemaError, WHAT)
+_check = _TABLE.check
+_create = _TABLE.create
 
 
 def _is_time(value: object) -> bool:
