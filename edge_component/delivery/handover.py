@@ -105,8 +105,6 @@ class JournalSchemaError(OutboxSchemaError):
 
 
 _TABLE = OneTableSchema("handover", _COLUMNS, JOURNAL_SCHEMA_VERSION, _SCHEMA, JournalSchemaError, WHAT)
-_check = _TABLE.check
-_create = _TABLE.create
 
 
 def _is_time(value: object) -> bool:
@@ -174,7 +172,9 @@ class HandoverJournal:
             log.error("%s; running without the handover journal: nothing is replayed or recorded", exc)
             return
         try:
-            self._conn = open_database(self.path, synchronous.upper(), check=_check, create=_create, what=WHAT)
+            self._conn = open_database(
+                self.path, synchronous.upper(), check=_TABLE.check, create=_TABLE.create, what=WHAT
+            )
         except OutboxCorruptError as exc:  # corrupt, or not a journal (JournalSchemaError)
             self.quarantined = quarantine(self.path, exc.kind)
             log.error(
@@ -199,7 +199,7 @@ class HandoverJournal:
             conn = None
             try:
                 conn = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False)
-                if conn.execute("PRAGMA quick_check").fetchone()[0] == "ok" and not _check(conn, self.path):
+                if conn.execute("PRAGMA quick_check").fetchone()[0] == "ok" and not _TABLE.check(conn, self.path):
                     return conn
                 conn.close()
                 return None  # new (no tables) or damaged: nothing to replay
@@ -210,7 +210,7 @@ class HandoverJournal:
 
     def _try_open(self, synchronous: str) -> sqlite3.Connection | None:
         try:
-            return open_database(self.path, synchronous.upper(), check=_check, create=_create, what=WHAT)
+            return open_database(self.path, synchronous.upper(), check=_TABLE.check, create=_TABLE.create, what=WHAT)
         except OutboxError as exc:
             log.error("%s; running without the handover journal", exc)
             return None

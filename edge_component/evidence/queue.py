@@ -71,12 +71,10 @@ class QueueSchemaError(OutboxSchemaError):
 
 
 _TABLE = OneTableSchema("uploads", _COLUMNS, QUEUE_SCHEMA_VERSION, _SCHEMA, QueueSchemaError, WHAT)
-_check = _TABLE.check
-_create = _TABLE.create
 
 
 def _open(path: Path, synchronous: str) -> sqlite3.Connection:
-    return open_database(path, synchronous, check=_check, create=_create, what=WHAT)
+    return open_database(path, synchronous, check=_TABLE.check, create=_TABLE.create, what=WHAT)
 
 
 @dataclass(frozen=True)
