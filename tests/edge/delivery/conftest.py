@@ -317,8 +317,9 @@ class Subscriber:
 # ---------------------------------------------------------------- alerts and transports
 
 
-def _make_alerts(events: int) -> list[dict]:
-    """``events`` events of start, update, end: 3 * events schema-valid alerts, in order."""
+def _make_alerts(events: int, thing_name: str = THING) -> list[dict]:
+    """``events`` events of start, update, end of ``thing_name``: 3 * events schema-valid
+    alerts, in order."""
     origin = datetime(2026, 1, 1, tzinfo=dt.UTC)
     out = []
     for k in range(events):
@@ -329,7 +330,7 @@ def _make_alerts(events: int) -> list[dict]:
             out.append(
                 build_alert(
                     Transition(kind, ev, ev.started_s + after_s, 0.9),
-                    thing_name=THING,
+                    thing_name=thing_name,
                     camera="porch",
                     zone="door",
                     threshold=0.5,
