@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .outbox_file import (
+    OneTableSchema,
     OutboxCorruptError,
     OutboxError,
     OutboxSchemaError,
@@ -103,24 +104,7 @@ class JournalSchemaError(OutboxSchemaError):
         return f"{what} {path} does not have the journal schema (version {JOURNAL_SCHEMA_VERSION}): {reason}"
 
 
-def _check(conn: sqlite3.Connection, path: Path) -> bool:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    names = [n for n in names if not n.startswith("sqlite_")]
-    if version == 0 and not names:
-        return True
-    columns = tuple(c[1] for c in conn.execute("PRAGMA table_info(handover)"))
-    if version == JOURNAL_SCHEMA_VERSION and names == ["handover"] and columns == _COLUMNS:
-        return False
-    raise JournalSchemaError(path, f"found version {version} with tables {sorted(names) or 'none'}", WHAT)
-
-
-def _create(conn: sqlite3.Connection) -> None:
-    try:
-        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-    except BaseException:
-        rollback(conn)
-        raise
+_TABLE = OneTableSchema("handover", _COLUMNS, JOURNAL_SCHEMA_VERSION, _SCHEMA, JournalSchemaError, WHAT)
 
 
 def _is_time(value: object) -> bool:
@@ -188,7 +172,9 @@ class HandoverJournal:
             log.error("%s; running without the handover journal: nothing is replayed or recorded", exc)
             return
         try:
-            self._conn = open_database(self.path, synchronous.upper(), check=_check, create=_create, what=WHAT)
+            self._conn = open_database(
+                self.path, synchronous.upper(), check=_TABLE.check, create=_TABLE.create, what=WHAT
+            )
         except OutboxCorruptError as exc:  # corrupt, or not a journal (JournalSchemaError)
             self.quarantined = quarantine(self.path, exc.kind)
             log.error(
@@ -213,7 +199,7 @@ class HandoverJournal:
             conn = None
             try:
                 conn = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False)
-                if conn.execute("PRAGMA quick_check").fetchone()[0] == "ok" and not _check(conn, self.path):
+                if conn.execute("PRAGMA quick_check").fetchone()[0] == "ok" and not _TABLE.check(conn, self.path):
                     return conn
                 conn.close()
                 return None  # new (no tables) or damaged: nothing to replay
@@ -224,7 +210,7 @@ class HandoverJournal:
 
     def _try_open(self, synchronous: str) -> sqlite3.Connection | None:
         try:
-            return open_database(self.path, synchronous.upper(), check=_check, create=_create, what=WHAT)
+            return open_database(self.path, synchronous.upper(), check=_TABLE.check, create=_TABLE.create, what=WHAT)
         except OutboxError as exc:
             log.error("%s; running without the handover journal", exc)
             return None

@@ -335,26 +335,17 @@ class Outbox:
         """Delete message ``item_id`` after the broker acknowledged it; False if it was
         already gone (acknowledged before, or dropped while it was being sent). On a full
         disk the row is kept but never returned by :meth:`peek` again (see the module doc)."""
-        with self._lock:
-            conn = self._live()
-            if item_id in self._pending or self._needs_schema:
-                return False
-            try:
-                exists = conn.execute("SELECT 1 FROM outbox WHERE id = ?", (item_id,)).fetchone() is not None
-            except sqlite3.Error as exc:
-                raise OutboxError(f"cannot read outbox {self.path}: {exc}") from exc
-            if not exists:
-                return False
-            self._pending[item_id] = None
-            self._depth -= 1
-            if self._apply_pending(conn):
-                self._marks.write(self._stored, done_through(conn, self._stored), sync=False)
-        return True
+        return self._settle(item_id, None)
 
     def dead_letter(self, item_id: int, reason: str) -> bool:
         """Move message ``item_id`` to ``dead_letters`` with ``reason`` (the transport
         refused it for good); False if it was already gone. Counted in :attr:`dead`. On a
         full disk the row is hidden from :meth:`peek` and moved once a write succeeds."""
+        return self._settle(item_id, reason)
+
+    def _settle(self, item_id: int, reason: str | None) -> bool:
+        """Remove message ``item_id`` (``reason`` None: acknowledged; otherwise moved to
+        ``dead_letters`` with it), or hide it until a write succeeds; False if it was already gone."""
         with self._lock:
             conn = self._live()
             if item_id in self._pending or self._needs_schema:
@@ -366,7 +357,8 @@ class Outbox:
             if not exists:
                 return False
             self._pending[item_id] = reason
-            self._dead += 1
+            if reason is not None:
+                self._dead += 1
             self._depth -= 1
             if self._apply_pending(conn):
                 self._marks.write(self._stored, done_through(conn, self._stored), sync=False)

@@ -30,6 +30,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -319,6 +320,43 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> bool:
         return True
     found = ", ".join(f"{n}({', '.join(c)})" for n, c in sorted(tables.items())) or "no tables"
     raise OutboxSchemaError(path, f"found schema version {version} with {found}")
+
+
+@dataclass(frozen=True)
+class OneTableSchema:
+    """The schema of a one-table SQLite file kept with the outbox's discipline (the
+    handover journal, the evidence queue): pass :meth:`check` and :meth:`create` to
+    :func:`open_database`. ``ddl`` creates ``table`` with exactly ``columns`` and sets
+    ``PRAGMA user_version`` to ``version``; a file neither new nor of this schema raises
+    ``error`` (an :class:`OutboxSchemaError`), its message naming ``what``."""
+
+    table: str
+    columns: tuple[str, ...]
+    version: int
+    ddl: str
+    error: type[OutboxSchemaError]
+    what: str
+
+    def check(self, conn: sqlite3.Connection, path: Path) -> bool:
+        """True if the file is new (no tables, version 0) and needs :meth:`create`;
+        False if it already has this schema; ``error`` otherwise."""
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        names = [n for n in names if not n.startswith("sqlite_")]
+        if version == 0 and not names:
+            return True
+        columns = tuple(c[1] for c in conn.execute(f"PRAGMA table_info({self.table})"))
+        if version == self.version and names == [self.table] and columns == self.columns:
+            return False
+        raise self.error(path, f"found version {version} with tables {sorted(names) or 'none'}", self.what)
+
+    def create(self, conn: sqlite3.Connection) -> None:
+        """Run ``ddl`` in one transaction; raises sqlite3.Error with nothing changed."""
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE; {self.ddl} COMMIT;")
+        except BaseException:
+            rollback(conn)
+            raise
 
 
 def quarantine(path: Path, kind: str) -> Path:

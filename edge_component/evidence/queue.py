@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_component.delivery.outbox_file import (
+    OneTableSchema,
     OutboxCorruptError,
     OutboxError,
     OutboxSchemaError,
@@ -69,28 +70,11 @@ class QueueSchemaError(OutboxSchemaError):
         return f"{what} {path} does not have the queue schema (version {QUEUE_SCHEMA_VERSION}): {reason}"
 
 
-def _check(conn: sqlite3.Connection, path: Path) -> bool:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    names = [n for n in names if not n.startswith("sqlite_")]
-    if version == 0 and not names:
-        return True
-    columns = tuple(c[1] for c in conn.execute("PRAGMA table_info(uploads)"))
-    if version == QUEUE_SCHEMA_VERSION and names == ["uploads"] and columns == _COLUMNS:
-        return False
-    raise QueueSchemaError(path, f"found version {version} with tables {sorted(names) or 'none'}", WHAT)
-
-
-def _create(conn: sqlite3.Connection) -> None:
-    try:
-        conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-    except BaseException:
-        rollback(conn)
-        raise
+_TABLE = OneTableSchema("uploads", _COLUMNS, QUEUE_SCHEMA_VERSION, _SCHEMA, QueueSchemaError, WHAT)
 
 
 def _open(path: Path, synchronous: str) -> sqlite3.Connection:
-    return open_database(path, synchronous, check=_check, create=_create, what=WHAT)
+    return open_database(path, synchronous, check=_TABLE.check, create=_TABLE.create, what=WHAT)
 
 
 @dataclass(frozen=True)

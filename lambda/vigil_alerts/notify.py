@@ -111,6 +111,40 @@ def _duration(delta: timedelta) -> str:
     return f"{hours} h {minutes} min" if hours < 48 else f"{hours // 24} days"
 
 
+def _both_times(moment: datetime, zone: ZoneInfo) -> str:
+    """``moment`` in ``zone`` and in UTC, as an e-mail row shows it."""
+    return f"{_local(moment, zone)} ({zone.key}); {_local(moment, ZoneInfo('UTC'))}"
+
+
+def _where(site_name: str, stage: str) -> str:
+    return f"{site_name} ({stage})" if stage else site_name
+
+
+def _event_rows(
+    site_name: str, stage: str, thing: str, camera: str, zone_name: str, started: str
+) -> list[tuple[str, str]]:
+    """The (label, value) rows an event's e-mail starts with: where, which camera, when."""
+    return [
+        ("Site", site_name),
+        *([("Stage", stage)] if stage else []),
+        ("Thing", thing),
+        ("Camera", camera),
+        ("Zone", zone_name),
+        ("Started", started),
+    ]
+
+
+def _body(lead: str, rows: list[tuple[str, str]], closing: str) -> str:
+    """An e-mail body: ``lead``, the ``rows`` as aligned "Label: value" lines, ``closing``."""
+    return "\n".join([lead, "", *(f"{label + ':':<{LABEL_WIDTH}}{value}" for label, value in rows), "", closing])
+
+
+def _sms_sender(names: list[str]) -> str:
+    """ "Vigil Site (stage)", the opening of an SMS, from the names :func:`compose_sms` may have shortened."""
+    shown = " ".join(filter(None, [names[0], f"({names[1]})" if names[1] else ""]))
+    return f"{PRODUCT}{' ' + shown if shown else ''}"
+
+
 def format_notification(
     alert: Mapping[str, Any],
     *,
@@ -140,7 +174,7 @@ def format_notification(
     score, threshold = float(alert["score"]), float(alert["threshold"])
     level = severity(score, threshold)
     camera, zone_name, thing = alert["camera"], alert["zone"], alert["thing_name"]
-    where = f"{site_name} ({stage})" if stage else site_name
+    where = _where(site_name, stage)
     clock_wrong = bool(clock and clock.wrong)
     shown_start = clock.received_at if clock_wrong else started
     as_received = f", as received (the device said {alert['started_at']})" if clock_wrong else ""
@@ -153,12 +187,7 @@ def format_notification(
     subject = clean_subject(f"[{PRODUCT}] {headline} at {place(site_name, stage, thing)}")
 
     rows = [
-        ("Site", site_name),
-        *([("Stage", stage)] if stage else []),
-        ("Thing", thing),
-        ("Camera", camera),
-        ("Zone", zone_name),
-        ("Started", f"{_local(shown_start, zone)} ({zone.key}); {_local(shown_start, ZoneInfo('UTC'))}{as_received}"),
+        *_event_rows(site_name, stage, thing, camera, zone_name, _both_times(shown_start, zone) + as_received),
         *([("Clock", "the device clock looks wrong: " + "; ".join(clock.problems))] if clock_wrong else []),
         *([("Seen", seen)] if seen else []),
         ("Score", f"{score:.2f} (threshold {threshold:.2f})"),
@@ -197,16 +226,12 @@ def format_notification(
         )
         rows.append(("Suppressed", f"{suppressed.count} earlier alert(s) from this camera not sent{since}{rule}"))
 
-    body = "\n".join(
-        [
-            f"{what} (camera {camera}) at {where}."
-            if seen
-            else f"Intrusion detected by camera {camera} (zone {zone_name}) at {where}.",
-            "",
-            *(f"{label + ':':<{LABEL_WIDTH}}{value}" for label, value in rows),
-            "",
-            f"Video stays on the device; only this alert{' and its snapshot' if uploaded else ''} left it.",
-        ]
+    body = _body(
+        f"{what} (camera {camera}) at {where}."
+        if seen
+        else f"Intrusion detected by camera {camera} (zone {zone_name}) at {where}.",
+        rows,
+        f"Video stays on the device; only this alert{' and its snapshot' if uploaded else ''} left it.",
     )
 
     held = f" +{suppressed.count} held" if suppressed and suppressed.count else ""
@@ -214,10 +239,8 @@ def format_notification(
     extras = (f", score {score:.2f}", f". Event {alert['event_id'][:8]}")
 
     def render_sms(names: list[str], keys: list[str], kept: int) -> str:
-        shown_site, shown_stage = names
-        place = " ".join(filter(None, [shown_site, f"({shown_stage})" if shown_stage else ""]))
         return (
-            f"{PRODUCT}{' ' + place if place else ''}: {seen or 'intrusion'} {keys[0]}/{keys[1]} {when}"
+            f"{_sms_sender(names)}: {seen or 'intrusion'} {keys[0]}/{keys[1]} {when}"
             f"{extras[0] if kept > 0 else ''}{held}{extras[1] if kept > 1 else ''}"
         )
 
@@ -266,7 +289,7 @@ def format_held_summary(
     no later notification reported (sent by the flush schedule once the window closes)."""
     zone = resolve_zone(time_zone)
     now = now or datetime.now(UTC)
-    where = f"{site_name} ({stage})" if stage else site_name
+    where = _where(site_name, stage)
     since = f" since {_local(held.since, zone)}" if held.since else ""
     rule = (
         f" (at most {held.max_per_window} per {_duration(timedelta(seconds=held.window_s))})"
@@ -288,8 +311,7 @@ def format_held_summary(
     sms_since = f" since {held.since.astimezone(zone).strftime('%H:%M %Z')}" if held.since else ""
 
     def render_sms(names: list[str], keys: list[str], _kept: int) -> str:
-        shown = " ".join(filter(None, [names[0], f"({names[1]})" if names[1] else ""]))
-        return f"{PRODUCT}{' ' + shown if shown else ''}: {held.count} more alerts held, camera {keys[0]}{sms_since}"
+        return f"{_sms_sender(names)}: {held.count} more alerts held, camera {keys[0]}{sms_since}"
 
     sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera])
     return Notification(subject, body, sms, {"severity": "summary", "thing_name": thing, "camera": camera})
@@ -310,33 +332,23 @@ def format_offline_end(
     started = parse_timestamp(alert["started_at"], "started_at")
     lost = parse_timestamp(alert.get("ended_at") or alert["sent_at"], "ended_at")
     camera, zone_name, thing = alert["camera"], alert["zone"], alert["thing_name"]
-    where = f"{site_name} ({stage})" if stage else site_name
+    where = _where(site_name, stage)
     subject = clean_subject(f"[{PRODUCT}] Camera offline during an event: {camera} at {place(site_name, stage, thing)}")
     rows = [
-        ("Site", site_name),
-        *([("Stage", stage)] if stage else []),
-        ("Thing", thing),
-        ("Camera", camera),
-        ("Zone", zone_name),
-        ("Started", f"{_local(started, zone)} ({zone.key}); {_local(started, ZoneInfo('UTC'))}"),
-        ("Last frame", f"{_local(lost, zone)} ({zone.key}); {_local(lost, ZoneInfo('UTC'))}"),
+        *_event_rows(site_name, stage, thing, camera, zone_name, _both_times(started, zone)),
+        ("Last frame", _both_times(lost, zone)),
         *([("Seen", alert["label"])] if alert.get("label") else []),
         ("Event ID", alert["event_id"]),
     ]
-    body = "\n".join(
-        [
-            f"Camera {camera} (zone {zone_name}) at {where} went offline during an event: its video stream was lost.",
-            "",
-            *(f"{label + ':':<{LABEL_WIDTH}}{value}" for label, value in rows),
-            "",
-            "The camera may have been unplugged or covered. A new alert follows if it sees motion once it is back.",
-        ]
+    body = _body(
+        f"Camera {camera} (zone {zone_name}) at {where} went offline during an event: its video stream was lost.",
+        rows,
+        "The camera may have been unplugged or covered. A new alert follows if it sees motion once it is back.",
     )
     when = lost.astimezone(zone).strftime("%H:%M %Z")
 
     def render_sms(names: list[str], keys: list[str], _kept: int) -> str:
-        shown = " ".join(filter(None, [names[0], f"({names[1]})" if names[1] else ""]))
-        return f"{PRODUCT}{' ' + shown if shown else ''}: camera {keys[0]}/{keys[1]} offline during an event {when}"
+        return f"{_sms_sender(names)}: camera {keys[0]}/{keys[1]} offline during an event {when}"
 
     sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera, zone_name])
     attributes = {"severity": "offline", "thing_name": thing, "camera": camera, "zone": zone_name}
@@ -364,37 +376,27 @@ def format_snapshot_update(
     started = parse_timestamp(alert["started_at"], "started_at")
     camera, zone_name, thing = alert["camera"], alert["zone"], alert["thing_name"]
     seen = alert.get("label")
-    where = f"{site_name} ({stage})" if stage else site_name
+    where = _where(site_name, stage)
     what = f"{seen} in zone {zone_name}" if seen else f"intrusion in zone {zone_name}"
     subject = clean_subject(f"[{PRODUCT}] Snapshot of {what}: {camera} at {place(site_name, stage, thing)}")
     stored = f"s3://{evidence_bucket}/{key}" if evidence_bucket else f"evidence bucket key {key}"
     rows = [
-        ("Site", site_name),
-        *([("Stage", stage)] if stage else []),
-        ("Thing", thing),
-        ("Camera", camera),
-        ("Zone", zone_name),
-        ("Started", f"{_local(started, zone)} ({zone.key}); {_local(started, ZoneInfo('UTC'))}"),
+        *_event_rows(site_name, stage, thing, camera, zone_name, _both_times(started, zone)),
         *([("Seen", seen)] if seen else []),
         ("Snapshot", f"{snapshot['file']}, {stored}"),
         ("Link", f"{snapshot_url} (valid for up to {_duration(timedelta(seconds=SNAPSHOT_LINK_S))})"),
         ("Event ID", alert["event_id"]),
     ]
-    body = "\n".join(
-        [
-            f"Snapshot of the {what} seen by camera {camera} at {where}.",
-            "",
-            *(f"{label + ':':<{LABEL_WIDTH}}{value}" for label, value in rows),
-            "",
-            "Video stays on the device; only the alert and this snapshot left it.",
-        ]
+    body = _body(
+        f"Snapshot of the {what} seen by camera {camera} at {where}.",
+        rows,
+        "Video stays on the device; only the alert and this snapshot left it.",
     )
     when = started.astimezone(zone).strftime("%H:%M %Z")
 
     # A presigned link is several hundred characters: the text points at the e-mail instead.
     def render_sms(names: list[str], keys: list[str], _kept: int) -> str:
-        shown = " ".join(filter(None, [names[0], f"({names[1]})" if names[1] else ""]))
-        return f"{PRODUCT}{' ' + shown if shown else ''}: snapshot of {keys[0]}/{keys[1]} {when} event sent by e-mail"
+        return f"{_sms_sender(names)}: snapshot of {keys[0]}/{keys[1]} {when} event sent by e-mail"
 
     sms = compose_sms(render_sms, names=[site_name, stage], keys=[camera, zone_name])
     attributes = {"severity": "snapshot", "thing_name": thing, "camera": camera, "zone": zone_name}

@@ -170,6 +170,14 @@ def process_alert(
         held = admission.held.count if admission else 0
         return {**summary, "status": NOTIFIED, "message_id": message_id, "held_reported": held}
 
+    return _once(deduplicator, notify_once, alert)
+
+
+def _once(
+    deduplicator: EventDeduplicator | None, notify_once: Callable[..., dict[str, Any]], alert: dict[str, Any]
+) -> dict[str, Any]:
+    """``notify_once(alert=alert)`` through ``deduplicator`` (keyed on the alert's thing and
+    event_id), or directly without one; a repeat returns the first result as ``DUPLICATE``."""
     if deduplicator is None:
         return notify_once(alert=alert)
     result = deduplicator.run(notify_once, alert=alert)
@@ -202,12 +210,7 @@ def _notify_offline(alert, summary, sns_client, topic_arn, site_name, time_zone,
 
     # Keyed apart from the event's start (same thing and event_id), so each notifies once.
     keyed = {"thing_name": alert["thing_name"], "event_id": f"{alert['event_id']}:{CAMERA_OFFLINE}", "alert": alert}
-    if deduplicator is None:
-        return notify_once(alert=keyed)
-    result = deduplicator.run(notify_once, alert=keyed)
-    if result.pop("duplicate", False):
-        return {**result, "status": DUPLICATE, "first_status": result["status"]}
-    return result
+    return _once(deduplicator, notify_once, keyed)
 
 
 def _notify_snapshot(
@@ -255,9 +258,4 @@ def _notify_snapshot(
         "event_id": f"{alert['event_id']}:{SNAPSHOT_FOLLOW_UP}",
         "alert": alert,
     }
-    if deduplicator is None:
-        return notify_once(alert=keyed)
-    result = deduplicator.run(notify_once, alert=keyed)
-    if result.pop("duplicate", False):
-        return {**result, "status": DUPLICATE, "first_status": result["status"]}
-    return result
+    return _once(deduplicator, notify_once, keyed)

@@ -148,19 +148,26 @@ def FakeIpcClient():
     return _FakeIpcClient
 
 
-@pytest.fixture(scope="session")
-def live_clip(tmp_path_factory):
-    """The first 2 s (20 frames) of the real clip at 10 fps, re-encoded: in live mode a
-    file plays in real time and is reopened when it ends, as a camera stream would be."""
+def clip_excerpt(path: Path, *, frames: int, start: int = 0) -> Path:
+    """Write ``frames`` frames of the real clip (10 fps, 768x432), from frame ``start``, to
+    ``path`` as MJPG at 10 fps; returns ``path``. Asserts the clip has that many."""
     import cv2
 
-    path = tmp_path_factory.mktemp("live") / "short.avi"
     cap = cv2.VideoCapture(str(CLIP))
+    if start:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, start)
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 432))
-    for _ in range(20):
+    for _ in range(frames):
         ok, frame = cap.read()
         assert ok
         out.write(frame)
     out.release()
     cap.release()
     return path
+
+
+@pytest.fixture(scope="session")
+def live_clip(tmp_path_factory):
+    """The first 2 s (20 frames) of the real clip at 10 fps, re-encoded: in live mode a
+    file plays in real time and is reopened when it ends, as a camera stream would be."""
+    return clip_excerpt(tmp_path_factory.mktemp("live") / "short.avi", frames=20)

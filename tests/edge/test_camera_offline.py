@@ -24,6 +24,7 @@ from edge_component.contracts.alerts import validate_alert
 from edge_component.model.bundle import load_bundle
 from edge_component.runtime import Supervisor
 from edge_component.worker import EXIT_STOPPED
+from tests.edge.conftest import clip_excerpt
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = REPO / "examples" / "clips" / "one-by-one-person-detection.mp4"
@@ -35,17 +36,7 @@ READ_TIMEOUT_S = 2.0
 def mid_event_clip(tmp_path_factory):
     """3 s to 10 s of the real clip (10 fps): an empty room, then the first person walks
     in at 6 s and is still there when the clip, played as a live stream, ends."""
-    path = tmp_path_factory.mktemp("offline") / "mid-event.avi"
-    cap = cv2.VideoCapture(str(CLIP))
-    cap.set(cv2.CAP_PROP_POS_FRAMES, 30)
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 432))
-    for _ in range(70):
-        ok, frame = cap.read()
-        assert ok
-        out.write(frame)
-    out.release()
-    cap.release()
-    return path
+    return clip_excerpt(tmp_path_factory.mktemp("offline") / "mid-event.avi", frames=70, start=30)
 
 
 def _config(source: Path, motion_only: bool):

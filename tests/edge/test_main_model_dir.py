@@ -17,6 +17,7 @@ from edge_component.config import parse_config
 from edge_component.model.errors import ModelError
 from edge_component.model.source import MODEL_DIR_ENV
 from edge_component.runtime import TELEMETRY_SCHEMA_VERSION, Supervisor
+from tests.edge.conftest import clip_excerpt
 from tests.edge.model.test_source import SEED, SEED_SHA, unpack_model_component
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,18 +29,7 @@ WHOLE = [[0, 0], [1, 0], [1, 1], [0, 1]]
 def first_event_clip(tmp_path_factory):
     """The clip's first 12 s (120 frames at 10 fps; its first intrusion starts at 6 s),
     re-encoded, so a replay is short but still alerts."""
-    import cv2
-
-    path = tmp_path_factory.mktemp("clip") / "first12s.avi"
-    cap = cv2.VideoCapture(str(CLIP))
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 432))
-    for _ in range(120):
-        ok, frame = cap.read()
-        assert ok
-        out.write(frame)
-    out.release()
-    cap.release()
-    return path
+    return clip_excerpt(tmp_path_factory.mktemp("clip") / "first12s.avi", frames=120)
 
 
 def _corrupt(folder: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,10 +25,15 @@ if _VENV_NODE.exists():
     os.environ.setdefault("JSII_NODE", str(_VENV_NODE))
 
 import aws_cdk as cdk  # noqa: E402
+from aws_cdk import aws_iam as iam  # noqa: E402
+from aws_cdk import aws_logs as logs  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 from constructs import IConstruct  # noqa: E402
 
-from infra.config import STAGES_CONTEXT_KEY, StageConfig, load_stages  # noqa: E402
+from infra.config import STAGES_CONTEXT_KEY, GreengrassConfig, RolloutConfig, StageConfig, load_stages  # noqa: E402
+from infra.edge_deployment import EDGE_PACKAGE_DIR, EdgeDeployment  # noqa: E402
+from infra.edge_settings import EdgeConfig  # noqa: E402
+from infra.housekeeping import Housekeeping  # noqa: E402
 from infra.nag import render_intrinsics  # noqa: E402
 from infra.stage import VigilStage, build_app  # noqa: E402
 
@@ -52,6 +58,52 @@ class Synthesized:
 
     def asset_path(self, file_or_dir_name: str) -> Path:
         return self.outdir / file_or_dir_name
+
+
+def new_stack(tmp_path: Path, name: str, region: str = "eu-west-1") -> tuple[cdk.Stack, iam.Role]:
+    """A stack ``name`` in its own app (outdir ``tmp_path/out-<n>``, a new one per call, so
+    several synths of one test do not share an assembly) and a token exchange role in it."""
+    app = cdk.App(outdir=str(tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"))
+    stack = cdk.Stack(app, name, env=cdk.Environment(region=region))
+    role = iam.Role(stack, "Tes", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com"))
+    return stack, role
+
+
+def small_edge_deployment(
+    stack: cdk.Stack, role: iam.IRole, housekeeping: Housekeeping, *, stage_name: str = "test", **options: Any
+) -> EdgeDeployment:
+    """An EdgeDeployment ``Edge`` in ``stack`` for the thing group ``stage_name``, with small
+    test settings (short edge timings, a slow rollout, one-week logs, DESTROY); ``options``
+    (package_dir, recipe_path, model, evidence_bucket...) go to EdgeDeployment as they are."""
+    return EdgeDeployment(
+        stack,
+        "Edge",
+        stage_name=stage_name,
+        thing_group_arn=f"arn:aws:iot:eu-west-1:111111111111:thinggroup/{stage_name}",
+        token_exchange_role=role,
+        edge=EdgeConfig(min_consecutive_windows=2, cooldown_s=1, end_after_quiet_s=2, detection_fps=5),
+        rollout=RolloutConfig(
+            base_rate_per_minute=1,
+            increment_factor=2,
+            rate_increase_after_succeeded=1,
+            maximum_per_minute=10,
+            abort_threshold_percentage=10,
+            abort_min_executed_things=1,
+            in_progress_timeout_minutes=10,
+        ),
+        greengrass_config=GreengrassConfig(),
+        log_retention=logs.RetentionDays.ONE_WEEK,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+        housekeeping=housekeeping,
+        **options,
+    )
+
+
+def copy_edge_package(tmp_path: Path) -> Path:
+    """A copy of the edge component's package under ``tmp_path/src``, for tests that change its code."""
+    package = tmp_path / "src" / "edge_component"
+    shutil.copytree(EDGE_PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return package
 
 
 @pytest.fixture(scope="session")

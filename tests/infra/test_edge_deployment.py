@@ -12,7 +12,6 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 import yaml
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
@@ -24,17 +23,16 @@ from edge_component.contracts.topics import (
     TELEMETRY_CHANNEL,
     topic_template,
 )
-from infra.config import GreengrassConfig, RolloutConfig
 from infra.edge_deployment import (
-    EDGE_PACKAGE_DIR,
     RECIPE_PATH,
     TOKEN_EXCHANGE_SERVICE,
     EdgeDeployment,
     component_name,
     token_exchange_dependency,
 )
-from infra.edge_settings import EdgeConfig
 from infra.housekeeping import Housekeeping
+
+from .conftest import copy_edge_package, new_stack, small_edge_deployment
 
 SOURCE_RECIPE = yaml.safe_load(RECIPE_PATH.read_text())
 
@@ -236,41 +234,21 @@ def test_only_one_stage_per_region_owns_the_system_log_group(synthesized):
 
 
 def _edge(tmp_path: Path, package_dir: Path, recipe_path: Path, *, evidence: bool = False) -> EdgeDeployment:
-    app = cdk.App(outdir=str(tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"))
-    stack = cdk.Stack(app, "Edge", env=cdk.Environment(region="eu-west-1"))
-    role = iam.Role(stack, "Tes", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com"))
+    stack, role = new_stack(tmp_path, "Edge")
     housekeeping = Housekeeping(stack, "Housekeeping", log_retention=logs.RetentionDays.ONE_WEEK)
-    edge = EdgeDeployment(
+    return small_edge_deployment(
         stack,
-        "Edge",
-        stage_name="test",
-        thing_group_arn="arn:aws:iot:eu-west-1:111111111111:thinggroup/test",
-        token_exchange_role=role,
-        edge=EdgeConfig(min_consecutive_windows=2, cooldown_s=1, end_after_quiet_s=2, detection_fps=5),
-        rollout=RolloutConfig(
-            base_rate_per_minute=1,
-            increment_factor=2,
-            rate_increase_after_succeeded=1,
-            maximum_per_minute=10,
-            abort_threshold_percentage=10,
-            abort_min_executed_things=1,
-            in_progress_timeout_minutes=10,
-        ),
-        greengrass_config=GreengrassConfig(),
-        log_retention=logs.RetentionDays.ONE_WEEK,
-        removal_policy=cdk.RemovalPolicy.DESTROY,
-        housekeeping=housekeeping,
+        role,
+        housekeeping,
         package_dir=package_dir,
         recipe_path=recipe_path,
         evidence_bucket=s3.Bucket(stack, "Evidence") if evidence else None,
     )
-    return edge
 
 
 @pytest.fixture()
 def sources(tmp_path) -> tuple[Path, Path]:
-    package = tmp_path / "src" / "edge_component"
-    shutil.copytree(EDGE_PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    package = copy_edge_package(tmp_path)
     recipe = tmp_path / "src" / "recipe.yaml"
     shutil.copy(RECIPE_PATH, recipe)
     return package, recipe

@@ -38,11 +38,11 @@ from edge_component.contracts.model_component import (
     promoted_version_parameter,
     seed_version,
 )
-from infra.config import GreengrassConfig, RolloutConfig
-from infra.edge_deployment import EDGE_PACKAGE_DIR, RECIPE_PATH, EdgeDeployment
-from infra.edge_settings import EdgeConfig
+from infra.edge_deployment import RECIPE_PATH, EdgeDeployment
 from infra.housekeeping import HANDLER_DIR, MODEL_SEED_ARTIFACT_TYPE, PROMOTED_MODEL_VERSION_TYPE, Housekeeping
 from infra.model_component import SEED_DIR, ModelComponent
+
+from .conftest import copy_edge_package, new_stack, small_edge_deployment
 
 _spec = importlib.util.spec_from_file_location("vigil_housekeeping_model", HANDLER_DIR / "handler.py")
 handler = importlib.util.module_from_spec(_spec)
@@ -201,9 +201,7 @@ def test_token_exchange_role_may_read_the_model_artifact(cfn, stage):
 
 
 def _stack(tmp_path: Path, package_dir: Path) -> tuple[cdk.Stack, ModelComponent, EdgeDeployment]:
-    app = cdk.App(outdir=str(tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"))
-    stack = cdk.Stack(app, "Vigil", env=cdk.Environment(region=REGION))
-    role = iam.Role(stack, "Tes", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com"))
+    stack, role = new_stack(tmp_path, "Vigil", REGION)
     housekeeping = Housekeeping(stack, "Housekeeping", log_retention=logs.RetentionDays.ONE_WEEK)
     model = ModelComponent(
         stack,
@@ -213,29 +211,8 @@ def _stack(tmp_path: Path, package_dir: Path) -> tuple[cdk.Stack, ModelComponent
         housekeeping=housekeeping,
         token_exchange_role=role,
     )
-    edge = EdgeDeployment(
-        stack,
-        "Edge",
-        stage_name="dev",
-        thing_group_arn="arn:aws:iot:eu-west-1:111111111111:thinggroup/dev",
-        token_exchange_role=role,
-        edge=EdgeConfig(min_consecutive_windows=2, cooldown_s=1, end_after_quiet_s=2, detection_fps=5),
-        rollout=RolloutConfig(
-            base_rate_per_minute=1,
-            increment_factor=2,
-            rate_increase_after_succeeded=1,
-            maximum_per_minute=10,
-            abort_threshold_percentage=10,
-            abort_min_executed_things=1,
-            in_progress_timeout_minutes=10,
-        ),
-        greengrass_config=GreengrassConfig(),
-        log_retention=logs.RetentionDays.ONE_WEEK,
-        removal_policy=cdk.RemovalPolicy.DESTROY,
-        housekeeping=housekeeping,
-        package_dir=package_dir,
-        recipe_path=RECIPE_PATH,
-        model=model,
+    edge = small_edge_deployment(
+        stack, role, housekeeping, stage_name="dev", package_dir=package_dir, recipe_path=RECIPE_PATH, model=model
     )
     return stack, model, edge
 
@@ -260,8 +237,7 @@ def test_cdk_deploy_after_a_promotion_keeps_the_promoted_model(tmp_path, monkeyp
     answers with the promoted version, not the seed (handler cases also in
     tests/infra/test_housekeeping.py); (3) a deploy that changes nothing changes no
     property, so neither the resource nor the deployment is touched."""
-    package = tmp_path / "src" / "edge_component"
-    shutil.copytree(EDGE_PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    package = copy_edge_package(tmp_path)
     first_stack, model, first_edge = _stack(tmp_path, package)
     lid, first = _version_resource(first_stack, model)
     same_stack, same_model, _ = _stack(tmp_path, package)
@@ -305,29 +281,9 @@ def test_cdk_deploy_after_a_promotion_keeps_the_promoted_model(tmp_path, monkeyp
 
 def test_without_a_model_component_the_detector_loads_the_seed_in_its_own_artifact(tmp_path):
     """The GDK path and an EdgeDeployment without ``model``: the recipe's own default."""
-    app = cdk.App(outdir=str(tmp_path / "out"))
-    stack = cdk.Stack(app, "Edge", env=cdk.Environment(region=REGION))
-    role = iam.Role(stack, "Tes", assumed_by=iam.ServicePrincipal("credentials.iot.amazonaws.com"))
-    edge = EdgeDeployment(
-        stack,
-        "Edge",
-        stage_name="test",
-        thing_group_arn="arn:aws:iot:eu-west-1:111111111111:thinggroup/test",
-        token_exchange_role=role,
-        edge=EdgeConfig(min_consecutive_windows=2, cooldown_s=1, end_after_quiet_s=2, detection_fps=5),
-        rollout=RolloutConfig(
-            base_rate_per_minute=1,
-            increment_factor=2,
-            rate_increase_after_succeeded=1,
-            maximum_per_minute=10,
-            abort_threshold_percentage=10,
-            abort_min_executed_things=1,
-            in_progress_timeout_minutes=10,
-        ),
-        greengrass_config=GreengrassConfig(),
-        log_retention=logs.RetentionDays.ONE_WEEK,
-        removal_policy=cdk.RemovalPolicy.DESTROY,
-        housekeeping=Housekeeping(stack, "Housekeeping", log_retention=logs.RetentionDays.ONE_WEEK),
+    stack, role = new_stack(tmp_path, "Edge", REGION)
+    edge = small_edge_deployment(
+        stack, role, Housekeeping(stack, "Housekeeping", log_retention=logs.RetentionDays.ONE_WEEK)
     )
     assert "ComponentDependencies" not in edge.recipe
     run = edge.recipe["Manifests"][0]["Lifecycle"]["run"]

@@ -17,6 +17,7 @@ Helpers that tests call are fixtures of the same name (``make_alerts``, ``Record
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
 import ipaddress
@@ -28,7 +29,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -316,8 +317,9 @@ class Subscriber:
 # ---------------------------------------------------------------- alerts and transports
 
 
-def _make_alerts(events: int) -> list[dict]:
-    """``events`` events of start, update, end: 3 * events schema-valid alerts, in order."""
+def _make_alerts(events: int, thing_name: str = THING) -> list[dict]:
+    """``events`` events of start, update, end of ``thing_name``: 3 * events schema-valid
+    alerts, in order."""
     origin = datetime(2026, 1, 1, tzinfo=dt.UTC)
     out = []
     for k in range(events):
@@ -328,7 +330,7 @@ def _make_alerts(events: int) -> list[dict]:
             out.append(
                 build_alert(
                     Transition(kind, ev, ev.started_s + after_s, 0.9),
-                    thing_name=THING,
+                    thing_name=thing_name,
                     camera="porch",
                     zone="door",
                     threshold=0.5,
@@ -545,11 +547,10 @@ def PageLimit():
     return _PageLimit
 
 
-@pytest.fixture(params=["tmpfs", "max_page_count"])
-def disk(request, tmp_path):
-    if request.param == "max_page_count":
-        yield _PageLimit(tmp_path)
-        return
+@contextlib.contextmanager
+def _tiny_tmpfs(tmp_path: Path, instead: str) -> Iterator[RealFullDisk]:
+    """A 400 KiB tmpfs mounted at ``tmp_path/tiny`` (needs root) for the block; skips the
+    test if it cannot be mounted, saying ``instead`` (what covers it then)."""
     mount = tmp_path / "tiny"
     mount.mkdir()
     try:
@@ -557,16 +558,29 @@ def disk(request, tmp_path):
             ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a 400 KiB tmpfs for a real full disk ({exc}); max_page_count covers it")
+        pytest.skip(f"cannot mount a 400 KiB tmpfs for a real full disk ({exc}){instead}")
     if done.returncode != 0:
-        pytest.skip(
-            f"cannot mount a 400 KiB tmpfs for a real full disk (needs root): {done.stderr.strip()}; "
-            "the max_page_count variant covers the same code"
-        )
+        pytest.skip(f"cannot mount a 400 KiB tmpfs for a real full disk (needs root): {done.stderr.strip()}{instead}")
     try:
         yield RealFullDisk(mount)
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=10)
+
+
+@pytest.fixture(params=["tmpfs", "max_page_count"])
+def disk(request, tmp_path):
+    if request.param == "max_page_count":
+        yield _PageLimit(tmp_path)
+        return
+    with _tiny_tmpfs(tmp_path, "; the max_page_count variant covers the same code") as real:
+        yield real
+
+
+@pytest.fixture
+def real_full_disk(tmp_path):
+    """Only the real full disk (:class:`RealFullDisk` on a 400 KiB tmpfs; skipped without root)."""
+    with _tiny_tmpfs(tmp_path, "") as real:
+        yield real
 
 
 # ---------------------------------------------------------------- mosquitto

@@ -345,38 +345,13 @@ def test_an_alert_the_nucleus_refuses_for_good_is_dead_lettered_and_the_queue_mo
     assert topic == alert_topic("oldthing") and "UnauthorizedError" in reason
 
 
-@pytest.fixture
-def tiny(tmp_path):
-    """A real full disk: a 400 KiB tmpfs (needs root, as the outbox's full-disk tests do)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a 400 KiB tmpfs (needs root): {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-
-
-def _fill(directory):
-    with (directory / "filler").open("wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 4096)
-                fh.flush()
-        except OSError:
-            pass
-        try:
-            fh.close()
-        except OSError:
-            pass
-
-
 def test_on_a_full_disk_the_journal_is_read_only_replayed_held_in_memory_and_not_purged(
-    tiny, make_alerts, SpoolingNucleus, caplog
+    real_full_disk, make_alerts, SpoolingNucleus, caplog
 ):
     """SQLite cannot open the journal for writing on a full tmpfs ("disk I/O error": no room
     for its -shm). It is opened read-only, its young entries are replayed (held in memory
     when the outbox, on the same disk, cannot store them) and nothing is deleted from it."""
+    tiny = real_full_disk.dir
     clock = Clock()
     alerts = make_alerts(1)
     Outbox(tiny / "outbox.sqlite").close()
@@ -387,7 +362,7 @@ def test_on_a_full_disk_the_journal_is_read_only_replayed_held_in_memory_and_not
         jr.record(TOPIC, a, clock.now)
     jr.close()
     clock.now += DAY / 2 + 1  # the first is over a day old
-    _fill(tiny)
+    real_full_disk.fill()
 
     nucleus = SpoolingNucleus(max_messages=100)
     outbox = Outbox(tiny / "outbox.sqlite")
@@ -402,7 +377,7 @@ def test_on_a_full_disk_the_journal_is_read_only_replayed_held_in_memory_and_not
     assert pub.flush(10)
     assert nucleus.spool == alerts[1:]
     pub.close()
-    (tiny / "filler").unlink()
+    real_full_disk.free()
     conn = sqlite3.connect(tiny / "handover.sqlite")
     assert conn.execute("SELECT COUNT(*) FROM handover").fetchone()[0] == 3  # nothing purged
     conn.close()

@@ -159,33 +159,9 @@ def FakeModuleClient():
 
 def _make_alerts(events: int, thing_name: str = "edge-cam") -> list[dict]:
     """``events`` events of start, update, end: 3 * events schema-valid alerts, in order."""
-    import datetime as dt
-    import uuid
+    from tests.edge.delivery.conftest import _make_alerts as make_alerts
 
-    from edge_component.contracts.alerts import validate_alert
-    from edge_component.events.alerts import build_alert
-    from edge_component.events.decision import Event, Transition
-
-    origin = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    out = []
-    for k in range(events):
-        ev = Event(event_id=uuid.uuid4().hex, started_s=10.0 * k, peak_score=0.9)
-        for kind, after_s in (("start", 0.0), ("update", 1.0), ("end", 2.0)):
-            if kind == "end":
-                ev.ended_s = ev.started_s + after_s
-            msg = build_alert(
-                Transition(kind, ev, ev.started_s + after_s, 0.9),
-                thing_name=thing_name,
-                camera="porch",
-                zone="door",
-                threshold=0.5,
-                clock_origin=origin,
-                media_time=False,
-            )
-            validate_alert(msg)
-            out.append(msg)
-            ev.sequence += 1
-    return out
+    return make_alerts(events, thing_name)
 
 
 @pytest.fixture
