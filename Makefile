@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # TensorFlow's C++ start-up chatter hides the output that matters.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint synth bench soak seed-model clean setup azure-manifest
+.PHONY: demo loop test lint synth bench soak seed-model clean setup azure-manifest
 
 setup: $(VENV)/.installed $(VENV)/.azure-iot-device node_modules/.installed
 
@@ -36,6 +36,12 @@ node_modules/.installed: package-lock.json $(VENV)/.installed
 
 demo: setup
 	$(PY) examples/run_demo.py
+
+# The model loop without an AWS account: retrain, gate, register, canary, promote, then the
+# canary's alerts carry the new model's digest (examples/run_loop.py; LOOP_ARGS=--worse: the gate stops it).
+LOOP_ARGS ?=
+loop: setup
+	$(PY) examples/run_loop.py $(LOOP_ARGS)
 
 test: setup
 	bash tests/install-services.sh
