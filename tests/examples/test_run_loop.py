@@ -110,8 +110,9 @@ def test_a_worse_candidate_stops_at_the_gate_with_the_reason(promoted):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["end"] == "GateFailed"
     assert "total: recall 0.8333 is lower than the current model's 1.0" in summary["gate"]["reasons"]
-    # nothing registered, no component version, no deployment beyond the stack's own
-    assert summary["model_packages"] == 0 and summary["greengrass_calls"] == ["CreateDeployment"]
+    # nothing registered, no component version, no deployment beyond the stack's own (the
+    # one read: CurrentModel's recipe, before training)
+    assert summary["model_packages"] == 0 and summary["greengrass_calls"] == ["CreateDeployment", "GetComponent"]
     assert "operations topic: Vigil dev: model from vigil-dev-local-1 stopped at the gate" in proc.stdout
     assert "-> Register" not in proc.stdout
 
