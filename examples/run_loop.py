@@ -1,9 +1,12 @@
 """The model loop, locally: retrain, gate, register, canary, promote, and the edge alerting
 with the new model. No AWS account, no network (issue 13, "Local").
 
-1. Train a candidate on the demo clip (training/train.py as the SageMaker job runs it, a
-   few epochs), comparing it with the seed bundle the stage runs now (the job's
-   ``current`` channel) on the labelled test clip: ``comparison.json``.
+1. The state machine's first state, CurrentModel (``current_handler``): the promoted
+   version from SSM, its recipe from Greengrass, the bundle zip's S3 URI; that object is
+   copied into a folder as SageMaker's File mode does for the job's ``current`` channel.
+   Then train a candidate on the demo clip (training/train.py as the SageMaker job runs
+   it, a few epochs), comparing it with that current bundle (the seed, on a fresh stack)
+   on the labelled test clip: ``comparison.json``.
 2. In moto (S3, SageMaker model packages, SSM, DynamoDB, SNS): upload ``model.tar.gz``
    and ``output.tar.gz`` where the training job writes them, then call the loop's real
    Lambda handlers (lambda/vigil_loop/handlers.py) in the state machine's order for a
@@ -76,8 +79,9 @@ def _short(value: Any, width: int = 150) -> str:
 # 1. Training -------------------------------------------------------------------------
 
 
-def train(out: Path, epochs: int) -> dict[str, Any]:
-    """train.py in a subprocess, as the job's container runs it; its log in out/training.log.
+def train(out: Path, epochs: int, current: Path) -> dict[str, Any]:
+    """train.py in a subprocess, as the job's container runs it, ``current`` its current
+    channel (a folder holding the bundle zip); its log in out/training.log.
     Returns evaluation.json. SystemExit(2) when training fails (the log's tail printed)."""
     banner("1/4 training a candidate (training/train.py, as the SageMaker job runs it)")
     log = out / "training.log"
@@ -85,7 +89,7 @@ def train(out: Path, epochs: int) -> dict[str, Any]:
         *("--model-dir", str(out / "model"), "--output-data-dir", str(out / "training-output")),
         # The demo has one labelled clip of this scene: the test channel is that clip too,
         # so this is a smoke run of the comparison, not a held-out score.
-        *("--train", str(LABELS), "--test", str(LABELS), "--current", str(SEED)),
+        *("--train", str(LABELS), "--test", str(LABELS), "--current", str(current)),
         *("--epochs", str(epochs), "--cross-clip", "false", "--latency-rows", "0", "--plots", "false"),
         *("--min-auc", "0.5", "--min-recall", "0"),
     ]
@@ -227,6 +231,15 @@ class LocalGreengrass:
 
     def _CreateComponentVersion(self, params: dict[str, Any]) -> dict[str, Any]:
         return self.add_component(json.loads(params["inlineRecipe"]))
+
+    def _GetComponent(self, params: dict[str, Any]) -> dict[str, Any]:
+        name, _, version = params["arn"].rsplit(":components:", 1)[-1].partition(":versions:")
+        if version not in self.recipes.get(name, {}):
+            raise LookupError(f"component version {params['arn']} not found")
+        if params.get("recipeOutputFormat", "JSON") != "JSON":
+            raise LookupError("this fake returns JSON recipes only")
+        # The recipe is a blob: bytes, as botocore parses the real response.
+        return {"recipeOutputFormat": "JSON", "recipe": json.dumps(self.recipes[name][version]).encode()}
 
     def _ListComponentVersions(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params["arn"].rsplit(":components:", 1)[-1]
@@ -397,6 +410,26 @@ class Loop:
             f"  the stack: {self.model_component} {version} (the seed) deployed to the stage group; "
             f"SSM {self.parameter}"
         )
+
+    def current_channel(self, folder: Path) -> dict[str, Any]:
+        """CurrentModel, the state machine's first state (``current_handler``, ResultPath
+        ``$.current``), then its ``current_model_uri`` object into ``folder`` as SageMaker's
+        File mode puts an S3Prefix channel's objects (the key's last part as the file)."""
+        current = self.step(
+            "CurrentModel",
+            "current",
+            {},
+            {"current_model_uri": "current_model_uri", "current_version": "current_version"},
+            "current",
+            {},
+        )
+        bucket, key = current["current_model_uri"].removeprefix("s3://").split("/", 1)
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():  # a previous run's bundle
+            old.unlink()
+        (folder / key.rsplit("/", 1)[-1]).write_bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        print(f"  channel current: {current['current_model_uri']} (version {current['current_version']}) -> {folder}")
+        return current
 
     def upload_training_output(self, model_dir: Path, output_dir: Path, comparison: dict[str, Any]) -> None:
         """model.tar.gz and output.tar.gz where the job writes them: s3://<models>/models/<job>/output/."""
@@ -633,18 +666,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     model_dir, output_dir = out / "model", out / "training-output"
-    if args.skip_training:
-        if not (model_dir / "manifest.json").is_file() or not (output_dir / "comparison.json").is_file():
-            p.error(
-                f"--skip-training: no candidate in {out} (no model/manifest.json or training-output/comparison.json)"
-            )
-        banner("1/4 training: skipped, the candidate of a previous run")
-    else:
-        train(out, args.epochs)
-    comparison = json.loads((output_dir / "comparison.json").read_text())
-    if args.worse:
-        comparison = worsen(comparison)
-        print("  --worse: the candidate's figures edited to miss one event more than the current model")
+    if args.skip_training and (
+        not (model_dir / "manifest.json").is_file() or not (output_dir / "comparison.json").is_file()
+    ):
+        p.error(f"--skip-training: no candidate in {out} (no model/manifest.json or training-output/comparison.json)")
 
     from moto import mock_aws
 
@@ -665,6 +690,15 @@ def main(argv: list[str] | None = None) -> int:
     with mock_aws():
         banner("the dev stage's account (moto)")
         loop = Loop(out, config)
+        current = loop.current_channel(out / "current-channel")
+        if args.skip_training:
+            banner("1/4 training: skipped, the candidate of a previous run")
+        else:
+            train(out, args.epochs, out / "current-channel")
+        comparison = json.loads((output_dir / "comparison.json").read_text())
+        if args.worse:
+            comparison = worsen(comparison)
+            print("  --worse: the candidate's figures edited to miss one event more than the current model")
         loop.upload_training_output(model_dir, output_dir, comparison)
         run = run_loop(loop, args.worse)
         packages = loop.sm.list_model_packages()["ModelPackageSummaryList"]
@@ -674,6 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     candidate = manifest["files"][manifest["model_file"]]
     summary: dict[str, Any] = {
         "end": run["end"],
+        "current": current,
         "candidate_model_sha256": candidate,
         "greengrass_calls": gg_calls,
         "model_packages": len(packages),

@@ -37,7 +37,7 @@ from infra.alerting import ARCHITECTURE, PYTHON_RUNTIME, powertools_layer_arn
 from infra.config import ModelLoopConfig
 from infra.lambda_bundle import LAMBDA_DIR, REPO_ROOT, local_python_code
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
-from infra.training import MODEL_PREFIX, stack_uuid
+from infra.training import CURRENT_RESULT_PATH, MODEL_PREFIX, LoopStates, stack_uuid
 
 MODEL_COMPONENT_BUILDER = REPO_ROOT / "edge_component" / "contracts" / "model_component.py"
 # What a SageMaker training job writes under its output path (evaluate.output_keys).
@@ -58,6 +58,7 @@ NOT_YET_DEPLOYABLE = ("ValidationException", "ResourceNotFoundException")
 PROVIDER_ID = "AWS679f53fac002430cb0da5b7982bd2287"
 REJECTED_ERROR = "ModelRejected"  # vigil_loop.registry.REJECTED_ERROR
 STEPS = (
+    "current",
     "evaluate",
     "gate",
     "register",
@@ -101,8 +102,10 @@ class ModelLoop(Construct):
         functions (step -> Function), roles (step -> Role), model_package_group, group_name,
         canary_thing_group, canary_things (name -> CfnThing), approvals, device_status,
         approval_rule (None in ``auto``),
-        definition (the first loop state, chained), max_duration_s (how long the loop may
-        take after training, for the state machine's timeout).
+        current_step (the state before training: the current model's location at
+        ``$.current``), definition (the first loop state after training, chained),
+        max_duration_s (how long the loop may take after training, for the state
+        machine's timeout), states (the three as :class:`infra.training.LoopStates`).
     """
 
     def __init__(
@@ -165,6 +168,7 @@ class ModelLoop(Construct):
         self._grant(stack)
         self.approval_rule = self._approval_rule() if loop.approval == "manual" else None
         self.definition, self.max_duration_s = self._states()
+        self.states = LoopStates(self.current_step, self.definition, self.max_duration_s)
 
     # Resources -----------------------------------------------------------------------
 
@@ -331,6 +335,8 @@ class ModelLoop(Construct):
             if step in self.roles:
                 self.roles[step].add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
 
+        allow("current", "ReadPromotedVersion", ["ssm:GetParameter"], [self.parameter_arn])
+        allow("current", "ReadCurrentRecipe", ["greengrass:GetComponent"], [component_versions])
         allow("evaluate", "ReadJobOutput", ["s3:GetObject"], [output_archives])
         for step in ("gate", "rollback"):
             allow(step, "NotifyOperations", ["sns:Publish"], [place.operations_topic.topic_arn])
@@ -476,6 +482,16 @@ class ModelLoop(Construct):
             task.add_catch(failed, errors=["States.ALL"], result_path="$.error")
             return task
 
+        # Before training: the promoted version's bundle, for the job's "current" channel.
+        self.current_step = guarded(
+            self._invoke(
+                "CurrentModel",
+                "current",
+                {},
+                {"current_model_uri": "current_model_uri", "current_version": "current_version"},
+                CURRENT_RESULT_PATH,
+            )
+        )
         evaluate = guarded(
             tasks.LambdaInvoke(
                 self,
@@ -618,8 +634,8 @@ class ModelLoop(Construct):
         register.next(approval).next(component).next(canary).next(start_watch)
         approval_s = loop.approval_timeout_hours * 3600 if loop.approval == "manual" else 0
         watch_s = loop.max_canary_polls * (loop.canary_poll_interval_s + 60)
-        # Eight Lambda steps of at most 5 minutes each (with retries) on top.
-        return chain, approval_s + watch_s + 8 * 900
+        # Nine Lambda steps of at most 5 minutes each (with retries) on top.
+        return chain, approval_s + watch_s + 9 * 900
 
     def _approval_state(self, failed: sfn.IChainable) -> sfn.IChainable:
         if self._loop.approval == "auto":

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
@@ -25,7 +24,7 @@ from infra.model_component import ModelComponent
 from infra.model_loop import LoopPlace, ModelLoop
 from infra.operations import Operations
 from infra.storage import Storage
-from infra.training import Training
+from infra.training import LoopStates, Training
 
 STACK_ID = "Vigil"
 
@@ -167,8 +166,8 @@ class VigilStack(cdk.Stack):
             removal_policy=removal,
         )
 
-    def _model_loop(self, training: Training) -> tuple[sfn.IChainable, int]:
-        """The loop after the training task (infra/model_loop.py), on this stage's buckets and groups."""
+    def _model_loop(self, training: Training) -> LoopStates:
+        """The loop around the training task (infra/model_loop.py), on this stage's buckets and groups."""
         config = self.config
         self.model_loop = ModelLoop(
             self,
@@ -187,7 +186,7 @@ class VigilStack(cdk.Stack):
             log_retention=_retention(config.log_retention_days),
             removal_policy=cdk.RemovalPolicy.RETAIN if config.retain_data else cdk.RemovalPolicy.DESTROY,
         )
-        return self.model_loop.definition, self.model_loop.max_duration_s
+        return self.model_loop.states
 
     def _outputs(self) -> None:
         devices = self.devices

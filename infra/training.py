@@ -17,6 +17,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from edge_component.contracts.model_component import ARTIFACT_PREFIX, BUNDLE_FILE, model_component_name
 from infra.edge_deployment import EDGE_PACKAGE_DIR
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
 from infra.operations import alarm_on_any
@@ -32,6 +33,20 @@ TRAIN_PREFIX = "train/"
 # shipped model is scored on and never trained on (train.py's SM_CHANNEL_TEST).
 TEST_PREFIX = "test/"
 MODEL_PREFIX = "models/"
+# Where the loop's first step (infra/model_loop.py, vigil_loop.current) puts the current
+# model's location; the training task reads ``current_model_uri`` from it for channel
+# "current" (train.py's SM_CHANNEL_CURRENT, scored beside the candidate for the gate).
+CURRENT_RESULT_PATH = "$.current"
+CURRENT_MODEL_URI = f"{CURRENT_RESULT_PATH}.current_model_uri"
+
+
+class LoopStates:
+    """What ``then(training)`` returns: ``before`` (the state that runs first and writes
+    :data:`CURRENT_RESULT_PATH`, or None), ``after`` (the states after the training task)
+    and ``after_s`` (how long those may take, s)."""
+
+    def __init__(self, before: sfn.IChainable | None, after: sfn.IChainable, after_s: int) -> None:
+        self.before, self.after, self.after_s = before, after, after_s
 
 
 def stack_uuid(scope: Construct) -> str:
@@ -49,9 +64,15 @@ class Training(Construct):
     ``s3://<data>/train/`` (and, when ``test_channel``, channel ``test`` from
     ``s3://<data>/test/``) and writing to ``s3://<models>/models/``, with managed spot
     training (no checkpoints) when ``use_spot``; its log group; an alarm on failed runs.
-    ``then(training)``, when given, returns the states that follow the training task (the
-    model loop, :mod:`infra.model_loop`) and how long they may take (s, added to the
-    machine's timeout).
+    ``then(training)``, when given, returns the model loop's states (:class:`LoopStates`,
+    :mod:`infra.model_loop`): the state before the training task, which locates the
+    stage's current model bundle, the states after it, and how long those may take (s,
+    added to the machine's timeout). With a ``before`` state the job also reads channel
+    ``current``: the one object ``$.current.current_model_uri`` (S3Prefix: "SageMaker
+    uses all objects that match the specified key name prefix", and a key is a prefix
+    of itself; S3DataSource,
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_S3DataSource.html), so
+    File mode puts ``model-bundle.zip`` in ``SM_CHANNEL_CURRENT``.
 
     The test channel is opt-in: CreateTrainingJob refuses a channel whose S3 prefix holds
     no object ("No S3 objects found under S3 URL"), so an always-on channel would fail
@@ -74,7 +95,7 @@ class Training(Construct):
         alarm_action: cloudwatch.IAlarmAction,
         training_dir: Path = TRAINING_DIR,
         edge_package_dir: Path = EDGE_PACKAGE_DIR,
-        then: Callable[[Training], tuple[sfn.IChainable, int]] | None = None,
+        then: Callable[[Training], LoopStates] | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = cdk.Stack.of(self)
@@ -91,9 +112,28 @@ class Training(Construct):
         )
         # Channel name -> data bucket prefix; SageMaker sets SM_CHANNEL_<NAME> for each.
         self.channels = {"train": TRAIN_PREFIX, **({"test": TEST_PREFIX} if training.test_channel else {})}
-        self._grant_training(stack)
-
         self.image_uri = self._image_uri(stack, training.image_tag)
+        loop = then(self) if then is not None else None
+        self.component_name = model_component_name(stage_name)
+        self._grant_training(stack, current=loop is not None and loop.before is not None)
+        current_channel = (
+            [
+                tasks.Channel(
+                    channel_name="current",
+                    data_source=tasks.DataSource(
+                        s3_data_source=tasks.S3DataSource(
+                            # TaskUri, not S3Location.from_json_expression: that one grants
+                            # s3:GetObject on "*"; the role's grants are explicit (ReadCurrentModel).
+                            s3_location=TaskUri(sfn.JsonPath.string_at(CURRENT_MODEL_URI)),
+                            s3_data_type=tasks.S3DataType.S3_PREFIX,
+                        )
+                    ),
+                    input_mode=tasks.InputMode.FILE,
+                )
+            ]
+            if loop is not None and loop.before is not None
+            else []
+        )
         image = tasks.DockerImage.from_registry(self.image_uri)
         self.task = SpotTrainingJob(
             self,
@@ -121,7 +161,8 @@ class Training(Construct):
                     ),
                 )
                 for name, prefix in self.channels.items()
-            ],
+            ]
+            + current_channel,
             output_data_config=tasks.OutputDataConfig(
                 s3_output_location=TaskUri(self.model_bucket.s3_url_for_object(MODEL_PREFIX))
             ),
@@ -133,7 +174,10 @@ class Training(Construct):
             stopping_condition=tasks.StoppingCondition(max_runtime=cdk.Duration.seconds(training.max_runtime_s)),
         )
 
-        after, after_s = then(self) if then is not None else (None, 0)
+        after, after_s = (loop.after, loop.after_s) if loop is not None else (None, 0)
+        job: sfn.IChainable = self.task if after is None else self.task.next(after)
+        before = loop.before if loop is not None else None
+        start = job if before is None else sfn.Chain.start(before).next(job)
         log_group = logs.LogGroup(
             self,
             "StateMachineLogs",
@@ -148,7 +192,7 @@ class Training(Construct):
             "StateMachine",
             comment="Runs the Vigil training job; its model bundle lands in the model bucket"
             + ("; then evaluates, registers, canaries and promotes it" if after is not None else ""),
-            definition_body=sfn.DefinitionBody.from_chainable(self.task if after is None else self.task.next(after)),
+            definition_body=sfn.DefinitionBody.from_chainable(start),
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             tracing_enabled=True,
             timeout=cdk.Duration.seconds(max(training.max_runtime_s, training.max_wait_s) + 3600 + after_s),
@@ -173,7 +217,7 @@ class Training(Construct):
         account = mapping.find_in_map(stack.region, "account")
         return f"{account}.dkr.ecr.{stack.region}.{stack.url_suffix}/{DLC_REPOSITORY}:{tag}"
 
-    def _grant_training(self, stack: cdk.Stack) -> None:
+    def _grant_training(self, stack: cdk.Stack, *, current: bool) -> None:
         data, models = self.data_bucket, self.model_bucket
         data_objects = [data.arn_for_objects(f"{prefix}*") for prefix in self.channels.values()]
         model_objects = models.arn_for_objects(f"{MODEL_PREFIX}*")
@@ -231,8 +275,33 @@ class Training(Construct):
                 resources=[dlc_repository],
             ),
         ]
+        # The current channel's one object: a version's bundle zip, the seed's (contract
+        # artifact_key) or one the loop's component step wrote beside a job's output.
+        bundle_keys = [f"{ARTIFACT_PREFIX}{self.component_name}/*/{BUNDLE_FILE}", f"{MODEL_PREFIX}*/{BUNDLE_FILE}"]
+        bundles = [models.arn_for_objects(key) for key in bundle_keys]
+        if current:
+            statements += [
+                iam.PolicyStatement(sid="ReadCurrentModel", actions=["s3:GetObject"], resources=bundles),
+                # An S3Prefix channel is listed first (the S3Uri as the prefix).
+                iam.PolicyStatement(
+                    sid="ListCurrentModel",
+                    actions=["s3:ListBucket"],
+                    resources=[models.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": bundle_keys}},
+                ),
+            ]
         for statement in statements:
             self.role.add_to_policy(statement)
+        current_findings = (
+            {
+                wildcard_resource(self, bundles[0]): "The current channel reads the bundle zip of this stage's "
+                "promoted model component version; the version is only known at run time.",
+                wildcard_resource(self, bundles[1]): "The current channel reads a promoted version's bundle zip "
+                "that the loop wrote beside its training job's output; only bundle zips.",
+            }
+            if current
+            else {}
+        )
         acknowledge(
             self.role,
             {
@@ -248,6 +317,7 @@ class Training(Construct):
                 "resource-level permissions (metrics are limited to the /aws/sagemaker/ namespace).",
                 wildcard_resource(self, dlc_repository): "AWS Deep Learning Containers live in a per-region AWS "
                 "account (DLC_ACCOUNTS); only this repository.",
+                **current_findings,
             },
         )
 

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger
 
-from vigil_loop import canary, component, deployments, evaluate, gate, registry
+from vigil_loop import canary, component, current, deployments, evaluate, gate, registry
 from vigil_loop.settings import Settings
 
 logger = Logger(service="vigil-model-loop")
@@ -31,6 +31,19 @@ def model_component_name(stage: str) -> str:
     """The stage's model component name: the shared builder's when it defines one."""
     builder = component.load_builder()
     return str(builder.model_component_name(stage))
+
+
+@logger.inject_lambda_context
+def current_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Any event -> ``{"current_model_uri", "current_version"}``: the stage's promoted
+    model bundle (:func:`vigil_loop.current.current_model`), the training job's
+    ``current`` channel."""
+    settings = Settings.from_env()
+    result = current.current_model(
+        _client("ssm"), _client("greengrassv2"), settings.promoted_version_parameter, _component_arn(settings.stage)
+    )
+    logger.info("current model", extra=result)
+    return result
 
 
 @logger.inject_lambda_context

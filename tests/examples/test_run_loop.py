@@ -68,6 +68,7 @@ def test_the_loop_promotes_and_the_canary_alerts_with_the_new_digest(promoted):
     # the steps in the dev state machine's order (tests/infra/test_model_loop_run.py pins that order)
     steps = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("  -> ")]
     assert steps == [
+        "CurrentModel",
         "Evaluate",
         "Gate",
         "Register",
@@ -79,8 +80,18 @@ def test_the_loop_promotes_and_the_canary_alerts_with_the_new_digest(promoted):
         "Promote",
     ]
     assert "CanaryHealthy? HEALTHY" in proc.stdout
+    # the job's current channel came from the CurrentModel step: the seed version's zip,
+    # byte for byte, and train.py scored it (comparison.json's "current" is not null)
+    from edge_component.contracts.model_component import artifact_key, bundle_files, bundle_zip
+
+    seed_zip = bundle_zip(bundle_files(REPO / "edge_component" / "models" / "seed"))
+    version = summary["current"]["current_version"]
+    assert summary["current"]["current_model_uri"] == f"s3://vigil-dev-models/{artifact_key('dev', version)}"
+    assert (out / "current-channel" / "model-bundle.zip").read_bytes() == seed_zip
+    assert json.loads((out / "training-output" / "comparison.json").read_text())["current"] is not None
     # every Greengrass call the steps make, each validated against botocore's service model
     assert set(summary["greengrass_calls"]) == {
+        "GetComponent",
         "CreateDeployment",
         "ListComponentVersions",
         "CreateComponentVersion",
@@ -99,8 +110,9 @@ def test_a_worse_candidate_stops_at_the_gate_with_the_reason(promoted):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["end"] == "GateFailed"
     assert "total: recall 0.8333 is lower than the current model's 1.0" in summary["gate"]["reasons"]
-    # nothing registered, no component version, no deployment beyond the stack's own
-    assert summary["model_packages"] == 0 and summary["greengrass_calls"] == ["CreateDeployment"]
+    # nothing registered, no component version, no deployment beyond the stack's own (the
+    # one read: CurrentModel's recipe, before training)
+    assert summary["model_packages"] == 0 and summary["greengrass_calls"] == ["CreateDeployment", "GetComponent"]
     assert "operations topic: Vigil dev: model from vigil-dev-local-1 stopped at the gate" in proc.stdout
     assert "-> Register" not in proc.stdout
 

@@ -32,6 +32,7 @@ DEPLOYING = {
 # CreateDeployment's IoT job actions: awsdocs/aws-iot-greengrass-v2-developer-guide
 # doc_source/provision-minimal-iam-policy.md ("DeployDevTools").
 EXPECTED_ACTIONS = {
+    "current": {"ssm:GetParameter", "greengrass:GetComponent"},
     "evaluate": {"s3:GetObject"},
     "gate": {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"},
     "register": {
@@ -72,9 +73,14 @@ def _statements(cfn, stage, step: str) -> list[dict]:
     return cfn.policy_statements(stage.template_json, stage.stage.stack.model_loop.roles[step])
 
 
-def test_train_then_every_step_in_order(cfn, stage):
+def test_current_then_train_then_every_step_in_order(cfn, stage):
     states = _definition(cfn, stage)["States"]
-    train = states[_definition(cfn, stage)["StartAt"]]
+    first = states[_definition(cfn, stage)["StartAt"]]
+    # vigil_loop.current: the promoted bundle's location for the job's channel "current".
+    assert first["Parameters"]["FunctionName"] == _fn(cfn, stage, "current")
+    assert first["Parameters"]["Payload"] == {}
+    assert first["ResultPath"] == "$.current"
+    train = states[first["Next"]]
     assert train["Resource"].endswith("sagemaker:createTrainingJob.sync")
     approval = "AutoApproved" if stage.config.model_loop.approval == "auto" else "WaitForApproval"
     assert train["Next"] == "Evaluate"
@@ -99,6 +105,7 @@ def test_train_then_every_step_in_order(cfn, stage):
     assert states["Promote"]["Next"] == "Promoted" and states["Promoted"]["Type"] == "Succeed"
     assert states["Rollback"]["Next"] == "CanaryFailed" and states["CanaryFailed"]["Type"] == "Fail"
     for step, state in [
+        ("current", "CurrentModel"),
         ("evaluate", "Evaluate"),
         ("gate", "Gate"),
         ("register", "Register"),
@@ -286,6 +293,25 @@ def test_each_function_may_call_only_what_its_step_calls(cfn, stage):
         statements = _statements(cfn, stage, step)
         assert cfn.actions_of(statements) == EXPECTED_ACTIONS[step] | BASE_ACTIONS, step
         assert not [a for a in cfn.actions_of(statements) if "*" in a], step
+
+
+def test_the_current_step_reads_only_the_promoted_version_and_the_model_components_recipes(cfn, stage):
+    """GetComponent is authorised on the component version ARN
+    (arn:...:components:<name>:versions:<version>; Service Authorization Reference for
+    AWS IoT Greengrass V2, https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsiotgreengrassv2.html)."""
+    config = stage.config
+    statements = _statements(cfn, stage, "current")
+    (get,) = cfn.statements_allowing(statements, "ssm:GetParameter")
+    assert get["Resource"] == (
+        f"arn:aws:ssm:{config.region}:<AWS::AccountId>:parameter/vigil/{config.name}/model/promoted-version"
+    )
+    (recipe,) = cfn.statements_allowing(statements, "greengrass:GetComponent")
+    assert recipe["Resource"] == (
+        f"arn:aws:greengrass:{config.region}:<AWS::AccountId>:components:com.vigil.Model.{config.name}:versions:*"
+    )
+    for step in stage.stage.stack.model_loop.roles:
+        if step != "current":
+            assert cfn.statements_allowing(_statements(cfn, stage, step), "ssm:GetParameter") == [], step
 
 
 def test_promote_writes_only_the_promoted_version_parameter(cfn, stage):

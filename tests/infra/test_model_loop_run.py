@@ -5,8 +5,11 @@ docs/research/model-loop-design.md section 3): the data each step's Lambda recei
 
 The step Lambdas are stand-ins (Greengrass has no moto backend): the interpreter's
 Lambda client is replaced by one that records each event and returns the step's
-canned result. Training is left out (moto cannot run createTrainingJob.sync): the run
-starts at Evaluate with the training task's output, and the Watch waits 0 s.
+canned result. Training is stood in for (moto cannot run createTrainingJob.sync) by a
+Lambda step ``train`` whose event is the value of the path the training task's
+``current`` channel reads (``current_s3_uri``) and whose result is the training task's
+output (``TrainingJobName``), so a run shows the job would read the current step's
+bundle; the Watch waits 0 s.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from moto import mock_aws  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: E402
 
 REGION = "eu-west-1"
+CURRENT = {
+    "current_model_uri": "s3://models/components/com.vigil.Model.dev/1.0.0/model-bundle.zip",
+    "current_version": "1.0.0",
+}
 COMPARISON = {
     "job_name": "vigil-dev-1",
     "model_data_url": "s3://models/models/vigil-dev-1/output/model.tar.gz",
@@ -71,8 +78,22 @@ def _local_definition(cfn, stage, topic_arn: str) -> dict:
         text = text.replace(placeholder, arn)
     text = text.replace(cfn.ref(stage.stage.stack.operations.topic), topic_arn).replace("<AWS::Partition>", "aws")
     definition = json.loads(text)
-    del definition["States"][definition["StartAt"]]  # the training task
-    definition["StartAt"] = "Evaluate"
+    (train,) = [n for n, s in definition["States"].items() if s.get("Resource", "").endswith("createTrainingJob.sync")]
+    (current,) = [
+        c["DataSource"]["S3DataSource"]["S3Uri.$"]
+        for c in definition["States"][train]["Parameters"]["InputDataConfig"]
+        if c["ChannelName"] == "current"
+    ]
+    definition["States"][train] = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {
+            "FunctionName": f"arn:aws:lambda:{REGION}:123456789012:function:train",
+            "Payload": {"current_s3_uri.$": current},
+        },
+        "ResultSelector": {"TrainingJobName.$": "$.Payload.TrainingJobName"},
+        "Next": definition["States"][train]["Next"],
+    }
     definition["States"]["Watch"]["Seconds"] = 0
     definition.pop("TimeoutSeconds", None)
     return definition
@@ -105,7 +126,7 @@ def _run(
             definition=json.dumps(_local_definition(cfn, stage, topic)),
             roleArn="arn:aws:iam::123456789012:role/loop",
         )["stateMachineArn"]
-        execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"TrainingJobName": "vigil-dev-1"}))
+        execution = sfn.start_execution(stateMachineArn=machine, input="{}")
         for _ in range(600):  # the interpreter runs in a background thread
             described = sfn.describe_execution(executionArn=execution["executionArn"])
             if described["status"] != "RUNNING":
@@ -116,6 +137,8 @@ def _run(
 
 
 OK = {
+    "current": CURRENT,
+    "train": {"TrainingJobName": "vigil-dev-1"},
     "evaluate": COMPARISON,
     "gate": {"passed": True, "reasons": []},
     "register": {
@@ -145,20 +168,38 @@ def test_a_healthy_canary_is_promoted_and_each_step_gets_what_its_handler_reads(
     described, fake, _ = _run(cfn, dev, monkeypatch, OK)
     assert described["status"] == "SUCCEEDED", described
     steps = [step for step, _ in fake.calls]
-    assert steps == ["evaluate", "gate", "register", "component", "canary", "check", "check", "promote"]
+    assert steps == [
+        "current",
+        "train",
+        "evaluate",
+        "gate",
+        "register",
+        "component",
+        "canary",
+        "check",
+        "check",
+        "promote",
+    ]
     events = dict(fake.calls)
+    assert events["current"] == {}
+    # The training job's "current" channel reads the current step's bundle.
+    assert events["train"] == {"current_s3_uri": CURRENT["current_model_uri"]}
     assert events["evaluate"] == {"job_name": "vigil-dev-1"}
     assert events["gate"] == COMPARISON and events["register"] == COMPARISON  # the comparison itself
     assert events["component"] == {"model_data_url": COMPARISON["model_data_url"]}
     assert events["canary"] == {"component_version": "1.0.1"}
-    assert events["check"] == {"deployment_id": "d-1", "model_sha256": "ef" * 32, "started_at": OK["canary"]["started_at"]}
+    assert events["check"] == {
+        "deployment_id": "d-1",
+        "model_sha256": "ef" * 32,
+        "started_at": OK["canary"]["started_at"],
+    }
     assert events["promote"] == {"component_version": "1.0.1"}
 
 
 def test_a_failed_gate_ends_the_run(cfn, dev, monkeypatch):
     described, fake, _ = _run(cfn, dev, monkeypatch, {**OK, "gate": {"passed": False, "reasons": ["recall lower"]}})
     assert described["status"] == "FAILED"
-    assert [step for step, _ in fake.calls] == ["evaluate", "gate"]
+    assert [step for step, _ in fake.calls] == ["current", "train", "evaluate", "gate"]
 
 
 def test_a_failed_canary_is_rolled_back_with_the_reasons(cfn, dev, monkeypatch):
@@ -176,6 +217,14 @@ def test_a_canary_never_judged_is_rolled_back_after_the_bounded_polls(cfn, dev, 
     assert described["status"] == "FAILED"
     assert [step for step, _ in fake.calls].count("check") == polls
     assert fake.calls[-1] == ("rollback", {"reasons": [f"the canary was still not judged after {polls} checks"]})
+
+
+def test_no_current_model_notifies_operations_and_fails_before_training(cfn, dev, monkeypatch):
+    error = RuntimeError("SSM parameter /vigil/dev/model/promoted-version does not exist")
+    described, fake, messages = _run(cfn, dev, monkeypatch, {**OK, "current": error})
+    assert described["status"] == "FAILED"
+    assert [step for step, _ in fake.calls] == ["current"]  # training and evaluate never run
+    assert len(messages) == 1 and "promoted-version does not exist" in messages[0]
 
 
 def test_a_failing_step_notifies_operations_and_fails(cfn, dev, monkeypatch):
@@ -221,12 +270,12 @@ def test_prod_waits_for_the_registry_decision(cfn, synthesized, monkeypatch, dec
     arn = OK["register"]["model_package_arn"]
     assert (
         "wait_for_approval",
-        {"model_package_arn": arn, "task_token": fake.calls[3][1]["task_token"]},
-    ) == fake.calls[3]
+        {"model_package_arn": arn, "task_token": fake.calls[5][1]["task_token"]},
+    ) == fake.calls[5]
     if decision == "Approved":
         assert described["status"] == "SUCCEEDED", described
         assert steps[-1] == "promote"
     else:
         assert described["status"] == "FAILED"
-        assert steps == ["evaluate", "gate", "register", "wait_for_approval"]
+        assert steps == ["current", "train", "evaluate", "gate", "register", "wait_for_approval"]
         assert messages == [arn]  # NotifyRejected

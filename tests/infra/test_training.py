@@ -13,11 +13,25 @@ from infra.config import STAGES_CONTEXT_KEY, load_stage
 from infra.stage import build_app
 from infra.training_job import DLC_ACCOUNTS
 
+TRAINING_JOB = "arn:<AWS::Partition>:states:::sagemaker:createTrainingJob.sync"
+
+
+def _definition(cfn, stage) -> dict:
+    machine = cfn.properties(stage.template_json, stage.stage.stack.training.state_machine)
+    return json.loads(cfn.render(machine["DefinitionString"]))
+
 
 def _train_state(cfn, stage) -> dict:
-    machine = cfn.properties(stage.template_json, stage.stage.stack.training.state_machine)
-    definition = json.loads(cfn.render(machine["DefinitionString"]))
-    return definition["States"][definition["StartAt"]]
+    (state,) = [s for s in _definition(cfn, stage)["States"].values() if s.get("Resource") == TRAINING_JOB]
+    return state
+
+
+def _current_channel() -> dict:
+    return {
+        "ChannelName": "current",
+        "DataSource": {"S3DataSource": {"S3Uri.$": "$.current.current_model_uri", "S3DataType": "S3Prefix"}},
+        "InputMode": "File",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +66,8 @@ def test_training_job_task(cfn, stage):
             "DataSource": {
                 "S3DataSource": {"S3Uri": f"s3://{cfn.ref(training.data_bucket)}/train/", "S3DataType": "S3Prefix"}
             },
-        }
+        },
+        _current_channel(),
     ]
     assert params["OutputDataConfig"] == {"S3OutputPath": f"s3://{cfn.ref(training.model_bucket)}/models/"}
     assert params["ResourceConfig"]["InstanceType"] == config.training.instance_type
@@ -61,7 +76,7 @@ def test_training_job_task(cfn, stage):
 def test_test_channel_is_opt_in_and_off_in_every_stage_of_cdk_json(cfn, stage):
     # CreateTrainingJob refuses a channel whose S3 prefix is empty, so it is not on by default.
     assert stage.config.training.test_channel is False
-    assert [c["ChannelName"] for c in _train_state(cfn, stage)["Parameters"]["InputDataConfig"]] == ["train"]
+    assert [c["ChannelName"] for c in _train_state(cfn, stage)["Parameters"]["InputDataConfig"]] == ["train", "current"]
     statements = cfn.policy_statements(stage.template_json, stage.stage.stack.training.role)
     assert "test/" not in json.dumps(statements)
 
@@ -77,7 +92,7 @@ def test_optional_test_channel_reads_the_test_prefix(cfn, with_test_channel):
             },
         }
         for name in ("train", "test")  # SageMaker sets SM_CHANNEL_TRAIN and SM_CHANNEL_TEST, which train.py reads
-    ]
+    ] + [_current_channel()]
     statements = cfn.policy_statements(with_test_channel.template_json, training.role)
     (read_data,) = [
         s for s in cfn.statements_allowing(statements, "s3:GetObject") if s.get("Sid") == "ReadTrainingData"
@@ -121,7 +136,11 @@ def test_execution_role_has_no_access_to_the_dropped_checkpoint_prefix(cfn, stag
         for resource in cfn.as_list(statement["Resource"]):
             assert not resource.startswith(f"{models_arn}/checkpoints"), statement
             if resource.startswith(f"{models_arn}/"):
-                assert resource == f"{models_arn}/models/*", statement
+                assert resource in {
+                    f"{models_arn}/models/*",
+                    f"{models_arn}/models/*/model-bundle.zip",
+                    f"{models_arn}/components/com.vigil.Model.{stage.config.name}/*/model-bundle.zip",
+                }, statement
         prefixes = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix", [])
         assert not [p for p in cfn.as_list(prefixes) if p.startswith("checkpoints")], statement
     assert "checkpoints/" not in json.dumps(statements)
@@ -136,3 +155,41 @@ def test_state_machine_passes_only_its_role_and_logs_everything(cfn, stage):
     machine = cfn.properties(stage.template_json, training.state_machine)
     assert machine["LoggingConfiguration"]["Level"] == "ALL"
     assert machine["TracingConfiguration"] == {"Enabled": True}
+
+
+def test_the_current_step_runs_first_and_the_job_reads_its_bundle_as_channel_current(cfn, stage):
+    """The loop's first state locates the promoted bundle (vigil_loop.current) at
+    ``$.current``; the job reads that one object as channel ``current`` (train.py's
+    SM_CHANNEL_CURRENT). S3Prefix with an object's key: "SageMaker uses all objects that
+    match the specified key name prefix for model training", and a key is a prefix of
+    itself (S3DataSource, https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_S3DataSource.html)."""
+    definition = _definition(cfn, stage)
+    first = definition["States"][definition["StartAt"]]
+    loop = stage.stage.stack.model_loop
+    assert first["Resource"] == "arn:<AWS::Partition>:states:::lambda:invoke"
+    assert first["Parameters"]["FunctionName"] == f"<{cfn.lid(loop.functions['current'])}.Arn>"
+    assert first["ResultPath"] == "$.current"
+    assert first["ResultSelector"] == {
+        "current_model_uri.$": "$.Payload.current_model_uri",
+        "current_version.$": "$.Payload.current_version",
+    }
+    assert definition["States"][first["Next"]] == _train_state(cfn, stage)
+    channels = _train_state(cfn, stage)["Parameters"]["InputDataConfig"]
+    assert channels[-1] == _current_channel()
+
+
+def test_the_job_reads_only_bundle_zips_of_the_model_bucket_for_channel_current(cfn, stage):
+    training = stage.stage.stack.training
+    statements = cfn.policy_statements(stage.template_json, training.role)
+    models_arn = f"<{cfn.lid(training.model_bucket)}.Arn>"
+    keys = [f"components/com.vigil.Model.{stage.config.name}/*/model-bundle.zip", "models/*/model-bundle.zip"]
+    (read,) = [s for s in statements if s.get("Sid") == "ReadCurrentModel"]
+    assert cfn.as_list(read["Action"]) == ["s3:GetObject"]
+    assert sorted(cfn.as_list(read["Resource"])) == sorted(f"{models_arn}/{key}" for key in keys)
+    # SageMaker lists an S3Prefix channel's prefix before it downloads.
+    (listing,) = [s for s in statements if s.get("Sid") == "ListCurrentModel"]
+    assert listing["Resource"] == models_arn
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": keys}}
+    for statement in statements:
+        for resource in cfn.as_list(statement["Resource"]):
+            assert not resource.startswith(f"{models_arn}/components/") or resource.endswith("/model-bundle.zip")

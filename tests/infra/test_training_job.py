@@ -11,7 +11,8 @@ import tarfile
 def _train_state(cfn, stage) -> dict:
     machine = cfn.properties(stage.template_json, stage.stage.stack.training.state_machine)
     definition = json.loads(cfn.render(machine["DefinitionString"]))
-    return definition["States"][definition["StartAt"]]
+    (state,) = [s for s in definition["States"].values() if s.get("Resource", "").endswith("createTrainingJob.sync")]
+    return state
 
 
 def test_script_mode_hyperparameters(cfn, stage):
