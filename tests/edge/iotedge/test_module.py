@@ -175,3 +175,20 @@ def test_the_module_path_imports_without_paho_mqtt_2():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "blocked"  # the block works: mqtt.py does need paho 2
+
+
+def test_evidence_uploads_in_the_twin_are_refused_not_a_crash(FakeModuleClient, monkeypatch, tmp_path, caplog):
+    """The snapshot uploader signs S3 requests with the Greengrass token exchange service's
+    credentials (edge_component/evidence/uploader.py); an IoT Edge module has no such service,
+    so the twin check refuses uploads on (once a TypeError at start: the thing name was None)."""
+    on = {**CONFIG, "evidence": {"upload_snapshots": True, "bucket": "my-bucket", "region": "eu-west-1"}}
+    client = FakeModuleClient(on)
+    client.connect()
+    monkeypatch.setattr(cli, "_iotedge_client", lambda: client)
+    monkeypatch.setenv("IOTEDGE_DEVICEID", "edge-cam")
+    rc = cli.main(["run", "--iotedge", "--state-dir", str(tmp_path / "e"), "--model-dir", str(SEED)])
+    assert rc == 2
+    report = client.reported_config()
+    assert report["status"] == "refused" and "token exchange service" in report["message"]
+    assert "evidence.upload_snapshots is not available on Azure IoT Edge" in caplog.text
+    assert client.shut_down
