@@ -192,3 +192,38 @@ def test_evidence_uploads_in_the_twin_are_refused_not_a_crash(FakeModuleClient, 
     assert report["status"] == "refused" and "token exchange service" in report["message"]
     assert "evidence.upload_snapshots is not available on Azure IoT Edge" in caplog.text
     assert client.shut_down
+
+
+def test_an_rtsp_password_is_in_neither_telemetry_nor_logs(FakeModuleClient, monkeypatch, tmp_path, caplog, capfd):
+    """A real RTSP open that fails (nothing listens on 127.0.0.1:1): the camera's last_error
+    names the source as rtsp://***@127.0.0.1:1/stream, in telemetry (routed to IoT Hub) and
+    in every log line, the worker process's included. RFC 3986 section 3.2.1: "user:password"
+    in a URI must not be rendered in clear text."""
+    import os
+    import signal
+
+    password = "S3cretPw"
+    source = f"rtsp://admin:{password}@127.0.0.1:1/stream"
+    cams = {"cameras": [{"name": "door", "source": source, "zones": [{"name": "room", "polygon": WHOLE}]}]}
+    client = FakeModuleClient({**cams, "telemetry_every_s": 1})
+    client.connect()
+    reported = threading.Event()
+
+    def stop_once_the_error_is_reported(output, message):
+        if output == "telemetry" and json.loads(message.data)["cameras"]["door"]["last_error"] and not reported.is_set():
+            reported.set()
+            os.kill(os.getpid(), signal.SIGTERM)  # main() stops on SIGTERM, as under the edge agent
+
+    client.on_send = stop_once_the_error_is_reported
+    monkeypatch.setattr(cli, "_iotedge_client", lambda: client)
+    monkeypatch.setenv("IOTEDGE_DEVICEID", "edge-cam")
+    caplog.set_level("INFO")
+    cli.main(["run", "--iotedge", "--state-dir", str(tmp_path / "e"), "--model-dir", str(SEED)])
+    assert reported.is_set()
+    telemetry = [m.data for output, m in client.sent if output == "telemetry"]
+    errors = [json.loads(t)["cameras"]["door"]["last_error"] for t in telemetry]
+    assert any("rtsp://***@127.0.0.1:1/stream" in e for e in errors), errors
+    out, err = capfd.readouterr()
+    assert "***@127.0.0.1:1" in caplog.text + err  # the source is named, without its userinfo
+    for text in (*telemetry, caplog.text, out, err, json.dumps(client.reports)):
+        assert password not in text and "admin:" not in text
