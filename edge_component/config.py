@@ -158,7 +158,10 @@ class CameraConfig(_Model):
     @model_validator(mode="after")
     def _replay_takes_files(self) -> CameraConfig:
         if self.mode == "replay" and is_live(self.source):
-            raise ValueError(f"mode 'replay' reads files; {redact_source(self.source)!r} is a live source (use mode 'live' or 'auto')")
+            raise ValueError(
+                f"mode 'replay' reads files; {redact_source(self.source)!r} is a live source"
+                " (use mode 'live' or 'auto')"
+            )
         return self
 
     @model_validator(mode="after")

@@ -210,7 +210,11 @@ def test_an_rtsp_password_is_in_neither_telemetry_nor_logs(FakeModuleClient, mon
     reported = threading.Event()
 
     def stop_once_the_error_is_reported(output, message):
-        if output == "telemetry" and json.loads(message.data)["cameras"]["door"]["last_error"] and not reported.is_set():
+        if (
+            output == "telemetry"
+            and json.loads(message.data)["cameras"]["door"]["last_error"]
+            and not reported.is_set()
+        ):
             reported.set()
             os.kill(os.getpid(), signal.SIGTERM)  # main() stops on SIGTERM, as under the edge agent
 
