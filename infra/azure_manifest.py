@@ -268,6 +268,9 @@ def check_twin_document(document: Mapping[str, Any], where: str) -> None:
 # --- createOptions -----------------------------------------------------------------------
 
 
+VIDEO_GROUP = "video"  # owns /dev/videoN (gid 44 on Debian, Ubuntu, Raspberry Pi OS and in the image)
+
+
 def camera_devices(config: Mapping[str, Any]) -> list[str]:
     """``/dev/videoN`` for every camera whose source is an integer index (OpenCV's V4L2
     device N), in camera order without repeats; URLs and files need no device."""
@@ -287,6 +290,11 @@ def create_options(devices: Sequence[str]) -> dict[str, Any]:
     host_config: dict[str, Any] = {"Binds": [f"{STATE_VOLUME}:{STATE_DIR}"]}
     if devices:
         host_config["Devices"] = [{"PathOnHost": d, "PathInContainer": d, "CgroupPermissions": "rwm"} for d in devices]
+        # "A list of additional groups that the container process will run as" (Docker Engine
+        # API, HostConfig.GroupAdd: docs.docker.com/reference/api/engine/); a name is looked
+        # up in the image's /etc/group (runc GetAdditionalGroups). Besides the image's
+        # "USER 10001" (implicit form), so the device opens even if an image names a group.
+        host_config["GroupAdd"] = [VIDEO_GROUP]
     return {"HostConfig": host_config}
 
 

@@ -205,13 +205,16 @@ def test_a_camera_index_maps_to_its_video_device_and_urls_and_files_to_none():
         {"PathOnHost": "/dev/video0", "PathInContainer": "/dev/video0", "CgroupPermissions": "rwm"},
         {"PathOnHost": "/dev/video2", "PathInContainer": "/dev/video2", "CgroupPermissions": "rwm"},
     ]
+    # HostConfig.GroupAdd: "additional groups that the container process will run as" (Docker
+    # Engine API, docs.docker.com/reference/api/engine/); the image's video group owns the devices.
+    assert options["HostConfig"]["GroupAdd"] == ["video"]
     assert options["HostConfig"]["Binds"] == [f"{am.STATE_VOLUME}:{am.STATE_DIR}"]
 
 
 def test_without_local_cameras_there_are_no_devices_but_still_the_state_volume():
     defaults = defaults_with_cameras([camera("yard", "rtsp://10.0.0.5/stream")])
     options = create_options_of(am.build_manifest(STAGES["dev"], registry=REGISTRY, defaults=defaults))
-    assert "Devices" not in options["HostConfig"]
+    assert "Devices" not in options["HostConfig"] and "GroupAdd" not in options["HostConfig"]
     assert options["HostConfig"]["Binds"] == ["vigil-state:/var/lib/vigil"]
 
 
