@@ -182,9 +182,16 @@ def _device_config(raw, model: ModelSource) -> ComponentConfig:
 def _module_config(raw, model: ModelSource) -> ComponentConfig:
     """The module twin's configuration, checked as on Greengrass, less what IoT Edge cannot do.
 
+    ``publisher`` and ``mqtt`` are refused: they would never take effect.
     ``evidence.upload_snapshots`` is refused: the uploader signs S3 requests with the
     Greengrass token exchange service's credentials, and an IoT Edge module has none.
     """
+    transport = [key for key in ("publisher", "mqtt") if key in raw]
+    if transport:  # they would be accepted and never used: the module sends to its outputs
+        raise ConfigError(
+            f"{' and '.join(transport)}: not used on Azure IoT Edge (the module always sends alerts and telemetry "
+            "to its outputs 'alerts' and 'telemetry' through the edge hub); remove them from the module twin"
+        )
     config = _device_config(raw, model)
     if config.evidence.upload_snapshots:
         raise ConfigError(

@@ -97,6 +97,10 @@ _TWIN_KEY_FORBIDDEN = re.compile(r"[.$ \x00-\x1f\x7f-\x9f]")
 # Keys Greengrass adds to the component configuration that are not the component's own
 # settings (edge_component.config._GREENGRASS_KEYS); accessControl's keys contain '.'.
 GREENGRASS_ONLY_KEYS = ("accessControl",)
+# How Greengrass sends (publisher: greengrass, or mqtt with its settings): the module always
+# sends to its outputs through the edge hub and refuses these keys in its twin
+# (edge_component/__main__.py _module_config), so they are left out of it.
+TRANSPORT_KEYS = ("publisher", "mqtt")
 # The classifier the module runs: the bundle's float32 ONNX model in ONNX Runtime, the
 # usual runtime of IoT Edge modules, where Greengrass runs the int8 TFLite model (the
 # bundle manifest's model_file). A difference from the Greengrass configuration on purpose
@@ -199,11 +203,12 @@ def component_configuration(stage: StageConfig, defaults: Mapping[str, Any] | No
 def module_desired_properties(stage: StageConfig, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``vigil`` module twin's desired properties: the component configuration without
     the Greengrass-only keys (``accessControl``: IPC authorisation, meaningless on IoT Edge,
-    and its keys contain ``.``, which twin keys may not), and with ``model_file``
+    and its keys contain ``.``, which twin keys may not), without ``publisher`` and ``mqtt``
+    (the module sends through the edge hub whatever they say), and with ``model_file``
     :data:`MODULE_MODEL_FILE` (ONNX Runtime) unless the configuration already names a model
     file. Checked against the twin limits."""
     config = component_configuration(stage, defaults)
-    desired = {k: v for k, v in config.items() if k not in GREENGRASS_ONLY_KEYS}
+    desired = {k: v for k, v in config.items() if k not in GREENGRASS_ONLY_KEYS + TRANSPORT_KEYS}
     if desired.get("model_file") is None:
         desired["model_file"] = MODULE_MODEL_FILE
     check_twin_document(desired, f"stage {stage.name!r}: {MODULE_ID}.properties.desired")

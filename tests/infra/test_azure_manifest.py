@@ -134,8 +134,12 @@ def test_twin_desired_properties_are_the_greengrass_deployments_component_config
         # Snapshot uploads use the Greengrass token exchange service's credentials: on IoT
         # Edge they stay off (the recipe's default), whatever the stage says for Greengrass.
         # The classifier: ONNX Runtime on IoT Edge (model_file model.onnx), the bundle
-        # manifest's int8 TFLite model on Greengrass (no model_file). Nothing else differs.
-        greengrass_only = ("accessControl", "evidence")
+        # manifest's int8 TFLite model on Greengrass (no model_file). How it sends: publisher
+        # (greengrass) and mqtt are Greengrass's; the module always sends to its outputs and
+        # refuses them in its twin (tests/edge/iotedge/test_module.py). Nothing else differs.
+        assert on_greengrass["publisher"] == "greengrass", name
+        assert "publisher" not in desired and "mqtt" not in desired, name
+        greengrass_only = ("accessControl", "evidence", "publisher", "mqtt")
         module_only = ("evidence", "model_file")
         assert {k: v for k, v in desired.items() if k not in module_only} == {
             k: v for k, v in on_greengrass.items() if k not in greengrass_only + ("model_file",)

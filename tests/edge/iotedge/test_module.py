@@ -231,3 +231,20 @@ def test_an_rtsp_password_is_in_neither_telemetry_nor_logs(FakeModuleClient, mon
     assert "***@127.0.0.1:1" in caplog.text + err  # the source is named, without its userinfo
     for text in (*telemetry, caplog.text, out, err, json.dumps(client.reports)):
         assert password not in text and "admin:" not in text
+
+
+@pytest.mark.parametrize("key", ["publisher", "mqtt"])
+def test_publisher_and_mqtt_in_the_twin_are_refused_they_never_take_effect(
+    FakeModuleClient, monkeypatch, tmp_path, caplog, key
+):
+    """The module always sends to its outputs through the edge hub (delivery/iotedge.py):
+    a publisher or mqtt setting would be reported applied and do nothing."""
+    value = "mqtt" if key == "publisher" else {"host": "broker", "port": 8883}
+    client = FakeModuleClient({**CONFIG, key: value})
+    client.connect()
+    monkeypatch.setattr(cli, "_iotedge_client", lambda: client)
+    monkeypatch.setenv("IOTEDGE_DEVICEID", "edge-cam")
+    rc = cli.main(["run", "--iotedge", "--state-dir", str(tmp_path / "e"), "--model-dir", str(SEED)])
+    assert rc == 2
+    report = client.reported_config()
+    assert report["status"] == "refused" and f"{key}: not used on Azure IoT Edge" in report["message"]
