@@ -108,7 +108,14 @@ def _iotedge_client():
             f"--iotedge: azure-iot-device cannot be imported ({exc}); "
             "install edge_component/requirements-iotedge.txt (the module image does)"
         ) from None
-    client = IoTHubModuleClient.create_from_edge_environment()
+    try:
+        client = IoTHubModuleClient.create_from_edge_environment()
+    except Exception as exc:  # the SDK raises many error types (e.g. the workload socket is missing)
+        raise ConfigError(
+            "--iotedge: the module client cannot be created: the IoT Edge workload API "
+            f"{os.environ.get('IOTEDGE_WORKLOADURI')!r} (IOTEDGE_WORKLOADURI) did not answer: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     try:
         client.connect()
     except Exception as exc:  # the SDK raises many error types; the IoT Edge runtime restarts the module

@@ -248,3 +248,25 @@ def test_publisher_and_mqtt_in_the_twin_are_refused_they_never_take_effect(
     assert rc == 2
     report = client.reported_config()
     assert report["status"] == "refused" and f"{key}: not used on Azure IoT Edge" in report["message"]
+
+
+def test_a_missing_workload_socket_is_a_clear_error_naming_the_workload_uri(monkeypatch, tmp_path, caplog, capsys):
+    """The real SDK (azure-iot-device create_from_edge_environment) asks the IoT Edge
+    workload API, at IOTEDGE_WORKLOADURI, to sign its token; with no socket there it raises
+    (once an 87-line traceback and exit status 1)."""
+    socket = tmp_path / "workload.sock"  # never created
+    env = {
+        "IOTEDGE_IOTHUBHOSTNAME": "hub.azure-devices.net",
+        "IOTEDGE_DEVICEID": "edge-cam",
+        "IOTEDGE_MODULEID": "vigil",
+        "IOTEDGE_GATEWAYHOSTNAME": "edgehub",
+        "IOTEDGE_MODULEGENERATIONID": "1",
+        "IOTEDGE_WORKLOADURI": f"unix://{socket}",
+        "IOTEDGE_APIVERSION": "2019-01-30",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    rc = cli.main(["run", "--iotedge", "--state-dir", str(tmp_path / "e"), "--model-dir", str(SEED)])
+    assert rc == 2
+    assert f"the IoT Edge workload API 'unix://{socket}' (IOTEDGE_WORKLOADURI) did not answer" in caplog.text
+    assert "Traceback" not in caplog.text + capsys.readouterr().err
