@@ -343,6 +343,14 @@ def image_version(module_json: Path = MODULE_JSON) -> str:
 def module_image(registry: str, version: str) -> str:
     """``<registry>/vigil-edge:<version>``; ManifestError naming a bad registry or tag."""
     registry = registry.strip().removesuffix("/")
+    host, slash, path = registry.partition("/")
+    if path != path.lower():
+        raise ManifestError(
+            f"registry {registry!r}: the path {path!r} has capitals; Docker repository names are lowercase "
+            "(docker: 'invalid reference format: repository name must be lowercase')"
+        )
+    # Host names are case-insensitive (RFC 4343) and ACR login servers are lowercase: MyACR.azurecr.io works.
+    registry = host.lower() + slash + path
     if not registry or "://" in registry or not _REGISTRY_PATTERN.fullmatch(registry):
         raise ManifestError(
             f"registry {registry!r}: give a registry host (and optional path), e.g. myacr.azurecr.io, without a scheme"

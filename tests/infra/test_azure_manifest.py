@@ -467,3 +467,13 @@ def test_make_azure_manifest_installs_every_package_the_command_imports():
     assert used <= closure(azure_pins), (
         f"imported but not installed by make azure-manifest: {used - closure(azure_pins)}"
     )
+
+
+def test_a_registry_host_in_capitals_is_lowercased_and_capitals_in_its_path_are_named():
+    """Host names are case-insensitive (RFC 4343); Docker repository paths must be lowercase
+    ("invalid reference format: repository name must be lowercase", docker/distribution
+    reference grammar: path components are [a-z0-9] with separators)."""
+    assert am.module_image("MyACR.azurecr.io", "1.0.0") == "myacr.azurecr.io/vigil-edge:1.0.0"
+    assert am.module_image("MyACR.azurecr.io:5000/team", "1.0.0") == "myacr.azurecr.io:5000/team/vigil-edge:1.0.0"
+    with pytest.raises(am.ManifestError, match="the path 'Team' has capitals; Docker repository names are lowercase"):
+        am.module_image("myacr.azurecr.io/Team", "1.0.0")
