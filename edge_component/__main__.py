@@ -108,7 +108,14 @@ def _iotedge_client():
             f"--iotedge: azure-iot-device cannot be imported ({exc}); "
             "install edge_component/requirements-iotedge.txt (the module image does)"
         ) from None
-    client = IoTHubModuleClient.create_from_edge_environment()
+    try:
+        client = IoTHubModuleClient.create_from_edge_environment()
+    except Exception as exc:  # the SDK raises many error types (e.g. the workload socket is missing)
+        raise ConfigError(
+            "--iotedge: the module client cannot be created: the IoT Edge workload API "
+            f"{os.environ.get('IOTEDGE_WORKLOADURI')!r} (IOTEDGE_WORKLOADURI) did not answer: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     try:
         client.connect()
     except Exception as exc:  # the SDK raises many error types; the IoT Edge runtime restarts the module
@@ -179,6 +186,29 @@ def _device_config(raw, model: ModelSource) -> ComponentConfig:
     return config
 
 
+def _module_config(raw, model: ModelSource) -> ComponentConfig:
+    """The module twin's configuration, checked as on Greengrass, less what IoT Edge cannot do.
+
+    ``publisher`` and ``mqtt`` are refused: they would never take effect.
+    ``evidence.upload_snapshots`` is refused: the uploader signs S3 requests with the
+    Greengrass token exchange service's credentials, and an IoT Edge module has none.
+    """
+    transport = [key for key in ("publisher", "mqtt") if key in raw]
+    if transport:  # they would be accepted and never used: the module sends to its outputs
+        raise ConfigError(
+            f"{' and '.join(transport)}: not used on Azure IoT Edge (the module always sends alerts and telemetry "
+            "to its outputs 'alerts' and 'telemetry' through the edge hub); remove them from the module twin"
+        )
+    config = _device_config(raw, model)
+    if config.evidence.upload_snapshots:
+        raise ConfigError(
+            "evidence.upload_snapshots is not available on Azure IoT Edge: snapshot uploads need AWS "
+            "credentials from the Greengrass token exchange service, which an IoT Edge module does not have; "
+            "set evidence.upload_snapshots to false (snapshots stay in the module's state directory)"
+        )
+    return config
+
+
 def _evidence_uploader(config: ComponentConfig, state: Path, snapshot_dir: Path, thing_name: str, publisher):
     """The started snapshot uploader when ``evidence.upload_snapshots`` is on, else None
     (and no boto3 client). Its queue is ``<state-dir>/evidence.sqlite``, next to the outbox."""
@@ -240,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             if edge is not None:
                 from .twin_updates import TwinConfigurationFollower
 
-                twin = TwinConfigurationFollower(edge, lambda raw: _device_config(raw, model))
+                twin = TwinConfigurationFollower(edge, lambda raw: _module_config(raw, model))
                 config = twin.start()
             elif ipc is None:
                 raise ConfigError(
@@ -314,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             outbox.close()
             raise
         unstored: list[tuple[str, str, float]] = []  # replayed, but a full disk kept the outbox from storing them
-        replay_into(journal, outbox, thing_name=args.thing_name, unstored=unstored)  # before the sender starts
+        replay_into(journal, outbox, thing_name=thing_name, unstored=unstored)  # before the sender starts
         publisher = OutboxPublisher(outbox, transport, journal=journal)
         publisher.hold_replayed(unstored)
         from .contracts.topics import alert_topic
@@ -325,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         for sig in previous:  # Greengrass stops a component with SIGTERM
             signal.signal(sig, lambda *_: stop.set())
-        evidence = _evidence_uploader(config, state, snapshot_dir, args.thing_name, publisher)
+        evidence = _evidence_uploader(config, state, snapshot_dir, thing_name, publisher)
         supervisor = Supervisor(
             config,
             model_dir=model.directory,

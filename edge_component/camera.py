@@ -31,7 +31,7 @@ from .camera_report import CameraReport
 from .capture.feed import Feed, open_live, open_replay
 from .capture.frames import StreamLost
 from .capture.source import media_duration_s
-from .config import CameraConfig, ComponentConfig, is_live
+from .config import CameraConfig, ComponentConfig, is_live, redact_source
 from .contracts.topics import alert_topic
 from .delivery.publisher import Publisher, PublishError
 from .events.alerts import build_alert
@@ -101,7 +101,9 @@ class CameraPipeline:
         alert carries a time in the future. ``stop`` set: the replay ends at its next
         window (``report.stopped`` True), its open events ended as ``stopped``."""
         if is_live(camera.source):
-            raise ValueError(f"camera {camera.name}: {camera.source!r} is a live source; replay takes files")
+            raise ValueError(
+                f"camera {camera.name}: {redact_source(camera.source)!r} is a live source; replay takes files"
+            )
         if origin is None:
             origin = datetime.now(UTC) - timedelta(seconds=media_duration_s(camera.source))
         # A replay analyses luma only; a snapshot's frame is decoded in colour when needed.

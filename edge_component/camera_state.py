@@ -16,7 +16,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .backoff import Backoff
-from .config import CameraConfig, is_live
+from .config import CameraConfig, is_live, redact_source
 
 # Per-camera counters a worker reports; a crashed worker's are carried into its successor's.
 COUNTERS = (
@@ -83,7 +83,7 @@ class CameraState:
             self.totals[key] = self.totals.get(key, 0) + self.stats.get(key, 0)
         self.best_frames = max(self.best_frames, self.stats.get("frames_in", 0))
         self.last_frame_at = max(self.last_frame_at, self.stats.get("last_frame_at", 0.0))
-        self.last_error = self.stats.get("last_error") or self.last_error
+        self.last_error = redact_source(self.stats.get("last_error") or self.last_error)
         self.stats = {}
 
     def shown_state(self, stats_every_s: float) -> str:
@@ -112,7 +112,8 @@ class CameraState:
             "restarts": self.restarts,
             "last_exit": self.last_exit,
             "inference_ms_mean": self.stats.get("inference_ms_mean", 0.0),
-            "last_error": self.stats.get("last_error") or self.last_error,
+            # Telemetry goes upstream: never a camera password, whatever message carried the source.
+            "last_error": redact_source(self.stats.get("last_error") or self.last_error),
             "worker_started_at": iso_utc(self.started_at),
             "last_frame_at": iso_utc(max(self.last_frame_at, self.stats.get("last_frame_at", 0.0))),
             **counters,

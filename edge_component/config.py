@@ -13,6 +13,7 @@ uses them: capture, analysis and events import the config, never the reverse.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +26,18 @@ from .objects.settings import RegionSettings, TrackingSettings, ZoneObjects
 
 Point = Annotated[tuple[float, float], Field(description="(x, y), each 0..1 of frame width/height")]
 Name = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")]
+
+
+# "scheme://" then the userinfo up to the last "@" before the path: RFC 3986 section 3.2.1
+# ("user:password" there is deprecated and must not be rendered in clear text).
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*(?:@[^/\s@]*)*@")
+
+
+def redact_source(text: str) -> str:
+    """``text`` (a camera source, or a message naming one) with every URL's userinfo shown
+    as ``***``: ``rtsp://user:pass@host/x`` -> ``rtsp://***@host/x``. For what is logged or
+    reported (telemetry, twin reports); the configuration itself keeps the credentials."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def is_live(source: str) -> bool:
@@ -145,7 +158,10 @@ class CameraConfig(_Model):
     @model_validator(mode="after")
     def _replay_takes_files(self) -> CameraConfig:
         if self.mode == "replay" and is_live(self.source):
-            raise ValueError(f"mode 'replay' reads files; {self.source!r} is a live source (use mode 'live' or 'auto')")
+            raise ValueError(
+                f"mode 'replay' reads files; {redact_source(self.source)!r} is a live source"
+                " (use mode 'live' or 'auto')"
+            )
         return self
 
     @model_validator(mode="after")

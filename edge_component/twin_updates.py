@@ -12,8 +12,22 @@ configuration waits for a valid one.
 
 Each outcome is reported in the reported properties::
 
-    {"vigil": {"config": {"status": "applied" | "refused", "version": <desired $version>,
-                          "message": "<what changed, or why refused>"}}}
+    {"vigil": {"config": {"status": "applied" | "pending_restart" | "refused" | "error",
+                          "version": <desired $version>,
+                          "message": "<what changed, or why refused>",
+                          "pending_restart": ["<key>", ...]}}}  # only with pending_restart
+
+``pending_restart``: the configuration runs, but the keys listed (config_updates.py
+COMPONENT_RESTART: outbox, handover, evidence settings) differ from those the module
+started with and take effect only when it restarts. ``error``: a patch could not be
+handled at all (a bug; logged with its traceback); the old configuration keeps running.
+
+``$version`` is expected to be an integer. One that is not (a string, or missing) is
+"unknown": the document is applied, and staleness checks keep comparing against the last
+integer version seen. Patches that arrive while :meth:`start` reads the whole twin are
+held and applied afterwards if their ``$version`` is newer than the document read (or
+unknown: a merge patch applied twice gives the same document). A whole-twin read after a
+reconnection that fails is retried with backoff until it succeeds or the follower closes.
 
 "IoT Hub doesn't preserve desired properties update notifications for disconnected
 devices. It follows that a device that is connecting must retrieve the full desired
@@ -35,8 +49,9 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .backoff import Backoff
 from .config import ComponentConfig, ConfigError
-from .config_updates import check_update
+from .config_updates import check_update, plan_update
 
 log = logging.getLogger(__name__)
 REPORT_MESSAGE_MAX = 1000  # characters of the reported message; pydantic can explain at length
@@ -55,6 +70,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+def known_version(value: Any) -> int | None:
+    """A twin ``$version`` as an int, or None if it is missing or not an integer (unknown)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def without_metadata(doc: Any) -> Any:
     """``doc`` without the twin's own keys (``$version``, ``$metadata``, any ``$...``), at any depth."""
     if isinstance(doc, Mapping):
@@ -69,28 +89,45 @@ class TwinConfigurationFollower:
 
     ``client``: an ``azure.iot.device.IoTHubModuleClient`` (or a fake with its methods and
     handler properties). ``validate(raw mapping) -> ComponentConfig`` raises ConfigError
-    (or ValueError) naming the problem.
+    (or ValueError) naming the problem. ``reread_backoff_s``: (first, longest) wait in
+    seconds between attempts to read the twin again after a reconnection.
 
     :meth:`start` installs the handlers, reads the twin and returns its configuration (a
     ConfigError if it is invalid, reported as refused first). :meth:`follow` hands each
     later valid configuration to ``apply`` (a valid patch that arrived in between is
-    applied then). Handlers run on the SDK's threads; one lock orders them.
+    applied then). Handlers run on the SDK's threads; one lock orders them; no exception
+    leaves a handler (it is logged and reported as ``error``).
     """
 
-    def __init__(self, client: Any, validate: Callable[[Mapping[str, Any]], ComponentConfig]):
+    def __init__(
+        self,
+        client: Any,
+        validate: Callable[[Mapping[str, Any]], ComponentConfig],
+        *,
+        reread_backoff_s: tuple[float, float] = (1.0, 60.0),
+    ):
         self._client = client
         self._validate = validate
+        self._reread_backoff_s = reread_backoff_s
         self._lock = threading.RLock()
         self._desired: dict[str, Any] = {}  # the hub's desired document, as last known, without "$" keys
-        self._version: int | None = None  # its $version
+        self._version: int | None = None  # the last integer $version seen (staleness checks)
+        self._shown_version: Any = None  # the $version of the document last evaluated, as the hub sent it
+        self._initial: ComponentConfig | None = None  # the configuration the module started with
         self._current: ComponentConfig | None = None  # the configuration running (or handed to apply)
         self._apply: Callable[[ComponentConfig], None] | None = None
         self._pending: ComponentConfig | None = None  # valid, arrived before follow()
+        self._started = False  # the whole twin has been read; until then patches are held in _early
+        self._early: list[dict[str, Any]] = []
         self._was_connected = True
-        self._closed = False
+        self._rereading = False  # a re-read thread is running
+        self._reread_again = False  # a reconnection happened while it ran
+        self._closed = threading.Event()
         self.applied = 0  # configurations accepted after start (patches and re-reads)
         self.refused = 0  # configurations refused, start included
         self.rereads = 0  # whole-twin reads after a reconnection
+        self.reread_failures = 0  # failed attempts at them (each retried)
+        self.errors = 0  # patches that could not be handled (reported as "error")
 
     def start(self) -> ComponentConfig:
         """Subscribe, then read the whole twin; its configuration, or ConfigError naming the problem
@@ -102,14 +139,17 @@ class TwinConfigurationFollower:
         except Exception as exc:  # the SDK raises many error types
             raise ConfigError(f"the module twin cannot be read: {type(exc).__name__}: {exc}") from None
         with self._lock:
-            self._version = desired.get("$version")
-            self._desired = without_metadata(desired)
+            self._set_document(desired)
+            # Patches notified while the twin was being read: newer ones are not in the document.
+            early, self._early, self._started = self._early, [], True
+            for patch in early:
+                self._merge(patch)
             check = check_update(self._validate, self._desired)
             if check.config is None:
                 self.refused += 1
                 self._report("refused", check.message)
-                raise ConfigError(f"module twin desired properties (version {self._version}): {check.message}")
-            self._current = check.config
+                raise ConfigError(f"module twin desired properties (version {self._shown_version}): {check.message}")
+            self._initial = self._current = check.config
             self._report("applied", "initial configuration")
             return check.config
 
@@ -123,48 +163,108 @@ class TwinConfigurationFollower:
 
     @property
     def version(self) -> int | None:
-        """``$version`` of the desired document last seen."""
+        """The last integer ``$version`` of the desired document seen."""
         return self._version
 
+    def _set_document(self, desired: Mapping[str, Any]) -> None:
+        """Take a whole desired document (lock held)."""
+        version = desired.get("$version")
+        if known_version(version) is None:
+            log.warning(
+                "module twin: desired $version %r is not an integer; staleness checks keep %s", version, self._version
+            )
+        else:
+            self._version = known_version(version)
+        self._shown_version = version if known_version(version) is not None else self._version
+        self._desired = without_metadata(desired)
+
+    def _is_stale(self, version: Any) -> bool:
+        known = known_version(version)
+        return known is not None and self._version is not None and known <= self._version
+
+    def _merge(self, patch: Mapping[str, Any]) -> bool:
+        """Merge a patch into the document unless it is stale; whether it was (lock held)."""
+        version = patch.get("$version")
+        if self._is_stale(version):
+            log.info("module twin patch version %s ignored: already have version %s", version, self._version)
+            return False
+        if known_version(version) is None:
+            log.warning("module twin patch with $version %r (not an integer): applied as unknown", version)
+        else:
+            self._version = known_version(version)
+        self._shown_version = self._version
+        self._desired = merge_patch(self._desired, without_metadata(patch))
+        return True
+
     def _on_patch(self, patch: dict[str, Any]) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            version = patch.get("$version")
-            if version is not None and self._version is not None and version <= self._version:
-                log.info("module twin patch version %s ignored: already have version %s", version, self._version)
-                return
-            self._desired = merge_patch(self._desired, without_metadata(patch))
-            self._version = version
-            self._evaluate(f"patch (version {version})")
+        try:
+            with self._lock:
+                if self._closed.is_set():
+                    return
+                if not self._started:  # start() is reading the twin: held until it has
+                    self._early.append(copy.deepcopy(patch))
+                    return
+                if self._merge(patch):
+                    self._evaluate(f"patch (version {patch.get('$version')!r})")
+        except Exception as exc:  # noqa: BLE001 - never kill the SDK's handler thread; the old configuration runs
+            self.errors += 1
+            log.exception("module twin patch could not be handled; the old configuration keeps running")
+            self._report("error", f"the patch could not be handled: {type(exc).__name__}: {exc}")
 
     def _on_connection_state_change(self) -> None:
         connected = bool(self._client.connected)
         with self._lock:
             reconnected = connected and not self._was_connected
             self._was_connected = connected
-        if reconnected:
-            # Not on the SDK's handler thread: get_twin waits for the hub's answer.
-            threading.Thread(target=self.reread, name="vigil-twin-reread", daemon=True).start()
+            if not reconnected or self._closed.is_set():
+                return
+            if self._rereading:  # the running re-read reads once more when it is done
+                self._reread_again = True
+                return
+            self._rereading = True
+        # Not on the SDK's handler thread: get_twin waits for the hub's answer.
+        threading.Thread(target=self._reread_loop, name="vigil-twin-reread", daemon=True).start()
+
+    def _reread_loop(self) -> None:
+        while True:
+            try:
+                self.reread()
+            except Exception:  # noqa: BLE001 - a bug must not end re-reading silently
+                self.errors += 1
+                log.exception("module twin re-read failed; the configuration may be behind")
+            with self._lock:
+                if not self._reread_again or self._closed.is_set():
+                    self._rereading = False
+                    return
+                self._reread_again = False
 
     def reread(self) -> None:
         """Read the whole twin and apply it if the hub has a newer desired document (after a
-        reconnection, patches may have been missed)."""
-        try:
-            desired = self._client.get_twin()["desired"]
-        except Exception as exc:  # the SDK raises many error types; the next reconnection reads again
-            log.error("module twin not read after reconnecting: %s; the configuration may be behind", exc)
-            return
+        reconnection, patches may have been missed). A failed read is retried with backoff
+        until one succeeds or :meth:`close` is called."""
+        backoff = Backoff(*self._reread_backoff_s, jitter_base=0.8, jitter_spread=0.4)
+        while True:
+            if self._closed.is_set():
+                return
+            try:
+                desired = self._client.get_twin()["desired"]
+                break
+            except Exception as exc:  # the SDK raises many error types
+                self.reread_failures += 1
+                wait = backoff.failed()
+                log.error("module twin not read after reconnecting: %s; retrying in %.1fs", exc, wait)
+                if self._closed.wait(wait):
+                    return
         with self._lock:
-            if self._closed:
+            if self._closed.is_set():
                 return
             self.rereads += 1
             version = desired.get("$version")
-            if version is not None and self._version is not None and version <= self._version:
+            if self._is_stale(version):
                 return
-            log.info("module twin: desired version %s after reconnecting (had %s)", version, self._version)
-            self._desired, self._version = without_metadata(desired), version
-            self._evaluate(f"twin read after reconnecting (version {version})")
+            log.info("module twin: desired version %r after reconnecting (had %s)", version, self._version)
+            self._set_document(desired)
+            self._evaluate(f"twin read after reconnecting (version {version!r})")
 
     def _evaluate(self, what: str) -> None:
         """Validate the desired document; apply and report it, or refuse and report (lock held)."""
@@ -177,24 +277,33 @@ class TwinConfigurationFollower:
             self._report("refused", check.message)
             return
         log.info("configuration from the module twin %s accepted: %s", what, check.message)
-        self.applied += 1
-        self._current = check.config
         if self._apply is None:
             self._pending = check.config
         else:
             self._apply(check.config)
-        self._report("applied", check.message)
+        self.applied += 1
+        self._current = check.config
+        # Against what the module started with: those keys wait for its restart however many patches pass.
+        later = plan_update(self._initial, check.config).needs_component_restart if self._initial else []
+        if later:
+            self._report("pending_restart", check.message, pending_restart=later)
+        else:
+            self._report("applied", check.message)
 
-    def _report(self, status: str, message: str) -> None:
+    def _report(self, status: str, message: str, *, pending_restart: list[str] | None = None) -> None:
         if len(message) > REPORT_MESSAGE_MAX:  # a twin string value holds at most 4 KB (same devguide page)
             message = message[: REPORT_MESSAGE_MAX - 3] + "..."
-        report = {"vigil": {"config": {"status": status, "version": self._version, "message": message}}}
+        config: dict[str, Any] = {"status": status, "version": self._shown_version, "message": message}
+        # Always sent (null when none): reported properties merge, so a stale list would otherwise stay.
+        config["pending_restart"] = pending_restart
+        report = {"vigil": {"config": config}}
         try:
             self._client.patch_twin_reported_properties(report)
         except Exception as exc:  # the SDK raises many error types; the configuration stands either way
             log.error("module twin reported properties not updated (%s %s): %s", status, self._version, exc)
 
     def close(self) -> None:
-        """Stop following (later patches are ignored); the client is closed by its owner."""
+        """Stop following (later patches are ignored, a re-read stops retrying); the client is
+        closed by its owner."""
         with self._lock:
-            self._closed = True
+            self._closed.set()

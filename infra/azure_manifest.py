@@ -97,6 +97,10 @@ _TWIN_KEY_FORBIDDEN = re.compile(r"[.$ \x00-\x1f\x7f-\x9f]")
 # Keys Greengrass adds to the component configuration that are not the component's own
 # settings (edge_component.config._GREENGRASS_KEYS); accessControl's keys contain '.'.
 GREENGRASS_ONLY_KEYS = ("accessControl",)
+# How Greengrass sends (publisher: greengrass, or mqtt with its settings): the module always
+# sends to its outputs through the edge hub and refuses these keys in its twin
+# (edge_component/__main__.py _module_config), so they are left out of it.
+TRANSPORT_KEYS = ("publisher", "mqtt")
 # The classifier the module runs: the bundle's float32 ONNX model in ONNX Runtime, the
 # usual runtime of IoT Edge modules, where Greengrass runs the int8 TFLite model (the
 # bundle manifest's model_file). A difference from the Greengrass configuration on purpose
@@ -199,11 +203,12 @@ def component_configuration(stage: StageConfig, defaults: Mapping[str, Any] | No
 def module_desired_properties(stage: StageConfig, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``vigil`` module twin's desired properties: the component configuration without
     the Greengrass-only keys (``accessControl``: IPC authorisation, meaningless on IoT Edge,
-    and its keys contain ``.``, which twin keys may not), and with ``model_file``
+    and its keys contain ``.``, which twin keys may not), without ``publisher`` and ``mqtt``
+    (the module sends through the edge hub whatever they say), and with ``model_file``
     :data:`MODULE_MODEL_FILE` (ONNX Runtime) unless the configuration already names a model
     file. Checked against the twin limits."""
     config = component_configuration(stage, defaults)
-    desired = {k: v for k, v in config.items() if k not in GREENGRASS_ONLY_KEYS}
+    desired = {k: v for k, v in config.items() if k not in GREENGRASS_ONLY_KEYS + TRANSPORT_KEYS}
     if desired.get("model_file") is None:
         desired["model_file"] = MODULE_MODEL_FILE
     check_twin_document(desired, f"stage {stage.name!r}: {MODULE_ID}.properties.desired")
@@ -268,6 +273,9 @@ def check_twin_document(document: Mapping[str, Any], where: str) -> None:
 # --- createOptions -----------------------------------------------------------------------
 
 
+VIDEO_GROUP = "video"  # owns /dev/videoN (gid 44 on Debian, Ubuntu, Raspberry Pi OS and in the image)
+
+
 def camera_devices(config: Mapping[str, Any]) -> list[str]:
     """``/dev/videoN`` for every camera whose source is an integer index (OpenCV's V4L2
     device N), in camera order without repeats; URLs and files need no device."""
@@ -287,6 +295,11 @@ def create_options(devices: Sequence[str]) -> dict[str, Any]:
     host_config: dict[str, Any] = {"Binds": [f"{STATE_VOLUME}:{STATE_DIR}"]}
     if devices:
         host_config["Devices"] = [{"PathOnHost": d, "PathInContainer": d, "CgroupPermissions": "rwm"} for d in devices]
+        # "A list of additional groups that the container process will run as" (Docker Engine
+        # API, HostConfig.GroupAdd: docs.docker.com/reference/api/engine/); a name is looked
+        # up in the image's /etc/group (runc GetAdditionalGroups). Besides the image's
+        # "USER 10001" (implicit form), so the device opens even if an image names a group.
+        host_config["GroupAdd"] = [VIDEO_GROUP]
     return {"HostConfig": host_config}
 
 
@@ -330,6 +343,14 @@ def image_version(module_json: Path = MODULE_JSON) -> str:
 def module_image(registry: str, version: str) -> str:
     """``<registry>/vigil-edge:<version>``; ManifestError naming a bad registry or tag."""
     registry = registry.strip().removesuffix("/")
+    host, slash, path = registry.partition("/")
+    if path != path.lower():
+        raise ManifestError(
+            f"registry {registry!r}: the path {path!r} has capitals; Docker repository names are lowercase "
+            "(docker: 'invalid reference format: repository name must be lowercase')"
+        )
+    # Host names are case-insensitive (RFC 4343) and ACR login servers are lowercase: MyACR.azurecr.io works.
+    registry = host.lower() + slash + path
     if not registry or "://" in registry or not _REGISTRY_PATTERN.fullmatch(registry):
         raise ManifestError(
             f"registry {registry!r}: give a registry host (and optional path), e.g. myacr.azurecr.io, without a scheme"

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edge_component.backoff import Backoff
-from edge_component.config import is_live
+from edge_component.config import is_live, redact_source
 
 from .frames import CaptureStats, Frame, StreamLost
 from .source import SourceError, open_capture
@@ -67,7 +67,7 @@ def live(
     t0 = time.monotonic()
     reader = threading.Thread(
         target=_live_reader,
-        name=f"capture-{source}",
+        name=f"capture-{redact_source(source)}",
         daemon=True,
         args=(source, detection_fps, stats, stop, settings, opener, cond, mailbox, t0, wall_clock),
     )
@@ -102,16 +102,17 @@ def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mai
     # Jittered so many cameras behind one NVR do not reconnect in step.
     backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, jitter_base=0.8, jitter_spread=0.4)
     paced = settings.pace_files and not is_live(source)
+    shown = redact_source(source)  # what logs name: no userinfo (the password of rtsp://user:pass@...)
     index = 0
     while not stop.is_set():
         try:
             cap = opener(source, settings.read_timeout_s)
         except Exception as exc:  # SourceError, or an opener's bug: the camera retries either way
-            stats.last_error = str(exc) if isinstance(exc, SourceError) else f"cannot open: {exc!r}"
+            stats.last_error = redact_source(str(exc) if isinstance(exc, SourceError) else f"cannot open: {exc!r}")
             stats.state = "reconnecting"
             log.warning(
                 "camera source %s: %s; retrying in %.1fs",
-                source,
+                shown,
                 stats.last_error,
                 backoff.ceiling_s(backoff.failures + 1),
             )
@@ -124,8 +125,8 @@ def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mai
             except Exception as exc:
                 # A decoder handing over something unexpected must not kill the reader
                 # (the camera would stay "running", blind): a lost stream, reopened.
-                stats.last_error = f"capture failed: {exc!r}"
-                log.exception("camera source %s: reading failed", source)
+                stats.last_error = redact_source(f"capture failed: {exc!r}")
+                log.error("camera source %s: reading failed: %s", shown, stats.last_error, exc_info=exc)
             finally:
                 cap.release()
             if not stop.is_set():
@@ -135,7 +136,7 @@ def _live_reader(source, detection_fps, stats, stop, settings, opener, cond, mai
             if not stop.is_set():  # a clean stop is no failure and reopens nothing
                 log.warning(
                     "camera source %s: %s; reopening in %.1fs",
-                    source,
+                    shown,
                     stats.last_error,
                     backoff.ceiling_s(backoff.failures + 1),
                 )
@@ -195,7 +196,7 @@ def _read_stream(cap, source, period, paced, stats, stop, settings, cond, mailbo
         shape = image.shape
         if stats.state != "running":  # frames flow (again): the earlier failure is history
             if stats.last_error:
-                log.info("camera source %s: frames again after: %s", source, stats.last_error)
+                log.info("camera source %s: frames again after: %s", redact_source(source), stats.last_error)
             stats.state, stats.last_error = "running", ""
         got_any[0] = True
         frame = Frame.from_colour(index, now - t0, image)

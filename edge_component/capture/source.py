@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 
-from edge_component.config import is_live
+from edge_component.config import is_live, redact_source
 
 
 class SourceError(RuntimeError):
@@ -34,7 +34,9 @@ def open_capture(source: str, timeout_s: float = 10.0) -> cv2.VideoCapture:
         )
     if not cap.isOpened():
         cap.release()
-        raise SourceError(f"cannot open video source {source!r} (not a video, unsupported codec, or unreachable)")
+        raise SourceError(
+            f"cannot open video source {redact_source(source)!r} (not a video, unsupported codec, or unreachable)"
+        )
     return cap
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from edge_component.contracts.topics import alert_topic, telemetry_topic, thing_from_topic
 
-from .publisher import PublishError
+from .publisher import PublishError, PublishRefusedError
 
 ALERTS_OUTPUT = "alerts"
 TELEMETRY_OUTPUT = "telemetry"
@@ -50,7 +50,8 @@ class IoTEdgePublisher:
     completes on "PUBACK received", QoS 1; a publish cancelled first is an error).
     So when ``publish`` returns, the edge hub has the message (it stores and forwards it
     upstream) and the outbox may remove it; any error raises PublishError and the outbox
-    keeps it and retries it, in order.
+    keeps it and retries it, in order, except a message over the SDK's 256 KB or a topic
+    that is not Vigil's: PublishRefusedError (the sender dead-letters it).
     """
 
     def __init__(self, client: Any):
@@ -60,7 +61,7 @@ class IoTEdgePublisher:
         try:
             output, thing = output_for(topic)
         except ValueError as exc:
-            raise PublishError(f"send_message_to_output: {exc}") from exc
+            raise PublishRefusedError(f"send_message_to_output: {exc}") from exc  # never a topic later
         from azure.iot.device import Message  # lazily: see the module docstring
 
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
@@ -69,6 +70,11 @@ class IoTEdgePublisher:
         msg.custom_properties["thing_name"] = thing
         try:
             self._client.send_message_to_output(msg, output)
+        except ValueError as exc:
+            # The SDK's size check, before anything is sent: "Size of message can not exceed
+            # 256 KB." (sync_clients.py send_message_to_output, TELEMETRY_MESSAGE_SIZE_LIMIT =
+            # 262144 in constant.py). Sending it again cannot pass: dead-lettered, not retried.
+            raise PublishRefusedError(f"send_message_to_output({output}) refused: {exc}") from exc
         except Exception as exc:  # the SDK raises many error types (ConnectionDroppedError, ...); all mean "not sent"
             raise PublishError(f"send_message_to_output({output}) failed: {type(exc).__name__}: {exc}") from exc
 

@@ -88,9 +88,13 @@ def test_the_base_is_a_python_slim_image_pinned_to_a_patch_release():
 
 
 def test_it_runs_as_a_fixed_non_root_user_created_in_the_image():
+    """In the implicit form (a uid, no group), so that runc gives the process the user's
+    supplementary groups from /etc/group (video): "Supplementary group ids only make sense
+    if in the implicit form" (GetExecUser, opencontainers/runc libcontainer/user/user.go)."""
     users = [args for kw, args in INSTRUCTIONS if kw == "USER"]
     assert users, "no USER: the module would run as root"
-    user = users[-1].split(":")[0]
+    assert ":" not in users[-1], f"USER {users[-1]}: a named group drops the video group, /dev/videoN won't open"
+    user = users[-1]
     assert user not in ("root", "0")
     keywords = [kw for kw, _ in INSTRUCTIONS]
     assert keywords.index("USER") < keywords.index("ENTRYPOINT")
@@ -140,7 +144,7 @@ def test_the_state_dir_is_a_volume_the_user_owns():
     keywords = [kw for kw, _ in INSTRUCTIONS]
     runs_before_volume = [args for kw, args in INSTRUCTIONS[: keywords.index("VOLUME")] if kw == "RUN"]
     user = [args for kw, args in INSTRUCTIONS if kw == "USER"][-1]
-    assert any(f"chown {user} /var/lib/vigil" in r for r in runs_before_volume), (
+    assert any(re.search(rf"chown {user}(:\S+)? /var/lib/vigil", r) for r in runs_before_volume), (
         "a new named volume copies the image's owner of the mount point: chown it before VOLUME"
     )
 

@@ -134,8 +134,12 @@ def test_twin_desired_properties_are_the_greengrass_deployments_component_config
         # Snapshot uploads use the Greengrass token exchange service's credentials: on IoT
         # Edge they stay off (the recipe's default), whatever the stage says for Greengrass.
         # The classifier: ONNX Runtime on IoT Edge (model_file model.onnx), the bundle
-        # manifest's int8 TFLite model on Greengrass (no model_file). Nothing else differs.
-        greengrass_only = ("accessControl", "evidence")
+        # manifest's int8 TFLite model on Greengrass (no model_file). How it sends: publisher
+        # (greengrass) and mqtt are Greengrass's; the module always sends to its outputs and
+        # refuses them in its twin (tests/edge/iotedge/test_module.py). Nothing else differs.
+        assert on_greengrass["publisher"] == "greengrass", name
+        assert "publisher" not in desired and "mqtt" not in desired, name
+        greengrass_only = ("accessControl", "evidence", "publisher", "mqtt")
         module_only = ("evidence", "model_file")
         assert {k: v for k, v in desired.items() if k not in module_only} == {
             k: v for k, v in on_greengrass.items() if k not in greengrass_only + ("model_file",)
@@ -205,13 +209,16 @@ def test_a_camera_index_maps_to_its_video_device_and_urls_and_files_to_none():
         {"PathOnHost": "/dev/video0", "PathInContainer": "/dev/video0", "CgroupPermissions": "rwm"},
         {"PathOnHost": "/dev/video2", "PathInContainer": "/dev/video2", "CgroupPermissions": "rwm"},
     ]
+    # HostConfig.GroupAdd: "additional groups that the container process will run as" (Docker
+    # Engine API, docs.docker.com/reference/api/engine/); the image's video group owns the devices.
+    assert options["HostConfig"]["GroupAdd"] == ["video"]
     assert options["HostConfig"]["Binds"] == [f"{am.STATE_VOLUME}:{am.STATE_DIR}"]
 
 
 def test_without_local_cameras_there_are_no_devices_but_still_the_state_volume():
     defaults = defaults_with_cameras([camera("yard", "rtsp://10.0.0.5/stream")])
     options = create_options_of(am.build_manifest(STAGES["dev"], registry=REGISTRY, defaults=defaults))
-    assert "Devices" not in options["HostConfig"]
+    assert "Devices" not in options["HostConfig"] and "GroupAdd" not in options["HostConfig"]
     assert options["HostConfig"]["Binds"] == ["vigil-state:/var/lib/vigil"]
 
 
@@ -460,3 +467,13 @@ def test_make_azure_manifest_installs_every_package_the_command_imports():
     assert used <= closure(azure_pins), (
         f"imported but not installed by make azure-manifest: {used - closure(azure_pins)}"
     )
+
+
+def test_a_registry_host_in_capitals_is_lowercased_and_capitals_in_its_path_are_named():
+    """Host names are case-insensitive (RFC 4343); Docker repository paths must be lowercase
+    ("invalid reference format: repository name must be lowercase", docker/distribution
+    reference grammar: path components are [a-z0-9] with separators)."""
+    assert am.module_image("MyACR.azurecr.io", "1.0.0") == "myacr.azurecr.io/vigil-edge:1.0.0"
+    assert am.module_image("MyACR.azurecr.io:5000/team", "1.0.0") == "myacr.azurecr.io:5000/team/vigil-edge:1.0.0"
+    with pytest.raises(am.ManifestError, match="the path 'Team' has capitals; Docker repository names are lowercase"):
+        am.module_image("myacr.azurecr.io/Team", "1.0.0")

@@ -175,3 +175,98 @@ def test_the_module_path_imports_without_paho_mqtt_2():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "blocked"  # the block works: mqtt.py does need paho 2
+
+
+def test_evidence_uploads_in_the_twin_are_refused_not_a_crash(FakeModuleClient, monkeypatch, tmp_path, caplog):
+    """The snapshot uploader signs S3 requests with the Greengrass token exchange service's
+    credentials (edge_component/evidence/uploader.py); an IoT Edge module has no such service,
+    so the twin check refuses uploads on (once a TypeError at start: the thing name was None)."""
+    on = {**CONFIG, "evidence": {"upload_snapshots": True, "bucket": "my-bucket", "region": "eu-west-1"}}
+    client = FakeModuleClient(on)
+    client.connect()
+    monkeypatch.setattr(cli, "_iotedge_client", lambda: client)
+    monkeypatch.setenv("IOTEDGE_DEVICEID", "edge-cam")
+    rc = cli.main(["run", "--iotedge", "--state-dir", str(tmp_path / "e"), "--model-dir", str(SEED)])
+    assert rc == 2
+    report = client.reported_config()
+    assert report["status"] == "refused" and "token exchange service" in report["message"]
+    assert "evidence.upload_snapshots is not available on Azure IoT Edge" in caplog.text
+    assert client.shut_down
+
+
+def test_an_rtsp_password_is_in_neither_telemetry_nor_logs(FakeModuleClient, monkeypatch, tmp_path, caplog, capfd):
+    """A real RTSP open that fails (nothing listens on 127.0.0.1:1): the camera's last_error
+    names the source as rtsp://***@127.0.0.1:1/stream, in telemetry (routed to IoT Hub) and
+    in every log line, the worker process's included. RFC 3986 section 3.2.1: "user:password"
+    in a URI must not be rendered in clear text."""
+    import os
+    import signal
+
+    password = "S3cretPw"
+    source = f"rtsp://admin:{password}@127.0.0.1:1/stream"
+    cams = {"cameras": [{"name": "door", "source": source, "zones": [{"name": "room", "polygon": WHOLE}]}]}
+    client = FakeModuleClient({**cams, "telemetry_every_s": 1})
+    client.connect()
+    reported = threading.Event()
+
+    def stop_once_the_error_is_reported(output, message):
+        if (
+            output == "telemetry"
+            and json.loads(message.data)["cameras"]["door"]["last_error"]
+            and not reported.is_set()
+        ):
+            reported.set()
+            os.kill(os.getpid(), signal.SIGTERM)  # main() stops on SIGTERM, as under the edge agent
+
+    client.on_send = stop_once_the_error_is_reported
+    monkeypatch.setattr(cli, "_iotedge_client", lambda: client)
+    monkeypatch.setenv("IOTEDGE_DEVICEID", "edge-cam")
+    caplog.set_level("INFO")
+    cli.main(["run", "--iotedge", "--state-dir", str(tmp_path / "e"), "--model-dir", str(SEED)])
+    assert reported.is_set()
+    telemetry = [m.data for output, m in client.sent if output == "telemetry"]
+    errors = [json.loads(t)["cameras"]["door"]["last_error"] for t in telemetry]
+    assert any("rtsp://***@127.0.0.1:1/stream" in e for e in errors), errors
+    out, err = capfd.readouterr()
+    assert "***@127.0.0.1:1" in caplog.text + err  # the source is named, without its userinfo
+    for text in (*telemetry, caplog.text, out, err, json.dumps(client.reports)):
+        assert password not in text and "admin:" not in text
+
+
+@pytest.mark.parametrize("key", ["publisher", "mqtt"])
+def test_publisher_and_mqtt_in_the_twin_are_refused_they_never_take_effect(
+    FakeModuleClient, monkeypatch, tmp_path, caplog, key
+):
+    """The module always sends to its outputs through the edge hub (delivery/iotedge.py):
+    a publisher or mqtt setting would be reported applied and do nothing."""
+    value = "mqtt" if key == "publisher" else {"host": "broker", "port": 8883}
+    client = FakeModuleClient({**CONFIG, key: value})
+    client.connect()
+    monkeypatch.setattr(cli, "_iotedge_client", lambda: client)
+    monkeypatch.setenv("IOTEDGE_DEVICEID", "edge-cam")
+    rc = cli.main(["run", "--iotedge", "--state-dir", str(tmp_path / "e"), "--model-dir", str(SEED)])
+    assert rc == 2
+    report = client.reported_config()
+    assert report["status"] == "refused" and f"{key}: not used on Azure IoT Edge" in report["message"]
+
+
+def test_a_missing_workload_socket_is_a_clear_error_naming_the_workload_uri(monkeypatch, tmp_path, caplog, capsys):
+    """The real SDK (azure-iot-device create_from_edge_environment) asks the IoT Edge
+    workload API, at IOTEDGE_WORKLOADURI, to sign its token; with no socket there it raises
+    (once an 87-line traceback and exit status 1)."""
+    socket = tmp_path / "workload.sock"  # never created
+    env = {
+        "IOTEDGE_IOTHUBHOSTNAME": "hub.azure-devices.net",
+        "IOTEDGE_DEVICEID": "edge-cam",
+        "IOTEDGE_MODULEID": "vigil",
+        "IOTEDGE_GATEWAYHOSTNAME": "edgehub",
+        "IOTEDGE_MODULEGENERATIONID": "1",
+        "IOTEDGE_WORKLOADURI": f"unix://{socket}",
+        "IOTEDGE_APIVERSION": "2019-01-30",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    rc = cli.main(["run", "--iotedge", "--state-dir", str(tmp_path / "e"), "--model-dir", str(SEED)])
+    assert rc == 2
+    assert f"the IoT Edge workload API 'unix://{socket}' (IOTEDGE_WORKLOADURI) did not answer" in caplog.text
+    assert "Traceback" not in caplog.text + capsys.readouterr().err

@@ -98,3 +98,24 @@ def test_no_alert_is_lost_across_a_disconnect_and_they_go_in_order_after(FakeMod
     assert publisher.flush(30)
     assert [json.loads(m.data) for _, m in client.sent] == alerts  # each once, in order
     publisher.close()
+
+
+def test_a_message_over_256_kb_is_refused_for_good_by_the_real_sdk():
+    """azure-iot-device 2.14.0 checks the size before sending (sync_clients.py,
+    send_message_to_output: ValueError "Size of message can not exceed 256 KB.",
+    constant.TELEMETRY_MESSAGE_SIZE_LIMIT 262144): retrying cannot pass, so it is a
+    PublishRefusedError, which the sender dead-letters instead of blocking the queue."""
+    from azure.iot.device import IoTHubModuleClient
+
+    from edge_component.delivery.publisher import PublishRefusedError
+
+    client = IoTHubModuleClient.create_from_connection_string(
+        "HostName=hub.azure-devices.net;DeviceId=edge-cam;ModuleId=vigil;SharedAccessKey=YWJj"
+    )
+    try:
+        with pytest.raises(PublishRefusedError, match="can not exceed 256 KB"):
+            IoTEdgePublisher(client).publish(TELEMETRY, {"x": "y" * 270_000})
+        with pytest.raises(PublishRefusedError, match="not a Vigil topic"):
+            IoTEdgePublisher(client).publish("vigil/edge-cam/other", {"a": 1})
+    finally:
+        client.shutdown()

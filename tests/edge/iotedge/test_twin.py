@@ -137,3 +137,128 @@ def test_a_long_refusal_is_cut_to_fit_a_twin_string(FakeModuleClient):
         TwinConfigurationFollower(client, parse_config).start()
     message = client.reported_config()["message"]
     assert len(str(refused.value)) > 1000 and len(message) == 1000 and message.endswith("...")
+
+
+def test_a_patch_notified_while_start_reads_the_twin_is_applied(FakeModuleClient):
+    """The follower subscribes before it reads the twin (device-reconnection-flow, same
+    source); a patch notified between the hub's answer and the follower taking it in is
+    newer than the document read and must not be lost."""
+    client = FakeModuleClient({"cameras": [_camera("a")]})
+    client.connect()
+    read = client.get_twin
+
+    def get_twin_then_a_patch():
+        doc = read()  # version 1
+        client.update_desired({"detection_fps": 2})  # version 2, notified before start() has the document
+        return doc
+
+    client.get_twin = get_twin_then_a_patch
+    follower = TwinConfigurationFollower(client, parse_config)
+    config = follower.start()
+    assert config.detection_fps == 2 and follower.version == 2
+    assert client.reported_config() == {"status": "applied", "version": 2, "message": "initial configuration"}
+
+
+def test_a_held_patch_older_than_the_document_read_is_dropped(FakeModuleClient):
+    client = FakeModuleClient({"cameras": [_camera("a")], "detection_fps": 3})
+    client.connect()
+    read = client.get_twin
+
+    def an_old_patch_then_the_twin():
+        client._patch_handler({"detection_fps": 1, "$version": 1})  # already in the document (version 1)
+        return read()
+
+    client.get_twin = an_old_patch_then_the_twin
+    assert TwinConfigurationFollower(client, parse_config).start().detection_fps == 3
+
+
+def test_a_failed_reread_after_a_reconnection_is_retried_until_it_succeeds(FakeModuleClient):
+    """A patch missed while offline is only in the whole twin: a read that fails (here the
+    first two) must be tried again, not wait for the next reconnection."""
+    from azure.iot.device.exceptions import OperationTimeout
+
+    client, follower, _, applied = _started(FakeModuleClient, {"cameras": [_camera("a")]})
+    follower._reread_backoff_s = (0.01, 0.02)
+    read, failures = client.get_twin, [OperationTimeout("no answer"), OperationTimeout("no answer")]
+
+    def flaky_get_twin():
+        if failures:
+            raise failures.pop()
+        return read()
+
+    client.get_twin = flaky_get_twin
+    client.offline()
+    version = client.update_desired({"cameras": [_camera("a"), _camera("b")]})  # not delivered
+    client.online()
+    assert applied.wait(1)
+    assert [c.name for c in applied.configs[0].cameras] == ["a", "b"] and follower.version == version
+    assert follower.reread_failures == 2 and follower.rereads == 1
+    follower.close()
+
+
+def test_a_reread_stops_retrying_once_closed(FakeModuleClient):
+    client, follower, _, _ = _started(FakeModuleClient, {"cameras": [_camera("a")]})
+    follower._reread_backoff_s = (0.01, 0.02)
+    client.disconnect()  # every get_twin fails
+    done = threading.Thread(target=follower.reread)
+    done.start()
+    follower.close()
+    done.join(30)
+    assert not done.is_alive()
+
+
+def test_settings_that_wait_for_a_restart_are_reported_pending_restart(FakeModuleClient):
+    """outbox_max_messages builds the outbox at start (config_updates.COMPONENT_RESTART):
+    the patch runs, but says which keys wait for the module's restart; a later patch still
+    says so, and putting the key back clears it."""
+    client, follower, _, applied = _started(FakeModuleClient, {"cameras": [_camera("a")]})
+    client.update_desired({"outbox_max_messages": 5000})
+    assert applied.wait(1)
+    report = client.reported_config()
+    assert report["status"] == "pending_restart" and report["pending_restart"] == ["outbox_max_messages"]
+    assert "outbox_max_messages change at the next component restart" in report["message"]
+    client.update_desired({"detection_fps": 2})
+    assert applied.wait(2) and client.reported_config()["pending_restart"] == ["outbox_max_messages"]
+    client.update_desired({"outbox_max_messages": None})  # back to the default it started with
+    assert applied.wait(3)
+    assert client.reported_config()["status"] == "applied" and "pending_restart" not in client.reported_config()
+
+
+@pytest.mark.parametrize("odd", ["7", None, 2.5, True])
+def test_a_patch_whose_version_is_not_an_integer_is_applied_and_staleness_keeps_the_last_int(FakeModuleClient, odd):
+    client, follower, _, applied = _started(FakeModuleClient, {"cameras": [_camera("a")]})
+    patch = {"detection_fps": 2} if odd is None else {"detection_fps": 2, "$version": odd}
+    follower._on_patch(patch)
+    assert applied.wait(1) and applied.configs[0].detection_fps == 2
+    assert follower.version == 1  # the last integer version
+    assert client.reported_config()["status"] == "applied" and client.reported_config()["version"] == 1
+    follower._on_patch({"detection_fps": 3, "$version": 1})  # stale against that
+    follower._on_patch({"detection_fps": 4, "$version": 2})
+    assert applied.wait(2) and [c.detection_fps for c in applied.configs] == [2, 4]
+
+
+def test_a_twin_whose_version_is_a_string_starts(FakeModuleClient):
+    client = FakeModuleClient({"cameras": [_camera("a")]})
+    client.desired["$version"] = "1"
+    client.connect()
+    follower = TwinConfigurationFollower(client, parse_config)
+    assert follower.start().cameras[0].name == "a" and follower.version is None
+    follower._on_patch({"detection_fps": 2, "$version": 2})
+    assert follower.version == 2
+
+
+def test_a_handler_error_is_logged_and_reported_and_the_handler_survives(FakeModuleClient, caplog):
+    client, follower, _, _ = _started(FakeModuleClient, {"cameras": [_camera("a")]})
+
+    def broken(config):
+        raise RuntimeError("apply broke")
+
+    follower.follow(broken)
+    follower._on_patch({"detection_fps": 2, "$version": 2})  # returns: nothing escapes to the SDK's thread
+    report = client.reported_config()
+    assert report["status"] == "error" and "RuntimeError: apply broke" in report["message"]
+    assert "could not be handled" in caplog.text and follower.errors == 1
+    applied = []
+    follower.follow(applied.append)
+    follower._on_patch({"detection_fps": 3, "$version": 3})
+    assert [c.detection_fps for c in applied] == [3]
