@@ -192,6 +192,11 @@ def _live(name, source, zone=WHOLE):
     return {"name": name, "source": str(source), "mode": "live", "zones": [{"name": "room", "polygon": zone}]}
 
 
+def _pid(cs):
+    # None while the supervisor is between a worker's stop and its restart.
+    return getattr(cs.process, "pid", None)
+
+
 def test_a_configuration_update_restarts_only_the_cameras_it_changes(tmp_path, live_clip):
     config = parse_config({"cameras": [_live("cam0", live_clip), _live("cam1", live_clip)]})
     sup = _supervisor(tmp_path, config, Collect())
@@ -208,14 +213,14 @@ def test_a_configuration_update_restarts_only_the_cameras_it_changes(tmp_path, l
             )
         )
         assert _wait(
-            lambda: set(sup.cameras) == {"cam0", "cam1", "cam2"} and sup.cameras["cam1"].process.pid != pids["cam1"]
+            lambda: set(sup.cameras) == {"cam0", "cam1", "cam2"} and _pid(sup.cameras["cam1"]) not in (None, pids["cam1"])
         )
         assert sup.cameras["cam0"].process.pid == pids["cam0"] and sup.cameras["cam0"].process.is_alive()
         assert sup.cameras["cam1"].camera.zones[0].polygon[1] == (0.5, 0.0)
         assert _wait(lambda: sup.cameras["cam2"].stats.get("frames_in", 0) > 0)
         removed = sup.cameras["cam2"].process
         sup.update_config(parse_config({"cameras": [_live("cam0", live_clip), _live("cam1", live_clip, half)]}))
-        assert _wait(lambda: "cam2" not in sup.cameras and not removed.is_alive())
+        assert _wait(lambda: "cam2" not in sup.cameras and (removed is None or not removed.is_alive()))
         assert sup.cameras["cam0"].process.pid == pids["cam0"]
         assert sorted(sup.telemetry()["cameras"]) == ["cam0", "cam1"]
     finally:
