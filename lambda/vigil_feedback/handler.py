@@ -191,7 +191,7 @@ def _write_rows(link: Link, item: Mapping[str, Any], settings: Settings, clients
     if item.get("rows_key"):
         return "Its feature vectors are already in the training data."
     try:
-        version, text, count = training_csv(item, link.verdict)
+        version, text, count, skipped = training_csv(item, link.verdict)
     except NoRows as why:
         later = " Open this link again after the event ends to add them." if why.later else ""
         return f"No training rows were written: {why}.{later}"
@@ -201,7 +201,8 @@ def _write_rows(link: Link, item: Mapping[str, Any], settings: Settings, clients
     )
     mark_rows(clients.get("dynamodb"), settings.events_table, link.thing, link.event_id, key)
     label = "normal (0)" if link.is_false_alarm else "abnormal (1)"
-    return f"{count} feature vector(s) of the event were added to the training data, labelled {label}."
+    left_out = f" {skipped} were left out: they hold values beyond float32's range." if skipped else ""
+    return f"{count} feature vector(s) of the event were added to the training data, labelled {label}.{left_out}"
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:

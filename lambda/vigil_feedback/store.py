@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +54,10 @@ FEATURE_COLUMNS: dict[str, tuple[str, ...]] = {
 META_COLUMNS = ("clip", "time_s", "zone")
 LABEL_COLUMN = "label"
 LABELS = {"false": 0, "true": 1}  # verdict -> training label
+# training.dataset.FLOAT32_OVERFLOW (copied: training is not in this bundle; a test pins
+# them equal). The model computes in float32: training refuses a file holding a value at
+# or beyond it, so such a window is left out of the rows rather than poisoning them.
+FLOAT32_OVERFLOW = (2.0 - 2.0**-24) * 2.0**127
 
 
 def _iso(moment: datetime) -> str:
@@ -150,11 +155,29 @@ def rows_key(stage: str, feature_version: str, thing: str, event_id: str) -> str
     return f"{FEEDBACK_PREFIX}{stage or 'default'}/v{feature_version}/{thing}/{event_id}.csv"
 
 
-def training_csv(item: Mapping[str, Any], verdict: str) -> tuple[str, str, int]:
-    """``(feature_version, CSV text, row count)`` for the event ``item`` (typed
-    DynamoDB attributes) labelled by ``verdict``. Raises :class:`NoRows` when the item
-    has no features (the end message has not arrived, or came from an older device), a
-    feature version this function has no columns for, or windows of the wrong length.
+def _cells(window: list[Any]) -> list[str] | None:
+    """The window's values as CSV cells (``%.6g``), or None if one is not a finite
+    number training can read back within float32's range (checked on the written text,
+    which is what training reads)."""
+    cells = []
+    for v in window:
+        try:
+            cell = f"{float(v):.6g}"
+        except (OverflowError, TypeError, ValueError):  # an int beyond float64, a non-number
+            return None
+        if not math.isfinite(float(cell)) or abs(float(cell)) >= FLOAT32_OVERFLOW:
+            return None
+        cells.append(cell)
+    return cells
+
+
+def training_csv(item: Mapping[str, Any], verdict: str) -> tuple[str, str, int, int]:
+    """``(feature_version, CSV text, row count, windows skipped)`` for the event
+    ``item`` (typed DynamoDB attributes) labelled by ``verdict``. A window holding a value
+    beyond float32's range (:data:`FLOAT32_OVERFLOW`) or not finite is skipped (counted):
+    training would refuse the file. Raises :class:`NoRows` when the item has no features
+    (the end message has not arrived, or came from an older device), a feature version
+    this function has no columns for, windows of the wrong length, or every window skipped.
 
     ``time_s`` is the window's approximate offset from the event's start (the sampled
     windows are evenly spaced between ``started_at`` and ``ended_at``); ``clip`` is
@@ -181,9 +204,16 @@ def training_csv(item: Mapping[str, Any], verdict: str) -> tuple[str, str, int]:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow((*META_COLUMNS, *columns, LABEL_COLUMN))
+    count = 0
     for i, window in enumerate(windows):
-        writer.writerow([clip, f"{i * step:.3f}", zone, *(f"{float(v):.6g}" for v in window), LABELS[verdict]])
-    return version, out.getvalue(), len(windows)
+        cells = _cells(window)
+        if cells is None:
+            continue
+        writer.writerow([clip, f"{i * step:.3f}", zone, *cells, LABELS[verdict]])
+        count += 1
+    if not count:
+        raise NoRows(f"every one of the {len(windows)} feature vector(s) holds a value beyond float32's range")
+    return version, out.getvalue(), count, len(windows) - count
 
 
 def _span_s(item: Mapping[str, Any]) -> float:

@@ -387,3 +387,59 @@ def test_a_secrets_outage_sends_the_alert_without_links(env, topic, start_event,
     assert result["status"] == "notified"
     ((message,),) = [p[1:2] for p in topic.published()]
     assert "False alarm:" not in json.loads(message)["email"]
+
+
+def test_windows_beyond_float32_are_left_out_of_the_rows_and_training_reads_the_rest(
+    env, topic, start_event, thing, event_id, tmp_path
+):
+    """A value the schema accepts (a JSON number) but float32 cannot hold: training's
+    loader refuses a file holding one, so the writer leaves that window out and says so."""
+    from training.dataset import FLOAT32_OVERFLOW
+
+    from vigil_feedback.store import FLOAT32_OVERFLOW as copied
+
+    assert copied == FLOAT32_OVERFLOW
+    false_link, _, _ = notify(env, topic, start_event)
+    windows = [[1e39] + [0.1] * 7, [-3.5e38] + [0.1] * 7, *WINDOWS[:3]]
+    process_alert(
+        start_event(
+            schema_version="1.2",
+            event_type="end",
+            sequence=2,
+            ended_at="2024-07-01T12:03:27Z",
+            sent_at="2024-07-01T12:03:27.500Z",
+            received_at_ms=1719835407600,
+            end_reason="quiet",
+            features={"feature_version": FEATURE_VERSION, "windows": windows},
+        ),
+        sns_client=topic.sns,
+        topic_arn=topic.arn,
+        events_table=EVENTS,
+        dynamodb_client=env.dynamodb,
+        now=NOW,
+    )
+    body = env.request(false_link)["body"]
+    assert "3 feature vector(s)" in body and "2 were left out" in body and "float32" in body
+    (key,) = env.row_keys()
+    channel = tmp_path / "train"
+    local = channel / key.removeprefix("train/")
+    local.parent.mkdir(parents=True)
+    local.write_bytes(env.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    ds = load_channel(channel)
+    np.testing.assert_allclose(ds.X, np.array(WINDOWS[:3], np.float32))
+
+
+def test_an_event_whose_every_window_is_beyond_float32_writes_no_rows(env, topic, start_event):
+    false_link, _, _ = notify(env, topic, start_event)
+    store_end(env, topic, start_event)
+    item = env.item(*_thing_event(false_link))
+    from vigil_feedback.store import NoRows, training_csv
+
+    item["features"] = {"S": json.dumps({"feature_version": FEATURE_VERSION, "windows": [[1e39] * 8]})}
+    with pytest.raises(NoRows, match="beyond float32"):
+        training_csv(item, "false")
+
+
+def _thing_event(link: str) -> tuple[str, str]:
+    thing, event_id = parse_qs(urlsplit(link).query)["e"][0].split("/")
+    return thing, event_id
