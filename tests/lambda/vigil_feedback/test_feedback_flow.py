@@ -395,7 +395,6 @@ def test_windows_beyond_float32_are_left_out_of_the_rows_and_training_reads_the_
     """A value the schema accepts (a JSON number) but float32 cannot hold: training's
     loader refuses a file holding one, so the writer leaves that window out and says so."""
     from training.dataset import FLOAT32_OVERFLOW
-
     from vigil_feedback.store import FLOAT32_OVERFLOW as copied
 
     assert copied == FLOAT32_OVERFLOW
