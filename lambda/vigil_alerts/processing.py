@@ -63,6 +63,8 @@ def process_alert(
     feedback: FeedbackSigner | None = None,
     events_table: str | None = None,
     dynamodb_client: Any = None,
+    training_bucket: str | None = None,
+    training_s3_client: Any = None,
 ) -> dict[str, Any]:
     """Handle one topic-rule event: the alert dict plus ``topic_thing_name``.
 
@@ -98,7 +100,9 @@ def process_alert(
     links. With ``events_table`` and ``dynamodb_client``, every ``end`` is stored on its
     event (:func:`vigil_feedback.store.record_end`: its ``features``, for a verdict to
     turn into training rows) before anything is notified; ``"features_stored"`` in the
-    result says whether it carried features.
+    result says whether it carried features. With ``training_bucket`` and
+    ``training_s3_client`` too, an end whose event already has a verdict (given while it
+    was open) writes its training rows then; ``"rows_key"`` in the result names them.
 
     Returns a JSON-serialisable dict: ``status`` (``"notified"``, ``"acknowledged"``
     for update/end, ``"throttled"``, ``"duplicate"`` for a start already handled, or
@@ -118,8 +122,19 @@ def process_alert(
     summary = {key: alert[key] for key in ("event_id", "event_type", "thing_name", "camera")}
     summary["device_clock"] = "wrong" if clock.wrong else "ok"
     if alert["event_type"] == "end" and events_table and dynamodb_client is not None:
-        record_end(dynamodb_client, events_table, alert, ttl_s=feedback.link_s if feedback else 0, now=moment)
+        rows = record_end(
+            dynamodb_client,
+            events_table,
+            alert,
+            ttl_s=feedback.link_s if feedback else 0,
+            now=moment,
+            s3=training_s3_client,
+            bucket=training_bucket,
+            stage=stage,
+        )
         summary["features_stored"] = bool(alert.get("features"))
+        if rows:
+            summary["rows_key"] = rows
     offline_end = alert["event_type"] == "end" and alert.get("end_reason") == CAMERA_OFFLINE
     links = _links(feedback, alert, moment) if alert["event_type"] == "start" or offline_end else None
     if offline_end:

@@ -20,7 +20,8 @@ Answers (each a small HTML page, no external assets, every value escaped):
 
 With the first verdict (or a replay once the end's features have arrived), the stored
 features become labelled rows in the training data bucket (:mod:`vigil_feedback.store`);
-the page says how many, or why none.
+the page says how many, or why none. A verdict given while the event is still open gets
+its rows when the end arrives (the alert Lambda's ``record_end``, the same writer).
 
 Environment: ``EVENTS_TABLE``, ``FEEDBACK_SECRET_ARN``, ``TRAINING_BUCKET``, ``STAGE``,
 ``SITE_NAME`` (default "Vigil"), ``FEEDBACK_LINK_S`` (link lifetime, for the item's TTL;
@@ -40,7 +41,7 @@ from typing import Any
 
 from vigil_feedback.links import VERDICTS, Link, LinkError, parse_link
 from vigil_feedback.secret import hmac_key
-from vigil_feedback.store import NoRows, mark_rows, record_verdict, rows_key, training_csv
+from vigil_feedback.store import NoRows, record_verdict, write_rows
 
 logger = logging.getLogger("vigil.feedback")
 logger.setLevel(logging.INFO)
@@ -191,15 +192,19 @@ def _write_rows(link: Link, item: Mapping[str, Any], settings: Settings, clients
     if item.get("rows_key"):
         return "Its feature vectors are already in the training data."
     try:
-        version, text, count, skipped = training_csv(item, link.verdict)
+        rows = write_rows(
+            clients.get("dynamodb"),
+            clients.get("s3"),
+            settings.events_table,
+            settings.training_bucket,
+            settings.stage,
+            item,
+            link.verdict,
+        )
     except NoRows as why:
-        later = " Open this link again after the event ends to add them." if why.later else ""
+        later = " They are added when the event ends." if why.later else ""
         return f"No training rows were written: {why}.{later}"
-    key = rows_key(settings.stage, version, link.thing, link.event_id)
-    clients.get("s3").put_object(
-        Bucket=settings.training_bucket, Key=key, Body=text.encode("utf-8"), ContentType="text/csv"
-    )
-    mark_rows(clients.get("dynamodb"), settings.events_table, link.thing, link.event_id, key)
+    count, skipped = rows.count, rows.skipped
     label = "normal (0)" if link.is_false_alarm else "abnormal (1)"
     left_out = f" {skipped} were left out: they hold values beyond float32's range." if skipped else ""
     return f"{count} feature vector(s) of the event were added to the training data, labelled {label}.{left_out}"

@@ -215,7 +215,7 @@ def test_missing_features_records_verdict_without_rows_and_says_so(env, topic, s
     # An end from a device that sends no features: still none.
     assert store_end(env, topic, start_event, features=False)["features_stored"] is False
     body = env.request(false_link)["body"]
-    assert "sent no feature vectors" in body and "Open this link again" not in body and env.row_keys() == []
+    assert "sent no feature vectors" in body and "added when the event ends" not in body and env.row_keys() == []
     # Once an end with features arrived, opening the link again adds them (the verdict stays the first).
     store_end(env, topic, start_event)
     replay = env.request(false_link)
@@ -442,3 +442,64 @@ def test_an_event_whose_every_window_is_beyond_float32_writes_no_rows(env, topic
 def _thing_event(link: str) -> tuple[str, str]:
     thing, event_id = parse_qs(urlsplit(link).query)["e"][0].split("/")
     return thing, event_id
+
+
+def test_a_verdict_given_while_the_event_is_open_becomes_rows_when_it_ends(env, topic, start_event, thing, event_id):
+    """The notification arrives at the event's start, so the click usually comes before
+    the end: the end (the alert Lambda's record_end) writes the rows then, at the key the
+    feedback Lambda uses, so a later click finds them written and writes nothing new."""
+    false_link, _, _ = notify(env, topic, start_event)
+    assert "added when the event ends" in env.request(false_link)["body"]
+    assert env.row_keys() == []
+    options = {
+        "sns_client": topic.sns,
+        "topic_arn": topic.arn,
+        "feedback": env.signer,
+        "events_table": EVENTS,
+        "dynamodb_client": env.dynamodb,
+        "training_bucket": BUCKET,
+        "training_s3_client": env.s3,
+        "stage": "dev",
+        "now": NOW,
+    }
+    result = process_alert(end_event(start_event), **options)
+    key = rows_key("dev", FEATURE_VERSION, thing, event_id)
+    assert result["rows_key"] == key and env.row_keys() == [key]
+    assert env.item(thing, event_id)["rows_key"]["S"] == key
+    body = env.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+    assert body.count("\n") == 1 + len(WINDOWS) and body.splitlines()[1].endswith(",0")  # false alarm: 0
+    # A redelivered end and a second click write nothing new.
+    assert "rows_key" not in process_alert(end_event(start_event), **options)
+    assert "already in the training data" in env.request(false_link)["body"]
+    assert env.row_keys() == [key]
+
+
+def test_an_end_without_a_verdict_writes_no_rows(env, topic, start_event, thing, event_id):
+    result = process_alert(
+        end_event(start_event),
+        sns_client=topic.sns,
+        topic_arn=topic.arn,
+        events_table=EVENTS,
+        dynamodb_client=env.dynamodb,
+        training_bucket=BUCKET,
+        training_s3_client=env.s3,
+        now=NOW,
+    )
+    assert result["features_stored"] is True and "rows_key" not in result and env.row_keys() == []
+
+
+def test_alert_handler_writes_rows_from_its_training_bucket(env, app, topic, context, monkeypatch, thing):
+    monkeypatch.setenv("EVENTS_TABLE", EVENTS)
+    monkeypatch.setenv("TRAINING_BUCKET", BUCKET)
+    monkeypatch.setenv("STAGE", "dev")
+    app.use_clients(sns=topic.sns, dynamodb=env.dynamodb, s3=env.s3)
+    start = sample_event(thing_name=thing, topic_thing_name=thing)
+    env.dynamodb.update_item(
+        TableName=EVENTS,
+        Key={"thing": {"S": thing}, "event_id": {"S": start["event_id"]}},
+        UpdateExpression="SET verdict = :v",
+        ExpressionAttributeValues={":v": {"S": "true"}},
+    )
+    end = {**start, "schema_version": "1.2", "event_type": "end", "sequence": 1, "ended_at": start["sent_at"]}
+    end["features"] = {"feature_version": FEATURE_VERSION, "windows": WINDOWS}
+    assert app.handler(end, context)["rows_key"] == rows_key("dev", FEATURE_VERSION, thing, start["event_id"])
