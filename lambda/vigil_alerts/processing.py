@@ -42,6 +42,7 @@ SNAPSHOT_FOLLOW_UP = "snapshot"
 FOREIGN_KEY = "foreign_key"  # outside snapshots/<the alert's thing>/
 NO_BUCKET = "no_bucket"  # no evidence bucket or S3 client configured
 START_HELD = "start_held"  # the throttle held the event's start back
+START_UNSEEN = "start_unseen"  # no completed start yet: it may still be throttled
 
 
 def process_alert(
@@ -94,7 +95,8 @@ def process_alert(
     ``snapshot`` saying why (``"foreign_key"``, ``"no_bucket"``). It takes no throttle
     slot, but when the deduplicator's record shows the event's start was throttled it
     stays silent too (``"throttled"``, ``snapshot`` ``"start_held"``): a held event
-    must not come through by its picture. Updates without ``s3_key`` stay silent.
+    must not come through by its picture; nor when it has no completed start yet
+    (``"acknowledged"``, ``snapshot`` ``"start_unseen"``). Updates without ``s3_key`` stay silent.
 
     With ``feedback``, each notification carries its signed "false alarm" and "correct"
     links. With ``events_table`` and ``dynamodb_client``, every ``end`` is stored on its
@@ -248,7 +250,11 @@ def _notify_snapshot(
         return {**summary, "status": ACKNOWLEDGED, "snapshot": NO_BUCKET}
     if deduplicator is not None:
         start = deduplicator.first_result(alert=alert)
-        if start is not None and start.get("status") == THROTTLED:
+        if start is None:
+            # The start is late (out of order) or in progress: it may yet be throttled, so
+            # its picture must not go out first. Held, not deduplicated: a resend may still.
+            return {**summary, "status": ACKNOWLEDGED, "snapshot": START_UNSEEN}
+        if start.get("status") == THROTTLED:
             return {**summary, "status": THROTTLED, "snapshot": START_HELD}
 
     def notify_once(*, alert: dict[str, Any]) -> dict[str, Any]:
