@@ -503,3 +503,75 @@ def test_alert_handler_writes_rows_from_its_training_bucket(env, app, topic, con
     end = {**start, "schema_version": "1.2", "event_type": "end", "sequence": 1, "ended_at": start["sent_at"]}
     end["features"] = {"feature_version": FEATURE_VERSION, "windows": WINDOWS}
     assert app.handler(end, context)["rows_key"] == rows_key("dev", FEATURE_VERSION, thing, start["event_id"])
+
+
+MISSING_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf"
+
+
+def _handler_with(env, monkeypatch, query: str, *, secret_arn: str, method: str = "POST") -> dict:
+    monkeypatch.setenv("EVENTS_TABLE", EVENTS)
+    monkeypatch.setenv("FEEDBACK_SECRET_ARN", secret_arn)
+    monkeypatch.setenv("TRAINING_BUCKET", BUCKET)
+    feedback.use_clients(dynamodb=env.dynamodb, s3=env.s3, secrets=env.secrets)
+    try:
+        return feedback.handler({"rawQueryString": query, "requestContext": {"http": {"method": method}}}, None)
+    finally:
+        feedback.use_clients()
+
+
+def test_a_malformed_link_is_400_even_when_the_secret_cannot_be_read(env, monkeypatch):
+    response = _handler_with(env, monkeypatch, "e=cam-01&v=false", secret_arn=MISSING_SECRET, method="GET")
+    assert response["statusCode"] == 400 and "parameter" in response["body"]
+
+
+def test_a_missing_secret_is_a_config_error_not_try_again(env, monkeypatch, thing, event_id, caplog):
+    """GetSecretValue's ResourceNotFoundException (a wrong ARN, a deleted secret) does not
+    pass with a retry (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html#API_GetSecretValue_Errors)."""
+    link = env.signer.links(thing, event_id, datetime.now(UTC)).false_alarm
+    with caplog.at_level("ERROR", logger="vigil.feedback"):
+        response = _handler_with(env, monkeypatch, urlsplit(link).query, secret_arn=MISSING_SECRET)
+    assert response["statusCode"] == 500 and "not set up correctly" in response["body"]
+    assert "try again" not in response["body"].replace("trying again will not help", "")
+    assert [m for m in caplog.messages if m.startswith("config error") and "ResourceNotFoundException" in m]
+    assert "verdict" not in env.item(thing, event_id)
+
+
+def test_a_transient_secrets_manager_error_is_503_try_again(env, monkeypatch, thing, event_id):
+    from botocore.exceptions import ClientError
+
+    link = env.signer.links(thing, event_id, datetime.now(UTC)).false_alarm
+    forget_keys()
+
+    def failing(**_kwargs):
+        raise ClientError({"Error": {"Code": "InternalServiceError", "Message": "x"}}, "GetSecretValue")
+
+    monkeypatch.setattr(env.secrets, "get_secret_value", failing)
+    response = _handler_with(env, monkeypatch, urlsplit(link).query, secret_arn=env.secret_arn)
+    assert response["statusCode"] == 503 and "try again" in response["body"]
+
+
+@pytest.mark.parametrize("value", ["7d", "0", "-5", "1.5"])
+def test_a_bad_link_lifetime_fails_the_cold_start_naming_it(value):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with pytest.raises(feedback.ConfigError, match=f"FEEDBACK_LINK_S .*{re.escape(repr(value))}"):
+        feedback.Settings.from_env(
+            {"EVENTS_TABLE": "t", "FEEDBACK_SECRET_ARN": "a", "TRAINING_BUCKET": "b", "FEEDBACK_LINK_S": value}
+        )
+    # In Lambda (AWS_LAMBDA_FUNCTION_NAME set) the import itself fails: an init error.
+    root = Path(__file__).resolve().parents[3]
+    environ = {
+        **os.environ,
+        "PYTHONPATH": f"{root / 'lambda'}{os.pathsep}{root}",
+        "AWS_LAMBDA_FUNCTION_NAME": "vigil-feedback",
+        "EVENTS_TABLE": "t",
+        "FEEDBACK_SECRET_ARN": "a",
+        "TRAINING_BUCKET": "b",
+        "FEEDBACK_LINK_S": value,
+    }
+    code = "import logging; logging.basicConfig(); import vigil_feedback.handler"
+    done = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "config error: FEEDBACK_LINK_S" in done.stderr
