@@ -140,8 +140,18 @@ class Feedback(Construct):
         alert_function.add_environment("FEEDBACK_URL", self.url.url)
         alert_function.add_environment("FEEDBACK_SECRET_ARN", self.secret.secret_arn)
         alert_function.add_environment("FEEDBACK_LINK_S", str(link_s))
-        # store.record_end is one UpdateItem (an upsert): no PutItem needed.
+        alert_function.add_environment("TRAINING_BUCKET", training_bucket.bucket_name)
+        # store.record_end is one UpdateItem (an upsert): no PutItem needed. An end whose
+        # verdict came first writes the rows (the same writer and key as this function).
         self.table.grant(alert_function, "dynamodb:UpdateItem")
+        alert_function.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[rows]))
+        acknowledge(
+            alert_function.role,
+            {
+                wildcard_resource(self, rows): "Writes one CSV per event whose verdict came before its end "
+                "(keys unknown in advance) only under the training channel's feedback/ prefix.",
+            },
+        )
         alert_function.add_to_role_policy(
             iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[self.secret.secret_arn])
         )

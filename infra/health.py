@@ -147,6 +147,9 @@ class Health(Construct):
                 "VIGIL_STAGE": stage_name,
                 "VIGIL_HEALTH_NAMESPACE": NAMESPACE,
                 "VIGIL_DEVICE_STATUS_TABLE": device_status.table_name,
+                # The handler refuses other things too, should the rule's WHERE ever miss one.
+                "STAGE_THING_PREFIX": stage_things.prefix or "",
+                "STAGE_THINGS": ",".join(stage_things.names),
                 "POWERTOOLS_SERVICE_NAME": "vigil-health",
                 "POWERTOOLS_METRICS_NAMESPACE": "Vigil",  # TelemetryRejected, as the alert Lambda's counters
             },

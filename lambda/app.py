@@ -229,6 +229,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             feedback=clients.feedback(settings),
             events_table=settings.events_table,
             dynamodb_client=clients.dynamodb if settings.events_table else None,
+            training_bucket=settings.training_bucket,
+            training_s3_client=clients.s3 if settings.training_bucket else None,
         )
     except InvalidAlertError as err:
         _count_rejection(err.code)

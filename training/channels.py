@@ -8,7 +8,9 @@ A channel's ``feedback/`` folder holds the rows users' verdicts on alerts made (
 feedback Lambda writes ``train/feedback/<stage>/v<feature version>/<thing>/<event>.csv``,
 each file one event, all one class). Its files of this featuriser's
 :data:`FEATURE_VERSION` join the channel's data, whichever kind the channel holds; files
-of other versions are left out (logged): their numbers mean something else.
+of other versions are left out (logged): their numbers mean something else. A feedback
+file that does not read (say a value beyond float32's range) is left out, logged by name,
+so one bad event does not stop every run; the channel's own CSVs still fail loudly.
 """
 
 from __future__ import annotations
@@ -54,6 +56,19 @@ def feedback_files(path: Path) -> list[Path]:
     return mine
 
 
+def _read_feedback(files: list[Path]) -> list[Dataset]:
+    """The feedback files that read; one that does not is left out, logged by name: a
+    file the service wrote from a device's numbers must not stop every later run (the
+    user's own CSVs, read elsewhere, still fail loudly)."""
+    out = []
+    for f in files:
+        try:
+            out.append(read_dataset(f, both_classes=False))
+        except DatasetError as err:
+            log.warning("feedback file %s left out: %s", f, err)
+    return out
+
+
 def load_channel(path: str | Path, channel: str = "training") -> Dataset:
     """Read every feature CSV in ``path``, or featurise every label file in it, plus the
     feedback rows under ``path/feedback/`` (see the module docstring); a channel holding
@@ -69,7 +84,7 @@ def load_channel(path: str | Path, channel: str = "training") -> Dataset:
             f"{channel} channel {path} mixes feature CSVs ({_names(csvs)}) and label files "
             f"({_names(labels)}); a channel holds one kind: move the other to its own channel"
         )
-    feedback = [read_dataset(f, both_classes=False) for f in feedback_files(path)]
+    feedback = _read_feedback(feedback_files(path))
     if feedback:
         log.info("%s channel: %d feedback rows from %d event(s)", channel, sum(map(len, feedback)), len(feedback))
     if csvs:

@@ -140,13 +140,22 @@ def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
             yield from _strings(item, f"{where}/{key}" if where else str(key))
 
 
+def _finite(value: Any) -> bool:
+    """math.isfinite, False for an integer beyond float64 (JSON allows 10**400; isfinite
+    raises OverflowError on it)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_semantics(alert: Mapping[str, Any]) -> None:
     """What the schema cannot say or engines disagree on (an alert that passed the
     schema): finite numbers, no control characters, RFC 3339 timestamps with an offset,
     ``sequence`` 0 on ``start``, ``ended_at`` only on ``end``, an object's ``box`` finite
     with its corners in order, an end's ``features`` finite."""
     for field in _NUMBER_FIELDS:
-        if field in alert and not math.isfinite(alert[field]):
+        if field in alert and not _finite(alert[field]):
             raise InvalidAlertError("non_finite", f"{field}: {alert[field]!r} is not a finite number")
     for where, text in _strings(alert, ""):
         if any(unicodedata.category(ch) == "Cc" for ch in text):
@@ -158,14 +167,14 @@ def check_semantics(alert: Mapping[str, Any]) -> None:
         raise InvalidAlertError("sequence", f"sequence: a start message has sequence 0, got {alert['sequence']!r}")
     box = alert.get("box")
     if box is not None:
-        if not all(math.isfinite(v) for v in box):
+        if not all(_finite(v) for v in box):
             raise InvalidAlertError("non_finite", f"box: {box!r} holds a number that is not finite")
         if not (box[0] < box[2] and box[1] < box[3]):
             raise InvalidAlertError("box", f"box: {box!r} is not (x0, y0, x1, y1) with x0 < x1 and y0 < y1")
     features = alert.get("features")
     if features is not None:
         for i, row in enumerate(features["windows"]):
-            if not all(math.isfinite(v) for v in row):
+            if not all(_finite(v) for v in row):
                 raise InvalidAlertError("non_finite", f"features/windows/{i}: holds a number that is not finite")
     if "ended_at" in alert and alert["event_type"] != "end":
         raise InvalidAlertError(

@@ -25,6 +25,8 @@ Variables (names fixed with the infrastructure):
                                      Both unset = every thing (the local demo)
 ``EVENTS_TABLE``           unset     DynamoDB table of events (keys ``thing``,
                                      ``event_id``): an end's features are stored there
+``TRAINING_BUCKET``        unset     with ``EVENTS_TABLE``: an end whose verdict came
+                                     first writes its training rows there
 ``FEEDBACK_URL``           unset     the feedback function's URL; with
 ``FEEDBACK_SECRET_ARN``    unset     the HMAC key's secret, each notification carries
                                      "false alarm" and "correct" links
@@ -77,6 +79,7 @@ class Settings:
     thing_prefix: str | None = None
     things: frozenset[str] = frozenset()
     events_table: str | None = None
+    training_bucket: str | None = None
     feedback_url: str | None = None
     feedback_secret_arn: str | None = None
     feedback_link_s: int = 7 * 24 * 3600
@@ -122,6 +125,7 @@ class Settings:
             thing_prefix=env.get("STAGE_THING_PREFIX", "").strip() or None,
             things=frozenset(t.strip() for t in env.get("STAGE_THINGS", "").split(",") if t.strip()),
             events_table=env.get("EVENTS_TABLE", "").strip() or None,
+            training_bucket=env.get("TRAINING_BUCKET", "").strip() or None,
             feedback_url=feedback_url,
             feedback_secret_arn=feedback_secret,
             feedback_link_s=link_s,

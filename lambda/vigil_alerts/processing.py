@@ -42,6 +42,7 @@ SNAPSHOT_FOLLOW_UP = "snapshot"
 FOREIGN_KEY = "foreign_key"  # outside snapshots/<the alert's thing>/
 NO_BUCKET = "no_bucket"  # no evidence bucket or S3 client configured
 START_HELD = "start_held"  # the throttle held the event's start back
+START_UNSEEN = "start_unseen"  # no completed start yet: it may still be throttled
 
 
 def process_alert(
@@ -63,6 +64,8 @@ def process_alert(
     feedback: FeedbackSigner | None = None,
     events_table: str | None = None,
     dynamodb_client: Any = None,
+    training_bucket: str | None = None,
+    training_s3_client: Any = None,
 ) -> dict[str, Any]:
     """Handle one topic-rule event: the alert dict plus ``topic_thing_name``.
 
@@ -92,13 +95,16 @@ def process_alert(
     ``snapshot`` saying why (``"foreign_key"``, ``"no_bucket"``). It takes no throttle
     slot, but when the deduplicator's record shows the event's start was throttled it
     stays silent too (``"throttled"``, ``snapshot`` ``"start_held"``): a held event
-    must not come through by its picture. Updates without ``s3_key`` stay silent.
+    must not come through by its picture; nor when it has no completed start yet
+    (``"acknowledged"``, ``snapshot`` ``"start_unseen"``). Updates without ``s3_key`` stay silent.
 
     With ``feedback``, each notification carries its signed "false alarm" and "correct"
     links. With ``events_table`` and ``dynamodb_client``, every ``end`` is stored on its
     event (:func:`vigil_feedback.store.record_end`: its ``features``, for a verdict to
     turn into training rows) before anything is notified; ``"features_stored"`` in the
-    result says whether it carried features.
+    result says whether it carried features. With ``training_bucket`` and
+    ``training_s3_client`` too, an end whose event already has a verdict (given while it
+    was open) writes its training rows then; ``"rows_key"`` in the result names them.
 
     Returns a JSON-serialisable dict: ``status`` (``"notified"``, ``"acknowledged"``
     for update/end, ``"throttled"``, ``"duplicate"`` for a start already handled, or
@@ -118,8 +124,19 @@ def process_alert(
     summary = {key: alert[key] for key in ("event_id", "event_type", "thing_name", "camera")}
     summary["device_clock"] = "wrong" if clock.wrong else "ok"
     if alert["event_type"] == "end" and events_table and dynamodb_client is not None:
-        record_end(dynamodb_client, events_table, alert, ttl_s=feedback.link_s if feedback else 0, now=moment)
+        rows = record_end(
+            dynamodb_client,
+            events_table,
+            alert,
+            ttl_s=feedback.link_s if feedback else 0,
+            now=moment,
+            s3=training_s3_client,
+            bucket=training_bucket,
+            stage=stage,
+        )
         summary["features_stored"] = bool(alert.get("features"))
+        if rows:
+            summary["rows_key"] = rows
     offline_end = alert["event_type"] == "end" and alert.get("end_reason") == CAMERA_OFFLINE
     links = _links(feedback, alert, moment) if alert["event_type"] == "start" or offline_end else None
     if offline_end:
@@ -236,7 +253,11 @@ def _notify_snapshot(
         return {**summary, "status": ACKNOWLEDGED, "snapshot": NO_BUCKET}
     if deduplicator is not None:
         start = deduplicator.first_result(alert=alert)
-        if start is not None and start.get("status") == THROTTLED:
+        if start is None:
+            # The start is late (out of order) or in progress: it may yet be throttled, so
+            # its picture must not go out first. Held, not deduplicated: a resend may still.
+            return {**summary, "status": ACKNOWLEDGED, "snapshot": START_UNSEEN}
+        if start.get("status") == THROTTLED:
             return {**summary, "status": THROTTLED, "snapshot": START_HELD}
 
     def notify_once(*, alert: dict[str, Any]) -> dict[str, Any]:

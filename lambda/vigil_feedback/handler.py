@@ -16,11 +16,18 @@ Answers (each a small HTML page, no external assets, every value escaped):
 - 409: the event already has the *other* verdict. The first verdict wins and is not
   changed by link: a second opinion would relabel rows a training run may already
   have read, and two people disagreeing needs a person, not a last-click-wins;
-- 503: AWS failed (logged); the user may try again (the write is idempotent).
+- 500: the function is misconfigured (logged as "config error"): the key's secret is
+  missing, unreadable or unusable. Trying again will not help, so the page does not say to;
+- 503: AWS failed transiently (logged); the user may try again (the write is idempotent).
+
+A link's shape is checked before the key is fetched, so a malformed link is a 400 even
+when the secret cannot be read. A bad variable (say ``FEEDBACK_LINK_S=7d``) fails the
+cold start (:class:`ConfigError`, logged as "config error"), not every request.
 
 With the first verdict (or a replay once the end's features have arrived), the stored
 features become labelled rows in the training data bucket (:mod:`vigil_feedback.store`);
-the page says how many, or why none.
+the page says how many, or why none. A verdict given while the event is still open gets
+its rows when the end arrives (the alert Lambda's ``record_end``, the same writer).
 
 Environment: ``EVENTS_TABLE``, ``FEEDBACK_SECRET_ARN``, ``TRAINING_BUCKET``, ``STAGE``,
 ``SITE_NAME`` (default "Vigil"), ``FEEDBACK_LINK_S`` (link lifetime, for the item's TTL;
@@ -38,9 +45,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from vigil_feedback.links import VERDICTS, Link, LinkError, parse_link
-from vigil_feedback.secret import hmac_key
-from vigil_feedback.store import NoRows, mark_rows, record_verdict, rows_key, training_csv
+from vigil_feedback.links import VERDICTS, Link, LinkError, parse_shape, verify
+from vigil_feedback.secret import SecretError, hmac_key
+from vigil_feedback.store import NoRows, record_verdict, write_rows
 
 logger = logging.getLogger("vigil.feedback")
 logger.setLevel(logging.INFO)
@@ -55,6 +62,25 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
+
+
+# GetSecretValue errors no retry mends: a wrong ARN, no permission, a deleted or
+# undecryptable secret (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html#API_GetSecretValue_Errors).
+# InternalServiceError, throttling and network errors stay 503 ("try again").
+PERMANENT_SECRET_ERRORS = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "AccessDeniedFault",
+        "DecryptionFailure",
+        "InvalidRequestException",
+        "InvalidParameterException",
+    }
+)
+
+
+class ConfigError(RuntimeError):
+    """The function's environment or key secret is unusable; the message names what (never the key)."""
 
 
 @dataclass(frozen=True)
@@ -73,14 +99,17 @@ class Settings:
         env = os.environ if environ is None else environ
         missing = [n for n in ("EVENTS_TABLE", "FEEDBACK_SECRET_ARN", "TRAINING_BUCKET") if not env.get(n, "").strip()]
         if missing:
-            raise RuntimeError(f"{', '.join(missing)} not set")
+            raise ConfigError(f"{', '.join(missing)} not set")
+        raw_link_s = env.get("FEEDBACK_LINK_S", "").strip()
+        if raw_link_s and (not raw_link_s.isdigit() or int(raw_link_s) < 1):
+            raise ConfigError(f"FEEDBACK_LINK_S must be a whole number of seconds, at least 1; got {raw_link_s!r}")
         return cls(
             events_table=env["EVENTS_TABLE"].strip(),
             secret_arn=env["FEEDBACK_SECRET_ARN"].strip(),
             training_bucket=env["TRAINING_BUCKET"].strip(),
             stage=env.get("STAGE", "").strip(),
             site_name=env.get("SITE_NAME", "").strip() or "Vigil",
-            link_s=int(env.get("FEEDBACK_LINK_S", "").strip() or DEFAULT_LINK_S),
+            link_s=int(raw_link_s or DEFAULT_LINK_S),
         )
 
 
@@ -142,8 +171,8 @@ def handle(event: Mapping[str, Any], *, settings: Settings, clients: Clients, no
         return page(405, "Method not allowed", f"{method} is not used here: open the link from the notification.")
     now = time.time() if now is None else now
     try:
-        key = hmac_key(clients.get("secretsmanager"), settings.secret_arn)
-        link = parse_link(_query(event), key, now)
+        shape = parse_shape(_query(event))  # before the key: a malformed link is 400 whatever the secret
+        link = verify(shape, _key(settings, clients), now)
     except LinkError as err:
         logger.info("feedback link refused: %d %s", err.status, err)
         titles = {400: "This link is not valid", 403: "This link is not genuine", 410: "This link has expired"}
@@ -186,22 +215,57 @@ def handle(event: Mapping[str, Any], *, settings: Settings, clients: Clients, no
     return page(200, title, f"Thank you. Your verdict on {_what(link)} is recorded.", rows_note)
 
 
+def _key(settings: Settings, clients: Clients) -> bytes:
+    """The HMAC key; ConfigError for a secret no retry mends (missing, denied, deleted,
+    undecryptable, unusable). Other errors (transient) propagate."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return hmac_key(clients.get("secretsmanager"), settings.secret_arn)
+    except SecretError as err:
+        raise ConfigError(str(err)) from None
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        if code in PERMANENT_SECRET_ERRORS:
+            raise ConfigError(f"the key secret {settings.secret_arn} cannot be read: {code}") from None
+        raise
+
+
 def _write_rows(link: Link, item: Mapping[str, Any], settings: Settings, clients: Clients) -> str:
     """Write the event's training rows unless already written; the page's sentence about them."""
     if item.get("rows_key"):
         return "Its feature vectors are already in the training data."
     try:
-        version, text, count = training_csv(item, link.verdict)
+        rows = write_rows(
+            clients.get("dynamodb"),
+            clients.get("s3"),
+            settings.events_table,
+            settings.training_bucket,
+            settings.stage,
+            item,
+            link.verdict,
+        )
     except NoRows as why:
-        later = " Open this link again after the event ends to add them." if why.later else ""
+        later = " They are added when the event ends." if why.later else ""
         return f"No training rows were written: {why}.{later}"
-    key = rows_key(settings.stage, version, link.thing, link.event_id)
-    clients.get("s3").put_object(
-        Bucket=settings.training_bucket, Key=key, Body=text.encode("utf-8"), ContentType="text/csv"
-    )
-    mark_rows(clients.get("dynamodb"), settings.events_table, link.thing, link.event_id, key)
+    count, skipped = rows.count, rows.skipped
     label = "normal (0)" if link.is_false_alarm else "abnormal (1)"
-    return f"{count} feature vector(s) of the event were added to the training data, labelled {label}."
+    left_out = f" {skipped} were left out: they hold values beyond float32's range." if skipped else ""
+    return f"{count} feature vector(s) of the event were added to the training data, labelled {label}.{left_out}"
+
+
+def _cold_start() -> None:
+    """In Lambda, read the settings once at import: a bad variable then fails the cold
+    start (an init error, logged) instead of answering each request."""
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        try:
+            Settings.from_env()
+        except ConfigError as err:
+            logger.error("config error: %s", err)
+            raise
+
+
+_cold_start()
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -209,6 +273,14 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     nothing: the query string is the link)."""
     try:
         return handle(event, settings=Settings.from_env(), clients=_clients)
+    except ConfigError as err:
+        logger.error("config error: %s", err)
+        return page(
+            500,
+            "This service is not set up correctly",
+            "The administrator must fix its configuration; "
+            "trying again will not help until then. Your verdict was not recorded.",
+        )
     except Exception:
         # Never the key or the signature: only the exception's type and trace.
         logger.exception("feedback failed")

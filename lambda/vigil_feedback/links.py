@@ -86,13 +86,20 @@ def _one(params: dict[str, list[str]], name: str, what: str) -> str:
     return values[0]
 
 
-def parse_link(query: str, key: bytes, now: float) -> Link:
-    """Check the raw query string of a request against ``key`` at epoch ``now``.
+@dataclass(frozen=True)
+class Shape:
+    """A link's parameters, well formed but not yet verified (:func:`parse_shape`)."""
 
-    Returns the :class:`Link`; raises :class:`LinkError` with status 400 (a missing,
-    repeated, unknown or malformed parameter, named), 403 (the signature does not match)
-    or 410 (a genuine link past its expiry).
-    """
+    thing: str
+    event_id: str
+    verdict: str
+    expires: int
+    signature: str
+
+
+def parse_shape(query: str) -> Shape:
+    """The raw query string's parameters, checked for shape only (no key needed):
+    :class:`LinkError` 400 naming a missing, repeated, unknown or malformed parameter."""
     if len(query) > MAX_QUERY:
         raise LinkError(400, f"the link's query is {len(query)} characters; a feedback link has at most {MAX_QUERY}")
     try:
@@ -115,9 +122,26 @@ def parse_link(query: str, key: bytes, now: float) -> Link:
         raise LinkError(400, "parameter 'x' must be the expiry time in whole seconds since 1970")
     if not SIGNATURE_RE.match(signature):
         raise LinkError(400, "parameter 's' must be the signature, 64 lower-case hex digits")
-    expected = sign(key, thing, event_id, verdict, int(expiry))
-    if not hmac.compare_digest(expected, signature):
+    return Shape(thing=thing, event_id=event_id, verdict=verdict, expires=int(expiry), signature=signature)
+
+
+def verify(shape: Shape, key: bytes, now: float) -> Link:
+    """The :class:`Link` of a well-formed ``shape`` whose signature matches under
+    ``key`` (else :class:`LinkError` 403) and whose expiry is not before epoch ``now``
+    (else 410)."""
+    expected = sign(key, shape.thing, shape.event_id, shape.verdict, shape.expires)
+    if not hmac.compare_digest(expected, shape.signature):
         raise LinkError(403, "the link's signature does not match: it was changed or was not sent by Vigil")
-    if int(expiry) < now:
+    if shape.expires < now:
         raise LinkError(410, "the link has expired; feedback on this event can no longer be given by link")
-    return Link(thing=thing, event_id=event_id, verdict=verdict, expires=int(expiry))
+    return Link(thing=shape.thing, event_id=shape.event_id, verdict=shape.verdict, expires=shape.expires)
+
+
+def parse_link(query: str, key: bytes, now: float) -> Link:
+    """Check the raw query string of a request against ``key`` at epoch ``now``.
+
+    Returns the :class:`Link`; raises :class:`LinkError` with status 400 (a missing,
+    repeated, unknown or malformed parameter, named), 403 (the signature does not match)
+    or 410 (a genuine link past its expiry). :func:`parse_shape` then :func:`verify`.
+    """
+    return verify(parse_shape(query), key, now)

@@ -10,7 +10,8 @@ attribute ``expiration`` (epoch s). One item per event, written by two functions
   written, ``rows_key``. The verdict is a conditional write (``attribute_not_exists``):
   the first verdict for an event wins, whichever link it came from.
 
-Either may write first (a user may answer while the event is still open); each sets
+Either may write first (a user may answer while the event is still open: then the end
+writes the rows, see :func:`record_end`); each sets
 ``expiration`` only if absent, the link lifetime plus :data:`TTL_MARGIN_S`, so a verdict
 given on a link's last day still finds the event. The training rows in S3 outlive it.
 
@@ -27,10 +28,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+logger = logging.getLogger("vigil.feedback")
 
 TTL_MARGIN_S = 24 * 3600
 TRAIN_PREFIX = "train/"
@@ -53,15 +58,36 @@ FEATURE_COLUMNS: dict[str, tuple[str, ...]] = {
 META_COLUMNS = ("clip", "time_s", "zone")
 LABEL_COLUMN = "label"
 LABELS = {"false": 0, "true": 1}  # verdict -> training label
+# training.dataset.FLOAT32_OVERFLOW (copied: training is not in this bundle; a test pins
+# them equal). The model computes in float32: training refuses a file holding a value at
+# or beyond it, so such a window is left out of the rows rather than poisoning them.
+FLOAT32_OVERFLOW = (2.0 - 2.0**-24) * 2.0**127
 
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def record_end(dynamodb: Any, table: str, alert: Mapping[str, Any], *, ttl_s: int, now: datetime) -> None:
+def record_end(
+    dynamodb: Any,
+    table: str,
+    alert: Mapping[str, Any],
+    *,
+    ttl_s: int,
+    now: datetime,
+    s3: Any = None,
+    bucket: str | None = None,
+    stage: str = "",
+) -> str | None:
     """Store a validated ``end`` alert's details and ``features`` (if any) on its event
-    item. Idempotent (a redelivered end writes the same values). DynamoDB errors propagate."""
+    item. Idempotent (a redelivered end writes the same values).
+
+    With ``s3`` and ``bucket`` (the training data bucket), an event whose verdict was
+    given while it was still open gets its training rows now (:func:`write_rows`, the
+    feedback Lambda's writer: the same key, so a later click or a race with one writes
+    the same object). Returns the rows' key when this call wrote them, else None (no
+    verdict yet, rows already written, or the item gives none: logged). DynamoDB and S3
+    errors propagate."""
     values: dict[str, Any] = {
         ":camera": {"S": alert["camera"]},
         ":zone": {"S": alert["zone"]},
@@ -77,13 +103,23 @@ def record_end(dynamodb: Any, table: str, alert: Mapping[str, Any], *, ttl_s: in
     if alert.get("label"):
         values[":label"] = {"S": alert["label"]}
         sets.append("object_label = :label")
-    dynamodb.update_item(
+    response = dynamodb.update_item(
         TableName=table,
         Key={"thing": {"S": alert["thing_name"]}, "event_id": {"S": alert["event_id"]}},
         UpdateExpression="SET " + ", ".join(sets),
         ExpressionAttributeNames={"#zone": "zone"},  # ZONE is a DynamoDB reserved word
         ExpressionAttributeValues=values,
+        ReturnValues="ALL_NEW",
     )
+    item = response.get("Attributes") or {}
+    verdict = item.get("verdict", {}).get("S")
+    if s3 is None or not bucket or verdict not in LABELS or item.get("rows_key"):
+        return None
+    try:
+        return write_rows(dynamodb, s3, table, bucket, stage, item, verdict).key
+    except NoRows as why:
+        logger.info("no training rows for %s/%s: %s", alert["thing_name"], alert["event_id"], why)
+        return None
 
 
 @dataclass(frozen=True)
@@ -136,6 +172,30 @@ def mark_rows(dynamodb: Any, table: str, thing: str, event_id: str, rows_key: st
     )
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Training rows written by :func:`write_rows`: their S3 ``key``, ``count`` rows
+    and ``skipped`` windows (values beyond float32's range)."""
+
+    key: str
+    count: int
+    skipped: int
+
+
+def write_rows(
+    dynamodb: Any, s3: Any, table: str, bucket: str, stage: str, item: Mapping[str, Any], verdict: str
+) -> Rows:
+    """Write the event ``item``'s rows labelled ``verdict`` to ``bucket`` (at
+    :func:`rows_key`) and note the key on the item. Raises :class:`NoRows` (nothing
+    written) as :func:`training_csv` does; S3 and DynamoDB errors propagate."""
+    thing, event_id = item["thing"]["S"], item["event_id"]["S"]
+    version, text, count, skipped = training_csv(item, verdict)
+    key = rows_key(stage, version, thing, event_id)
+    s3.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"), ContentType="text/csv")
+    mark_rows(dynamodb, table, thing, event_id, key)
+    return Rows(key=key, count=count, skipped=skipped)
+
+
 class NoRows(ValueError):
     """The event's stored item cannot give training rows; the message says why (for the
     page), ``later`` whether they may still come (the end message has not arrived)."""
@@ -150,11 +210,29 @@ def rows_key(stage: str, feature_version: str, thing: str, event_id: str) -> str
     return f"{FEEDBACK_PREFIX}{stage or 'default'}/v{feature_version}/{thing}/{event_id}.csv"
 
 
-def training_csv(item: Mapping[str, Any], verdict: str) -> tuple[str, str, int]:
-    """``(feature_version, CSV text, row count)`` for the event ``item`` (typed
-    DynamoDB attributes) labelled by ``verdict``. Raises :class:`NoRows` when the item
-    has no features (the end message has not arrived, or came from an older device), a
-    feature version this function has no columns for, or windows of the wrong length.
+def _cells(window: list[Any]) -> list[str] | None:
+    """The window's values as CSV cells (``%.6g``), or None if one is not a finite
+    number training can read back within float32's range (checked on the written text,
+    which is what training reads)."""
+    cells = []
+    for v in window:
+        try:
+            cell = f"{float(v):.6g}"
+        except (OverflowError, TypeError, ValueError):  # an int beyond float64, a non-number
+            return None
+        if not math.isfinite(float(cell)) or abs(float(cell)) >= FLOAT32_OVERFLOW:
+            return None
+        cells.append(cell)
+    return cells
+
+
+def training_csv(item: Mapping[str, Any], verdict: str) -> tuple[str, str, int, int]:
+    """``(feature_version, CSV text, row count, windows skipped)`` for the event
+    ``item`` (typed DynamoDB attributes) labelled by ``verdict``. A window holding a value
+    beyond float32's range (:data:`FLOAT32_OVERFLOW`) or not finite is skipped (counted):
+    training would refuse the file. Raises :class:`NoRows` when the item has no features
+    (the end message has not arrived, or came from an older device), a feature version
+    this function has no columns for, windows of the wrong length, or every window skipped.
 
     ``time_s`` is the window's approximate offset from the event's start (the sampled
     windows are evenly spaced between ``started_at`` and ``ended_at``); ``clip`` is
@@ -181,9 +259,16 @@ def training_csv(item: Mapping[str, Any], verdict: str) -> tuple[str, str, int]:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow((*META_COLUMNS, *columns, LABEL_COLUMN))
+    count = 0
     for i, window in enumerate(windows):
-        writer.writerow([clip, f"{i * step:.3f}", zone, *(f"{float(v):.6g}" for v in window), LABELS[verdict]])
-    return version, out.getvalue(), len(windows)
+        cells = _cells(window)
+        if cells is None:
+            continue
+        writer.writerow([clip, f"{i * step:.3f}", zone, *cells, LABELS[verdict]])
+        count += 1
+    if not count:
+        raise NoRows(f"every one of the {len(windows)} feature vector(s) holds a value beyond float32's range")
+    return version, out.getvalue(), count, len(windows) - count
 
 
 def _span_s(item: Mapping[str, Any]) -> float:

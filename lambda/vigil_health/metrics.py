@@ -29,6 +29,10 @@ _NAME = re.compile(r"^[a-zA-Z0-9:_.-]{1,128}$")
 TOPIC_THING_KEY = "topic_thing_name"
 # A device's sent_at further than this from the receipt is a wrong clock: the metric is dated on receipt.
 MAX_CLOCK_SKEW = timedelta(hours=1)
+# Cameras per message: the edge configuration allows 16 (edge_component/config.py). Each
+# camera name is a new Camera dimension value, i.e. new custom metrics billed per month:
+# a device must not mint thousands. VIGIL_MAX_CAMERAS overrides it in the handler.
+MAX_CAMERAS = 16
 
 
 class InvalidTelemetryError(ValueError):
@@ -55,14 +59,27 @@ def measured_at(message: dict[str, Any], now: datetime) -> datetime:
     return at
 
 
-def metric_data(message: Any, stage: str, now: datetime | None = None) -> list[dict[str, Any]]:
+def metric_data(
+    message: Any,
+    stage: str,
+    now: datetime | None = None,
+    *,
+    max_cameras: int = MAX_CAMERAS,
+    problems: list[str] | None = None,
+) -> list[dict[str, Any]]:
     """The ``PutMetricData`` ``MetricData`` for one telemetry message as the topic rule
     delivers it (the device's message plus ``topic_thing_name``).
 
     The thing is the topic's (the device can publish only under its own name), and the
     message's ``thing_name`` must agree. Raises :class:`InvalidTelemetryError` naming the
     first problem: not an object, no or mismatched thing, ``cameras`` not an object of
-    objects, an unknown ``state``, a counter that is not a whole number >= 0.
+    objects or more than ``max_cameras`` of them, a bad camera name, an unknown
+    ``state``, a counter (``recent``) that is not a whole number >= 0 or more blank
+    frames than analysed.
+
+    With ``problems`` (a list), a camera whose counters are bad does not reject the
+    message: that camera's metrics are left out and its problem appended, so the
+    Heartbeat and the other cameras still go out.
     """
     if not isinstance(message, dict):
         raise InvalidTelemetryError(f"telemetry must be a JSON object, got {type(message).__name__}")
@@ -74,6 +91,8 @@ def metric_data(message: Any, stage: str, now: datetime | None = None) -> list[d
     cameras = message.get("cameras")
     if not isinstance(cameras, dict):
         raise InvalidTelemetryError(f"cameras: must be an object of camera name -> stats, got {cameras!r}")
+    if len(cameras) > max_cameras:
+        raise InvalidTelemetryError(f"cameras: {len(cameras)} cameras, at most {max_cameras} per message")
     at = measured_at(message, now or datetime.now(UTC))
     data: list[dict[str, Any]] = [_datum(HEARTBEAT, 1.0, "Count", at, Stage=stage, Thing=thing)]
     for camera, stats in sorted(cameras.items()):
@@ -86,19 +105,32 @@ def metric_data(message: Any, stage: str, now: datetime | None = None) -> list[d
         if state not in STATES:
             raise InvalidTelemetryError(f"{where}.state: {state!r} is not one of {sorted(STATES)}")
         dims = {"Stage": stage, "Thing": thing, "Camera": camera}
-        data.append(_datum(CAMERA_RUNNING, 1.0 if state == "running" else 0.0, "Count", at, **dims))
-        recent = stats.get("recent")
-        if recent is None:
+        running = _datum(CAMERA_RUNNING, 1.0 if state == "running" else 0.0, "Count", at, **dims)
+        try:
+            ratio = _blank_ratio(stats.get("recent"), where)
+        except InvalidTelemetryError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
             continue
-        if not isinstance(recent, dict):
-            raise InvalidTelemetryError(f"{where}.recent: must be an object, got {recent!r}")
-        analysed = _count(recent.get("analysed"), f"{where}.recent.analysed")
-        blank = _count(recent.get("blank_frames"), f"{where}.recent.blank_frames")
-        if blank > analysed:
-            raise InvalidTelemetryError(f"{where}.recent: blank_frames {blank} > analysed {analysed}")
-        if analysed:
-            data.append(_datum(BLANK_FRAME_RATIO, blank / analysed, "None", at, **dims))
+        data.append(running)
+        if ratio is not None:
+            data.append(_datum(BLANK_FRAME_RATIO, ratio, "None", at, **dims))
     return data
+
+
+def _blank_ratio(recent: Any, where: str) -> float | None:
+    """blank / analysed frames of a camera's ``recent`` counters; None without them or
+    with nothing analysed. InvalidTelemetryError for bad counters."""
+    if recent is None:
+        return None
+    if not isinstance(recent, dict):
+        raise InvalidTelemetryError(f"{where}.recent: must be an object, got {recent!r}")
+    analysed = _count(recent.get("analysed"), f"{where}.recent.analysed")
+    blank = _count(recent.get("blank_frames"), f"{where}.recent.blank_frames")
+    if blank > analysed:
+        raise InvalidTelemetryError(f"{where}.recent: blank_frames {blank} > analysed {analysed}")
+    return blank / analysed if analysed else None
 
 
 def _datum(name: str, value: float, unit: str, at: datetime, **dimensions: str) -> dict[str, Any]:

@@ -85,6 +85,12 @@ def test_alert_function_signs_links_and_stores_ends(cfn, stage):
     assert env["FEEDBACK_SECRET_ARN"] == secret
     assert env["FEEDBACK_URL"] == cfn.att(feedback.url, "FunctionUrl")
     assert env["FEEDBACK_LINK_S"] == str(stage.config.alerts.feedback_link_days * 86400)
+    # An end whose verdict came first writes its rows: PutObject under the rows' prefix only.
+    data = stage.stage.stack.training.data_bucket
+    assert env["TRAINING_BUCKET"] == cfn.ref(data)
+    put = [r for s in statements if "s3:PutObject" in cfn.as_list(s["Action"]) for r in cfn.as_list(s["Resource"])]
+    arn = cfn.att(data, "Arn")
+    assert [r for r in put if r.startswith(arn)] == [f"{arn}/{FEEDBACK_ROWS_PREFIX}*"]
 
 
 def test_feedback_url_is_an_output(cfn, stage):

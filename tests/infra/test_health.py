@@ -116,6 +116,9 @@ def test_function_puts_metrics_only_in_its_namespace_and_fails_onto_a_dead_lette
     env = function["Environment"]["Variables"]
     assert env["VIGIL_STAGE"] == stage.config.name
     assert env["VIGIL_HEALTH_NAMESPACE"] == NAMESPACE == "Vigil/Health"
+    # The handler refuses another stage's thing by the same membership as the rule.
+    things = stage.stage.stack.devices.stage_things
+    assert (env["STAGE_THING_PREFIX"], env["STAGE_THINGS"]) == (things.prefix or "", ",".join(things.names))
     assert function["DeadLetterConfig"]["TargetArn"] == {"Fn::GetAtt": [cfn.lid(health.dead_letter_queue), "Arn"]}
     config = cfn.resources(stage.template_json, "AWS::Lambda::EventInvokeConfig")
     (invoke,) = [

@@ -254,3 +254,25 @@ def test_the_snapshot_of_a_throttled_start_stays_held(topic, table, dynamodb, s3
     # The follow-up took no slot and was not counted as held: the next window reports one.
     report = run(topic, new_start(), now=WINDOW_START + timedelta(seconds=600), **options)
     assert report["held_reported"] == 1
+
+
+def test_a_snapshot_arriving_before_its_start_is_held_even_if_the_start_is_let_through(topic, table, dynamodb, s3):
+    """Messages can arrive out of order: an update seen before its start cannot know
+    whether the throttle will hold that start, so it says nothing (``start_unseen``)."""
+    dedup = deduplicator(table, dynamodb)
+    throttle = CameraThrottle(table, dynamodb_client=dynamodb, max_per_window=1, window_s=600)
+    options = {"deduplicator": dedup, "throttle": throttle, "evidence_bucket": "vigil-evidence", "s3_client": s3}
+    admitted, held = new_start(), new_start()
+    assert run(topic, admitted, now=WINDOW_START, **options)["status"] == "notified"
+    early = run(topic, snapshot_update(held), now=WINDOW_START, **options)
+    assert (early["status"], early["snapshot"]) == ("acknowledged", "start_unseen")
+    assert run(topic, held, now=WINDOW_START, **options)["status"] == "throttled"
+    again = run(topic, snapshot_update(held), now=WINDOW_START, **options)
+    assert (again["status"], again["snapshot"]) == ("throttled", "start_held")
+    assert len(topic.received()) == 1  # the admitted start only
+    # Once the start has been notified, a resent update still sends the picture (not deduplicated away).
+    late = new_start()
+    run(topic, snapshot_update(late), now=WINDOW_START + timedelta(seconds=600), **options)
+    assert run(topic, late, now=WINDOW_START + timedelta(seconds=600), **options)["status"] == "notified"
+    sent = run(topic, snapshot_update(late), now=WINDOW_START + timedelta(seconds=600), **options)
+    assert sent["status"] == "notified"

@@ -246,3 +246,33 @@ def test_an_update_without_an_uploaded_key_or_bucket_stays_silent(topic, event_i
     result = run(topic, uploaded)  # no evidence bucket configured: nothing to sign
     assert (result["status"], result["snapshot"]) == ("acknowledged", "no_bucket")
     assert topic.published() == []
+
+
+HUGE = 10**400  # a valid JSON number; float() and math.isfinite overflow on it
+
+
+@pytest.mark.parametrize(
+    "fields, code",
+    [
+        ({"media_offset_s": HUGE}, "schema"),  # the schema's maximum already says no
+        ({"schema_version": "1.1", "label": "person", "box": [0, 0, HUGE, HUGE]}, "schema"),
+        (
+            {
+                "schema_version": "1.2",
+                "event_type": "end",
+                "sequence": 2,
+                "ended_at": "2024-07-01T12:03:27Z",
+                "end_reason": "quiet",
+                "features": {"feature_version": "3", "windows": [[HUGE] * 8]},
+            },
+            "non_finite",
+        ),
+    ],
+    ids=["media_offset_s", "box", "features"],
+)
+def test_an_integer_beyond_float64_is_a_non_finite_rejection_not_a_crash(topic, start_event, fields, code):
+    with pytest.raises(InvalidAlertError) as caught:
+        run(topic, start_event(**fields))
+    assert caught.value.code == code
+    assert len(caught.value.reason) < 300  # the 401-digit number is cut short in the message
+    assert topic.published() == []

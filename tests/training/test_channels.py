@@ -42,3 +42,23 @@ def test_a_channel_mixing_csvs_and_label_files_is_refused_naming_both(tmp_path, 
         load_channel(channel)
     with pytest.raises(DatasetError, match="^validation channel"):
         load_channel(channel, "validation")
+
+
+def test_a_bad_feedback_file_is_left_out_by_name_and_the_channels_own_csv_still_fails(tmp_path, rows, caplog):
+    from edge_component.analysis.features import FEATURE_VERSION
+
+    channel = tmp_path / "train"
+    _csv(channel / "site.csv", HEADER, rows)
+    events = channel / "feedback" / "dev" / f"v{FEATURE_VERSION}" / "cam-01"
+    good = [["feedback/cam-01/cam0", "0", "", *(["0.1"] * len(FEATURE_NAMES)), "1"]]
+    _csv(events / "good.csv", HEADER, good)
+    bad = [["feedback/cam-01/cam0", "0", "", "1e+39", *(["0.1"] * (len(FEATURE_NAMES) - 1)), "0"]]
+    _csv(events / "bad.csv", HEADER, bad)
+    with caplog.at_level("WARNING", logger="vigil.train"):
+        ds = load_channel(channel)
+    assert len(ds) == len(rows) + 1  # site rows plus the good event; the bad one dropped
+    assert [r for r in caplog.messages if "bad.csv" in r and "float32" in r]
+    # The user's own CSV with the same value is not dropped: it fails the run, named.
+    _csv(channel / "site.csv", HEADER, [*rows, bad[0]])
+    with pytest.raises(DatasetError, match=r"site\.csv: row 22, column .*float32"):
+        load_channel(channel)

@@ -215,7 +215,7 @@ def test_missing_features_records_verdict_without_rows_and_says_so(env, topic, s
     # An end from a device that sends no features: still none.
     assert store_end(env, topic, start_event, features=False)["features_stored"] is False
     body = env.request(false_link)["body"]
-    assert "sent no feature vectors" in body and "Open this link again" not in body and env.row_keys() == []
+    assert "sent no feature vectors" in body and "added when the event ends" not in body and env.row_keys() == []
     # Once an end with features arrived, opening the link again adds them (the verdict stays the first).
     store_end(env, topic, start_event)
     replay = env.request(false_link)
@@ -387,3 +387,191 @@ def test_a_secrets_outage_sends_the_alert_without_links(env, topic, start_event,
     assert result["status"] == "notified"
     ((message,),) = [p[1:2] for p in topic.published()]
     assert "False alarm:" not in json.loads(message)["email"]
+
+
+def test_windows_beyond_float32_are_left_out_of_the_rows_and_training_reads_the_rest(
+    env, topic, start_event, thing, event_id, tmp_path
+):
+    """A value the schema accepts (a JSON number) but float32 cannot hold: training's
+    loader refuses a file holding one, so the writer leaves that window out and says so."""
+    from training.dataset import FLOAT32_OVERFLOW
+    from vigil_feedback.store import FLOAT32_OVERFLOW as copied
+
+    assert copied == FLOAT32_OVERFLOW
+    false_link, _, _ = notify(env, topic, start_event)
+    windows = [[1e39] + [0.1] * 7, [-3.5e38] + [0.1] * 7, *WINDOWS[:3]]
+    process_alert(
+        start_event(
+            schema_version="1.2",
+            event_type="end",
+            sequence=2,
+            ended_at="2024-07-01T12:03:27Z",
+            sent_at="2024-07-01T12:03:27.500Z",
+            received_at_ms=1719835407600,
+            end_reason="quiet",
+            features={"feature_version": FEATURE_VERSION, "windows": windows},
+        ),
+        sns_client=topic.sns,
+        topic_arn=topic.arn,
+        events_table=EVENTS,
+        dynamodb_client=env.dynamodb,
+        now=NOW,
+    )
+    body = env.request(false_link)["body"]
+    assert "3 feature vector(s)" in body and "2 were left out" in body and "float32" in body
+    (key,) = env.row_keys()
+    channel = tmp_path / "train"
+    local = channel / key.removeprefix("train/")
+    local.parent.mkdir(parents=True)
+    local.write_bytes(env.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    ds = load_channel(channel)
+    np.testing.assert_allclose(ds.X, np.array(WINDOWS[:3], np.float32))
+
+
+def test_an_event_whose_every_window_is_beyond_float32_writes_no_rows(env, topic, start_event):
+    false_link, _, _ = notify(env, topic, start_event)
+    store_end(env, topic, start_event)
+    item = env.item(*_thing_event(false_link))
+    from vigil_feedback.store import NoRows, training_csv
+
+    item["features"] = {"S": json.dumps({"feature_version": FEATURE_VERSION, "windows": [[1e39] * 8]})}
+    with pytest.raises(NoRows, match="beyond float32"):
+        training_csv(item, "false")
+
+
+def _thing_event(link: str) -> tuple[str, str]:
+    thing, event_id = parse_qs(urlsplit(link).query)["e"][0].split("/")
+    return thing, event_id
+
+
+def test_a_verdict_given_while_the_event_is_open_becomes_rows_when_it_ends(env, topic, start_event, thing, event_id):
+    """The notification arrives at the event's start, so the click usually comes before
+    the end: the end (the alert Lambda's record_end) writes the rows then, at the key the
+    feedback Lambda uses, so a later click finds them written and writes nothing new."""
+    false_link, _, _ = notify(env, topic, start_event)
+    assert "added when the event ends" in env.request(false_link)["body"]
+    assert env.row_keys() == []
+    options = {
+        "sns_client": topic.sns,
+        "topic_arn": topic.arn,
+        "feedback": env.signer,
+        "events_table": EVENTS,
+        "dynamodb_client": env.dynamodb,
+        "training_bucket": BUCKET,
+        "training_s3_client": env.s3,
+        "stage": "dev",
+        "now": NOW,
+    }
+    result = process_alert(end_event(start_event), **options)
+    key = rows_key("dev", FEATURE_VERSION, thing, event_id)
+    assert result["rows_key"] == key and env.row_keys() == [key]
+    assert env.item(thing, event_id)["rows_key"]["S"] == key
+    body = env.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+    assert body.count("\n") == 1 + len(WINDOWS) and body.splitlines()[1].endswith(",0")  # false alarm: 0
+    # A redelivered end and a second click write nothing new.
+    assert "rows_key" not in process_alert(end_event(start_event), **options)
+    assert "already in the training data" in env.request(false_link)["body"]
+    assert env.row_keys() == [key]
+
+
+def test_an_end_without_a_verdict_writes_no_rows(env, topic, start_event, thing, event_id):
+    result = process_alert(
+        end_event(start_event),
+        sns_client=topic.sns,
+        topic_arn=topic.arn,
+        events_table=EVENTS,
+        dynamodb_client=env.dynamodb,
+        training_bucket=BUCKET,
+        training_s3_client=env.s3,
+        now=NOW,
+    )
+    assert result["features_stored"] is True and "rows_key" not in result and env.row_keys() == []
+
+
+def test_alert_handler_writes_rows_from_its_training_bucket(env, app, topic, context, monkeypatch, thing):
+    monkeypatch.setenv("EVENTS_TABLE", EVENTS)
+    monkeypatch.setenv("TRAINING_BUCKET", BUCKET)
+    monkeypatch.setenv("STAGE", "dev")
+    app.use_clients(sns=topic.sns, dynamodb=env.dynamodb, s3=env.s3)
+    start = sample_event(thing_name=thing, topic_thing_name=thing)
+    env.dynamodb.update_item(
+        TableName=EVENTS,
+        Key={"thing": {"S": thing}, "event_id": {"S": start["event_id"]}},
+        UpdateExpression="SET verdict = :v",
+        ExpressionAttributeValues={":v": {"S": "true"}},
+    )
+    end = {**start, "schema_version": "1.2", "event_type": "end", "sequence": 1, "ended_at": start["sent_at"]}
+    end["features"] = {"feature_version": FEATURE_VERSION, "windows": WINDOWS}
+    assert app.handler(end, context)["rows_key"] == rows_key("dev", FEATURE_VERSION, thing, start["event_id"])
+
+
+MISSING_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf"
+
+
+def _handler_with(env, monkeypatch, query: str, *, secret_arn: str, method: str = "POST") -> dict:
+    monkeypatch.setenv("EVENTS_TABLE", EVENTS)
+    monkeypatch.setenv("FEEDBACK_SECRET_ARN", secret_arn)
+    monkeypatch.setenv("TRAINING_BUCKET", BUCKET)
+    feedback.use_clients(dynamodb=env.dynamodb, s3=env.s3, secrets=env.secrets)
+    try:
+        return feedback.handler({"rawQueryString": query, "requestContext": {"http": {"method": method}}}, None)
+    finally:
+        feedback.use_clients()
+
+
+def test_a_malformed_link_is_400_even_when_the_secret_cannot_be_read(env, monkeypatch):
+    response = _handler_with(env, monkeypatch, "e=cam-01&v=false", secret_arn=MISSING_SECRET, method="GET")
+    assert response["statusCode"] == 400 and "parameter" in response["body"]
+
+
+def test_a_missing_secret_is_a_config_error_not_try_again(env, monkeypatch, thing, event_id, caplog):
+    """GetSecretValue's ResourceNotFoundException (a wrong ARN, a deleted secret) does not
+    pass with a retry (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html#API_GetSecretValue_Errors)."""
+    link = env.signer.links(thing, event_id, datetime.now(UTC)).false_alarm
+    with caplog.at_level("ERROR", logger="vigil.feedback"):
+        response = _handler_with(env, monkeypatch, urlsplit(link).query, secret_arn=MISSING_SECRET)
+    assert response["statusCode"] == 500 and "not set up correctly" in response["body"]
+    assert "try again" not in response["body"].replace("trying again will not help", "")
+    assert [m for m in caplog.messages if m.startswith("config error") and "ResourceNotFoundException" in m]
+    assert "verdict" not in env.item(thing, event_id)
+
+
+def test_a_transient_secrets_manager_error_is_503_try_again(env, monkeypatch, thing, event_id):
+    from botocore.exceptions import ClientError
+
+    link = env.signer.links(thing, event_id, datetime.now(UTC)).false_alarm
+    forget_keys()
+
+    def failing(**_kwargs):
+        raise ClientError({"Error": {"Code": "InternalServiceError", "Message": "x"}}, "GetSecretValue")
+
+    monkeypatch.setattr(env.secrets, "get_secret_value", failing)
+    response = _handler_with(env, monkeypatch, urlsplit(link).query, secret_arn=env.secret_arn)
+    assert response["statusCode"] == 503 and "try again" in response["body"]
+
+
+@pytest.mark.parametrize("value", ["7d", "0", "-5", "1.5"])
+def test_a_bad_link_lifetime_fails_the_cold_start_naming_it(value):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with pytest.raises(feedback.ConfigError, match=f"FEEDBACK_LINK_S .*{re.escape(repr(value))}"):
+        feedback.Settings.from_env(
+            {"EVENTS_TABLE": "t", "FEEDBACK_SECRET_ARN": "a", "TRAINING_BUCKET": "b", "FEEDBACK_LINK_S": value}
+        )
+    # In Lambda (AWS_LAMBDA_FUNCTION_NAME set) the import itself fails: an init error.
+    root = Path(__file__).resolve().parents[3]
+    environ = {
+        **os.environ,
+        "PYTHONPATH": f"{root / 'lambda'}{os.pathsep}{root}",
+        "AWS_LAMBDA_FUNCTION_NAME": "vigil-feedback",
+        "EVENTS_TABLE": "t",
+        "FEEDBACK_SECRET_ARN": "a",
+        "TRAINING_BUCKET": "b",
+        "FEEDBACK_LINK_S": value,
+    }
+    code = "import logging; logging.basicConfig(); import vigil_feedback.handler"
+    done = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "config error: FEEDBACK_LINK_S" in done.stderr

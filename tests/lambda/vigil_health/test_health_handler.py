@@ -217,17 +217,9 @@ MALFORMED: dict[str, tuple[Any, str]] = {
     "cameras_list": ({"topic_thing_name": THING, "cameras": []}, "cameras: must be an object"),
     "camera_name": ({"topic_thing_name": THING, "cameras": {"a b": camera()}}, "cameras.a b: not a camera name"),
     "state_unknown": ({"topic_thing_name": THING, "cameras": {"f": camera(state="ok")}}, "cameras.f.state: 'ok'"),
-    "count_negative": (
-        {"topic_thing_name": THING, "cameras": {"f": camera(analysed=-1)}},
-        "cameras.f.recent.analysed: must be a whole number >= 0, got -1",
-    ),
-    "count_bool": (
-        {"topic_thing_name": THING, "cameras": {"f": {**camera(), "recent": {"analysed": True, "blank_frames": 0}}}},
-        "cameras.f.recent.analysed: must be a whole number >= 0, got True",
-    ),
-    "blank_over_analysed": (
-        {"topic_thing_name": THING, "cameras": {"f": camera(analysed=5, blank=6)}},
-        "cameras.f.recent: blank_frames 6 > analysed 5",
+    "too_many_cameras": (
+        {"topic_thing_name": THING, "cameras": {f"c{i:03d}": camera() for i in range(17)}},
+        "cameras: 17 cameras, at most 16 per message",
     ),
     "model_not_object": ({"topic_thing_name": THING, "cameras": {}, "model": "m.tflite"}, "model: must be an object"),
     "model_digest_number": (
@@ -235,6 +227,76 @@ MALFORMED: dict[str, tuple[Any, str]] = {
         "model.sha256: must be a string or null, got 7",
     ),
 }
+
+
+BAD_COUNTERS: dict[str, tuple[Any, str]] = {
+    "count_negative": (
+        {"f": camera(analysed=-1)},
+        "cameras.f.recent.analysed: must be a whole number >= 0, got -1",
+    ),
+    "count_bool": (
+        {"f": {**camera(), "recent": {"analysed": True, "blank_frames": 0}}},
+        "cameras.f.recent.analysed: must be a whole number >= 0, got True",
+    ),
+    "blank_over_analysed": (
+        {"f": camera(analysed=5, blank=6)},
+        "cameras.f.recent: blank_frames 6 > analysed 5",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_COUNTERS)
+def test_a_camera_with_bad_counters_is_left_out_and_the_heartbeat_still_goes_out(
+    case, health, health_logs, cloudwatch, status_table, context, telemetry, capsys
+):
+    bad, problem = BAD_COUNTERS[case]
+    event = telemetry()
+    event["cameras"] = {"front": camera(), **bad}
+    assert health.handler(event, context) == {"metrics": 3, "status_written": True, "cameras_rejected": 1}
+    assert listed(cloudwatch) == {
+        ("Heartbeat", frozenset({("Stage", STAGE), ("Thing", THING)})),
+        ("CameraRunning", frozenset({("Stage", STAGE), ("Thing", THING), ("Camera", "front")})),
+        ("BlankFrameRatio", frozenset({("Stage", STAGE), ("Thing", THING), ("Camera", "front")})),
+    }
+    assert len(status_table.scan()["Items"]) == 1
+    assert emf(capsys.readouterr().out) == {"TelemetryReceived": 1, "TelemetryCameraRejected": 1}
+    [record] = [json.loads(line) for line in health_logs.getvalue().splitlines() if "camera metrics rejected" in line]
+    assert problem in record["problem"]
+
+
+@pytest.mark.parametrize(
+    "env, refused",
+    [
+        ({"STAGE_THING_PREFIX": "vigil-prod-"}, True),
+        ({"STAGE_THING_PREFIX": "vigil-dev-"}, False),
+        ({"STAGE_THINGS": "lobby-cam, vigil-dev-cam-02"}, True),
+        ({"STAGE_THINGS": f"lobby-cam,{THING}"}, False),
+        ({}, False),  # neither set: every thing (the local demo)
+    ],
+)
+def test_another_stages_thing_is_refused_and_puts_nothing(
+    env, refused, health, cloudwatch, status_table, context, telemetry, capsys, monkeypatch
+):
+    """The same rule as the alert Lambda's owns_thing (lambda/vigil_alerts/config.py)."""
+    for name in ("STAGE_THING_PREFIX", "STAGE_THINGS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = health.handler(telemetry(), context)
+    assert result.get("refused", False) is refused
+    put = cloudwatch.list_metrics(Namespace=NAMESPACE)["Metrics"]
+    assert (put == [] and status_table.scan()["Items"] == []) if refused else len(put) == 5
+    counted = emf(capsys.readouterr().out)
+    assert counted.get("TelemetryRefused", 0) == (1 if refused else 0)
+
+
+def test_a_bad_camera_cap_setting_names_it(health, context, telemetry, monkeypatch):
+    monkeypatch.setenv("VIGIL_MAX_CAMERAS", "lots")
+    with pytest.raises(RuntimeError, match="VIGIL_MAX_CAMERAS"):
+        health.handler(telemetry(), context)
+    monkeypatch.setenv("VIGIL_MAX_CAMERAS", "1")
+    with pytest.raises(InvalidTelemetryError, match="at most 1 per message"):
+        health.handler(telemetry(), context)
 
 
 @pytest.mark.parametrize("case", MALFORMED)
