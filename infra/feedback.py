@@ -145,6 +145,7 @@ class Feedback(Construct):
         # verdict came first writes the rows (the same writer and key as this function).
         self.table.grant(alert_function, "dynamodb:UpdateItem")
         alert_function.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[rows]))
+        assert alert_function.role is not None  # a Function made here always has its role
         acknowledge(
             alert_function.role,
             {
