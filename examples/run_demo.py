@@ -550,10 +550,10 @@ class FeedbackDemo:
         finally:
             handler_log.removeHandler(capture)
             handler_log.propagate = propagate
-        for line in said_lines:
-            print(f"  feedback: the handler logs: {line}")
         said = html.unescape(re.sub(r"<[^>]+>", " ", page["body"].split("<body>")[-1]))
         print(f"\n  feedback: 'false alarm' clicked -> HTTP {page['statusCode']}: {' '.join(said.split())}")
+        for line in said_lines:
+            print(f"  feedback: the handler logs: {line}")
         channel = OUT / "feedback-channel"
         shutil.rmtree(channel, ignore_errors=True)
         for obj in self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", []):
