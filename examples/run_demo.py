@@ -172,25 +172,31 @@ def environment(**values: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def native_output_to(log_path: Path):
+def native_output_to(log_path: Path, expected: tuple[type[BaseException], ...] = ()):
     """Send what native libraries (TensorFlow, LiteRT) write straight to the process's
     stderr into ``log_path``, so the demo's own lines stay readable. On an error, the
-    log's tail is shown."""
+    log's tail is shown, unless the error is one of ``expected`` (the caller explains it)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with open(log_path, "ab") as log:
         os.dup2(log.fileno(), 2)
         try:
             yield
+        except expected:
+            raise
         except BaseException:
             os.dup2(saved, 2)
-            print(f"--- last lines of {log_path.relative_to(REPO)} ---", file=sys.stderr)
-            print("\n".join(log_path.read_text(errors="replace").splitlines()[-30:]), file=sys.stderr)
+            show_log_tail(log_path)
             raise
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def show_log_tail(log_path: Path, lines: int = 30) -> None:
+    print(f"--- last lines of {log_path.relative_to(REPO)} ---", file=sys.stderr)
+    print("\n".join(log_path.read_text(errors="replace").splitlines()[-lines:]), file=sys.stderr)
 
 
 def banner(text: str) -> None:
@@ -531,9 +537,23 @@ class FeedbackDemo:
         )
         clients = feedback.Clients(dynamodb=self.dynamodb, s3=self.s3, secrets=self.secrets)
         request = {"rawQueryString": urlsplit(links[0]).query, "requestContext": {"http": {"method": "POST"}}}
-        page = feedback.handle(request, settings=settings, clients=clients)
+        # The handler's own log lines (CloudWatch's in AWS) are shown in the demo's style,
+        # not as raw "INFO:vigil.feedback:..." records through the root logger.
+        handler_log, said_lines = logging.getLogger("vigil.feedback"), []
+        capture = logging.Handler()
+        capture.emit = lambda record: said_lines.append(record.getMessage())  # type: ignore[method-assign]
+        propagate = handler_log.propagate
+        handler_log.addHandler(capture)
+        handler_log.propagate = False
+        try:
+            page = feedback.handle(request, settings=settings, clients=clients)
+        finally:
+            handler_log.removeHandler(capture)
+            handler_log.propagate = propagate
         said = html.unescape(re.sub(r"<[^>]+>", " ", page["body"].split("<body>")[-1]))
         print(f"\n  feedback: 'false alarm' clicked -> HTTP {page['statusCode']}: {' '.join(said.split())}")
+        for line in said_lines:
+            print(f"  feedback: the handler logs: {line}")
         channel = OUT / "feedback-channel"
         shutil.rmtree(channel, ignore_errors=True)
         for obj in self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", []):
@@ -559,6 +579,7 @@ class FeedbackDemo:
         from training.train import parse_args, train
 
         seen: list[str] = []
+        log_path = OUT / "training-feedback.log"
         handler = logging.Handler()
         handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
         train_log = logging.getLogger("vigil.train")
@@ -567,7 +588,7 @@ class FeedbackDemo:
         train_log.setLevel(logging.INFO)
         report, refused = None, None
         try:
-            with native_output_to(OUT / "training-feedback.log"):
+            with native_output_to(log_path, expected=(GateError,)):
                 report = train(
                     parse_args(
                         [
@@ -587,12 +608,24 @@ class FeedbackDemo:
         finally:
             train_log.removeHandler(handler)
             train_log.setLevel(level)
-        read = "; ".join(m for m in seen if "feedback rows" in m) or "no feedback rows read"
-        print(f"  feedback: a training run on the demo clip + the verdict ({feedback_rows} rows): {read}")
-        if report is not None:
+        read = [m for m in seen if "feedback rows" in m]
+        log_name = log_path.relative_to(REPO)
+        if not read:
+            # The run did not read the verdict's rows: not the expected outcome, show why.
+            print(f"  feedback: the training run read no feedback rows (log: {log_name})")
+            show_log_tail(log_path)
+        elif report is not None:
+            print(f"  feedback: the training run read the {feedback_rows} labelled rows: {'; '.join(read)}")
             print(f"  feedback: retrained threshold {report['threshold']:.3f}, AUC keras {report['auc_keras']:.3f}")
         else:
-            print(f"  feedback: the retrained model failed a gate (the verdict contradicts the clip): {refused}")
+            # The demo's events are real intrusions, so "false alarm" contradicts the clip's
+            # labels and a gate refusing the candidate is the expected outcome.
+            gates = sorted({part.split(" gate:")[0].strip() for part in str(refused).split("; ") if " gate:" in part})
+            print(
+                f"  feedback: the training run read the {feedback_rows} labelled rows; its candidate was refused"
+                f" by the {', '.join(gates) or 'a'} gate, as expected: the verdict contradicts the clip's own"
+                f" labels (log: {log_name})"
+            )
 
 
 def synth() -> list[Path]:

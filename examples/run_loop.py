@@ -340,6 +340,7 @@ class Loop:
         self.s3, self.sm = boto3.client("s3"), boto3.client("sagemaker")
         self.ssm, self.sns, self.sqs = boto3.client("ssm"), boto3.client("sns"), boto3.client("sqs")
         self.bucket = "vigil-dev-models"
+        self.package_group = "vigil-dev-local"  # the stage's model package group (Register's)
         self.s3.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         self.topic = self.sns.create_topic(Name="vigil-dev-operations")["TopicArn"]
         self.queue = self.sqs.create_queue(QueueName="vigil-dev-operations-inbox")["QueueUrl"]
@@ -366,7 +367,7 @@ class Loop:
             VIGIL_STAGE=STAGE,
             MODEL_BUCKET=self.bucket,
             OPERATIONS_TOPIC_ARN=self.topic,
-            MODEL_PACKAGE_GROUP="vigil-dev-local",
+            MODEL_PACKAGE_GROUP=self.package_group,
             MODEL_APPROVAL="Approved" if loop.approval == "auto" else "PendingManualApproval",
             DEVICE_STATUS_TABLE="vigil-dev-device-status",
             CANARY_THING_GROUP_ARN=canary_group,
@@ -701,7 +702,10 @@ def main(argv: list[str] | None = None) -> int:
             print("  --worse: the candidate's figures edited to miss one event more than the current model")
         loop.upload_training_output(model_dir, output_dir, comparison)
         run = run_loop(loop, args.worse)
-        packages = loop.sm.list_model_packages()["ModelPackageSummaryList"]
+        # Without ModelPackageGroupName, ListModelPackages lists only unversioned packages
+        # (ModelPackageType defaults to UNVERSIONED), never the group's versions Register adds.
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ListModelPackages.html
+        packages = loop.sm.list_model_packages(ModelPackageGroupName=loop.package_group)["ModelPackageSummaryList"]
         gg_calls = [name for name, _ in loop.gg.calls]
         deployments = len(loop.gg.deployments)
     manifest = json.loads((model_dir / "manifest.json").read_text())

@@ -18,6 +18,7 @@ the label's ``threshold``, and it stays confirmed.
 
 from __future__ import annotations
 
+import logging
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,18 @@ from norfair import OptimizedKalmanFilterFactory, Tracker
 
 from .regions import FloatBox, FrameDetection
 from .settings import LabelFilter, TrackingSettings
+
+# norfair's Tracker warns on every construction that a callable distance is "scalar";
+# its vectorized distances are only its built-in names (iou, euclidean, ...), which are
+# not the bottom-centre distance below, so that one advice is dropped and nothing else.
+_SCALAR_ADVICE = "You are using a scalar distance function"
+
+
+def _not_scalar_advice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(_SCALAR_ADVICE)
+
+
+logging.getLogger("norfair.tracker").addFilter(_not_scalar_advice)
 
 
 def box_distance(detection: NorfairDetection, tracked) -> float:

@@ -56,6 +56,8 @@ def test_the_loop_promotes_and_the_canary_alerts_with_the_new_digest(promoted):
     assert hashlib.sha256((out / "model" / manifest["model_file"]).read_bytes()).hexdigest() == candidate
     assert candidate != SEED_MANIFEST["files"][SEED_MANIFEST["model_file"]]
     assert summary["end"] == "Promoted"
+    # Register added one version to the stage's model package group
+    assert summary["model_packages"] == 1
     assert summary["component"]["model_sha256"] == candidate
     # the seed is 1.0.<n>; the loop's first version is 1.1.0, and promote recorded it in SSM
     assert summary["component"]["component_version"] == "1.1.0" == summary["promoted_parameter"]

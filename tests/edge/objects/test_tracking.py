@@ -118,3 +118,15 @@ def test_detections_below_min_score_are_ignored_and_a_distant_box_is_another_tra
     for i in range(4, 8):
         update = tracker.update([_det(0.8), _det(0.8, (400.0, 50.0, 450.0, 200.0))], i * 0.2)
     assert len({t.id for t in update.active}) == 2
+
+
+def test_building_a_tracker_drops_only_norfairs_scalar_distance_advice(caplog):
+    """norfair 2.4's Tracker logs "You are using a scalar distance function..." on each
+    construction (norfair/tracker.py); the tracker drops that line and no other."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="norfair")
+    ObjectTracker(TrackingSettings(min_hits=3, max_misses=5))
+    logging.getLogger("norfair.tracker").warning("another norfair warning")
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("norfair")]
+    assert said == ["another norfair warning"]
