@@ -143,6 +143,8 @@ def test_function_runtime_layer_and_environment(cfn, stage):
         "FEEDBACK_URL": cfn.att(stage.stage.stack.feedback.url, "FunctionUrl"),
         "FEEDBACK_SECRET_ARN": cfn.ref(stage.stage.stack.feedback.secret),
         "FEEDBACK_LINK_S": str(config.alerts.feedback_link_days * 86400),
+        # An end whose verdict came first writes the training rows (vigil_feedback.store.record_end).
+        "TRAINING_BUCKET": cfn.ref(stage.stage.stack.training.data_bucket),
     }
     assert function["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [cfn.lid(alerting.dead_letter_queue), "Arn"]}}
     assert function.get("ReservedConcurrentExecutions") == config.alerts.reserved_concurrency
@@ -253,7 +255,7 @@ def test_held_alerts_are_flushed_every_minute_by_their_own_function(cfn, stage):
     assert "ReservedConcurrentExecutions" not in flush
     env = cfn.render(flush["Environment"]["Variables"])
     # Neither the snapshot bucket nor the feedback links: a held-alert summary has neither.
-    feedback = ("EVENTS_TABLE", "FEEDBACK_URL", "FEEDBACK_SECRET_ARN", "FEEDBACK_LINK_S")
+    feedback = ("EVENTS_TABLE", "FEEDBACK_URL", "FEEDBACK_SECRET_ARN", "FEEDBACK_LINK_S", "TRAINING_BUCKET")
     unused = ("EVIDENCE_BUCKET", *feedback)
     assert env == {k: v for k, v in cfn.render(main["Environment"]["Variables"]).items() if k not in unused}
 
