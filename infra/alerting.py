@@ -50,6 +50,11 @@ def powertools_layer_arn(version: int) -> str:
 # above is built for them): raise them together.
 PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
+# cdk-nag's newest-runtime finding, for every function on PYTHON_RUNTIME and the pinned layer.
+RUNTIME_PINNED_BY_LAYER = {
+    "AwsSolutions-L1": "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for "
+    "that this stack pins; raise with the layer."
+}
 
 
 class Alerting(Construct):
@@ -195,10 +200,7 @@ class Alerting(Construct):
         )
         acknowledge(
             function,
-            {
-                "AwsSolutions-L1": "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for "
-                "that this stack pins; raise with the layer."
-            },
+            RUNTIME_PINNED_BY_LAYER,
         )
         return function
 
@@ -271,10 +273,7 @@ class Alerting(Construct):
         self.table.grant(function, "dynamodb:GetItem", "dynamodb:UpdateItem")
         acknowledge(
             function,
-            {
-                "AwsSolutions-L1": "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for "
-                "that this stack pins; raise with the layer."
-            },
+            RUNTIME_PINNED_BY_LAYER,
         )
         schedule = events.Rule(
             self,

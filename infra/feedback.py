@@ -18,6 +18,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from infra.alerting import RUNTIME_PINNED_BY_LAYER
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
 
 # The training channel's prefix (infra/training.py TRAIN_PREFIX) + the feedback folder
@@ -113,10 +114,7 @@ class Feedback(Construct):
         cfn_lint_ignore(self.function, ROLE_DEPENDS_ON)
         acknowledge(
             self.function,
-            {
-                "AwsSolutions-L1": "python3.13 is the runtime every Vigil function shares with the pinned "
-                "Powertools v3 arm64 layer; raised together with it."
-            },
+            RUNTIME_PINNED_BY_LAYER,
         )
         # Least privilege: read and conditionally set one item, put rows under one prefix, read the key.
         self.table.grant(self.function, "dynamodb:GetItem", "dynamodb:UpdateItem")

@@ -39,6 +39,7 @@ from constructs import Construct
 
 from edge_component.contracts.topics import ALERT_TOPIC_THING_SEGMENT, TELEMETRY_CHANNEL, topic_template
 from infra.alert_rule import RULE_SQL_VERSION, stage_rule_sql
+from infra.alerting import RUNTIME_PINNED_BY_LAYER
 from infra.config import StageThings
 from infra.device_policy import iot_service_principal
 from infra.health_config import HealthConfig
@@ -95,20 +96,7 @@ class Health(Construct):
         removal_policy: cdk.RemovalPolicy,
     ) -> None:
         super().__init__(scope, id_)
-        log_group = logs.LogGroup(self, "FunctionLogs", retention=log_retention, removal_policy=removal_policy)
-        role = iam.Role(
-            self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description="Vigil health"
-        )
-        log_group.grant_write(role)
-        # PutMetricData has no resource-level permissions; the namespace condition keeps it to ours
-        # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/iam-cw-condition-keys-namespace.html).
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
-            )
-        )
+        log_group, role = self._metrics_role("Function", "Vigil health", log_retention, removal_policy)
         # Each message also updates its thing's DeviceStatus item (the model loop's canary check
         # reads it); a conditional put, so PutItem, and UpdateItem for last_seen of an older one.
         role.add_to_policy(
@@ -156,15 +144,8 @@ class Health(Construct):
         )
         cfn_lint_ignore(self.function, ROLE_DEPENDS_ON)
         acknowledge(
-            role,
-            {"AwsSolutions-IAM5[Resource::*]": "PutMetricData has no resource-level permissions; namespace-bound."},
-        )
-        acknowledge(
             self.function,
-            {
-                "AwsSolutions-L1": "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for "
-                "that this stack pins; raise with the layer."
-            },
+            RUNTIME_PINNED_BY_LAYER,
         )
         self._rule(stage_things, log_retention, removal_policy)
         self._sweep(
@@ -182,6 +163,31 @@ class Health(Construct):
         self.alarms = self._alarms(stage_name, stage_things, health, list(alarm_topic_arns))
         self.operations_alarms = self._operations_alarms(operations_action)
 
+    def _metrics_role(
+        self, name: str, description: str, retention: logs.RetentionDays, removal: cdk.RemovalPolicy
+    ) -> tuple[logs.LogGroup, iam.Role]:
+        """``<name>Logs`` and ``<name>Role``: a Lambda role that may write that log group and put
+        metrics in the Vigil/Health namespace only."""
+        log_group = logs.LogGroup(self, f"{name}Logs", retention=retention, removal_policy=removal)
+        role = iam.Role(
+            self, f"{name}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description
+        )
+        log_group.grant_write(role)
+        # PutMetricData has no resource-level permissions; the namespace condition keeps it to ours
+        # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/iam-cw-condition-keys-namespace.html).
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
+            )
+        )
+        acknowledge(
+            role,
+            {"AwsSolutions-IAM5[Resource::*]": "PutMetricData has no resource-level permissions; namespace-bound."},
+        )
+        return log_group, role
+
     def _sweep(
         self,
         stage: str,
@@ -197,23 +203,8 @@ class Health(Construct):
     ) -> None:
         """``sweep_function`` (vigil_health.sweep.handler, may Scan the table and put its
         metric, nothing else) and ``sweep_schedule``, every ``health.period_s``."""
-        log_group = logs.LogGroup(self, "SweepLogs", retention=retention, removal_policy=removal)
-        role = iam.Role(
-            self, "SweepRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description="Vigil silent sweep"
-        )
-        log_group.grant_write(role)
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
-            )
-        )
+        log_group, role = self._metrics_role("Sweep", "Vigil silent sweep", retention, removal)
         role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:Scan"], resources=[table.table_arn]))
-        acknowledge(
-            role,
-            {"AwsSolutions-IAM5[Resource::*]": "PutMetricData has no resource-level permissions; namespace-bound."},
-        )
         self.sweep_function = lambda_.Function(
             self,
             "SweepFunction",
@@ -243,10 +234,7 @@ class Health(Construct):
         cfn_lint_ignore(self.sweep_function, ROLE_DEPENDS_ON)
         acknowledge(
             self.sweep_function,
-            {
-                "AwsSolutions-L1": "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for "
-                "that this stack pins; raise with the layer."
-            },
+            RUNTIME_PINNED_BY_LAYER,
         )
         self.sweep_schedule = events.Rule(
             self,

@@ -33,7 +33,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from edge_component.contracts.model_component import BUNDLE_FILE, model_component_name, promoted_version_parameter
-from infra.alerting import ARCHITECTURE, PYTHON_RUNTIME, powertools_layer_arn
+from infra.alerting import ARCHITECTURE, PYTHON_RUNTIME, RUNTIME_PINNED_BY_LAYER, powertools_layer_arn
 from infra.config import ModelLoopConfig
 from infra.lambda_bundle import LAMBDA_DIR, REPO_ROOT, local_python_code
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
@@ -69,10 +69,6 @@ STEPS = (
     "check",
     "promote",
     "rollback",
-)
-L1_REASON = (
-    "python3.13 is the newest runtime AWS publishes the Powertools v3 arm64 layer for that this stack pins; "
-    "raise with the layer."
 )
 
 
@@ -305,7 +301,7 @@ class ModelLoop(Construct):
             environment=self._environment(),
         )
         cfn_lint_ignore(function, ROLE_DEPENDS_ON)
-        acknowledge(function, {"AwsSolutions-L1": L1_REASON})
+        acknowledge(function, RUNTIME_PINNED_BY_LAYER)
         self.functions[step], self.roles[step] = function, role
 
     def _grant(self, stack: cdk.Stack) -> None:
