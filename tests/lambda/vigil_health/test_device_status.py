@@ -21,23 +21,14 @@ from botocore.stub import Stubber
 from vigil_health.status import iso, status_item
 from vigil_loop.canary import FAILED, HEALTHY, WAITING, check
 
+from .conftest import DEVICE_STATUS_TABLE
+
 STAGE = "dev"
 THING = "vigil-dev-canary-1"
-TABLE = "vigil-dev-device-status"
+TABLE = DEVICE_STATUS_TABLE
 NEW = "7a26a8b29bd7e4a16c0a4ae4d721b2e4536ea6736e31bfac4119467f83d8a25f"
 OLD = "eb807b50f22971f2f88f629e3e0841e20ac506127d235fe588a498a81112e716"
 DEPLOYMENT = "canary-dep-1"
-
-
-@pytest.fixture
-def status_table(aws, region) -> Any:
-    """The DeviceStatus table (key ``thing_name``, as infra/model_loop.py makes it) in moto."""
-    return boto3.resource("dynamodb", region_name=region).create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "thing_name", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "thing_name", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 @pytest.fixture

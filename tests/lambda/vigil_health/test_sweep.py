@@ -23,19 +23,11 @@ from vigil_health.metrics import NAMESPACE
 from vigil_health.status import status_item, write_status
 from vigil_health.sweep import silent_things
 
-TABLE = "vigil-dev-device-status"
+from .conftest import DEVICE_STATUS_TABLE
+
+TABLE = DEVICE_STATUS_TABLE
 SILENT_AFTER = timedelta(minutes=3)  # 3 heartbeats of 60 s, infra/health.py's VIGIL_SILENT_AFTER_S
 RETIRED_AFTER = timedelta(days=30)
-
-
-@pytest.fixture
-def status_table(aws, region) -> Any:
-    return boto3.resource("dynamodb", region_name=region).create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "thing_name", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "thing_name", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 @pytest.fixture
