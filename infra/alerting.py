@@ -7,7 +7,6 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -33,7 +32,7 @@ from infra.lambda_bundle import (  # noqa: F401 (re-exported)
 )  # noqa: F401 (re-exported)
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
 from infra.operations import alarm_on_any
-from infra.storage import EVIDENCE_SNAPSHOT_PREFIX
+from infra.storage import EVIDENCE_SNAPSHOT_PREFIX, expiring_table
 
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 
@@ -101,18 +100,7 @@ class Alerting(Construct):
         for phone in alert_sms:
             self.topic.add_subscription(subs.SmsSubscription(phone))
 
-        self.table = dynamodb.TableV2(
-            self,
-            "Idempotency",
-            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
-            time_to_live_attribute="expiration",
-            billing=dynamodb.Billing.on_demand(),
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
-            removal_policy=removal_policy,
-        )
+        self.table = expiring_table(self, "Idempotency", partition_key="id", removal_policy=removal_policy)
 
         self.function = self._function(
             stage_name=stage_name,

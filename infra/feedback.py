@@ -10,7 +10,6 @@ exactly one thing: set the first verdict of an event and write that event's rows
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -20,6 +19,7 @@ from constructs import Construct
 
 from infra.alerting import RUNTIME_PINNED_BY_LAYER
 from infra.nag import ROLE_DEPENDS_ON, acknowledge, cfn_lint_ignore, wildcard_resource
+from infra.storage import expiring_table
 
 # The training channel's prefix (infra/training.py TRAIN_PREFIX) + the feedback folder
 # training/channels.py reads; lambda/vigil_feedback/store.py writes under it.
@@ -71,18 +71,8 @@ class Feedback(Construct):
                 "rotating it would break every link already sent, so it is rotated by hand (new stack value).",
             },
         )
-        self.table = dynamodb.TableV2(
-            self,
-            "Events",
-            partition_key=dynamodb.Attribute(name="thing", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="event_id", type=dynamodb.AttributeType.STRING),
-            time_to_live_attribute="expiration",
-            billing=dynamodb.Billing.on_demand(),
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
-            removal_policy=removal_policy,
+        self.table = expiring_table(
+            self, "Events", partition_key="thing", sort_key="event_id", removal_policy=removal_policy
         )
 
         log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=removal_policy)

@@ -1,10 +1,12 @@
-"""Buckets: one way to make a secure bucket, the access-log bucket and the evidence bucket."""
+"""Buckets: one way to make a secure bucket, the access-log bucket and the evidence bucket;
+and one way to make an expiring DynamoDB table."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -13,6 +15,27 @@ from infra.nag import acknowledge
 
 # Days a non-current evidence version (an expired or overwritten snapshot) is kept: S3's minimum.
 EVIDENCE_NONCURRENT_DAYS = 1
+
+
+def expiring_table(
+    scope: Construct, id_: str, *, partition_key: str, sort_key: str | None = None, removal_policy: cdk.RemovalPolicy
+) -> dynamodb.TableV2:
+    """An on-demand table of string keys whose items expire at their ``expiration``
+    attribute (Unix s), with point-in-time recovery and an AWS managed key."""
+    string = dynamodb.AttributeType.STRING
+    return dynamodb.TableV2(
+        scope,
+        id_,
+        partition_key=dynamodb.Attribute(name=partition_key, type=string),
+        sort_key=dynamodb.Attribute(name=sort_key, type=string) if sort_key else None,
+        time_to_live_attribute="expiration",
+        billing=dynamodb.Billing.on_demand(),
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True
+        ),
+        encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
+        removal_policy=removal_policy,
+    )
 
 
 def secure_bucket(
